@@ -1,0 +1,33 @@
+"""Type stubs for the compiled module `curate._native` (rust/curate-native)."""
+
+from os import PathLike
+from typing import Sequence
+
+__version__: str
+
+ColumnTuple = tuple[str, Sequence[tuple[int, int | None]], str, bool]
+
+class Scan:
+    """A prepared scan: files are listed, parsing starts when the stream is taken."""
+
+    @property
+    def total(self) -> int:
+        """Rows the scan will produce (files, plus paths that could not be walked)."""
+
+    @property
+    def done(self) -> int:
+        """Rows parsed so far."""
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """Start the scan; an Arrow C stream of record batches (PyCapsule protocol)."""
+
+def open_scan(
+    paths: Sequence[str | PathLike[str]],
+    columns: Sequence[ColumnTuple],
+    threads: int = 0,
+    batch_size: int = 2048,
+) -> Scan:
+    """Walk `paths` and prepare a scan of `columns` (name, path, VR, multi-valued)."""
+
+def dictionary_vr(tag: int) -> str:
+    """The VR the standard dictionary gives `tag`; "UN" for private or unknown tags."""

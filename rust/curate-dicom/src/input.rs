@@ -1,0 +1,293 @@
+//! Buffered byte input that reads a file in small chunks and seeks over what nobody asked for.
+//!
+//! A header parser touches a few kilobytes at the front of a file; the rest (a large
+//! sequence nobody selected, the pixel data) must cost one seek, not a read. Random-access
+//! sources (files, byte slices) skip by moving an offset; a deflated stream can only skip
+//! by decompressing and discarding.
+
+use std::fs::File;
+use std::io::{self, Read};
+
+/// Bytes fetched per read from a random-access source: most headers fit in one.
+const CHUNK: usize = 16 * 1024;
+
+/// Something that can be read at an absolute offset without a shared cursor.
+pub trait ReadAt {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+impl ReadAt for File {
+    #[cfg(unix)]
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+    }
+    #[cfg(windows)]
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::windows::fs::FileExt::seek_read(self, buf, offset)
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for &T {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        (**self).read_at(buf, offset)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.len());
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+enum Source<'a> {
+    Random { src: Box<dyn ReadAt + 'a>, size: u64 },
+    Stream(Box<dyn Read + 'a>),
+}
+
+/// Why a read could not be satisfied.
+#[derive(Debug)]
+pub enum InputError {
+    /// The source ended `needed - available` bytes short.
+    Eof { offset: u64 },
+    Io(io::Error),
+}
+
+pub type InputResult<T> = Result<T, InputError>;
+
+pub struct Input<'a> {
+    source: Source<'a>,
+    buf: Vec<u8>,
+    /// Consume position inside `buf`.
+    head: usize,
+    /// Absolute offset of `buf[0]` in the source.
+    base: u64,
+    /// Total bytes fetched from the source (reads, not skips): what the scan cost.
+    bytes_read: u64,
+}
+
+impl<'a> Input<'a> {
+    pub fn random(src: impl ReadAt + 'a, size: u64) -> Self {
+        Self::new(Source::Random { src: Box::new(src), size }, 0)
+    }
+
+    pub fn stream(src: impl Read + 'a, base: u64) -> Self {
+        Self::new(Source::Stream(Box::new(src)), base)
+    }
+
+    fn new(source: Source<'a>, base: u64) -> Self {
+        Input { source, buf: Vec::with_capacity(CHUNK), head: 0, base, bytes_read: 0 }
+    }
+
+    /// Absolute offset of the next unread byte.
+    pub fn pos(&self) -> u64 {
+        self.base + self.head as u64
+    }
+
+    /// Size of the source when known (random access only).
+    pub fn size(&self) -> Option<u64> {
+        match &self.source {
+            Source::Random { size, .. } => Some(*size),
+            Source::Stream(_) => None,
+        }
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    fn available(&self) -> usize {
+        self.buf.len() - self.head
+    }
+
+    /// Fetch more bytes so that at least `n` are available, or fail at end of input.
+    fn fill(&mut self, n: usize) -> InputResult<()> {
+        if self.available() >= n {
+            return Ok(());
+        }
+        // Drop consumed bytes so the buffer never grows past what one value needs.
+        self.buf.drain(..self.head);
+        self.base += self.head as u64;
+        self.head = 0;
+        while self.buf.len() < n {
+            let want = (n - self.buf.len()).max(CHUNK);
+            let old = self.buf.len();
+            self.buf.resize(old + want, 0);
+            let got = match &mut self.source {
+                Source::Random { src, size } => {
+                    let offset = self.base + old as u64;
+                    let limit = size.saturating_sub(offset).min(want as u64) as usize;
+                    if limit == 0 {
+                        0
+                    } else {
+                        read_retrying(|b| src.read_at(b, offset), &mut self.buf[old..old + limit])?
+                    }
+                }
+                Source::Stream(r) => read_retrying(|b| r.read(b), &mut self.buf[old..])?,
+            };
+            self.buf.truncate(old + got);
+            self.bytes_read += got as u64;
+            if got == 0 {
+                return Err(InputError::Eof { offset: self.base + self.buf.len() as u64 });
+            }
+        }
+        Ok(())
+    }
+
+    /// Look at the next `n` bytes without consuming them.
+    pub fn peek(&mut self, n: usize) -> InputResult<&[u8]> {
+        self.fill(n)?;
+        Ok(&self.buf[self.head..self.head + n])
+    }
+
+    /// As many of the next `n` bytes as exist (fewer at end of input).
+    pub fn peek_up_to(&mut self, n: usize) -> InputResult<&[u8]> {
+        match self.fill(n) {
+            Ok(()) | Err(InputError::Eof { .. }) => {
+                let end = self.buf.len().min(self.head + n);
+                Ok(&self.buf[self.head..end])
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Consume the next `n` bytes.
+    pub fn take(&mut self, n: usize) -> InputResult<&[u8]> {
+        self.fill(n)?;
+        let start = self.head;
+        self.head += n;
+        Ok(&self.buf[start..start + n])
+    }
+
+    /// True when no byte is left.
+    pub fn at_end(&mut self) -> InputResult<bool> {
+        match self.fill(1) {
+            Ok(()) => Ok(false),
+            Err(InputError::Eof { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Move past `n` bytes without reading them where the source allows it.
+    pub fn skip(&mut self, n: u64) -> InputResult<()> {
+        if n <= self.available() as u64 {
+            self.head += n as usize;
+            return Ok(());
+        }
+        let target = self.pos().saturating_add(n);
+        match &mut self.source {
+            Source::Random { size, .. } => {
+                if target > *size {
+                    return Err(InputError::Eof { offset: *size });
+                }
+                self.buf.clear();
+                self.head = 0;
+                self.base = target;
+                Ok(())
+            }
+            Source::Stream(_) => {
+                let mut left = n;
+                while left > 0 {
+                    let step = left.min(CHUNK as u64) as usize;
+                    let have = self.available().min(step).max(1);
+                    self.fill(have)?;
+                    let k = self.available().min(step);
+                    self.head += k;
+                    left -= k as u64;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Hand the rest of a random-access source over as a plain reader (for deflated data).
+    pub fn into_reader(self) -> Box<dyn Read + 'a> {
+        let rest = self.buf[self.head..].to_vec();
+        match self.source {
+            Source::Random { src, size } => {
+                let next = self.base + self.buf.len() as u64;
+                Box::new(io::Cursor::new(rest).chain(ReadAtReader { src, offset: next, size }))
+            }
+            Source::Stream(r) => Box::new(io::Cursor::new(rest).chain(r)),
+        }
+    }
+}
+
+struct ReadAtReader<'a> {
+    src: Box<dyn ReadAt + 'a>,
+    offset: u64,
+    size: u64,
+}
+
+impl Read for ReadAtReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let limit = self.size.saturating_sub(self.offset).min(buf.len() as u64) as usize;
+        if limit == 0 {
+            return Ok(0);
+        }
+        let n = self.src.read_at(&mut buf[..limit], self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Read until `buf` is full or the source is exhausted, retrying on EINTR.
+fn read_retrying(
+    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    buf: &mut [u8],
+) -> InputResult<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(InputError::Io(e)),
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_beyond_buffer_moves_offset_without_reading() {
+        let data = vec![7u8; 100_000];
+        let mut input = Input::random(data.as_slice(), data.len() as u64);
+        input.take(4).unwrap();
+        input.skip(90_000).unwrap();
+        assert_eq!(input.pos(), 90_004);
+        assert_eq!(input.take(2).unwrap(), &[7, 7]);
+        assert!(input.bytes_read() < 40_000, "read {} bytes", input.bytes_read());
+    }
+
+    #[test]
+    fn skip_past_end_is_eof() {
+        let data = [1u8; 10];
+        let mut input = Input::random(&data[..], 10);
+        assert!(matches!(input.skip(11), Err(InputError::Eof { .. })));
+    }
+
+    #[test]
+    fn stream_skip_discards() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(50_000).collect();
+        let mut input = Input::stream(io::Cursor::new(data), 0);
+        input.skip(40_000).unwrap();
+        assert_eq!(input.take(1).unwrap()[0], (40_000 % 256) as u8);
+        assert!(matches!(input.skip(20_000), Err(InputError::Eof { .. })));
+    }
+
+    #[test]
+    fn peek_up_to_stops_at_end() {
+        let data = [1u8, 2, 3];
+        let mut input = Input::random(&data[..], 3);
+        assert_eq!(input.peek_up_to(10).unwrap(), &[1, 2, 3]);
+        assert!(!input.at_end().unwrap());
+        input.skip(3).unwrap();
+        assert!(input.at_end().unwrap());
+    }
+}

@@ -1,0 +1,503 @@
+//! The header parser: from the first byte of a file to the start of Pixel Data.
+//!
+//! It walks elements in file order, reads only those the selection names (and the few the
+//! parser itself needs: Transfer Syntax, Specific Character Set, the Media Storage SOP
+//! Class that marks a DICOMDIR), descends only into sequences that hold a selected
+//! attribute, and skips everything else by length. Undefined-length sequences are walked
+//! item by item, but defined-length items inside them are still skipped whole.
+
+use crate::charset::Charset;
+use crate::error::{tag_str, ErrorKind, ParseError};
+use crate::input::{Input, InputError};
+use crate::selection::{Node, Selection};
+use crate::value::{self, Value};
+use crate::vr::Vr;
+use flate2::read::DeflateDecoder;
+
+const UNDEFINED: u32 = 0xffff_ffff;
+const ITEM: u32 = 0xfffe_e000;
+const ITEM_END: u32 = 0xfffe_e00d;
+const SEQUENCE_END: u32 = 0xfffe_e0dd;
+const TRANSFER_SYNTAX: u32 = 0x0002_0010;
+const MEDIA_STORAGE_SOP_CLASS: u32 = 0x0002_0002;
+const SPECIFIC_CHARACTER_SET: u32 = 0x0008_0005;
+const DIRECTORY_RECORD_SEQUENCE: u32 = 0x0004_1220;
+const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
+/// Deeper nesting than this is a hostile or broken file, not a real object.
+const MAX_DEPTH: usize = 64;
+/// Largest value the parser will hold in memory for a selected attribute.
+const MAX_VALUE_BYTES: u32 = 64 << 20;
+
+pub mod ts {
+    pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+    pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+    pub const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
+    pub const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
+}
+
+/// How data elements are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Syntax {
+    explicit: bool,
+    big_endian: bool,
+}
+
+const IMPLICIT_LE: Syntax = Syntax { explicit: false, big_endian: false };
+const EXPLICIT_LE: Syntax = Syntax { explicit: true, big_endian: false };
+const EXPLICIT_BE: Syntax = Syntax { explicit: true, big_endian: true };
+
+/// Everything the scan keeps from one file's header.
+#[derive(Debug, Default)]
+pub struct Header {
+    /// Transfer Syntax UID from the file meta group; `None` for files without one.
+    pub transfer_syntax: Option<String>,
+    /// Byte offset of the top-level Pixel Data element's tag (not known in deflated files).
+    pub pixel_data_offset: Option<u64>,
+    /// The file is a DICOMDIR (a media directory, not an image).
+    pub dicomdir: bool,
+    /// One slot per selected column.
+    pub values: Vec<Option<Value>>,
+    /// Columns whose value was present but not valid for its type (kept null).
+    pub invalid: Vec<usize>,
+    /// Bytes fetched from the file.
+    pub bytes_read: u64,
+}
+
+/// A parsed header, and the problem that stopped parsing early if there was one.
+/// Values read before the problem are kept: they help a user find the broken file.
+#[derive(Debug)]
+pub struct Parsed {
+    pub header: Header,
+    pub error: Option<ParseError>,
+}
+
+/// Parse the header of a DICOM file from `input`.
+pub fn parse(input: Input<'_>, selection: &Selection) -> Parsed {
+    let mut parser = Parser {
+        input,
+        selection,
+        header: Header { values: vec![None; selection.columns.len()], ..Header::default() },
+        charset: Charset::default(),
+        syntax: EXPLICIT_LE,
+        element: None,
+    };
+    let error = parser.run().err();
+    parser.header.bytes_read += parser.input.bytes_read();
+    Parsed { header: parser.header, error }
+}
+
+/// Parse a header held in memory (tests, fuzzing, callers that already read the bytes).
+pub fn parse_bytes(data: &[u8], selection: &Selection) -> Parsed {
+    parse(Input::random(data, data.len() as u64), selection)
+}
+
+/// How a data set ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// Its defined length was used up (or the file ended cleanly at top level).
+    End,
+    ItemEnd,
+    SequenceEnd,
+    PixelData,
+}
+
+struct ElementHeader {
+    tag: u32,
+    vr: Vr,
+    len: u32,
+}
+
+struct Parser<'a, 's> {
+    input: Input<'a>,
+    selection: &'s Selection,
+    header: Header,
+    charset: Charset,
+    syntax: Syntax,
+    /// The element being read, for error messages.
+    element: Option<u32>,
+}
+
+type Result<T> = std::result::Result<T, ParseError>;
+
+impl<'a> Parser<'a, '_> {
+    fn run(&mut self) -> Result<()> {
+        let start = self.peek_up_to(132)?;
+        if start.is_empty() {
+            return Err(ParseError::new(ErrorKind::NotDicom, "empty file"));
+        }
+        let has_preamble = start.len() >= 132 && &start[128..132] == b"DICM";
+        if has_preamble {
+            self.skip(132)?;
+        } else if start.starts_with(b"DICM") {
+            self.skip(4)?;
+        }
+        let meta_follows = self.peek_up_to(2)? == [2, 0];
+        if meta_follows {
+            self.syntax = EXPLICIT_LE;
+            self.parse_meta()?;
+        } else if !has_preamble && !looks_like_dataset(&start) {
+            return Err(ParseError::new(
+                ErrorKind::NotDicom,
+                "no 'DICM' marker at byte 128 and no DICOM data element at the start of the file",
+            ));
+        }
+        let ts = self.header.transfer_syntax.clone();
+        match ts.as_deref() {
+            Some(ts::DEFLATED_LE) => {
+                let input = std::mem::replace(&mut self.input, Input::random(&[][..], 0));
+                let meta_bytes_read = input.bytes_read();
+                self.input = Input::stream(DeflateDecoder::new(input.into_reader()), 0);
+                self.syntax = EXPLICIT_LE;
+                let result = self.parse_top_level();
+                // Offsets in the inflated stream do not address the file.
+                self.header.pixel_data_offset = None;
+                self.header.bytes_read += meta_bytes_read; // the inflated stream counts the rest
+                result
+            }
+            Some(ts::EXPLICIT_BE) => {
+                self.syntax = EXPLICIT_BE;
+                self.parse_top_level()
+            }
+            Some(ts::IMPLICIT_LE) => {
+                self.syntax = self.sniff_little_endian(IMPLICIT_LE)?;
+                self.parse_top_level()
+            }
+            Some(_) => {
+                self.syntax = self.sniff_little_endian(EXPLICIT_LE)?;
+                self.parse_top_level()
+            }
+            None => {
+                self.syntax = if looks_explicit_be(&self.peek_up_to(8)?) {
+                    EXPLICIT_BE
+                } else {
+                    self.sniff_little_endian(IMPLICIT_LE)?
+                };
+                self.parse_top_level()
+            }
+        }
+    }
+
+    fn parse_meta(&mut self) -> Result<()> {
+        let root = &self.selection.root;
+        loop {
+            let next = self.peek_up_to(2)?;
+            if next != [2, 0] {
+                return Ok(());
+            }
+            let h = self.read_element_header()?;
+            self.element_value(&h, root.get(h.tag).and_then(|t| t.column))?;
+        }
+    }
+
+    /// Writers that label implicit data as explicit (and the reverse) are common enough
+    /// that the first element decides, as other readers do.
+    fn sniff_little_endian(&mut self, declared: Syntax) -> Result<Syntax> {
+        let b = self.peek_up_to(6)?;
+        if b.len() < 6 {
+            return Ok(declared);
+        }
+        let explicit = Vr::parse([b[4], b[5]]).is_some();
+        Ok(Syntax { explicit, big_endian: false })
+    }
+
+    fn parse_top_level(&mut self) -> Result<()> {
+        let root = &self.selection.root;
+        match self.parse_dataset(root, None, 0)? {
+            Stop::SequenceEnd | Stop::ItemEnd => {
+                Err(ParseError::new(ErrorKind::Corrupt, "delimiter outside any sequence at top level"))
+            }
+            Stop::End | Stop::PixelData => Ok(()),
+        }
+    }
+
+    /// Parse elements until `end` (an absolute offset), an item delimiter, or Pixel Data.
+    fn parse_dataset(&mut self, node: &Node, end: Option<u64>, depth: usize) -> Result<Stop> {
+        loop {
+            if let Some(end) = end {
+                if self.input.pos() >= end {
+                    return Ok(Stop::End);
+                }
+            }
+            if self.at_end()? {
+                if depth == 0 {
+                    return Ok(Stop::End);
+                }
+                return Err(self.truncated("inside a sequence item"));
+            }
+            let element_start = self.input.pos();
+            let h = self.read_element_header()?;
+            match h.tag {
+                ITEM_END => return Ok(Stop::ItemEnd),
+                SEQUENCE_END => return Ok(Stop::SequenceEnd),
+                ITEM => {
+                    return Err(ParseError::new(
+                        ErrorKind::Corrupt,
+                        format!("item tag (FFFE,E000) at byte {element_start} outside a sequence"),
+                    ))
+                }
+                _ => {}
+            }
+            if depth == 0 && matches!(h.tag, 0x7fe0_0010 | 0x7fe0_0008 | 0x7fe0_0009) {
+                self.header.pixel_data_offset = Some(element_start);
+                return Ok(Stop::PixelData);
+            }
+            if let Some(end) = end {
+                if h.len != UNDEFINED && self.input.pos() + h.len as u64 > end {
+                    return Err(ParseError::new(
+                        ErrorKind::Corrupt,
+                        format!(
+                            "element {} of length {} runs past the end of its item at byte {end}",
+                            tag_str(h.tag),
+                            h.len
+                        ),
+                    ));
+                }
+            }
+            let target = node.get(h.tag);
+            let into_items = target.filter(|t| !t.items.is_empty());
+            let is_sequence = h.vr == Vr::SQ || h.len == UNDEFINED || (into_items.is_some() && h.vr == Vr::UN);
+            if h.tag == DIRECTORY_RECORD_SEQUENCE && depth == 0 {
+                self.header.dicomdir = true;
+            }
+            if is_sequence {
+                if into_items.is_none() && h.len != UNDEFINED {
+                    self.skip_value(&h)?;
+                    continue;
+                }
+                // Undefined-length UN holds implicit little endian (PS3.5 6.2.2).
+                let inner = if h.vr == Vr::UN { IMPLICIT_LE } else { self.syntax };
+                let outer = std::mem::replace(&mut self.syntax, inner);
+                let result = self.parse_sequence(&h, into_items, depth + 1);
+                self.syntax = outer;
+                result?;
+                continue;
+            }
+            self.element_value(&h, target.and_then(|t| t.column))?;
+        }
+    }
+
+    fn parse_sequence(&mut self, h: &ElementHeader, target: Option<&crate::selection::Target>, depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(ParseError::new(
+                ErrorKind::Corrupt,
+                format!("sequences nested deeper than {MAX_DEPTH} levels at {}", tag_str(h.tag)),
+            ));
+        }
+        let seq_tag = h.tag;
+        let end = (h.len != UNDEFINED).then(|| self.input.pos() + h.len as u64);
+        let mut index = 0u32;
+        loop {
+            if let Some(end) = end {
+                if self.input.pos() >= end {
+                    return Ok(());
+                }
+            }
+            self.element = Some(seq_tag);
+            let item = self.read_item_header()?;
+            match item.tag {
+                SEQUENCE_END => return Ok(()),
+                ITEM => {}
+                // Stray item delimiters after defined-length items: tolerated, as other readers do.
+                ITEM_END => continue,
+                other => {
+                    return Err(ParseError::new(
+                        ErrorKind::Corrupt,
+                        format!("expected an item in sequence {}, found {}", tag_str(seq_tag), tag_str(other)),
+                    ))
+                }
+            }
+            let child = target.and_then(|t| t.item(index));
+            index += 1;
+            if child.is_none() && item.len != UNDEFINED {
+                self.skip_value(&item)?;
+                continue;
+            }
+            let empty = Node::default();
+            let node = child.unwrap_or(&empty);
+            let item_end = (item.len != UNDEFINED).then(|| self.input.pos() + item.len as u64);
+            if let (Some(item_end), Some(end)) = (item_end, end) {
+                if item_end > end {
+                    return Err(ParseError::new(
+                        ErrorKind::Corrupt,
+                        format!("an item of sequence {} runs past the end of the sequence", tag_str(seq_tag)),
+                    ));
+                }
+            }
+            // A Specific Character Set inside an item applies to that item only.
+            let charset = self.charset;
+            let stop = self.parse_dataset(node, item_end, depth);
+            self.charset = charset;
+            match stop? {
+                Stop::SequenceEnd if end.is_none() => return Ok(()),
+                Stop::PixelData => unreachable!("pixel data stops only at top level"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Read or skip one element's value. `column` is the selected column it fills.
+    fn element_value(&mut self, h: &ElementHeader, column: Option<usize>) -> Result<()> {
+        let needed_by_parser = matches!(h.tag, TRANSFER_SYNTAX | MEDIA_STORAGE_SOP_CLASS | SPECIFIC_CHARACTER_SET);
+        if column.is_none() && !needed_by_parser {
+            return self.skip_value(h);
+        }
+        if h.len > MAX_VALUE_BYTES {
+            if let Some(col) = column {
+                self.header.invalid.push(col);
+            }
+            return self.skip_value(h);
+        }
+        if let Some(size) = self.input.size() {
+            if self.input.pos() + h.len as u64 > size {
+                return Err(self.truncated(&format!("in the value of {} ({} bytes)", tag_str(h.tag), h.len)));
+            }
+        }
+        let big_endian = self.syntax.big_endian;
+        let bytes = match self.input.take(h.len as usize) {
+            Ok(b) => b,
+            Err(e) => return Err(Self::input_error(e, Some(h.tag))),
+        };
+        match h.tag {
+            TRANSFER_SYNTAX => self.header.transfer_syntax = Some(uid_text(bytes)),
+            MEDIA_STORAGE_SOP_CLASS => self.header.dicomdir |= uid_text(bytes) == DICOMDIR_SOP_CLASS,
+            SPECIFIC_CHARACTER_SET => self.charset = Charset::from_value(bytes),
+            _ => {}
+        }
+        if let Some(col) = column {
+            if self.header.values[col].is_none() {
+                let spec = &self.selection.columns[col];
+                match value::decode(spec, h.vr, big_endian, &self.charset, bytes) {
+                    Ok(v) => self.header.values[col] = v,
+                    Err(_) => self.header.invalid.push(col),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn skip_value(&mut self, h: &ElementHeader) -> Result<()> {
+        let tag = h.tag;
+        self.input.skip(h.len as u64).map_err(|e| match e {
+            InputError::Eof { offset } => ParseError::new(
+                ErrorKind::Truncated,
+                format!("file ends at byte {offset}, inside the value of {} ({} bytes)", tag_str(tag), h.len),
+            ),
+            InputError::Io(e) => ParseError::new(ErrorKind::Unreadable, e.to_string()),
+        })
+    }
+
+    fn read_element_header(&mut self) -> Result<ElementHeader> {
+        let Syntax { explicit, big_endian } = self.syntax;
+        let b = self.peek_header(8)?;
+        let tag = read_tag(&b, big_endian);
+        self.element = Some(tag);
+        let group = (tag >> 16) as u16;
+        if group == 0xfffe {
+            self.skip(8)?;
+            return Ok(ElementHeader { tag, vr: Vr::UN, len: read_u32(&b[4..8], big_endian) });
+        }
+        let vr = explicit.then(|| Vr::parse([b[4], b[5]])).flatten();
+        match vr {
+            Some(vr) if vr.has_long_length() => {
+                let b = self.peek_header(12)?;
+                let len = read_u32(&b[8..12], big_endian);
+                self.skip(12)?;
+                Ok(ElementHeader { tag, vr, len })
+            }
+            Some(vr) => {
+                let len = read_u16(&b[6..8], big_endian) as u32;
+                self.skip(8)?;
+                Ok(ElementHeader { tag, vr, len })
+            }
+            // Implicit VR, or an explicit file with an implicit element in it.
+            None => {
+                self.skip(8)?;
+                Ok(ElementHeader { tag, vr: Vr::of_tag(tag), len: read_u32(&b[4..8], big_endian) })
+            }
+        }
+    }
+
+    fn read_item_header(&mut self) -> Result<ElementHeader> {
+        let big_endian = self.syntax.big_endian;
+        let b = self.peek_header(8)?;
+        self.skip(8)?;
+        Ok(ElementHeader { tag: read_tag(&b, big_endian), vr: Vr::UN, len: read_u32(&b[4..8], big_endian) })
+    }
+
+    fn peek_header(&mut self, n: usize) -> Result<[u8; 12]> {
+        let element = self.element;
+        let b = self.input.peek(n).map_err(|e| Self::input_error(e, element))?;
+        let mut out = [0u8; 12];
+        out[..n].copy_from_slice(b);
+        Ok(out)
+    }
+
+    fn skip(&mut self, n: u64) -> Result<()> {
+        let element = self.element;
+        self.input.skip(n).map_err(|e| Self::input_error(e, element))
+    }
+
+    fn truncated(&self, context: &str) -> ParseError {
+        ParseError::new(ErrorKind::Truncated, format!("file ends at byte {} {context}", self.input.pos()))
+    }
+
+    fn peek_up_to(&mut self, n: usize) -> Result<Vec<u8>> {
+        let element = self.element;
+        self.input.peek_up_to(n).map(<[u8]>::to_vec).map_err(|e| Self::input_error(e, element))
+    }
+
+    fn at_end(&mut self) -> Result<bool> {
+        let element = self.element;
+        self.input.at_end().map_err(|e| Self::input_error(e, element))
+    }
+
+    fn input_error(e: InputError, element: Option<u32>) -> ParseError {
+        match e {
+            InputError::Eof { offset } => {
+                let place = element.map(|t| format!(" in or after element {}", tag_str(t))).unwrap_or_default();
+                ParseError::new(ErrorKind::Truncated, format!("file ends at byte {offset}{place}"))
+            }
+            InputError::Io(e) => ParseError::new(ErrorKind::Unreadable, e.to_string()),
+        }
+    }
+}
+
+fn read_u16(b: &[u8], big_endian: bool) -> u16 {
+    let a = [b[0], b[1]];
+    if big_endian { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
+}
+
+fn read_u32(b: &[u8], big_endian: bool) -> u32 {
+    let a = [b[0], b[1], b[2], b[3]];
+    if big_endian { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+}
+
+fn read_tag(b: &[u8], big_endian: bool) -> u32 {
+    ((read_u16(&b[0..2], big_endian) as u32) << 16) | read_u16(&b[2..4], big_endian) as u32
+}
+
+fn uid_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim_end_matches(['\0', ' ']).trim_start().to_string()
+}
+
+/// A file without preamble or meta group (ACR-NEMA style, or a raw data set) must start
+/// with a plausible low group in ascending order: refuse anything else as not DICOM.
+fn looks_like_dataset(start: &[u8]) -> bool {
+    if start.len() < 8 {
+        return false;
+    }
+    let group_le = u16::from_le_bytes([start[0], start[1]]);
+    let plausible = |g: u16| g >= 0x0002 && g <= 0x0028 && g % 2 == 0;
+    if plausible(group_le) {
+        let len_ok = Vr::parse([start[4], start[5]]).is_some()
+            || u32::from_le_bytes([start[4], start[5], start[6], start[7]]) < 0x0100_0000;
+        return len_ok;
+    }
+    looks_explicit_be(start)
+}
+
+fn looks_explicit_be(start: &[u8]) -> bool {
+    start.len() >= 8
+        && u16::from_be_bytes([start[0], start[1]]) == 0x0008
+        && Vr::parse([start[4], start[5]]).is_some()
+}

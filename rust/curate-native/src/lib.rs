@@ -1,0 +1,102 @@
+//! `curate._native`: the thin PyO3 layer over the scanner.
+//!
+//! Python hands in paths and resolved column specs; Rust walks and parses with the GIL
+//! released and hands record batches back through the Arrow C stream interface
+//! (`__arrow_c_stream__`), so no value crosses as a Python object.
+
+use arrow_array::ffi_stream::FFI_ArrowArrayStream;
+use curate_dicom::{ColumnSpec, PathStep, Selection, Vr};
+use curate_scan::Scan;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyCapsule;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// (name, [(tag, item index or None), ...], dictionary VR, multi-valued)
+type ColumnTuple = (String, Vec<(u32, Option<u32>)>, String, bool);
+
+fn to_spec((name, path, vr, multi): ColumnTuple) -> PyResult<ColumnSpec> {
+    let code: [u8; 2] = vr
+        .as_bytes()
+        .get(..2)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| PyValueError::new_err(format!("column {name:?}: VR {vr:?} is not a two-letter code")))?;
+    let vr = Vr::parse(code).unwrap_or(Vr::UN);
+    let path = path.into_iter().map(|(tag, item)| PathStep { tag, item }).collect();
+    Ok(ColumnSpec::new(name, path, vr, multi))
+}
+
+/// A prepared scan: the file list is known; parsing starts when the stream is taken.
+#[pyclass(name = "Scan", module = "curate._native", frozen)]
+struct PyScan {
+    total: usize,
+    progress: Arc<AtomicU64>,
+    pending: Mutex<Option<Scan>>,
+}
+
+#[pymethods]
+impl PyScan {
+    /// Number of rows the scan will produce (files found, plus paths that could not be walked).
+    #[getter]
+    fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Rows parsed so far.
+    #[getter]
+    fn done(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    /// Start the scan and export it as an Arrow C stream (PyCapsule protocol).
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema; // the index schema is fixed by the selection
+        let scan = self
+            .pending
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("scan state poisoned"))?
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("this scan was already started; open a new one"))?;
+        let stream = py.detach(|| scan.run()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let ffi = FFI_ArrowArrayStream::new(Box::new(stream));
+        PyCapsule::new_with_value(py, ffi, c"arrow_array_stream")
+    }
+}
+
+/// Walk `paths` (files and folders) and prepare a scan of `columns`.
+#[pyfunction]
+#[pyo3(signature = (paths, columns, threads=0, batch_size=curate_scan::DEFAULT_BATCH_SIZE))]
+fn open_scan(
+    py: Python<'_>,
+    paths: Vec<PathBuf>,
+    columns: Vec<ColumnTuple>,
+    threads: usize,
+    batch_size: usize,
+) -> PyResult<PyScan> {
+    let specs = columns.into_iter().map(to_spec).collect::<PyResult<Vec<_>>>()?;
+    let selection = Selection::new(specs).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let scan = py.detach(|| Scan::new(&paths, selection, threads, batch_size));
+    Ok(PyScan { total: scan.len(), progress: scan.progress(), pending: Mutex::new(Some(scan)) })
+}
+
+/// The VR the standard dictionary (dicom-rs) gives a tag: "UN" for private or unknown tags.
+#[pyfunction]
+fn dictionary_vr(tag: u32) -> String {
+    Vr::of_tag(tag).as_str().to_string()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<PyScan>()?;
+    m.add_function(wrap_pyfunction!(open_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(dictionary_vr, m)?)?;
+    Ok(())
+}

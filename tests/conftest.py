@@ -1,0 +1,27 @@
+"""Shared fixtures: pydicom's bundled test files are real DICOM written by many vendors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+
+@pytest.fixture(scope="session")
+def pydicom_test_dirs() -> list[Path]:
+    """The folders of pydicom's bundled test files: general files and character sets."""
+    data = Path(get_testdata_file("CT_small.dcm")).parent.parent
+    return [data / "test_files", data / "charset_files"]
+
+
+@pytest.fixture(scope="session")
+def pydicom_test_files(pydicom_test_dirs: list[Path]) -> list[Path]:
+    return sorted(p for d in pydicom_test_dirs for p in d.rglob("*") if p.is_file())
+
+
+def testdata(name: str) -> Path:
+    path = get_testdata_file(name)
+    assert path is not None, f"pydicom test file {name} is missing"
+    return Path(os.fspath(path))
