@@ -25,3 +25,6 @@ def testdata(name: str) -> Path:
     path = get_testdata_file(name)
     assert path is not None, f"pydicom test file {name} is missing"
     return Path(os.fspath(path))
+
+
+testdata.__test__ = False  # a helper, not a test, when imported into a test module

@@ -1,0 +1,81 @@
+"""The `curate` command: `curate <stage> key=value ...`, one Hydra app per stage.
+
+Each stage's config is `conf/<stage>.yaml`; the functions here only turn a composed
+config into a call of the library function that does the work.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import hydra
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from curate.paths import conf_dir
+
+
+def _as_list(value) -> list[str]:
+    if isinstance(value, (list, ListConfig)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _scan(cfg: DictConfig) -> None:
+    from curate.index import build_index
+
+    summary = build_index(
+        source=_as_list(cfg.source),
+        index_dir=cfg.index,
+        tags=_as_list(cfg.tags.keywords),
+        extra_tags=_as_list(cfg.extra_tags) if cfg.extra_tags else (),
+        threads=cfg.threads,
+        batch_size=cfg.batch_size,
+        progress=cfg.progress,
+    )
+    print(summary.format())
+
+
+STAGES: dict[str, tuple[Callable[[DictConfig], None], str]] = {
+    "scan": (_scan, "read DICOM headers into a Parquet index"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: curate <stage> [key=value ...] [--help] [--cfg job] [-m]", "", "stages:"]
+    lines += [f"  {name:<10} {about}" for name, (_, about) in STAGES.items()]
+    lines += ["", "`curate <stage> --help` explains a stage and its options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if args[0] == "--version":
+        from curate import __version__
+
+        print(f"curate {__version__}")
+        return 0
+    stage = args.pop(0)
+    if stage not in STAGES:
+        print(f"curate: unknown stage {stage!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    run, _ = STAGES[stage]
+
+    def task(cfg: DictConfig) -> None:
+        OmegaConf.resolve(cfg)
+        try:
+            run(cfg)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"curate {stage}: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    sys.argv = [f"curate {stage}", *args]
+    hydra.main(config_path=str(conf_dir()), config_name=stage, version_base="1.3")(task)()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
