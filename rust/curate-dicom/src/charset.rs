@@ -5,6 +5,8 @@
 //! between escapes is decoded with the set its escape designates, and a value starts over
 //! in the default set (PS3.5 6.1.2.5.3). Decoders come from `encoding_rs`.
 
+use std::borrow::Cow;
+
 use encoding_rs::{Encoding, EUC_JP, EUC_KR, GB18030, GBK, ISO_2022_JP, SHIFT_JIS, UTF_8};
 
 const ESC: u8 = 0x1b;
@@ -47,30 +49,36 @@ impl Default for Charset {
 
 fn set_by_term(term: &str) -> Option<Set> {
     use encoding_rs::*;
-    let t = term.trim();
-    let t = t.strip_prefix("ISO 2022 ").map(|r| r.to_string()).unwrap_or_else(|| t.replace("ISO_IR", "IR"));
-    let t = t.replace("IR_", "IR ");
-    Some(match t.as_str() {
-        "" | "IR 6" => Set::Latin1,
-        "IR 100" => Set::Latin1,
-        "IR 101" => Set::Single(ISO_8859_2),
-        "IR 109" => Set::Single(ISO_8859_3),
-        "IR 110" => Set::Single(ISO_8859_4),
-        "IR 144" => Set::Single(ISO_8859_5),
-        "IR 127" => Set::Single(ISO_8859_6),
-        "IR 126" => Set::Single(ISO_8859_7),
-        "IR 138" => Set::Single(ISO_8859_8),
-        "IR 148" => Set::Single(WINDOWS_1254),
-        "IR 203" => Set::Single(ISO_8859_15),
-        "IR 166" => Set::Single(WINDOWS_874),
-        "IR 13" => Set::JisX0201,
-        "IR 87" => Set::JisX0208,
-        "IR 159" => Set::JisX0212,
-        "IR 149" => Set::KsX1001,
-        "IR 58" => Set::Gb2312,
-        "IR 192" => Set::Utf8,
-        "GB18030" => Set::Gb18030,
-        "GBK" => Set::Gbk,
+    let term = term.trim();
+    // "ISO_IR 100", "ISO 2022 IR 100" (and the common misspelling "ISO_IR_100"): the
+    // registration number after "IR" names the set.
+    let Some(at) = term.find("IR") else {
+        return match term {
+            "" => Some(Set::Latin1),
+            "GB18030" => Some(Set::Gb18030),
+            "GBK" => Some(Set::Gbk),
+            _ => None,
+        };
+    };
+    let number: u32 = term[at + 2..].trim_start_matches([' ', '_']).parse().ok()?;
+    Some(match number {
+        6 | 100 => Set::Latin1,
+        101 => Set::Single(ISO_8859_2),
+        109 => Set::Single(ISO_8859_3),
+        110 => Set::Single(ISO_8859_4),
+        144 => Set::Single(ISO_8859_5),
+        127 => Set::Single(ISO_8859_6),
+        126 => Set::Single(ISO_8859_7),
+        138 => Set::Single(ISO_8859_8),
+        148 => Set::Single(WINDOWS_1254),
+        203 => Set::Single(ISO_8859_15),
+        166 => Set::Single(WINDOWS_874),
+        13 => Set::JisX0201,
+        87 => Set::JisX0208,
+        159 => Set::JisX0212,
+        149 => Set::KsX1001,
+        58 => Set::Gb2312,
+        192 => Set::Utf8,
         _ => return None,
     })
 }
@@ -80,17 +88,19 @@ impl Charset {
     /// Latin-1 (nothing is lost; the bytes stay readable) rather than failing the file.
     pub fn from_value(raw: &[u8]) -> Charset {
         let text = String::from_utf8_lossy(raw);
-        let terms: Vec<&str> = text.split('\\').map(|t| t.trim_matches([' ', '\0'])).collect();
-        let iso2022 = terms.iter().any(|t| t.starts_with("ISO 2022"));
-        let default = terms.first().and_then(|t| set_by_term(t)).unwrap_or(Set::Latin1);
-        // A lone ISO 2022 IR 13/87 term on its own still means Japanese code extensions.
-        let iso2022 = iso2022 || matches!(default, Set::JisX0208 | Set::JisX0212);
+        let mut terms = text.split('\\').map(|t| t.trim_matches([' ', '\0']));
+        let first = terms.next().unwrap_or("");
+        let default = set_by_term(first).unwrap_or(Set::Latin1);
+        // A lone ISO 2022 IR 87/159 term on its own still means Japanese code extensions.
+        let iso2022 = first.starts_with("ISO 2022")
+            || terms.any(|t| t.starts_with("ISO 2022"))
+            || matches!(default, Set::JisX0208 | Set::JisX0212);
         Charset { default, iso2022 }
     }
 
     /// Decode a text value (all of it: values are split on `\` after decoding, so that a
     /// multi-byte character whose second byte is 0x5C is not cut in two).
-    pub fn decode(&self, bytes: &[u8]) -> String {
+    pub fn decode<'b>(&self, bytes: &'b [u8]) -> Cow<'b, str> {
         if !self.iso2022 || !bytes.contains(&ESC) {
             return decode_run(self.default, bytes);
         }
@@ -116,20 +126,18 @@ impl Charset {
                 }
             }
         }
-        out
+        Cow::Owned(out)
     }
 
     /// Decode a Person Name: each component group (`=`-separated: alphabetic,
     /// ideographic, phonetic) starts over in the default set.
-    pub fn decode_person_name(&self, bytes: &[u8]) -> String {
+    pub fn decode_person_name<'b>(&self, bytes: &'b [u8]) -> Cow<'b, str> {
         if !self.iso2022 {
             return self.decode(bytes);
         }
-        split_single_byte_delimiter(bytes, b'=')
-            .into_iter()
-            .map(|group| self.decode(group))
-            .collect::<Vec<_>>()
-            .join("=")
+        let groups: Vec<Cow<str>> =
+            split_single_byte_delimiter(bytes, b'=').into_iter().map(|group| self.decode(group)).collect();
+        Cow::Owned(groups.join("="))
     }
 }
 
@@ -186,25 +194,25 @@ fn escape_sequence(bytes: &[u8]) -> Option<(Set, usize)> {
     table.iter().find(|(s, _)| seq(s)).map(|(s, set)| (*set, s.len()))
 }
 
-fn decode_with(enc: &'static Encoding, bytes: &[u8]) -> String {
-    enc.decode_without_bom_handling(bytes).0.into_owned()
+fn decode_with<'b>(enc: &'static Encoding, bytes: &'b [u8]) -> Cow<'b, str> {
+    enc.decode_without_bom_handling(bytes).0
 }
 
-fn decode_run(set: Set, bytes: &[u8]) -> String {
+fn decode_run(set: Set, bytes: &[u8]) -> Cow<'_, str> {
     if bytes.is_ascii() && !matches!(set, Set::JisX0208 | Set::JisX0212) {
         // Every set here agrees with ASCII below 0x80 (JIS X 0201 romaji differs only in
-        // two glyphs that decoders map to ASCII too); skip the decoder.
-        return String::from_utf8(bytes.to_vec()).unwrap_or_default();
+        // two glyphs that decoders map to ASCII too): ASCII text needs no decoder.
+        return Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default());
     }
     match set {
-        Set::Latin1 => bytes.iter().map(|&b| b as char).collect(),
+        Set::Latin1 => Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
         Set::Single(enc) => decode_with(enc, bytes),
         Set::Utf8 => decode_with(UTF_8, bytes),
         Set::JisX0201 => decode_with(SHIFT_JIS, bytes),
         Set::JisX0208 => {
             let mut v = b"\x1b$B".to_vec();
             v.extend_from_slice(bytes);
-            decode_with(ISO_2022_JP, &v)
+            Cow::Owned(decode_with(ISO_2022_JP, &v).into_owned())
         }
         Set::JisX0212 => {
             // EUC-JP carries JIS X 0212 as 0x8F followed by the two bytes with the high bit set.
@@ -218,7 +226,7 @@ fn decode_run(set: Set, bytes: &[u8]) -> String {
                 }
             }
             v.extend_from_slice(pairs.remainder());
-            decode_with(EUC_JP, &v)
+            Cow::Owned(decode_with(EUC_JP, &v).into_owned())
         }
         Set::KsX1001 => decode_with(EUC_KR, bytes),
         Set::Gb2312 | Set::Gbk => decode_with(GBK, bytes),

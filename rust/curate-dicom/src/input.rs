@@ -8,8 +8,9 @@
 use std::fs::File;
 use std::io::{self, Read};
 
-/// Bytes fetched per read from a random-access source: most headers fit in one.
-const CHUNK: usize = 16 * 1024;
+/// Bytes fetched per read from a random-access source: most headers fit in one, and
+/// the few that do not cost one more small read.
+const CHUNK: usize = 8 * 1024;
 
 /// Something that can be read at an absolute offset without a shared cursor.
 pub trait ReadAt {
@@ -59,13 +60,31 @@ pub type InputResult<T> = Result<T, InputError>;
 
 pub struct Input<'a> {
     source: Source<'a>,
+    /// Working buffer: `buf[head..end]` holds fetched, unconsumed bytes. Its whole length
+    /// stays initialised, so refilling it costs no zeroing.
     buf: Vec<u8>,
-    /// Consume position inside `buf`.
     head: usize,
+    end: usize,
     /// Absolute offset of `buf[0]` in the source.
     base: u64,
     /// Total bytes fetched from the source (reads, not skips): what the scan cost.
     bytes_read: u64,
+}
+
+thread_local! {
+    /// One working buffer per thread, handed from file to file: a scan parses millions of
+    /// headers and should not allocate and clear a buffer for each.
+    static SPARE_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl Drop for Input<'_> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // Keep only ordinary sizes: one huge value must not pin its memory forever.
+        if buf.len() <= 4 * CHUNK {
+            SPARE_BUFFER.with(|spare| spare.set(buf));
+        }
+    }
 }
 
 impl<'a> Input<'a> {
@@ -78,7 +97,11 @@ impl<'a> Input<'a> {
     }
 
     fn new(source: Source<'a>, base: u64) -> Self {
-        Input { source, buf: Vec::with_capacity(CHUNK), head: 0, base, bytes_read: 0 }
+        let mut buf = SPARE_BUFFER.with(|spare| spare.take());
+        if buf.len() < CHUNK {
+            buf = vec![0; CHUNK];
+        }
+        Input { source, buf, head: 0, end: 0, base, bytes_read: 0 }
     }
 
     /// Absolute offset of the next unread byte.
@@ -98,45 +121,55 @@ impl<'a> Input<'a> {
         self.bytes_read
     }
 
+    #[inline]
     fn available(&self) -> usize {
-        self.buf.len() - self.head
+        self.end - self.head
     }
 
-    /// Fetch more bytes so that at least `n` are available, or fail at end of input.
+    /// Make at least `n` bytes available, or fail at end of input.
+    #[inline]
     fn fill(&mut self, n: usize) -> InputResult<()> {
         if self.available() >= n {
             return Ok(());
         }
-        // Drop consumed bytes so the buffer never grows past what one value needs.
-        self.buf.drain(..self.head);
+        self.refill(n)
+    }
+
+    #[cold]
+    fn refill(&mut self, n: usize) -> InputResult<()> {
+        // Move unconsumed bytes to the front so the buffer only grows for large values.
+        self.buf.copy_within(self.head..self.end, 0);
         self.base += self.head as u64;
+        self.end -= self.head;
         self.head = 0;
-        while self.buf.len() < n {
-            let want = (n - self.buf.len()).max(CHUNK);
-            let old = self.buf.len();
-            self.buf.resize(old + want, 0);
+        if self.buf.len() < n {
+            self.buf.resize(n.max(CHUNK), 0);
+        }
+        while self.end < n {
+            let room = &mut self.buf[self.end..];
             let got = match &mut self.source {
                 Source::Random { src, size } => {
-                    let offset = self.base + old as u64;
-                    let limit = size.saturating_sub(offset).min(want as u64) as usize;
+                    let offset = self.base + self.end as u64;
+                    let limit = size.saturating_sub(offset).min(room.len() as u64) as usize;
                     if limit == 0 {
                         0
                     } else {
-                        read_retrying(|b| src.read_at(b, offset), &mut self.buf[old..old + limit])?
+                        read_retrying(|b| src.read_at(b, offset), &mut room[..limit])?
                     }
                 }
-                Source::Stream(r) => read_retrying(|b| r.read(b), &mut self.buf[old..])?,
+                Source::Stream(r) => read_retrying(|b| r.read(b), room)?,
             };
-            self.buf.truncate(old + got);
+            self.end += got;
             self.bytes_read += got as u64;
             if got == 0 {
-                return Err(InputError::Eof { offset: self.base + self.buf.len() as u64 });
+                return Err(InputError::Eof { offset: self.base + self.end as u64 });
             }
         }
         Ok(())
     }
 
     /// Look at the next `n` bytes without consuming them.
+    #[inline]
     pub fn peek(&mut self, n: usize) -> InputResult<&[u8]> {
         self.fill(n)?;
         Ok(&self.buf[self.head..self.head + n])
@@ -146,7 +179,7 @@ impl<'a> Input<'a> {
     pub fn peek_up_to(&mut self, n: usize) -> InputResult<&[u8]> {
         match self.fill(n) {
             Ok(()) | Err(InputError::Eof { .. }) => {
-                let end = self.buf.len().min(self.head + n);
+                let end = self.end.min(self.head + n);
                 Ok(&self.buf[self.head..end])
             }
             Err(e) => Err(e),
@@ -154,6 +187,7 @@ impl<'a> Input<'a> {
     }
 
     /// Consume the next `n` bytes.
+    #[inline]
     pub fn take(&mut self, n: usize) -> InputResult<&[u8]> {
         self.fill(n)?;
         let start = self.head;
@@ -171,29 +205,35 @@ impl<'a> Input<'a> {
     }
 
     /// Move past `n` bytes without reading them where the source allows it.
+    #[inline]
     pub fn skip(&mut self, n: u64) -> InputResult<()> {
         if n <= self.available() as u64 {
             self.head += n as usize;
             return Ok(());
         }
+        self.skip_far(n)
+    }
+
+    #[cold]
+    fn skip_far(&mut self, n: u64) -> InputResult<()> {
         let target = self.pos().saturating_add(n);
         match &mut self.source {
             Source::Random { size, .. } => {
                 if target > *size {
                     return Err(InputError::Eof { offset: *size });
                 }
-                self.buf.clear();
                 self.head = 0;
+                self.end = 0;
                 self.base = target;
                 Ok(())
             }
             Source::Stream(_) => {
                 let mut left = n;
                 while left > 0 {
-                    let step = left.min(CHUNK as u64) as usize;
-                    let have = self.available().min(step).max(1);
-                    self.fill(have)?;
-                    let k = self.available().min(step);
+                    if self.available() == 0 {
+                        self.fill(1)?;
+                    }
+                    let k = (self.available() as u64).min(left) as usize;
                     self.head += k;
                     left -= k as u64;
                 }
@@ -202,12 +242,13 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// Hand the rest of a random-access source over as a plain reader (for deflated data).
-    pub fn into_reader(self) -> Box<dyn Read + 'a> {
-        let rest = self.buf[self.head..].to_vec();
-        match self.source {
+    /// Hand the rest of the source over as a plain reader (for deflated data).
+    pub fn into_reader(mut self) -> Box<dyn Read + 'a> {
+        let rest = self.buf[self.head..self.end].to_vec();
+        let next = self.base + self.end as u64;
+        let source = std::mem::replace(&mut self.source, Source::Stream(Box::new(io::empty())));
+        match source {
             Source::Random { src, size } => {
-                let next = self.base + self.buf.len() as u64;
                 Box::new(io::Cursor::new(rest).chain(ReadAtReader { src, offset: next, size }))
             }
             Source::Stream(r) => Box::new(io::Cursor::new(rest).chain(r)),

@@ -10,12 +10,14 @@ pub mod error;
 pub mod input;
 pub mod parser;
 pub mod selection;
+pub mod sink;
 pub mod value;
 pub mod vr;
 
 pub use error::{ErrorKind, ParseError};
 pub use input::{Input, ReadAt};
-pub use parser::{parse, parse_bytes, Header, Parsed};
+pub use parser::{parse, parse_bytes, parse_into, Header, Parsed};
 pub use selection::{ColumnSpec, Kind, PathStep, Selection, SelectionError};
-pub use value::Value;
+pub use sink::{Collect, Sink};
+pub use value::{Decoded, Value};
 pub use vr::Vr;

@@ -10,6 +10,7 @@ use crate::charset::Charset;
 use crate::error::{tag_str, ErrorKind, ParseError};
 use crate::input::{Input, InputError};
 use crate::selection::{Node, Selection};
+use crate::sink::{Collect, Sink};
 use crate::value::{self, Value};
 use crate::vr::Vr;
 use flate2::read::DeflateDecoder;
@@ -55,8 +56,6 @@ pub struct Header {
     pub pixel_data_offset: Option<u64>,
     /// The file is a DICOMDIR (a media directory, not an image).
     pub dicomdir: bool,
-    /// One slot per selected column.
-    pub values: Vec<Option<Value>>,
     /// Columns whose value was present but not valid for its type (kept null).
     pub invalid: Vec<usize>,
     /// Bytes fetched from the file.
@@ -68,22 +67,32 @@ pub struct Header {
 #[derive(Debug)]
 pub struct Parsed {
     pub header: Header,
+    /// One slot per selected column.
+    pub values: Vec<Option<Value>>,
     pub error: Option<ParseError>,
 }
 
-/// Parse the header of a DICOM file from `input`.
+/// Parse the header of a DICOM file from `input`, keeping the selected values.
 pub fn parse(input: Input<'_>, selection: &Selection) -> Parsed {
+    let mut sink = Collect::new(selection.columns.len());
+    let (header, error) = parse_into(input, selection, &mut sink);
+    Parsed { header, values: sink.values, error }
+}
+
+/// Parse the header of a DICOM file from `input`, handing selected values to `sink`.
+pub fn parse_into(input: Input<'_>, selection: &Selection, sink: &mut dyn Sink) -> (Header, Option<ParseError>) {
     let mut parser = Parser {
         input,
         selection,
-        header: Header { values: vec![None; selection.columns.len()], ..Header::default() },
+        sink,
+        header: Header::default(),
         charset: Charset::default(),
         syntax: EXPLICIT_LE,
         element: None,
     };
     let error = parser.run().err();
     parser.header.bytes_read += parser.input.bytes_read();
-    Parsed { header: parser.header, error }
+    (parser.header, error)
 }
 
 /// Parse a header held in memory (tests, fuzzing, callers that already read the bytes).
@@ -110,6 +119,7 @@ struct ElementHeader {
 struct Parser<'a, 's> {
     input: Input<'a>,
     selection: &'s Selection,
+    sink: &'s mut dyn Sink,
     header: Header,
     charset: Charset,
     syntax: Syntax,
@@ -131,7 +141,7 @@ impl<'a> Parser<'a, '_> {
         } else if start.starts_with(b"DICM") {
             self.skip(4)?;
         }
-        let meta_follows = self.peek_up_to(2)? == [2, 0];
+        let meta_follows = *self.peek_up_to(2)? == [2, 0];
         if meta_follows {
             self.syntax = EXPLICIT_LE;
             self.parse_meta()?;
@@ -180,8 +190,7 @@ impl<'a> Parser<'a, '_> {
     fn parse_meta(&mut self) -> Result<()> {
         let root = &self.selection.root;
         loop {
-            let next = self.peek_up_to(2)?;
-            if next != [2, 0] {
+            if *self.peek_up_to(2)? != [2, 0] {
                 return Ok(());
             }
             let h = self.read_element_header()?;
@@ -212,6 +221,7 @@ impl<'a> Parser<'a, '_> {
 
     /// Parse elements until `end` (an absolute offset), an item delimiter, or Pixel Data.
     fn parse_dataset(&mut self, node: &Node, end: Option<u64>, depth: usize) -> Result<Stop> {
+        let mut cursor = 0;
         loop {
             if let Some(end) = end {
                 if self.input.pos() >= end {
@@ -253,7 +263,7 @@ impl<'a> Parser<'a, '_> {
                     ));
                 }
             }
-            let target = node.get(h.tag);
+            let target = node.find(h.tag, &mut cursor);
             let into_items = target.filter(|t| !t.items.is_empty());
             let is_sequence = h.vr == Vr::SQ || h.len == UNDEFINED || (into_items.is_some() && h.vr == Vr::UN);
             if h.tag == DIRECTORY_RECORD_SEQUENCE && depth == 0 {
@@ -358,16 +368,17 @@ impl<'a> Parser<'a, '_> {
             Err(e) => return Err(Self::input_error(e, Some(h.tag))),
         };
         match h.tag {
-            TRANSFER_SYNTAX => self.header.transfer_syntax = Some(uid_text(bytes)),
-            MEDIA_STORAGE_SOP_CLASS => self.header.dicomdir |= uid_text(bytes) == DICOMDIR_SOP_CLASS,
+            TRANSFER_SYNTAX => self.header.transfer_syntax = Some(String::from_utf8_lossy(trim_uid(bytes)).into_owned()),
+            MEDIA_STORAGE_SOP_CLASS => self.header.dicomdir |= trim_uid(bytes) == DICOMDIR_SOP_CLASS.as_bytes(),
             SPECIFIC_CHARACTER_SET => self.charset = Charset::from_value(bytes),
             _ => {}
         }
         if let Some(col) = column {
-            if self.header.values[col].is_none() {
+            if !self.sink.is_set(col) {
                 let spec = &self.selection.columns[col];
                 match value::decode(spec, h.vr, big_endian, &self.charset, bytes) {
-                    Ok(v) => self.header.values[col] = v,
+                    Ok(Some(v)) => self.sink.put(col, v),
+                    Ok(None) => {}
                     Err(_) => self.header.invalid.push(col),
                 }
             }
@@ -409,10 +420,12 @@ impl<'a> Parser<'a, '_> {
                 self.skip(8)?;
                 Ok(ElementHeader { tag, vr, len })
             }
-            // Implicit VR, or an explicit file with an implicit element in it.
+            // Implicit VR, or an explicit file with an implicit element in it. The VR is left
+            // unknown: a skipped element needs only its length, and a selected one is read
+            // by its column's dictionary VR (as UN values are).
             None => {
                 self.skip(8)?;
-                Ok(ElementHeader { tag, vr: Vr::of_tag(tag), len: read_u32(&b[4..8], big_endian) })
+                Ok(ElementHeader { tag, vr: Vr::UN, len: read_u32(&b[4..8], big_endian) })
             }
         }
     }
@@ -441,9 +454,13 @@ impl<'a> Parser<'a, '_> {
         ParseError::new(ErrorKind::Truncated, format!("file ends at byte {} {context}", self.input.pos()))
     }
 
-    fn peek_up_to(&mut self, n: usize) -> Result<Vec<u8>> {
+    /// Up to `n` (at most 132) next bytes, copied so the parser can keep reading.
+    fn peek_up_to(&mut self, n: usize) -> Result<Peek> {
         let element = self.element;
-        self.input.peek_up_to(n).map(<[u8]>::to_vec).map_err(|e| Self::input_error(e, element))
+        let b = self.input.peek_up_to(n.min(132)).map_err(|e| Self::input_error(e, element))?;
+        let mut peek = Peek { bytes: [0; 132], len: b.len() };
+        peek.bytes[..b.len()].copy_from_slice(b);
+        Ok(peek)
     }
 
     fn at_end(&mut self) -> Result<bool> {
@@ -462,6 +479,19 @@ impl<'a> Parser<'a, '_> {
     }
 }
 
+/// A few bytes looked at ahead, without a heap allocation.
+struct Peek {
+    bytes: [u8; 132],
+    len: usize,
+}
+
+impl std::ops::Deref for Peek {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 fn read_u16(b: &[u8], big_endian: bool) -> u16 {
     let a = [b[0], b[1]];
     if big_endian { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
@@ -476,8 +506,12 @@ fn read_tag(b: &[u8], big_endian: bool) -> u32 {
     ((read_u16(&b[0..2], big_endian) as u32) << 16) | read_u16(&b[2..4], big_endian) as u32
 }
 
-fn uid_text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim_end_matches(['\0', ' ']).trim_start().to_string()
+/// A UI value without its padding (a trailing NUL, stray spaces).
+fn trim_uid(bytes: &[u8]) -> &[u8] {
+    let pad = |b: &u8| *b == 0 || *b == b' ';
+    let start = bytes.iter().position(|b| !pad(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !pad(b)).map_or(start, |i| i + 1);
+    &bytes[start..end]
 }
 
 /// A file without preamble or meta group (ACR-NEMA style, or a raw data set) must start

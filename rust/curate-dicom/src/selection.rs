@@ -83,6 +83,24 @@ impl Node {
         self.tags.binary_search(&tag).ok().map(|i| &self.targets[i])
     }
 
+    /// Look up `tag`, starting where the previous lookup of the same data set ended.
+    /// Elements come in ascending tag order, so this walks forward a step at a time;
+    /// an out-of-order element (a broken writer) falls back to a binary search.
+    #[inline]
+    pub fn find(&self, tag: u32, cursor: &mut usize) -> Option<&Target> {
+        let tags = &self.tags;
+        let mut i = *cursor;
+        if i > 0 && tags[i - 1] >= tag {
+            i = tags.partition_point(|&t| t < tag);
+        } else {
+            while i < tags.len() && tags[i] < tag {
+                i += 1;
+            }
+        }
+        *cursor = i;
+        (i < tags.len() && tags[i] == tag).then(|| &self.targets[i])
+    }
+
     fn entry(&mut self, tag: u32) -> &mut Target {
         let i = match self.tags.binary_search(&tag) {
             Ok(i) => i,
@@ -183,6 +201,24 @@ mod tests {
         assert_eq!(item.get(0x0008_0104).unwrap().column, Some(1));
         assert_eq!(item.get(0x0008_0100).unwrap().column, Some(2));
         assert!(sel.root.get(seq).unwrap().item(1).is_none());
+    }
+
+    #[test]
+    fn find_walks_forward_and_survives_disorder() {
+        let cols = [0x0008_0060u32, 0x0010_0010, 0x0020_000d]
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| ColumnSpec::top(format!("c{i}"), t, Vr(*b"LO"), false))
+            .collect();
+        let sel = Selection::new(cols).unwrap();
+        let mut cursor = 0;
+        assert!(sel.root.find(0x0008_0005, &mut cursor).is_none());
+        assert_eq!(sel.root.find(0x0008_0060, &mut cursor).unwrap().column, Some(0));
+        assert_eq!(sel.root.find(0x0020_000d, &mut cursor).unwrap().column, Some(2));
+        // Out of order: found all the same.
+        assert_eq!(sel.root.find(0x0010_0010, &mut cursor).unwrap().column, Some(1));
+        assert!(sel.root.find(0x7fe0_0010, &mut cursor).is_none());
+        assert!(sel.root.find(0x0008_0061, &mut cursor).is_none());
     }
 
     #[test]

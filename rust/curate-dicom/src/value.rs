@@ -8,15 +8,37 @@
 use crate::charset::Charset;
 use crate::selection::{ColumnSpec, Kind};
 use crate::vr::Vr;
+use std::borrow::Cow;
 
-/// A decoded value: one entry for single-valued columns, several for multi-valued ones.
+/// A decoded value: a scalar for single-valued columns, a list for multi-valued ones.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    Text(Vec<String>),
-    Int(Vec<i64>),
-    Float(Vec<f64>),
+    Text(String),
+    Int(i64),
+    Float(f64),
     /// Days since 1970-01-01.
-    Date(Vec<i32>),
+    Date(i32),
+    TextList(Vec<String>),
+    IntList(Vec<i64>),
+    FloatList(Vec<f64>),
+    DateList(Vec<i32>),
+}
+
+/// A freshly decoded value. Single text values borrow the file's bytes where no
+/// character conversion was needed, so a sink can copy them once, straight into place.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded<'a> {
+    Text(Cow<'a, str>),
+    Value(Value),
+}
+
+impl Decoded<'_> {
+    pub fn into_value(self) -> Value {
+        match self {
+            Decoded::Text(t) => Value::Text(t.into_owned()),
+            Decoded::Value(v) => v,
+        }
+    }
 }
 
 /// The bytes do not hold a valid value of the column's type.
@@ -25,128 +47,191 @@ pub struct Invalid;
 
 /// Decode `bytes` (an element whose VR in the file is `file_vr`) for `col`.
 /// `Ok(None)` is an empty value.
-pub fn decode(
+pub fn decode<'b>(
     col: &ColumnSpec,
     file_vr: Vr,
     big_endian: bool,
     charset: &Charset,
-    bytes: &[u8],
-) -> Result<Option<Value>, Invalid> {
-    let is_binary = binary_numbers(file_vr, false, &[]).is_some();
-    let blank_text = !is_binary && bytes.iter().all(|&b| b == b' ' || b == 0);
-    if bytes.is_empty() || blank_text {
+    bytes: &'b [u8],
+) -> Result<Option<Decoded<'b>>, Invalid> {
+    // UN (and implicit VR) carries the value as implicit little endian would: read it by
+    // the dictionary VR.
+    let (vr, big_endian) = if file_vr == Vr::UN { (col.vr, false) } else { (file_vr, big_endian) };
+    if bytes.is_empty() || (!is_binary(vr) && bytes.iter().all(|&b| b == b' ' || b == 0)) {
         return Ok(None);
     }
-    // UN carries the value as implicit little endian would: read it by the dictionary VR.
-    let (vr, big_endian) = if file_vr == Vr::UN { (col.vr, false) } else { (file_vr, big_endian) };
-    let value = match col.kind {
-        Kind::Text => decode_text(vr, big_endian, charset, bytes, col.multi).map(Value::Text),
-        Kind::Int => match binary_numbers(vr, big_endian, bytes) {
-            Some(nums) => nums.into_iter().map(float_to_int).collect::<Option<Vec<_>>>().map(Value::Int),
-            None => text_values(vr, charset, bytes, true).iter().map(|s| parse_int(s)).collect::<Option<_>>().map(Value::Int),
-        },
-        Kind::Float => match binary_numbers(vr, big_endian, bytes) {
-            Some(nums) => Some(Value::Float(nums)),
-            None => text_values(vr, charset, bytes, true).iter().map(|s| parse_float(s)).collect::<Option<_>>().map(Value::Float),
-        },
-        Kind::Date => text_values(vr, charset, bytes, true).iter().map(|s| parse_date(s)).collect::<Option<_>>().map(Value::Date),
-    }
-    .ok_or(Invalid)?;
-    Ok(keep_first_unless_multi(value, col.multi))
-}
-
-fn keep_first_unless_multi(value: Value, multi: bool) -> Option<Value> {
-    fn first<T>(mut v: Vec<T>, multi: bool) -> Option<Vec<T>> {
-        if v.is_empty() {
-            return None;
-        }
-        if !multi {
-            v.truncate(1);
-        }
-        Some(v)
-    }
-    match value {
-        Value::Text(v) => {
-            if v.iter().all(|s| s.is_empty()) {
-                None
-            } else {
-                first(v, multi).map(Value::Text)
-            }
-        }
-        Value::Int(v) => first(v, multi).map(Value::Int),
-        Value::Float(v) => first(v, multi).map(Value::Float),
-        Value::Date(v) => first(v, multi).map(Value::Date),
+    match col.kind {
+        Kind::Text => Ok(text(vr, big_endian, charset, bytes, col.multi)),
+        Kind::Int => numbers(vr, big_endian, bytes, col.multi, parse_int, float_to_int)
+            .map(|v| v.map(|n| Decoded::Value(n.into_value(Value::Int, Value::IntList)))),
+        Kind::Float => numbers(vr, big_endian, bytes, col.multi, parse_float, Some)
+            .map(|v| v.map(|n| Decoded::Value(n.into_value(Value::Float, Value::FloatList)))),
+        Kind::Date => collect(ascii_parts(bytes), col.multi, parse_date)
+            .map(|v| v.map(|n| Decoded::Value(n.into_value(Value::Date, Value::DateList)))),
     }
 }
 
-/// Numbers stored in binary VRs; `None` when the VR is text.
-fn binary_numbers(vr: Vr, big_endian: bool, b: &[u8]) -> Option<Vec<f64>> {
-    macro_rules! read {
-        ($t:ty, $n:expr) => {
-            b.chunks_exact($n)
-                .map(|c| {
-                    let a: [u8; $n] = c.try_into().unwrap_or([0; $n]);
-                    (if big_endian { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
-                })
-                .collect()
+/// One value or several, before choosing the variant.
+enum Parsed<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Parsed<T> {
+    fn into_value(self, one: fn(T) -> Value, many: fn(Vec<T>) -> Value) -> Value {
+        match self {
+            Parsed::One(x) => one(x),
+            Parsed::Many(v) => many(v),
+        }
+    }
+}
+
+/// Parse every part (or only the first for single-valued columns); any bad part is invalid.
+fn collect<'t, T>(
+    mut parts: impl Iterator<Item = &'t str>,
+    multi: bool,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<Parsed<T>>, Invalid> {
+    if !multi {
+        return match parts.next() {
+            Some(p) => parse(p).map(|x| Some(Parsed::One(x))).ok_or(Invalid),
+            None => Ok(None),
         };
     }
-    Some(match &vr.0 {
-        b"US" | b"OW" => read!(u16, 2),
-        b"SS" => read!(i16, 2),
-        b"UL" | b"OL" => read!(u32, 4),
-        b"SL" => read!(i32, 4),
-        b"SV" => read!(i64, 8),
-        b"UV" | b"OV" => read!(u64, 8),
-        b"FL" | b"OF" => read!(f32, 4),
-        b"FD" | b"OD" => read!(f64, 8),
-        _ => return None,
-    })
+    let values = parts.map(&parse).collect::<Option<Vec<T>>>().ok_or(Invalid)?;
+    Ok((!values.is_empty()).then_some(Parsed::Many(values)))
+}
+
+fn numbers<T>(
+    vr: Vr,
+    big_endian: bool,
+    bytes: &[u8],
+    multi: bool,
+    parse_text: fn(&str) -> Option<T>,
+    from_binary: fn(f64) -> Option<T>,
+) -> Result<Option<Parsed<T>>, Invalid> {
+    // (Numbers and dates are ASCII in every character set: no decoding needed.)
+    if is_binary(vr) {
+        let mut nums = binary_numbers(vr, big_endian, bytes);
+        if !multi {
+            return nums.next().map(|x| from_binary(x).map(Parsed::One).ok_or(Invalid)).transpose();
+        }
+        let values = nums.map(from_binary).collect::<Option<Vec<T>>>().ok_or(Invalid)?;
+        return Ok((!values.is_empty()).then_some(Parsed::Many(values)));
+    }
+    collect(ascii_parts(bytes), multi, parse_text)
+}
+
+/// The `\`-separated parts of an ASCII value (numbers, dates), trimmed of padding. A part
+/// that is not ASCII comes back as a string no number parser accepts.
+fn ascii_parts(bytes: &[u8]) -> impl Iterator<Item = &str> {
+    bytes.split(|&b| b == b'\\').map(|part| std::str::from_utf8(trim_bytes(part, false)).unwrap_or("\u{fffd}"))
+}
+
+/// Trailing spaces and NULs are padding everywhere; leading spaces too, except in free text.
+fn trim_bytes(bytes: &[u8], keep_leading: bool) -> &[u8] {
+    let end = bytes.iter().rposition(|&b| b != b' ' && b != 0).map_or(0, |i| i + 1);
+    let start = if keep_leading { 0 } else { bytes[..end].iter().position(|&b| b != b' ').unwrap_or(end) };
+    &bytes[start..end]
+}
+
+fn is_binary(vr: Vr) -> bool {
+    matches!(&vr.0, b"US" | b"OW" | b"SS" | b"UL" | b"OL" | b"SL" | b"SV" | b"UV" | b"OV" | b"FL" | b"OF" | b"FD" | b"OD")
+}
+
+/// Numbers stored in a binary VR, in file order.
+fn binary_numbers(vr: Vr, big_endian: bool, b: &[u8]) -> impl Iterator<Item = f64> + '_ {
+    fn read<const N: usize>(b: &[u8], big_endian: bool, conv: fn([u8; N], bool) -> f64) -> impl Iterator<Item = f64> + '_ {
+        b.chunks_exact(N).map(move |c| conv(c.try_into().unwrap_or([0; N]), big_endian))
+    }
+    macro_rules! conv {
+        ($t:ty) => {
+            |a, be| (if be { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
+        };
+    }
+    let it: Box<dyn Iterator<Item = f64> + '_> = match &vr.0 {
+        b"US" | b"OW" => Box::new(read::<2>(b, big_endian, conv!(u16))),
+        b"SS" => Box::new(read::<2>(b, big_endian, conv!(i16))),
+        b"UL" | b"OL" => Box::new(read::<4>(b, big_endian, conv!(u32))),
+        b"SL" => Box::new(read::<4>(b, big_endian, conv!(i32))),
+        b"SV" => Box::new(read::<8>(b, big_endian, conv!(i64))),
+        b"UV" | b"OV" => Box::new(read::<8>(b, big_endian, conv!(u64))),
+        b"FL" | b"OF" => Box::new(read::<4>(b, big_endian, conv!(f32))),
+        b"FD" | b"OD" => Box::new(read::<8>(b, big_endian, conv!(f64))),
+        _ => Box::new(std::iter::empty()),
+    };
+    it
 }
 
 fn float_to_int(x: f64) -> Option<i64> {
     (x.fract() == 0.0 && x.abs() < 9.2e18).then_some(x as i64)
 }
 
-/// Split and trim text values. Trailing spaces and NULs are padding everywhere; leading
-/// spaces are insignificant except in the free-text VRs (LT, ST, UT).
-fn decode_text(vr: Vr, big_endian: bool, charset: &Charset, bytes: &[u8], multi: bool) -> Option<Vec<String>> {
-    if &vr.0 == b"AT" {
-        let tags = bytes.chunks_exact(4).map(|c| {
-            let (g, e) = if big_endian {
-                (u16::from_be_bytes([c[0], c[1]]), u16::from_be_bytes([c[2], c[3]]))
-            } else {
-                (u16::from_le_bytes([c[0], c[1]]), u16::from_le_bytes([c[2], c[3]]))
-            };
-            format!("({g:04X},{e:04X})")
-        });
-        return Some(tags.collect());
-    }
-    if let Some(nums) = binary_numbers(vr, big_endian, bytes) {
-        return Some(nums.iter().map(|n| n.to_string()).collect());
-    }
-    Some(text_values(vr, charset, bytes, multi))
-}
-
-fn text_values(vr: Vr, charset: &Charset, bytes: &[u8], split: bool) -> Vec<String> {
-    let text = if &vr.0 == b"PN" {
+/// Text in its character set: the Specific Character Set for SH/LO/ST/LT/UC/UT/PN (and
+/// unknown VRs, which are mostly vendor text), the default repertoire otherwise.
+fn decode_str<'b>(vr: Vr, charset: &Charset, bytes: &'b [u8]) -> Cow<'b, str> {
+    if &vr.0 == b"PN" {
         charset.decode_person_name(bytes)
     } else if vr.uses_charset() || vr == Vr::UN || vr.0 == *b"OB" {
         charset.decode(bytes)
     } else {
         Charset::default().decode(bytes)
-    };
-    let keep_leading = vr.single_valued_text();
-    // Empty trailing component groups of a person name carry nothing ("A^B==" is "A^B").
+    }
+}
+
+/// Trim padding: trailing spaces and NULs everywhere, leading spaces except in the free
+/// text VRs (LT, ST, UT, UR), empty trailing component groups of a person name.
+fn trim(vr: Vr, s: &str) -> &str {
     let pad: &[char] = if &vr.0 == b"PN" { &[' ', '\0', '='] } else { &[' ', '\0'] };
-    let trim = |s: &str| -> String {
-        let s = s.trim_end_matches(pad);
-        if keep_leading { s.to_string() } else { s.trim_start_matches(' ').to_string() }
-    };
-    if split && !vr.single_valued_text() {
-        text.split('\\').map(trim).collect()
+    let s = s.trim_end_matches(pad);
+    if vr.single_valued_text() { s } else { s.trim_start_matches(' ') }
+}
+
+/// The trimmed values of a multi-valued text element.
+fn split_values<'t>(vr: Vr, text: &'t str) -> impl Iterator<Item = &'t str> {
+    text.split('\\').map(move |s| trim(vr, s))
+}
+
+fn text<'b>(vr: Vr, big_endian: bool, charset: &Charset, bytes: &'b [u8], multi: bool) -> Option<Decoded<'b>> {
+    if &vr.0 == b"AT" {
+        let tags: Vec<String> = bytes
+            .chunks_exact(4)
+            .map(|c| {
+                let (g, e) = if big_endian {
+                    (u16::from_be_bytes([c[0], c[1]]), u16::from_be_bytes([c[2], c[3]]))
+                } else {
+                    (u16::from_le_bytes([c[0], c[1]]), u16::from_le_bytes([c[2], c[3]]))
+                };
+                format!("({g:04X},{e:04X})")
+            })
+            .collect();
+        return text_list(tags, multi).map(Decoded::Value);
+    }
+    if is_binary(vr) {
+        let numbers = binary_numbers(vr, big_endian, bytes).map(|n| n.to_string()).collect();
+        return text_list(numbers, multi).map(Decoded::Value);
+    }
+    if multi {
+        let text = decode_str(vr, charset, bytes);
+        text_list(split_values(vr, &text).map(str::to_owned).collect(), true).map(Decoded::Value)
     } else {
-        vec![trim(&text)]
+        // A single-valued column keeps the whole value, backslashes included.
+        let text = match decode_str(vr, charset, trim_bytes(bytes, vr.single_valued_text())) {
+            Cow::Borrowed(t) => Cow::Borrowed(trim(vr, t)),
+            Cow::Owned(t) => Cow::Owned(trim(vr, &t).to_owned()),
+        };
+        (!text.is_empty()).then_some(Decoded::Text(text))
+    }
+}
+
+fn text_list(values: Vec<String>, multi: bool) -> Option<Value> {
+    if values.iter().all(String::is_empty) {
+        return None;
+    }
+    if multi {
+        Some(Value::TextList(values))
+    } else {
+        values.into_iter().next().map(Value::Text)
     }
 }
 
@@ -169,18 +254,16 @@ fn parse_float(s: &str) -> Option<f64> {
 
 /// DA is YYYYMMDD; the ACR-NEMA form YYYY.MM.DD is still common in archives.
 pub fn parse_date(s: &str) -> Option<i32> {
-    let s = s.trim();
-    let digits: String = match s.len() {
-        8 => s.to_string(),
-        10 if s.as_bytes()[4] == b'.' && s.as_bytes()[7] == b'.' => s.replace('.', ""),
+    let b = s.trim().as_bytes();
+    let (y, m, d) = match b.len() {
+        8 => (&b[0..4], &b[4..6], &b[6..8]),
+        10 if b[4] == b'.' && b[7] == b'.' => (&b[0..4], &b[5..7], &b[8..10]),
         _ => return None,
     };
-    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let y: i32 = digits[0..4].parse().ok()?;
-    let m: u32 = digits[4..6].parse().ok()?;
-    let d: u32 = digits[6..8].parse().ok()?;
+    let num = |digits: &[u8]| -> Option<u32> {
+        digits.iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32))
+    };
+    let (y, m, d) = (num(y)? as i32, num(m)?, num(d)?);
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return None;
     }
@@ -216,7 +299,11 @@ mod tests {
     }
 
     fn dec(vr: &[u8; 2], multi: bool, bytes: &[u8]) -> Result<Option<Value>, Invalid> {
-        decode(&col(vr, multi), Vr(*vr), false, &Charset::default(), bytes)
+        decode(&col(vr, multi), Vr(*vr), false, &Charset::default(), bytes).map(owned)
+    }
+
+    fn owned(d: Option<Decoded<'_>>) -> Option<Value> {
+        d.map(Decoded::into_value)
     }
 
     #[test]
@@ -232,34 +319,35 @@ mod tests {
 
     #[test]
     fn decimal_strings_with_spaces_and_exponents() {
-        assert_eq!(dec(b"DS", true, b" 0.5\\1e-3 "), Ok(Some(Value::Float(vec![0.5, 0.001]))));
+        assert_eq!(dec(b"DS", true, b" 0.5\\1e-3 "), Ok(Some(Value::FloatList(vec![0.5, 0.001]))));
         assert_eq!(dec(b"DS", false, b"abc "), Err(Invalid));
-        assert_eq!(dec(b"IS", false, b"12 "), Ok(Some(Value::Int(vec![12]))));
-        assert_eq!(dec(b"IS", false, b"1.0"), Ok(Some(Value::Int(vec![1]))));
+        assert_eq!(dec(b"IS", false, b"12 "), Ok(Some(Value::Int(12))));
+        assert_eq!(dec(b"IS", false, b"1.0"), Ok(Some(Value::Int(1))));
         assert_eq!(dec(b"IS", false, b"1.5"), Err(Invalid));
     }
 
     #[test]
     fn binary_numbers_by_file_vr() {
-        assert_eq!(dec(b"US", false, &512u16.to_le_bytes()), Ok(Some(Value::Int(vec![512]))));
+        assert_eq!(dec(b"US", false, &512u16.to_le_bytes()), Ok(Some(Value::Int(512))));
         let c = col(b"US", false);
-        assert_eq!(decode(&c, Vr(*b"US"), true, &Charset::default(), &[2, 0]), Ok(Some(Value::Int(vec![512]))));
+        assert_eq!(decode(&c, Vr(*b"US"), true, &Charset::default(), &[2, 0]).map(owned), Ok(Some(Value::Int(512))));
         // A US column whose file says IS.
-        assert_eq!(decode(&c, Vr(*b"IS"), false, &Charset::default(), b"7 "), Ok(Some(Value::Int(vec![7]))));
-        // UN is read by the dictionary VR.
-        assert_eq!(decode(&c, Vr::UN, false, &Charset::default(), &[3, 0]), Ok(Some(Value::Int(vec![3]))));
+        assert_eq!(decode(&c, Vr(*b"IS"), false, &Charset::default(), b"7 ").map(owned), Ok(Some(Value::Int(7))));
+        // UN is read by the dictionary VR, zero included.
+        assert_eq!(decode(&c, Vr::UN, false, &Charset::default(), &[3, 0]).map(owned), Ok(Some(Value::Int(3))));
+        assert_eq!(decode(&c, Vr::UN, false, &Charset::default(), &[0, 0]).map(owned), Ok(Some(Value::Int(0))));
     }
 
     #[test]
     fn text_trimming_and_splitting() {
         assert_eq!(
             dec(b"CS", true, b"ORIGINAL\\PRIMARY\\ "),
-            Ok(Some(Value::Text(vec!["ORIGINAL".into(), "PRIMARY".into(), "".into()])))
+            Ok(Some(Value::TextList(vec!["ORIGINAL".into(), "PRIMARY".into(), "".into()])))
         );
-        assert_eq!(dec(b"UI", false, b"1.2.3\0"), Ok(Some(Value::Text(vec!["1.2.3".into()]))));
-        assert_eq!(dec(b"LT", false, b"  a\\b  "), Ok(Some(Value::Text(vec!["  a\\b".into()]))));
+        assert_eq!(dec(b"UI", false, b"1.2.3\0"), Ok(Some(Value::Text("1.2.3".into()))));
+        assert_eq!(dec(b"LT", false, b"  a\\b  "), Ok(Some(Value::Text("  a\\b".into()))));
         assert_eq!(dec(b"LO", false, b"   "), Ok(None));
-        assert_eq!(dec(b"PN", false, b"Wang^XiaoDong== "), Ok(Some(Value::Text(vec!["Wang^XiaoDong".into()]))));
-        assert_eq!(dec(b"AT", false, &[0x10, 0x00, 0x20, 0x00]), Ok(Some(Value::Text(vec!["(0010,0020)".into()]))));
+        assert_eq!(dec(b"PN", false, b"Wang^XiaoDong== "), Ok(Some(Value::Text("Wang^XiaoDong".into()))));
+        assert_eq!(dec(b"AT", false, &[0x10, 0x00, 0x20, 0x00]), Ok(Some(Value::Text("(0010,0020)".into()))));
     }
 }

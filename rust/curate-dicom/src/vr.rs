@@ -15,12 +15,13 @@ impl Vr {
 
     /// Parse a VR code; `None` for anything that is not one of the standard VRs.
     pub fn parse(bytes: [u8; 2]) -> Option<Vr> {
-        const ALL: [&[u8; 2]; 34] = [
-            b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
-            b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST",
-            b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
-        ];
-        ALL.iter().any(|v| **v == bytes).then_some(Vr(bytes))
+        let known = matches!(
+            &bytes,
+            b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FD" | b"FL" | b"IS" | b"LO" | b"LT"
+                | b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"PN" | b"SH" | b"SL" | b"SQ" | b"SS"
+                | b"ST" | b"SV" | b"TM" | b"UC" | b"UI" | b"UL" | b"UN" | b"UR" | b"US" | b"UT" | b"UV"
+        );
+        known.then_some(Vr(bytes))
     }
 
     /// VRs whose explicit header has two reserved bytes and a 32-bit length.

@@ -4,13 +4,14 @@
 //! `transfer_syntax`, `pixel_data_offset`, `invalid_attributes`), then one column per
 //! selected attribute, typed by its kind; multi-valued attributes are lists.
 
-use crate::record::FileRecord;
+use crate::record::{scan_file, walk_error};
+use crate::walk::Entry;
 use arrow_array::builder::{
     Date32Builder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
-use curate_dicom::{ColumnSpec, Kind, Selection, Value};
+use curate_dicom::{ColumnSpec, Decoded, Kind, Selection, Sink, Value};
 use std::sync::Arc;
 
 fn kind_type(kind: Kind) -> DataType {
@@ -60,12 +61,12 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn new(col: &ColumnSpec) -> Self {
+    fn new(col: &ColumnSpec, rows: usize) -> Self {
         match (col.kind, col.multi) {
-            (Kind::Text, false) => Self::Text(StringBuilder::new()),
-            (Kind::Int, false) => Self::Int(Int64Builder::new()),
-            (Kind::Float, false) => Self::Float(Float64Builder::new()),
-            (Kind::Date, false) => Self::Date(Date32Builder::new()),
+            (Kind::Text, false) => Self::Text(StringBuilder::with_capacity(rows, rows * 16)),
+            (Kind::Int, false) => Self::Int(Int64Builder::with_capacity(rows)),
+            (Kind::Float, false) => Self::Float(Float64Builder::with_capacity(rows)),
+            (Kind::Date, false) => Self::Date(Date32Builder::with_capacity(rows)),
             (Kind::Text, true) => Self::TextList(ListBuilder::new(StringBuilder::new())),
             (Kind::Int, true) => Self::IntList(ListBuilder::new(Int64Builder::new())),
             (Kind::Float, true) => Self::FloatList(ListBuilder::new(Float64Builder::new())),
@@ -73,26 +74,32 @@ impl ColumnBuilder {
         }
     }
 
-    /// Append one row. The parser decoded the value for this column's kind, so a
-    /// mismatch cannot happen; it would append null rather than fail the batch.
-    fn append(&mut self, value: Option<&Value>) {
+    /// Append one value. The parser decoded it for this column's kind, so a mismatch
+    /// cannot happen; it would append null rather than fail the batch.
+    fn append(&mut self, value: Decoded<'_>) {
         match (self, value) {
-            (Self::Text(b), Some(Value::Text(v))) => b.append_option(v.first()),
-            (Self::Int(b), Some(Value::Int(v))) => b.append_option(v.first().copied()),
-            (Self::Float(b), Some(Value::Float(v))) => b.append_option(v.first().copied()),
-            (Self::Date(b), Some(Value::Date(v))) => b.append_option(v.first().copied()),
-            (Self::TextList(b), Some(Value::Text(v))) => b.append_value(v.iter().map(Some)),
-            (Self::IntList(b), Some(Value::Int(v))) => b.append_value(v.iter().map(|x| Some(*x))),
-            (Self::FloatList(b), Some(Value::Float(v))) => b.append_value(v.iter().map(|x| Some(*x))),
-            (Self::DateList(b), Some(Value::Date(v))) => b.append_value(v.iter().map(|x| Some(*x))),
-            (Self::Text(b), _) => b.append_null(),
-            (Self::Int(b), _) => b.append_null(),
-            (Self::Float(b), _) => b.append_null(),
-            (Self::Date(b), _) => b.append_null(),
-            (Self::TextList(b), _) => b.append_null(),
-            (Self::IntList(b), _) => b.append_null(),
-            (Self::FloatList(b), _) => b.append_null(),
-            (Self::DateList(b), _) => b.append_null(),
+            (Self::Text(b), Decoded::Text(v)) => b.append_value(v),
+            (Self::Int(b), Decoded::Value(Value::Int(v))) => b.append_value(v),
+            (Self::Float(b), Decoded::Value(Value::Float(v))) => b.append_value(v),
+            (Self::Date(b), Decoded::Value(Value::Date(v))) => b.append_value(v),
+            (Self::TextList(b), Decoded::Value(Value::TextList(v))) => b.append_value(v.into_iter().map(Some)),
+            (Self::IntList(b), Decoded::Value(Value::IntList(v))) => b.append_value(v.into_iter().map(Some)),
+            (Self::FloatList(b), Decoded::Value(Value::FloatList(v))) => b.append_value(v.into_iter().map(Some)),
+            (Self::DateList(b), Decoded::Value(Value::DateList(v))) => b.append_value(v.into_iter().map(Some)),
+            (builder, _) => builder.append_null(),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Self::Text(b) => b.append_null(),
+            Self::Int(b) => b.append_null(),
+            Self::Float(b) => b.append_null(),
+            Self::Date(b) => b.append_null(),
+            Self::TextList(b) => b.append_null(),
+            Self::IntList(b) => b.append_null(),
+            Self::FloatList(b) => b.append_null(),
+            Self::DateList(b) => b.append_null(),
         }
     }
 
@@ -110,44 +117,106 @@ impl ColumnBuilder {
     }
 }
 
-/// Assemble one record batch from scanned rows.
-pub fn to_batch(schema: &SchemaRef, selection: &Selection, rows: &[FileRecord]) -> Result<RecordBatch, ArrowError> {
-    let mut path = StringBuilder::new();
-    let mut size = Int64Builder::new();
-    let mut mtime = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let mut status = StringBuilder::new();
-    let mut error = StringBuilder::new();
-    let mut ts = StringBuilder::new();
-    let mut offset = Int64Builder::new();
-    let mut invalid = ListBuilder::new(StringBuilder::new());
-    let mut columns: Vec<ColumnBuilder> = selection.columns.iter().map(ColumnBuilder::new).collect();
-    for row in rows {
-        path.append_value(&row.path);
-        size.append_option(row.file_size.map(|s| s as i64));
-        mtime.append_option(row.mtime_us);
-        status.append_value(row.status.as_str());
-        error.append_option(row.error.as_deref());
-        ts.append_option(row.header.transfer_syntax.as_deref());
-        offset.append_option(row.header.pixel_data_offset.map(|o| o as i64));
-        if row.header.invalid.is_empty() {
-            invalid.append_null();
-        } else {
-            invalid.append_value(row.header.invalid.iter().map(|&i| Some(selection.columns[i].name.as_str())));
-        }
-        for (builder, value) in columns.iter_mut().zip(&row.header.values) {
-            builder.append(value.as_ref());
+/// The attribute columns of the rows being built: the parser's sink.
+struct AttributeColumns {
+    builders: Vec<ColumnBuilder>,
+    /// Columns filled for the current row.
+    filled: Vec<bool>,
+}
+
+impl Sink for AttributeColumns {
+    fn is_set(&self, col: usize) -> bool {
+        self.filled[col]
+    }
+
+    fn put(&mut self, col: usize, value: Decoded<'_>) {
+        self.builders[col].append(value);
+        self.filled[col] = true;
+    }
+}
+
+impl AttributeColumns {
+    /// Close the current row: columns the file did not fill are null.
+    fn end_row(&mut self) {
+        for (builder, filled) in self.builders.iter_mut().zip(self.filled.iter_mut()) {
+            if !*filled {
+                builder.append_null();
+            }
+            *filled = false;
         }
     }
-    let mut arrays: Vec<ArrayRef> = vec![
-        Arc::new(path.finish()),
-        Arc::new(size.finish()),
-        Arc::new(mtime.finish()),
-        Arc::new(status.finish()),
-        Arc::new(error.finish()),
-        Arc::new(ts.finish()),
-        Arc::new(offset.finish()),
-        Arc::new(invalid.finish()),
-    ];
-    arrays.extend(columns.iter_mut().map(ColumnBuilder::finish));
-    RecordBatch::try_new(schema.clone(), arrays)
+}
+
+/// Builds one record batch, a file at a time.
+pub struct BatchBuilder<'s> {
+    schema: SchemaRef,
+    selection: &'s Selection,
+    path: StringBuilder,
+    size: Int64Builder,
+    mtime: TimestampMicrosecondBuilder,
+    status: StringBuilder,
+    error: StringBuilder,
+    transfer_syntax: StringBuilder,
+    pixel_data_offset: Int64Builder,
+    invalid: ListBuilder<StringBuilder>,
+    attributes: AttributeColumns,
+}
+
+impl<'s> BatchBuilder<'s> {
+    pub fn new(schema: SchemaRef, selection: &'s Selection, rows: usize) -> Self {
+        let columns = selection.columns.len();
+        BatchBuilder {
+            schema,
+            selection,
+            path: StringBuilder::with_capacity(rows, rows * 64),
+            size: Int64Builder::with_capacity(rows),
+            mtime: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            status: StringBuilder::with_capacity(rows, rows * 2),
+            error: StringBuilder::new(),
+            transfer_syntax: StringBuilder::with_capacity(rows, rows * 20),
+            pixel_data_offset: Int64Builder::with_capacity(rows),
+            invalid: ListBuilder::new(StringBuilder::new()),
+            attributes: AttributeColumns {
+                builders: selection.columns.iter().map(|c| ColumnBuilder::new(c, rows)).collect(),
+                filled: vec![false; columns],
+            },
+        }
+    }
+
+    /// Scan one walk entry into the next row.
+    pub fn add(&mut self, entry: &Entry) {
+        let row = match &entry.error {
+            Some(err) => walk_error(err),
+            None => scan_file(&entry.path, self.selection, &mut self.attributes),
+        };
+        self.attributes.end_row();
+        self.path.append_value(entry.path.to_string_lossy());
+        self.size.append_option(row.file_size.map(|s| s as i64));
+        self.mtime.append_option(row.mtime_us);
+        self.status.append_value(row.status().as_str());
+        self.error.append_option(row.error.as_deref());
+        self.transfer_syntax.append_option(row.header.transfer_syntax.as_deref());
+        self.pixel_data_offset.append_option(row.header.pixel_data_offset.map(|o| o as i64));
+        if row.header.invalid.is_empty() {
+            self.invalid.append_null();
+        } else {
+            let names = row.header.invalid.iter().map(|&i| Some(self.selection.columns[i].name.as_str()));
+            self.invalid.append_value(names);
+        }
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(self.path.finish()),
+            Arc::new(self.size.finish()),
+            Arc::new(self.mtime.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.error.finish()),
+            Arc::new(self.transfer_syntax.finish()),
+            Arc::new(self.pixel_data_offset.finish()),
+            Arc::new(self.invalid.finish()),
+        ];
+        arrays.extend(self.attributes.builders.iter_mut().map(ColumnBuilder::finish));
+        RecordBatch::try_new(self.schema, arrays)
+    }
 }

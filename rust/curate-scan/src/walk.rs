@@ -1,11 +1,16 @@
 //! Turning the user's paths (files, folders, or both) into the sorted list of files to scan.
 //!
-//! A folder is walked recursively, following symbolic links (archives are often assembled
-//! from links) with loop detection. Anything that cannot be listed becomes an entry with
-//! an error, so that it shows up in the index instead of vanishing from it.
+//! A folder is walked recursively in name order. File types come from the directory
+//! listing itself, so a plain file costs no extra system call; only symbolic links are
+//! followed with a `stat` (archives are often assembled from links), and a link back to
+//! a folder being walked is reported as a loop rather than followed forever. Anything
+//! that cannot be listed becomes an entry with an error, so that it shows up in the
+//! index instead of vanishing from it.
 
+use rayon::prelude::*;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use walkdir::WalkDir;
 
 /// One file to scan, or a place the walk could not enter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,46 +20,125 @@ pub struct Entry {
     pub error: Option<String>,
 }
 
-/// Every file under `roots`, sorted by path within each root and deduplicated.
-pub fn collect(roots: &[PathBuf]) -> Vec<Entry> {
-    let mut entries = Vec::new();
-    for root in roots {
-        walk_root(root, &mut entries);
+impl Entry {
+    fn file(path: PathBuf) -> Self {
+        Entry { path, error: None }
     }
-    let mut seen = std::collections::HashSet::new();
-    entries.retain(|e| seen.insert(e.path.clone()));
+
+    fn failed(path: PathBuf, error: String) -> Self {
+        Entry { path, error: Some(error) }
+    }
+}
+
+/// Every file under `roots`, in name order within each root; a file named twice is kept once.
+pub fn collect(roots: &[PathBuf]) -> Vec<Entry> {
+    // A long list of files is common (a manifest, a query result): stat them in parallel.
+    let kinds: Vec<io::Result<fs::Metadata>> = roots.par_iter().map(fs::metadata).collect();
+    let mut walker = Walker { out: Vec::new(), folders: Vec::new() };
+    for (root, kind) in roots.iter().zip(kinds) {
+        walker.root(root, kind);
+    }
+    let mut entries = walker.out;
+    if roots.len() > 1 {
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        entries.retain(|e| seen.insert(e.path.clone()));
+    }
     entries
 }
 
-fn walk_root(root: &Path, out: &mut Vec<Entry>) {
-    let walker = WalkDir::new(root).follow_links(true).sort_by_file_name();
-    for item in walker {
-        match item {
-            Ok(entry) if entry.file_type().is_dir() => {}
-            Ok(entry) => out.push(Entry { path: entry.into_path(), error: None }),
-            Err(err) => {
-                let path = err.path().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
-                out.push(Entry { path, error: Some(describe(&err)) });
+struct Walker {
+    out: Vec<Entry>,
+    /// Identity of each folder on the current path, to recognise a link back to one.
+    folders: Vec<FolderId>,
+}
+
+impl Walker {
+    fn root(&mut self, root: &Path, metadata: io::Result<fs::Metadata>) {
+        match metadata {
+            Ok(meta) if meta.is_dir() => self.folder(root.to_path_buf(), &meta),
+            Ok(_) => self.out.push(Entry::file(root.to_path_buf())),
+            Err(e) => self.out.push(Entry::failed(root.to_path_buf(), describe(&e, "cannot stat"))),
+        }
+    }
+
+    fn folder(&mut self, dir: PathBuf, meta: &fs::Metadata) {
+        let id = FolderId::of(meta);
+        if self.folders.contains(&id) {
+            let message = "symlink_loop: a link leads back to a folder that contains it".to_string();
+            self.out.push(Entry::failed(dir, message));
+            return;
+        }
+        let listing = match fs::read_dir(&dir) {
+            Ok(listing) => listing,
+            Err(e) => return self.out.push(Entry::failed(dir, describe(&e, "cannot list folder"))),
+        };
+        let mut children: Vec<(PathBuf, Option<fs::FileType>)> = Vec::new();
+        for item in listing {
+            match item {
+                Ok(item) => children.push((item.path(), item.file_type().ok())),
+                Err(e) => {
+                    self.out.push(Entry::failed(dir.clone(), describe(&e, "cannot list folder")));
+                    break;
+                }
             }
         }
+        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.folders.push(id);
+        for (path, file_type) in children {
+            match file_type {
+                Some(t) if t.is_file() => self.out.push(Entry::file(path)),
+                Some(t) if t.is_dir() => match fs::metadata(&path) {
+                    Ok(meta) => self.folder(path, &meta),
+                    Err(e) => self.out.push(Entry::failed(path, describe(&e, "cannot stat"))),
+                },
+                // Links, and entries whose type the listing does not give: follow and look.
+                _ => match fs::metadata(&path) {
+                    Ok(meta) if meta.is_dir() => self.folder(path, &meta),
+                    Ok(_) => self.out.push(Entry::file(path)),
+                    Err(e) => self.out.push(Entry::failed(path, describe(&e, "cannot follow"))),
+                },
+            }
+        }
+        self.folders.pop();
     }
 }
 
-fn describe(err: &walkdir::Error) -> String {
-    if let Some(ancestor) = err.loop_ancestor() {
-        return format!("symlink_loop: link points back to its ancestor {}", ancestor.display());
+/// A folder's identity on disk (device and inode where the platform has them).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FolderId(u64, u64);
+
+impl FolderId {
+    #[cfg(unix)]
+    fn of(meta: &fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FolderId(meta.dev(), meta.ino())
     }
-    match err.io_error() {
-        Some(io) if io.kind() == std::io::ErrorKind::NotFound => format!("vanished: {io}"),
-        Some(io) => format!("unreadable: cannot list or stat: {io}"),
-        None => format!("unreadable: {err}"),
+
+    #[cfg(not(unix))]
+    fn of(_meta: &fs::Metadata) -> Self {
+        // No inode numbers: loops are not detected beyond the OS's own limits.
+        FolderId(0, rand_unique())
+    }
+}
+
+#[cfg(not(unix))]
+fn rand_unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn describe(e: &io::Error, action: &str) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => format!("vanished: {action}: {e}"),
+        _ if e.raw_os_error() == Some(40) => format!("symlink_loop: {action}: {e}"), // ELOOP
+        _ => format!("unreadable: {action}: {e}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
 
     #[test]
     fn walks_sorted_and_reports_missing_roots() {
@@ -65,7 +149,8 @@ mod tests {
         fs::write(dir.path().join("b/1.dcm"), b"x").unwrap();
         let missing = dir.path().join("nope");
         let found = collect(&[dir.path().to_path_buf(), missing.clone(), dir.path().join("a.dcm")]);
-        let names: Vec<_> = found.iter().map(|e| e.path.strip_prefix(dir.path()).unwrap_or(&e.path).to_path_buf()).collect();
+        let names: Vec<_> =
+            found.iter().map(|e| e.path.strip_prefix(dir.path()).unwrap_or(&e.path).to_path_buf()).collect();
         assert_eq!(names[..3], [PathBuf::from("a.dcm"), PathBuf::from("b/1.dcm"), PathBuf::from("b/c/2.dcm")]);
         assert_eq!(found.len(), 4, "the explicit duplicate a.dcm is dropped");
         assert_eq!(found[3].path, missing);
@@ -77,9 +162,27 @@ mod tests {
     fn symlink_loop_is_an_entry_not_a_hang() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("d/f.dcm"), b"x").unwrap();
         std::os::unix::fs::symlink(dir.path(), dir.path().join("d/back")).unwrap();
         let found = collect(&[dir.path().to_path_buf()]);
-        assert_eq!(found.len(), 1);
+        assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].error.as_deref().unwrap().starts_with("symlink_loop:"), "{found:?}");
+        assert!(found[1].error.is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_to_files_and_folders_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("x.dcm"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("linked")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x.dcm"), dir.path().join("y.dcm")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("dangling.dcm")).unwrap();
+        let found = collect(&[dir.path().to_path_buf()]);
+        let names: Vec<_> = found.iter().map(|e| e.path.file_name().unwrap().to_str().unwrap()).collect();
+        assert_eq!(names, ["dangling.dcm", "x.dcm", "y.dcm"]);
+        assert!(found[0].error.as_deref().unwrap().starts_with("vanished:"));
+        assert!(found[1].error.is_none() && found[2].error.is_none());
     }
 }
