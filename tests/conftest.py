@@ -13,7 +13,14 @@ from pydicom.data import get_testdata_file
 def pydicom_test_dirs() -> list[Path]:
     """The folders of pydicom's bundled test files: general files and character sets."""
     data = Path(get_testdata_file("CT_small.dcm")).parent.parent
-    return [data / "test_files", data / "charset_files"]
+    dirs = [data / "test_files", data / "charset_files"]
+    try:  # pydicom-data (the dev extra) holds the larger files pydicom keeps out of its wheel
+        import data_store
+
+        dirs.append(Path(data_store.__file__).parent / "data")
+    except ImportError:
+        pass
+    return dirs
 
 
 @pytest.fixture(scope="session")

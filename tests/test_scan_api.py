@@ -218,7 +218,6 @@ def test_extra_tag_that_names_nothing_is_refused(tagged_file):
         curate.scan(tagged_file, extra_tags=["ViewCodeSequence.CodeMeaning"])
 
 
-@pytest.mark.xfail(strict=True, reason="two columns on the same attribute: only the last is filled, the other is silently null")
 def test_two_columns_on_the_same_attribute(tagged_file):
     try:
         table = curate.scan(tagged_file, extra_tags=["PID=PatientID", "View=ViewCodeSequence[0].CodeMeaning"])

@@ -53,7 +53,23 @@ enum Source<'a> {
 pub enum InputError {
     /// The source ended `needed - available` bytes short.
     Eof { offset: u64 },
+    /// A decoded stream (deflate) stops before its end marker: the file was cut short,
+    /// even where the inflated bytes happen to end on an element boundary.
+    StreamCut { offset: u64 },
+    /// A decoded stream (deflate) is not valid.
+    Corrupt(String),
     Io(io::Error),
+}
+
+/// A stream decoder reports a cut-off or invalid stream as an I/O error; say what it is.
+fn stream_error(e: InputError, offset: u64) -> InputError {
+    match e {
+        InputError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => InputError::StreamCut { offset },
+        InputError::Io(e) if matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData) => {
+            InputError::Corrupt(e.to_string())
+        }
+        other => other,
+    }
 }
 
 pub type InputResult<T> = Result<T, InputError>;
@@ -157,7 +173,10 @@ impl<'a> Input<'a> {
                         read_retrying(|b| src.read_at(b, offset), &mut room[..limit])?
                     }
                 }
-                Source::Stream(r) => read_retrying(|b| r.read(b), room)?,
+                Source::Stream(r) => {
+                    let offset = self.base + self.end as u64;
+                    read_retrying(|b| r.read(b), room).map_err(|e| stream_error(e, offset))?
+                }
             };
             self.end += got;
             self.bytes_read += got as u64;

@@ -19,6 +19,7 @@ const UNDEFINED: u32 = 0xffff_ffff;
 const ITEM: u32 = 0xfffe_e000;
 const ITEM_END: u32 = 0xfffe_e00d;
 const SEQUENCE_END: u32 = 0xfffe_e0dd;
+const META_GROUP_LENGTH: u32 = 0x0002_0000;
 const TRANSFER_SYNTAX: u32 = 0x0002_0010;
 const MEDIA_STORAGE_SOP_CLASS: u32 = 0x0002_0002;
 const SPECIFIC_CHARACTER_SET: u32 = 0x0008_0005;
@@ -89,6 +90,7 @@ pub fn parse_into(input: Input<'_>, selection: &Selection, sink: &mut dyn Sink) 
         charset: Charset::default(),
         syntax: EXPLICIT_LE,
         element: None,
+        meta_group_length: None,
     };
     let error = parser.run().err();
     parser.header.bytes_read += parser.input.bytes_read();
@@ -125,6 +127,8 @@ struct Parser<'a, 's> {
     syntax: Syntax,
     /// The element being read, for error messages.
     element: Option<u32>,
+    /// File Meta Information Group Length, where the file gives it.
+    meta_group_length: Option<u32>,
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
@@ -140,6 +144,9 @@ impl<'a> Parser<'a, '_> {
             self.skip(132)?;
         } else if start.starts_with(b"DICM") {
             self.skip(4)?;
+        }
+        if (has_preamble || start.starts_with(b"DICM")) && self.at_end()? {
+            return Err(self.truncated("right after the 'DICM' marker"));
         }
         let meta_follows = *self.peek_up_to(2)? == [2, 0];
         if meta_follows {
@@ -189,12 +196,23 @@ impl<'a> Parser<'a, '_> {
 
     fn parse_meta(&mut self) -> Result<()> {
         let root = &self.selection.root;
+        let start = self.input.pos();
         loop {
-            if *self.peek_up_to(2)? != [2, 0] {
+            let next = self.peek_up_to(2)?;
+            if *next != [2, 0] {
+                // The group ends where its length says (the length counts the bytes after
+                // its own 12-byte element); a file that stops short of that, or before the
+                // Transfer Syntax that every meta group has, was cut.
+                let declared_end = self.meta_group_length.map(|len| start + 12 + len as u64);
+                let cut = next.is_empty()
+                    && (declared_end.is_some_and(|end| self.input.pos() < end) || self.header.transfer_syntax.is_none());
+                if cut {
+                    return Err(self.truncated("inside the file meta group"));
+                }
                 return Ok(());
             }
             let h = self.read_element_header()?;
-            self.element_value(&h, root.get(h.tag).and_then(|t| t.column))?;
+            self.element_value(&h, root.get(h.tag).map_or(&[], |t| &t.columns))?;
         }
     }
 
@@ -282,7 +300,7 @@ impl<'a> Parser<'a, '_> {
                 result?;
                 continue;
             }
-            self.element_value(&h, target.and_then(|t| t.column))?;
+            self.element_value(&h, target.map_or(&[], |t| &t.columns))?;
         }
     }
 
@@ -318,12 +336,6 @@ impl<'a> Parser<'a, '_> {
             }
             let child = target.and_then(|t| t.item(index));
             index += 1;
-            if child.is_none() && item.len != UNDEFINED {
-                self.skip_value(&item)?;
-                continue;
-            }
-            let empty = Node::default();
-            let node = child.unwrap_or(&empty);
             let item_end = (item.len != UNDEFINED).then(|| self.input.pos() + item.len as u64);
             if let (Some(item_end), Some(end)) = (item_end, end) {
                 if item_end > end {
@@ -333,6 +345,12 @@ impl<'a> Parser<'a, '_> {
                     ));
                 }
             }
+            if child.is_none() && item.len != UNDEFINED {
+                self.skip_value(&item)?;
+                continue;
+            }
+            let empty = Node::default();
+            let node = child.unwrap_or(&empty);
             // A Specific Character Set inside an item applies to that item only.
             let charset = self.charset;
             let stop = self.parse_dataset(node, item_end, depth);
@@ -345,16 +363,17 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
-    /// Read or skip one element's value. `column` is the selected column it fills.
-    fn element_value(&mut self, h: &ElementHeader, column: Option<usize>) -> Result<()> {
-        let needed_by_parser = matches!(h.tag, TRANSFER_SYNTAX | MEDIA_STORAGE_SOP_CLASS | SPECIFIC_CHARACTER_SET);
-        if column.is_none() && !needed_by_parser {
+    /// Read or skip one element's value. `columns` are the selected columns it fills.
+    fn element_value(&mut self, h: &ElementHeader, columns: &[usize]) -> Result<()> {
+        let needed_by_parser = matches!(
+            h.tag,
+            TRANSFER_SYNTAX | MEDIA_STORAGE_SOP_CLASS | SPECIFIC_CHARACTER_SET | META_GROUP_LENGTH
+        );
+        if columns.is_empty() && !needed_by_parser {
             return self.skip_value(h);
         }
         if h.len > MAX_VALUE_BYTES {
-            if let Some(col) = column {
-                self.header.invalid.push(col);
-            }
+            self.header.invalid.extend_from_slice(columns);
             return self.skip_value(h);
         }
         if let Some(size) = self.input.size() {
@@ -371,9 +390,12 @@ impl<'a> Parser<'a, '_> {
             TRANSFER_SYNTAX => self.header.transfer_syntax = Some(String::from_utf8_lossy(trim_uid(bytes)).into_owned()),
             MEDIA_STORAGE_SOP_CLASS => self.header.dicomdir |= trim_uid(bytes) == DICOMDIR_SOP_CLASS.as_bytes(),
             SPECIFIC_CHARACTER_SET => self.charset = Charset::from_value(bytes),
+            META_GROUP_LENGTH if bytes.len() == 4 => {
+                self.meta_group_length = Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+            }
             _ => {}
         }
-        if let Some(col) = column {
+        for &col in columns {
             if !self.sink.is_set(col) {
                 let spec = &self.selection.columns[col];
                 match value::decode(spec, h.vr, big_endian, &self.charset, bytes) {
@@ -393,7 +415,7 @@ impl<'a> Parser<'a, '_> {
                 ErrorKind::Truncated,
                 format!("file ends at byte {offset}, inside the value of {} ({} bytes)", tag_str(tag), h.len),
             ),
-            InputError::Io(e) => ParseError::new(ErrorKind::Unreadable, e.to_string()),
+            other => Self::input_error(other, Some(tag)),
         })
     }
 
@@ -474,6 +496,11 @@ impl<'a> Parser<'a, '_> {
                 let place = element.map(|t| format!(" in or after element {}", tag_str(t))).unwrap_or_default();
                 ParseError::new(ErrorKind::Truncated, format!("file ends at byte {offset}{place}"))
             }
+            InputError::StreamCut { offset } => ParseError::new(
+                ErrorKind::Truncated,
+                format!("the deflated data set ends early, {offset} bytes into its inflated content"),
+            ),
+            InputError::Corrupt(message) => ParseError::new(ErrorKind::Corrupt, format!("deflated data set: {message}")),
             InputError::Io(e) => ParseError::new(ErrorKind::Unreadable, e.to_string()),
         }
     }

@@ -59,8 +59,9 @@ impl ColumnSpec {
 /// What to do at one tag of one data set.
 #[derive(Debug, Default)]
 pub struct Target {
-    /// Column that takes this element's value.
-    pub column: Option<usize>,
+    /// Columns that take this element's value (more than one when a user names the
+    /// same attribute twice, e.g. under an alias).
+    pub columns: Vec<usize>,
     /// Items to descend into, by item index.
     pub items: Vec<(u32, Node)>,
 }
@@ -167,7 +168,7 @@ impl Selection {
                     col.name
                 )));
             }
-            node.entry(last.tag).column = Some(index);
+            node.entry(last.tag).columns.push(index);
         }
         Ok(Selection { columns, root })
     }
@@ -196,10 +197,10 @@ mod tests {
             ),
         ];
         let sel = Selection::new(cols).unwrap();
-        assert_eq!(sel.root.get(0x0008_0060).unwrap().column, Some(0));
+        assert_eq!(sel.root.get(0x0008_0060).unwrap().columns, [0]);
         let item = sel.root.get(seq).unwrap().item(0).unwrap();
-        assert_eq!(item.get(0x0008_0104).unwrap().column, Some(1));
-        assert_eq!(item.get(0x0008_0100).unwrap().column, Some(2));
+        assert_eq!(item.get(0x0008_0104).unwrap().columns, [1]);
+        assert_eq!(item.get(0x0008_0100).unwrap().columns, [2]);
         assert!(sel.root.get(seq).unwrap().item(1).is_none());
     }
 
@@ -213,12 +214,22 @@ mod tests {
         let sel = Selection::new(cols).unwrap();
         let mut cursor = 0;
         assert!(sel.root.find(0x0008_0005, &mut cursor).is_none());
-        assert_eq!(sel.root.find(0x0008_0060, &mut cursor).unwrap().column, Some(0));
-        assert_eq!(sel.root.find(0x0020_000d, &mut cursor).unwrap().column, Some(2));
+        assert_eq!(sel.root.find(0x0008_0060, &mut cursor).unwrap().columns, [0]);
+        assert_eq!(sel.root.find(0x0020_000d, &mut cursor).unwrap().columns, [2]);
         // Out of order: found all the same.
-        assert_eq!(sel.root.find(0x0010_0010, &mut cursor).unwrap().column, Some(1));
+        assert_eq!(sel.root.find(0x0010_0010, &mut cursor).unwrap().columns, [1]);
         assert!(sel.root.find(0x7fe0_0010, &mut cursor).is_none());
         assert!(sel.root.find(0x0008_0061, &mut cursor).is_none());
+    }
+
+    #[test]
+    fn one_attribute_can_fill_several_columns() {
+        let cols = vec![
+            ColumnSpec::top("PatientID", 0x0010_0020, Vr(*b"LO"), false),
+            ColumnSpec::top("PID", 0x0010_0020, Vr(*b"LO"), false),
+        ];
+        let sel = Selection::new(cols).unwrap();
+        assert_eq!(sel.root.get(0x0010_0020).unwrap().columns, [0, 1]);
     }
 
     #[test]

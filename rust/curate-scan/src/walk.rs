@@ -56,7 +56,8 @@ impl Walker {
     fn root(&mut self, root: &Path, metadata: io::Result<fs::Metadata>) {
         match metadata {
             Ok(meta) if meta.is_dir() => self.folder(root.to_path_buf(), &meta),
-            Ok(_) => self.out.push(Entry::file(root.to_path_buf())),
+            Ok(meta) if meta.is_file() => self.out.push(Entry::file(root.to_path_buf())),
+            Ok(meta) => self.out.push(Entry::failed(root.to_path_buf(), not_a_file(&meta))),
             Err(e) => self.out.push(Entry::failed(root.to_path_buf(), describe(&e, "cannot stat"))),
         }
     }
@@ -94,7 +95,9 @@ impl Walker {
                 // Links, and entries whose type the listing does not give: follow and look.
                 _ => match fs::metadata(&path) {
                     Ok(meta) if meta.is_dir() => self.folder(path, &meta),
-                    Ok(_) => self.out.push(Entry::file(path)),
+                    Ok(meta) if meta.is_file() => self.out.push(Entry::file(path)),
+                    // Opening a named pipe would wait for a writer forever; a device may never end.
+                    Ok(meta) => self.out.push(Entry::failed(path, not_a_file(&meta))),
                     Err(e) => self.out.push(Entry::failed(path, describe(&e, "cannot follow"))),
                 },
             }
@@ -128,6 +131,30 @@ fn rand_unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The row for something in the tree that is neither a file nor a folder.
+fn not_a_file(meta: &fs::Metadata) -> String {
+    #[cfg(unix)]
+    let what = {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            "a named pipe"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_block_device() || t.is_char_device() {
+            "a device"
+        } else {
+            "a special file"
+        }
+    };
+    #[cfg(not(unix))]
+    let what = {
+        let _ = meta;
+        "a special file"
+    };
+    format!("not_a_file: {what}, not a regular file; not read")
+}
+
 fn describe(e: &io::Error, action: &str) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => format!("vanished: {action}: {e}"),
@@ -139,6 +166,23 @@ fn describe(e: &io::Error, action: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn named_pipes_are_reported_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.dcm"), b"x").unwrap();
+        let pipe = dir.path().join("pipe.dcm");
+        let made = std::process::Command::new("mkfifo").arg(&pipe).status().map(|s| s.success());
+        if made.ok() != Some(true) {
+            return; // no mkfifo on this system
+        }
+        let found = collect(&[dir.path().to_path_buf(), pipe.clone()]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0], Entry::file(dir.path().join("a.dcm")));
+        assert_eq!(found[1].path, pipe);
+        assert_eq!(found[1].error.as_deref(), Some("not_a_file: a named pipe, not a regular file; not read"));
+    }
 
     #[test]
     fn walks_sorted_and_reports_missing_roots() {
