@@ -52,10 +52,14 @@ enum Source<'a> {
 #[derive(Debug)]
 pub enum InputError {
     /// The source ended `needed - available` bytes short.
-    Eof { offset: u64 },
+    Eof {
+        offset: u64,
+    },
     /// A decoded stream (deflate) stops before its end marker: the file was cut short,
     /// even where the inflated bytes happen to end on an element boundary.
-    StreamCut { offset: u64 },
+    StreamCut {
+        offset: u64,
+    },
     /// A decoded stream (deflate) is not valid.
     Corrupt(String),
     Io(io::Error),
@@ -294,10 +298,7 @@ impl Read for ReadAtReader<'_> {
 }
 
 /// Read until `buf` is full or the source is exhausted, retrying on EINTR.
-fn read_retrying(
-    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
-    buf: &mut [u8],
-) -> InputResult<usize> {
+fn read_retrying(mut read: impl FnMut(&mut [u8]) -> io::Result<usize>, buf: &mut [u8]) -> InputResult<usize> {
     let mut got = 0;
     while got < buf.len() {
         match read(&mut buf[got..]) {

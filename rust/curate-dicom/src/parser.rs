@@ -205,7 +205,8 @@ impl<'a> Parser<'a, '_> {
                 // Transfer Syntax that every meta group has, was cut.
                 let declared_end = self.meta_group_length.map(|len| start + 12 + len as u64);
                 let cut = next.is_empty()
-                    && (declared_end.is_some_and(|end| self.input.pos() < end) || self.header.transfer_syntax.is_none());
+                    && (declared_end.is_some_and(|end| self.input.pos() < end)
+                        || self.header.transfer_syntax.is_none());
                 if cut {
                     return Err(self.truncated("inside the file meta group"));
                 }
@@ -304,7 +305,12 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
-    fn parse_sequence(&mut self, h: &ElementHeader, target: Option<&crate::selection::Target>, depth: usize) -> Result<()> {
+    fn parse_sequence(
+        &mut self,
+        h: &ElementHeader,
+        target: Option<&crate::selection::Target>,
+        depth: usize,
+    ) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(ParseError::new(
                 ErrorKind::Corrupt,
@@ -365,10 +371,8 @@ impl<'a> Parser<'a, '_> {
 
     /// Read or skip one element's value. `columns` are the selected columns it fills.
     fn element_value(&mut self, h: &ElementHeader, columns: &[usize]) -> Result<()> {
-        let needed_by_parser = matches!(
-            h.tag,
-            TRANSFER_SYNTAX | MEDIA_STORAGE_SOP_CLASS | SPECIFIC_CHARACTER_SET | META_GROUP_LENGTH
-        );
+        let needed_by_parser =
+            matches!(h.tag, TRANSFER_SYNTAX | MEDIA_STORAGE_SOP_CLASS | SPECIFIC_CHARACTER_SET | META_GROUP_LENGTH);
         if columns.is_empty() && !needed_by_parser {
             return self.skip_value(h);
         }
@@ -387,7 +391,9 @@ impl<'a> Parser<'a, '_> {
             Err(e) => return Err(Self::input_error(e, Some(h.tag))),
         };
         match h.tag {
-            TRANSFER_SYNTAX => self.header.transfer_syntax = Some(String::from_utf8_lossy(trim_uid(bytes)).into_owned()),
+            TRANSFER_SYNTAX => {
+                self.header.transfer_syntax = Some(String::from_utf8_lossy(trim_uid(bytes)).into_owned())
+            }
             MEDIA_STORAGE_SOP_CLASS => self.header.dicomdir |= trim_uid(bytes) == DICOMDIR_SOP_CLASS.as_bytes(),
             SPECIFIC_CHARACTER_SET => self.charset = Charset::from_value(bytes),
             META_GROUP_LENGTH if bytes.len() == 4 => {
@@ -500,7 +506,9 @@ impl<'a> Parser<'a, '_> {
                 ErrorKind::Truncated,
                 format!("the deflated data set ends early, {offset} bytes into its inflated content"),
             ),
-            InputError::Corrupt(message) => ParseError::new(ErrorKind::Corrupt, format!("deflated data set: {message}")),
+            InputError::Corrupt(message) => {
+                ParseError::new(ErrorKind::Corrupt, format!("deflated data set: {message}"))
+            }
             InputError::Io(e) => ParseError::new(ErrorKind::Unreadable, e.to_string()),
         }
     }
@@ -521,12 +529,20 @@ impl std::ops::Deref for Peek {
 
 fn read_u16(b: &[u8], big_endian: bool) -> u16 {
     let a = [b[0], b[1]];
-    if big_endian { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
+    if big_endian {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
 }
 
 fn read_u32(b: &[u8], big_endian: bool) -> u32 {
     let a = [b[0], b[1], b[2], b[3]];
-    if big_endian { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+    if big_endian {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
 }
 
 fn read_tag(b: &[u8], big_endian: bool) -> u32 {
@@ -558,7 +574,5 @@ fn looks_like_dataset(start: &[u8]) -> bool {
 }
 
 fn looks_explicit_be(start: &[u8]) -> bool {
-    start.len() >= 8
-        && u16::from_be_bytes([start[0], start[1]]) == 0x0008
-        && Vr::parse([start[4], start[5]]).is_some()
+    start.len() >= 8 && u16::from_be_bytes([start[0], start[1]]) == 0x0008 && Vr::parse([start[4], start[5]]).is_some()
 }

@@ -136,12 +136,19 @@ fn trim_bytes(bytes: &[u8], keep_leading: bool) -> &[u8] {
 }
 
 fn is_binary(vr: Vr) -> bool {
-    matches!(&vr.0, b"US" | b"OW" | b"SS" | b"UL" | b"OL" | b"SL" | b"SV" | b"UV" | b"OV" | b"FL" | b"OF" | b"FD" | b"OD")
+    matches!(
+        &vr.0,
+        b"US" | b"OW" | b"SS" | b"UL" | b"OL" | b"SL" | b"SV" | b"UV" | b"OV" | b"FL" | b"OF" | b"FD" | b"OD"
+    )
 }
 
 /// Numbers stored in a binary VR, in file order.
 fn binary_numbers(vr: Vr, big_endian: bool, b: &[u8]) -> impl Iterator<Item = f64> + '_ {
-    fn read<const N: usize>(b: &[u8], big_endian: bool, conv: fn([u8; N], bool) -> f64) -> impl Iterator<Item = f64> + '_ {
+    fn read<const N: usize>(
+        b: &[u8],
+        big_endian: bool,
+        conv: fn([u8; N], bool) -> f64,
+    ) -> impl Iterator<Item = f64> + '_ {
         b.chunks_exact(N).map(move |c| conv(c.try_into().unwrap_or([0; N]), big_endian))
     }
     macro_rules! conv {
@@ -184,7 +191,11 @@ fn decode_str<'b>(vr: Vr, charset: &Charset, bytes: &'b [u8]) -> Cow<'b, str> {
 fn trim(vr: Vr, s: &str) -> &str {
     let pad: &[char] = if &vr.0 == b"PN" { &[' ', '\0', '='] } else { &[' ', '\0'] };
     let s = s.trim_end_matches(pad);
-    if vr.single_valued_text() { s } else { s.trim_start_matches(' ') }
+    if vr.single_valued_text() {
+        s
+    } else {
+        s.trim_start_matches(' ')
+    }
 }
 
 /// The trimmed values of a multi-valued text element.

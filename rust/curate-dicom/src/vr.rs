@@ -17,9 +17,40 @@ impl Vr {
     pub fn parse(bytes: [u8; 2]) -> Option<Vr> {
         let known = matches!(
             &bytes,
-            b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FD" | b"FL" | b"IS" | b"LO" | b"LT"
-                | b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"PN" | b"SH" | b"SL" | b"SQ" | b"SS"
-                | b"ST" | b"SV" | b"TM" | b"UC" | b"UI" | b"UL" | b"UN" | b"UR" | b"US" | b"UT" | b"UV"
+            b"AE"
+                | b"AS"
+                | b"AT"
+                | b"CS"
+                | b"DA"
+                | b"DS"
+                | b"DT"
+                | b"FD"
+                | b"FL"
+                | b"IS"
+                | b"LO"
+                | b"LT"
+                | b"OB"
+                | b"OD"
+                | b"OF"
+                | b"OL"
+                | b"OV"
+                | b"OW"
+                | b"PN"
+                | b"SH"
+                | b"SL"
+                | b"SQ"
+                | b"SS"
+                | b"ST"
+                | b"SV"
+                | b"TM"
+                | b"UC"
+                | b"UI"
+                | b"UL"
+                | b"UN"
+                | b"UR"
+                | b"US"
+                | b"UT"
+                | b"UV"
         );
         known.then_some(Vr(bytes))
     }
@@ -28,8 +59,7 @@ impl Vr {
     pub fn has_long_length(self) -> bool {
         matches!(
             &self.0,
-            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR"
-                | b"UT" | b"UV"
+            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
         )
     }
 

@@ -29,7 +29,11 @@ fn list_of(t: DataType) -> DataType {
 
 fn column_type(col: &ColumnSpec) -> DataType {
     let t = kind_type(col.kind);
-    if col.multi { list_of(t) } else { t }
+    if col.multi {
+        list_of(t)
+    } else {
+        t
+    }
 }
 
 /// The index schema for a selection.

@@ -12,9 +12,9 @@ pub mod walk;
 
 use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::{ArrowError, SchemaRef};
+use batch::BatchBuilder;
 use curate_dicom::Selection;
 use rayon::prelude::*;
-use batch::BatchBuilder;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
