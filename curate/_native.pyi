@@ -4,6 +4,8 @@ from os import PathLike
 from typing import Sequence
 
 __version__: str
+#: Rows per record batch unless a caller asks otherwise.
+DEFAULT_BATCH_SIZE: int
 
 ColumnTuple = tuple[str, Sequence[tuple[int, int | None]], str, bool]
 
@@ -25,7 +27,7 @@ def open_scan(
     paths: Sequence[str | PathLike[str]],
     columns: Sequence[ColumnTuple],
     threads: int = 0,
-    batch_size: int = 2048,
+    batch_size: int = ...,
 ) -> Scan:
     """Walk `paths` and prepare a scan of `columns` (name, path, VR, multi-valued)."""
 

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.progress import progress_bar
+from curate import _native
 from curate.scan import PathsLike, open_scan
 
 INDEX_FILE = "index.parquet"
@@ -80,7 +81,7 @@ def build_index(
     tags: Sequence[str] | None = None,
     extra_tags: Sequence[str] = (),
     threads: int | None = None,
-    batch_size: int = 2048,
+    batch_size: int = _native.DEFAULT_BATCH_SIZE,
     progress: bool = True,
 ) -> ScanSummary:
     """Scan `source` and write ``<index_dir>/index.parquet``; return the summary."""

@@ -59,7 +59,7 @@ def open_scan(
     paths: PathsLike,
     tags: Sequence[str] | None = None,
     threads: int | None = None,
-    batch_size: int = 2048,
+    batch_size: int = _native.DEFAULT_BATCH_SIZE,
     extra_tags: Sequence[str] = (),
 ) -> ScanHandle:
     """Walk `paths` (files, folders, or a list of both) and prepare a scan.
@@ -76,7 +76,7 @@ def scan_batches(
     paths: PathsLike,
     tags: Sequence[str] | None = None,
     threads: int | None = None,
-    batch_size: int = 2048,
+    batch_size: int = _native.DEFAULT_BATCH_SIZE,
     extra_tags: Sequence[str] = (),
 ) -> Iterator[pa.RecordBatch]:
     """Yield the index of `paths` as Arrow record batches, one row per file."""

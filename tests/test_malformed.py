@@ -9,6 +9,7 @@ the index holds.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -372,9 +373,20 @@ def mode_bits_are_enforced(folder: Path) -> bool:
         probe.unlink()
 
 
+def scan_without_file_mode_override(folder: Path) -> list[dict]:
+    """Scan `folder` in a child process stripped of the capabilities that let root ignore
+    file modes (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    script = "import curate, json, sys; print(json.dumps(curate.scan(sys.argv[1]).to_pylist(), default=str))"
+    command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-c", script, str(folder)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_unreadable_file_and_folder(tmp_path):
-    if not mode_bits_are_enforced(tmp_path):
-        pytest.skip("this user reads files whatever their mode (root); see test_dangling_symlink_is_vanished")
     ct = local_testdata("CT_small.dcm")
     shutil.copy(ct, tmp_path / "locked.dcm")
     shutil.copy(ct, tmp_path / "open.dcm")
@@ -383,7 +395,11 @@ def test_unreadable_file_and_folder(tmp_path):
     os.chmod(tmp_path / "locked.dcm", 0)
     os.chmod(tmp_path / "sealed", 0)
     try:
-        rows = {os.path.relpath(r["path"], tmp_path): r for r in curate.scan(tmp_path).to_pylist()}
+        if mode_bits_are_enforced(tmp_path):
+            scanned = curate.scan(tmp_path).to_pylist()
+        else:
+            scanned = scan_without_file_mode_override(tmp_path)
+        rows = {os.path.relpath(r["path"], tmp_path): r for r in scanned}
     finally:
         os.chmod(tmp_path / "locked.dcm", 0o644)
         os.chmod(tmp_path / "sealed", 0o755)
@@ -393,6 +409,7 @@ def test_unreadable_file_and_folder(tmp_path):
     assert rows["sealed"]["status"] == "error"
     assert rows["sealed"]["error"].startswith("unreadable: ")
     assert rows["open.dcm"]["status"] == "ok"
+    assert rows["open.dcm"]["PatientID"] == "1CT1"
 
 
 def test_dangling_symlink_is_vanished(tmp_path):

@@ -791,10 +791,7 @@ fn truncation_at_every_offset_never_panics_and_is_reported() {
             } else if cut < 132 {
                 assert_eq!(kind(&p), Some(ErrorKind::NotDicom), "{ctx}");
             } else if cut < s.meta_end {
-                // Inside the meta group; see file_ending_inside_its_meta_group_is_truncated.
-                if let Some(e) = &p.error {
-                    assert_eq!(e.kind, ErrorKind::Truncated, "{ctx}: {e}");
-                }
+                assert_eq!(kind(&p), Some(ErrorKind::Truncated), "{ctx}: {:?}", p.error);
             } else if cut <= s.pixel_offset {
                 // The last boundary is the Pixel Data tag: a file may end cleanly there.
                 if s.boundaries.contains(&cut) {
@@ -832,4 +829,56 @@ fn file_ending_inside_its_meta_group_is_truncated() {
         }
     }
     assert!(failures.is_empty(), "cuts not reported as truncated: {failures:?}");
+}
+
+/// A small deterministic generator (xorshift), so the mutation test needs no dependency.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// What the fuzz target checks, run here on random mutations of the sample files so that
+/// every `cargo test` does a little fuzzing: no panic, and random-access and streamed
+/// input agree on every value and on the kind of error.
+#[test]
+fn mutated_files_never_panic_and_both_inputs_agree() {
+    let sel = sample_selection();
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut outcomes = std::collections::HashMap::new();
+    for enc in [ELE, ILE, EBE] {
+        let s = sample(enc);
+        for round in 0..3000 {
+            let mut data = s.data.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = 128 + rng.below(data.len() - 128);
+                match rng.below(3) {
+                    0 => data[at] = rng.next() as u8,
+                    1 => data[at] ^= 1 << rng.below(8),
+                    _ => data[at] = [0x00, 0xff, 0xfe, 0xe0][rng.below(4)],
+                }
+            }
+            let ctx = format!("{enc:?} round {round}");
+            let random = std::panic::catch_unwind(|| parse_bytes(&data, &sel))
+                .unwrap_or_else(|_| panic!("{ctx}: parse_bytes panicked on {data:?}"));
+            let stream = std::panic::catch_unwind(|| parse(Input::stream(&data[..], 0), &sel))
+                .unwrap_or_else(|_| panic!("{ctx}: stream parse panicked on {data:?}"));
+            assert_eq!(kind(&random), kind(&stream), "{ctx}: random access and stream disagree");
+            assert_eq!(random.values, stream.values, "{ctx}: random access and stream disagree");
+            *outcomes.entry(kind(&random)).or_insert(0) += 1;
+        }
+    }
+    // The mutations reach both clean parses and every structural error.
+    for expected in [None, Some(ErrorKind::Corrupt), Some(ErrorKind::Truncated)] {
+        assert!(outcomes.contains_key(&expected), "{expected:?} never happened: {outcomes:?}");
+    }
 }

@@ -97,6 +97,7 @@ fn dictionary_vr(tag: u32) -> String {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("DEFAULT_BATCH_SIZE", curate_scan::DEFAULT_BATCH_SIZE)?;
     m.add_class::<PyScan>()?;
     m.add_function(wrap_pyfunction!(open_scan, m)?)?;
     m.add_function(wrap_pyfunction!(dictionary_vr, m)?)?;
