@@ -198,6 +198,19 @@ impl<'a> Input<'a> {
         Ok(&self.buf[self.head..self.head + n])
     }
 
+    /// The next `n` bytes if they are already buffered (no read is made).
+    #[inline]
+    pub fn buffered(&self, n: usize) -> Option<&[u8]> {
+        (self.available() >= n).then(|| &self.buf[self.head..self.head + n])
+    }
+
+    /// Consume `n` buffered bytes (`n` at most what [`Input::buffered`] returned).
+    #[inline]
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.available());
+        self.head += n.min(self.available());
+    }
+
     /// As many of the next `n` bytes as exist (fewer at end of input).
     pub fn peek_up_to(&mut self, n: usize) -> InputResult<&[u8]> {
         match self.fill(n) {

@@ -301,7 +301,13 @@ impl<'a> Parser<'a, '_> {
                 result?;
                 continue;
             }
-            self.element_value(&h, target.map_or(&[], |t| &t.columns))?;
+            let columns = target.map_or(&[][..], |t| &t.columns);
+            if columns.is_empty() && !is_parser_tag(h.tag) {
+                // Most elements: nobody asked for them.
+                self.skip_value(&h)?;
+                continue;
+            }
+            self.element_value(&h, columns)?;
         }
     }
 
@@ -371,9 +377,7 @@ impl<'a> Parser<'a, '_> {
 
     /// Read or skip one element's value. `columns` are the selected columns it fills.
     fn element_value(&mut self, h: &ElementHeader, columns: &[usize]) -> Result<()> {
-        let needed_by_parser =
-            matches!(h.tag, TRANSFER_SYNTAX | MEDIA_STORAGE_SOP_CLASS | SPECIFIC_CHARACTER_SET | META_GROUP_LENGTH);
-        if columns.is_empty() && !needed_by_parser {
+        if columns.is_empty() && !is_parser_tag(h.tag) {
             return self.skip_value(h);
         }
         if h.len > MAX_VALUE_BYTES {
@@ -414,55 +418,68 @@ impl<'a> Parser<'a, '_> {
         Ok(())
     }
 
+    #[inline]
     fn skip_value(&mut self, h: &ElementHeader) -> Result<()> {
-        let tag = h.tag;
-        self.input.skip(h.len as u64).map_err(|e| match e {
+        match self.input.skip(h.len as u64) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(Self::skip_error(e, h)),
+        }
+    }
+
+    #[cold]
+    fn skip_error(e: InputError, h: &ElementHeader) -> ParseError {
+        match e {
             InputError::Eof { offset } => ParseError::new(
                 ErrorKind::Truncated,
-                format!("file ends at byte {offset}, inside the value of {} ({} bytes)", tag_str(tag), h.len),
+                format!("file ends at byte {offset}, inside the value of {} ({} bytes)", tag_str(h.tag), h.len),
             ),
-            other => Self::input_error(other, Some(tag)),
-        })
+            other => Self::input_error(other, Some(h.tag)),
+        }
     }
 
     fn read_element_header(&mut self) -> Result<ElementHeader> {
+        // Nearly every header lies wholly in the buffer: decode it there, without copies.
         let Syntax { explicit, big_endian } = self.syntax;
-        let b = self.peek_header(8)?;
+        if let Some(b) = self.input.buffered(12) {
+            let b: &[u8; 12] = b.try_into().expect("12 bytes");
+            let (h, size) = decode_element_header(b, explicit, big_endian);
+            self.element = Some(h.tag);
+            self.input.consume(size);
+            return Ok(h);
+        }
+        self.read_element_header_slow()
+    }
+
+    /// Near the end of the input: fetch only as many bytes as the header needs, so that a
+    /// file ending right after a short header is read to its end and no further.
+    #[cold]
+    fn read_element_header_slow(&mut self) -> Result<ElementHeader> {
+        let Syntax { explicit, big_endian } = self.syntax;
+        let mut b = self.peek_header(8)?;
         let tag = read_tag(&b, big_endian);
         self.element = Some(tag);
-        let group = (tag >> 16) as u16;
-        if group == 0xfffe {
-            self.skip(8)?;
-            return Ok(ElementHeader { tag, vr: Vr::UN, len: read_u32(&b[4..8], big_endian) });
+        let long =
+            (tag >> 16) as u16 != 0xfffe && explicit && Vr::parse([b[4], b[5]]).is_some_and(|vr| vr.has_long_length());
+        if long {
+            b = self.peek_header(12)?;
         }
-        let vr = explicit.then(|| Vr::parse([b[4], b[5]])).flatten();
-        match vr {
-            Some(vr) if vr.has_long_length() => {
-                let b = self.peek_header(12)?;
-                let len = read_u32(&b[8..12], big_endian);
-                self.skip(12)?;
-                Ok(ElementHeader { tag, vr, len })
-            }
-            Some(vr) => {
-                let len = read_u16(&b[6..8], big_endian) as u32;
-                self.skip(8)?;
-                Ok(ElementHeader { tag, vr, len })
-            }
-            // Implicit VR, or an explicit file with an implicit element in it. The VR is left
-            // unknown: a skipped element needs only its length, and a selected one is read
-            // by its column's dictionary VR (as UN values are).
-            None => {
-                self.skip(8)?;
-                Ok(ElementHeader { tag, vr: Vr::UN, len: read_u32(&b[4..8], big_endian) })
-            }
-        }
+        let (h, size) = decode_element_header(&b, explicit, big_endian);
+        self.skip(size as u64)?;
+        Ok(h)
     }
 
     fn read_item_header(&mut self) -> Result<ElementHeader> {
         let big_endian = self.syntax.big_endian;
+        let header =
+            |b: &[u8]| ElementHeader { tag: read_tag(b, big_endian), vr: Vr::UN, len: read_u32(&b[4..8], big_endian) };
+        if let Some(b) = self.input.buffered(8) {
+            let h = header(b);
+            self.input.consume(8);
+            return Ok(h);
+        }
         let b = self.peek_header(8)?;
         self.skip(8)?;
-        Ok(ElementHeader { tag: read_tag(&b, big_endian), vr: Vr::UN, len: read_u32(&b[4..8], big_endian) })
+        Ok(header(&b))
     }
 
     fn peek_header(&mut self, n: usize) -> Result<[u8; 12]> {
@@ -524,6 +541,30 @@ impl std::ops::Deref for Peek {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         &self.bytes[..self.len]
+    }
+}
+
+/// Elements the parser reads for itself, selected or not.
+#[inline]
+fn is_parser_tag(tag: u32) -> bool {
+    matches!(tag, TRANSFER_SYNTAX | MEDIA_STORAGE_SOP_CLASS | SPECIFIC_CHARACTER_SET | META_GROUP_LENGTH)
+}
+
+/// Decode an element header from its first bytes (12 available; explicit VRs with a
+/// 4-byte length use all 12). Returns the header and its size in bytes.
+#[inline]
+fn decode_element_header(b: &[u8; 12], explicit: bool, big_endian: bool) -> (ElementHeader, usize) {
+    let tag = read_tag(b, big_endian);
+    if (tag >> 16) as u16 == 0xfffe {
+        return (ElementHeader { tag, vr: Vr::UN, len: read_u32(&b[4..8], big_endian) }, 8);
+    }
+    match explicit.then(|| Vr::parse([b[4], b[5]])).flatten() {
+        Some(vr) if vr.has_long_length() => (ElementHeader { tag, vr, len: read_u32(&b[8..12], big_endian) }, 12),
+        Some(vr) => (ElementHeader { tag, vr, len: read_u16(&b[6..8], big_endian) as u32 }, 8),
+        // Implicit VR, or an explicit file with an implicit element in it. The VR is left
+        // unknown: a skipped element needs only its length, and a selected one is read
+        // by its column's dictionary VR (as UN values are).
+        None => (ElementHeader { tag, vr: Vr::UN, len: read_u32(&b[4..8], big_endian) }, 8),
     }
 }
 

@@ -4,6 +4,25 @@ use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::Tag;
 use dicom_dictionary_std::StandardDataDictionary;
 
+/// Every standard VR code.
+const VR_CODES: [&[u8; 2]; 34] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF", b"OL",
+    b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US",
+    b"UT", b"UV",
+];
+
+/// `KNOWN_VRS[(first - 'A') * 26 + (second - 'A')]`: whether two capitals name a VR.
+const KNOWN_VRS: [bool; 26 * 26] = {
+    let mut table = [false; 26 * 26];
+    let mut i = 0;
+    while i < VR_CODES.len() {
+        let code = VR_CODES[i];
+        table[(code[0] - b'A') as usize * 26 + (code[1] - b'A') as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// A two-letter VR code as it appears in explicit-VR files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Vr(pub [u8; 2]);
@@ -14,45 +33,11 @@ impl Vr {
     pub const UL: Vr = Vr(*b"UL");
 
     /// Parse a VR code; `None` for anything that is not one of the standard VRs.
+    #[inline]
     pub fn parse(bytes: [u8; 2]) -> Option<Vr> {
-        let known = matches!(
-            &bytes,
-            b"AE"
-                | b"AS"
-                | b"AT"
-                | b"CS"
-                | b"DA"
-                | b"DS"
-                | b"DT"
-                | b"FD"
-                | b"FL"
-                | b"IS"
-                | b"LO"
-                | b"LT"
-                | b"OB"
-                | b"OD"
-                | b"OF"
-                | b"OL"
-                | b"OV"
-                | b"OW"
-                | b"PN"
-                | b"SH"
-                | b"SL"
-                | b"SQ"
-                | b"SS"
-                | b"ST"
-                | b"SV"
-                | b"TM"
-                | b"UC"
-                | b"UI"
-                | b"UL"
-                | b"UN"
-                | b"UR"
-                | b"US"
-                | b"UT"
-                | b"UV"
-        );
-        known.then_some(Vr(bytes))
+        // One table lookup: the parser asks this for every element header it reads.
+        let (a, b) = (bytes[0].wrapping_sub(b'A') as usize, bytes[1].wrapping_sub(b'A') as usize);
+        (a < 26 && b < 26 && KNOWN_VRS[a * 26 + b]).then_some(Vr(bytes))
     }
 
     /// VRs whose explicit header has two reserved bytes and a 32-bit length.
@@ -115,5 +100,21 @@ mod tests {
         assert!(Vr::parse(*b"PN").is_some());
         assert!(Vr::parse(*b"\x00\x10").is_none());
         assert!(Vr::parse(*b"ZZ").is_none());
+        assert!(Vr::parse(*b"pn").is_none());
+        assert!(Vr::parse(*b"A@").is_none());
+    }
+
+    #[test]
+    fn parse_accepts_exactly_the_standard_codes() {
+        let mut accepted = 0;
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                if let Some(vr) = Vr::parse([a, b]) {
+                    assert!(VR_CODES.contains(&&vr.0), "{:?}", vr);
+                    accepted += 1;
+                }
+            }
+        }
+        assert_eq!(accepted, VR_CODES.len());
     }
 }

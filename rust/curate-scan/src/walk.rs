@@ -83,7 +83,10 @@ impl Walker {
                 }
             }
         }
-        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Siblings are `parent/name` with the same parent, so comparing whole paths as bytes
+        // orders them as comparing paths does, without splitting each into components on
+        // every comparison (which dominated walking a flat folder of many thousand files).
+        children.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
         self.folders.push(id);
         for (path, file_type) in children {
             match file_type {
