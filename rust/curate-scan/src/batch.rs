@@ -191,7 +191,7 @@ impl<'s> BatchBuilder<'s> {
     pub fn add(&mut self, entry: &Entry) {
         let row = match &entry.error {
             Some(err) => walk_error(err),
-            None => scan_file(&entry.path, self.selection, &mut self.attributes),
+            None => scan_file(&entry.path, entry.stat, self.selection, &mut self.attributes),
         };
         self.attributes.end_row();
         self.path.append_value(entry.path.to_string_lossy());

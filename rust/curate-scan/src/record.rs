@@ -1,9 +1,9 @@
 //! Scanning one file: open, stat, parse the header into a sink, and classify the outcome.
 
+use crate::walk::FileStat;
 use curate_dicom::{parse_into, ErrorKind, Header, Input, Selection, Sink};
 use std::fs::File;
 use std::path::Path;
-use std::time::UNIX_EPOCH;
 
 /// The index's `status` column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,24 +47,23 @@ impl FileRecord {
 }
 
 /// Scan one file. Never panics and never fails: every problem becomes the row's status.
-pub fn scan_file(path: &Path, selection: &Selection, sink: &mut dyn Sink) -> FileRecord {
+/// `known` is the file's stat from the walk, where it made one: the size and time taken
+/// before the file is read, so a later rescan that finds them changed reads it again.
+pub fn scan_file(path: &Path, known: Option<FileStat>, selection: &Selection, sink: &mut dyn Sink) -> FileRecord {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => return FileRecord::failed(Status::Error, open_error(&e)),
     };
-    let meta = match file.metadata() {
-        Ok(m) => m,
-        Err(e) => return FileRecord::failed(Status::Error, format!("unreadable: cannot stat: {e}")),
+    let FileStat { size, mtime_us } = match known {
+        Some(stat) => stat,
+        None => match file.metadata() {
+            Ok(meta) if meta.is_dir() => {
+                return FileRecord::failed(Status::Error, "is_directory: a folder, not a file".into())
+            }
+            Ok(meta) => FileStat::of(&meta),
+            Err(e) => return FileRecord::failed(Status::Error, format!("unreadable: cannot stat: {e}")),
+        },
     };
-    if meta.is_dir() {
-        return FileRecord::failed(Status::Error, "is_directory: a folder, not a file".into());
-    }
-    let size = meta.len();
-    let mtime_us = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_micros()).ok());
     let (header, error) = parse_into(Input::random(&file, size), selection, sink);
     let (status, error) = match error {
         None if header.dicomdir => (Status::Dicomdir, None),

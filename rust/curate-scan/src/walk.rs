@@ -18,15 +18,41 @@ pub struct Entry {
     pub path: PathBuf,
     /// Why this path could not be walked (`kind: message`); `None` for a file to parse.
     pub error: Option<String>,
+    /// Size and modification time, when the walk already had to stat the file.
+    pub stat: Option<FileStat>,
+}
+
+/// What a `stat` says about a file that the index keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    /// Modification time in microseconds since the Unix epoch.
+    pub mtime_us: Option<i64>,
+}
+
+impl FileStat {
+    pub fn of(meta: &fs::Metadata) -> Self {
+        let mtime_us = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_micros()).ok());
+        FileStat { size: meta.len(), mtime_us }
+    }
 }
 
 impl Entry {
     fn file(path: PathBuf) -> Self {
-        Entry { path, error: None }
+        Entry { path, error: None, stat: None }
+    }
+
+    /// A file the walk has stat-ed already: the scan need not ask again.
+    fn file_with(path: PathBuf, meta: &fs::Metadata) -> Self {
+        Entry { path, error: None, stat: Some(FileStat::of(meta)) }
     }
 
     fn failed(path: PathBuf, error: String) -> Self {
-        Entry { path, error: Some(error) }
+        Entry { path, error: Some(error), stat: None }
     }
 }
 
@@ -56,7 +82,7 @@ impl Walker {
     fn root(&mut self, root: &Path, metadata: io::Result<fs::Metadata>) {
         match metadata {
             Ok(meta) if meta.is_dir() => self.folder(root.to_path_buf(), &meta),
-            Ok(meta) if meta.is_file() => self.out.push(Entry::file(root.to_path_buf())),
+            Ok(meta) if meta.is_file() => self.out.push(Entry::file_with(root.to_path_buf(), &meta)),
             Ok(meta) => self.out.push(Entry::failed(root.to_path_buf(), not_a_file(&meta))),
             Err(e) => self.out.push(Entry::failed(root.to_path_buf(), describe(&e, "cannot stat"))),
         }
@@ -98,7 +124,7 @@ impl Walker {
                 // Links, and entries whose type the listing does not give: follow and look.
                 _ => match fs::metadata(&path) {
                     Ok(meta) if meta.is_dir() => self.folder(path, &meta),
-                    Ok(meta) if meta.is_file() => self.out.push(Entry::file(path)),
+                    Ok(meta) if meta.is_file() => self.out.push(Entry::file_with(path, &meta)),
                     // Opening a named pipe would wait for a writer forever; a device may never end.
                     Ok(meta) => self.out.push(Entry::failed(path, not_a_file(&meta))),
                     Err(e) => self.out.push(Entry::failed(path, describe(&e, "cannot follow"))),
@@ -182,7 +208,8 @@ mod tests {
         }
         let found = collect(&[dir.path().to_path_buf(), pipe.clone()]);
         assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!(found[0], Entry::file(dir.path().join("a.dcm")));
+        assert_eq!(found[0].path, dir.path().join("a.dcm"));
+        assert_eq!(found[0].error, None);
         assert_eq!(found[1].path, pipe);
         assert_eq!(found[1].error.as_deref(), Some("not_a_file: a named pipe, not a regular file; not read"));
     }
