@@ -10,15 +10,19 @@ DEFAULT_BATCH_SIZE: int
 ColumnTuple = tuple[str, Sequence[tuple[int, int | None]], str, bool]
 
 class Scan:
-    """A prepared scan: files are listed, parsing starts when the stream is taken."""
+    """A prepared scan: walking and parsing start when the stream is taken."""
 
     @property
     def total(self) -> int:
-        """Rows the scan will produce (files, plus paths that could not be walked)."""
+        """Rows found so far (files, plus paths that could not be walked); final once `walked`."""
 
     @property
     def done(self) -> int:
         """Rows parsed so far."""
+
+    @property
+    def walked(self) -> bool:
+        """Whether the walk is over, so that `total` is the final row count."""
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         """Start the scan; an Arrow C stream of record batches (PyCapsule protocol)."""
@@ -29,7 +33,7 @@ def open_scan(
     threads: int = 0,
     batch_size: int = ...,
 ) -> Scan:
-    """Walk `paths` and prepare a scan of `columns` (name, path, VR, multi-valued)."""
+    """Prepare a scan of `columns` (name, path, VR, multi-valued) over `paths`."""
 
 def dictionary_vr(tag: int) -> str:
     """The VR the standard dictionary gives `tag`; "UN" for private or unknown tags."""

@@ -100,12 +100,14 @@ def build_index(
     reader = handle.reader()
     try:
         with pq.ParquetWriter(partial, reader.schema, compression="zstd") as writer, progress_bar(
-            handle.total, "scan", enabled=progress
+            None, "scan", enabled=progress
         ) as bar:
             pending: list[pa.RecordBatch] = []
             pending_rows = 0
             for batch in reader:
                 summary.add(batch)
+                # The walk runs ahead of the parsers: the total grows until it is over.
+                bar.set_total(handle.total, final=handle.walked)
                 bar.update(batch.num_rows)
                 pending.append(batch)
                 pending_rows += batch.num_rows

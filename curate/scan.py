@@ -37,21 +37,29 @@ def _as_path_list(paths: PathsLike) -> list[str]:
 
 
 class ScanHandle:
-    """A prepared scan: the tree is walked, ``total`` is known, nothing is parsed yet."""
+    """A prepared scan. Nothing happens until :meth:`reader` is called; then one thread
+    walks the paths while the others parse, and the counters move."""
 
     def __init__(self, native: _native.Scan):
         self._native = native
 
     @property
     def total(self) -> int:
+        """Rows found so far: final once :attr:`walked` is true."""
         return self._native.total
 
     @property
     def done(self) -> int:
+        """Rows parsed so far."""
         return self._native.done
 
+    @property
+    def walked(self) -> bool:
+        """The walk is over: :attr:`total` is the row count of the whole scan."""
+        return self._native.walked
+
     def reader(self) -> pa.RecordBatchReader:
-        """Start parsing; batches arrive in path order."""
+        """Start walking and parsing; batches arrive in path order."""
         return pa.RecordBatchReader.from_stream(self._native)
 
 
@@ -62,7 +70,7 @@ def open_scan(
     batch_size: int = _native.DEFAULT_BATCH_SIZE,
     extra_tags: Sequence[str] = (),
 ) -> ScanHandle:
-    """Walk `paths` (files, folders, or a list of both) and prepare a scan.
+    """Prepare a scan of `paths` (files, folders, or a list of both).
 
     `tags` replaces the default tag set; `extra_tags` adds to it. `threads` defaults to
     every core.

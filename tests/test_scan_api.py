@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import shutil
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,6 +30,7 @@ from dicom_factory import (
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from conftest import testdata
 
 import curate
 from curate.tags import TagSpecError
@@ -132,13 +135,33 @@ def test_scan_batches_concatenate_to_scan(tree):
 def test_open_scan_reports_progress(tree):
     (tree / "link.dcm").symlink_to(tree / "gone.dcm")
     handle = curate.open_scan(tree, batch_size=2)
-    assert handle.total == 5, "four files and one path that could not be walked"
-    assert handle.done == 0, "nothing is parsed before the reader is taken"
+    assert (handle.total, handle.done, handle.walked) == (0, 0, False), "nothing happens before the reader is taken"
     table = handle.reader().read_all()
+    assert handle.walked
+    assert handle.total == 5, "four files and one path that could not be walked"
     assert table.num_rows == handle.total
     assert handle.done == handle.total
     with pytest.raises(Exception, match="already started"):
         handle.reader()
+
+
+def test_walk_stays_a_bounded_distance_ahead_of_the_reader(tmp_path):
+    """The file list is never held whole: the walk waits for the parsers, which wait for
+    the reader, so memory does not grow with the size of the tree."""
+    source = testdata("CT_small.dcm")
+    for i in range(200):
+        (tmp_path / f"{i // 10:02d}").mkdir(exist_ok=True)
+        shutil.copy(source, tmp_path / f"{i // 10:02d}" / f"{i:03d}.dcm")
+    handle = curate.open_scan(tmp_path, threads=1, batch_size=1)
+    reader = handle.reader()
+    first = reader.read_next_batch()
+    time.sleep(0.2)  # give the walk every chance to run ahead
+    assert first.num_rows == 1
+    assert not handle.walked and handle.total < 20, f"walked {handle.total} files ahead of one row read"
+    rest = reader.read_all()
+    assert handle.walked and handle.total == 200 == 1 + rest.num_rows
+    assert Path(first.column("path")[0].as_py()).name == "000.dcm"
+    assert [Path(p).name for p in rest.column("path").to_pylist()] == [f"{i:03d}.dcm" for i in range(1, 200)]
 
 
 def test_file_columns_come_first(tree):

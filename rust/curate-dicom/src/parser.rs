@@ -605,7 +605,7 @@ fn looks_like_dataset(start: &[u8]) -> bool {
         return false;
     }
     let group_le = u16::from_le_bytes([start[0], start[1]]);
-    let plausible = |g: u16| g >= 0x0002 && g <= 0x0028 && g % 2 == 0;
+    let plausible = |g: u16| (0x0002..=0x0028).contains(&g) && g % 2 == 0;
     if plausible(group_le) {
         let len_ok = Vr::parse([start[4], start[5]]).is_some()
             || u32::from_le_bytes([start[4], start[5], start[6], start[7]]) < 0x0100_0000;

@@ -199,7 +199,7 @@ fn trim(vr: Vr, s: &str) -> &str {
 }
 
 /// The trimmed values of a multi-valued text element.
-fn split_values<'t>(vr: Vr, text: &'t str) -> impl Iterator<Item = &'t str> {
+fn split_values(vr: Vr, text: &str) -> impl Iterator<Item = &str> {
     text.split('\\').map(move |s| trim(vr, s))
 }
 

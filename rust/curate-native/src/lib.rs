@@ -6,12 +6,11 @@
 
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use curate_dicom::{ColumnSpec, PathStep, Selection, Vr};
-use curate_scan::Scan;
+use curate_scan::{Progress, Scan};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// (name, [(tag, item index or None), ...], dictionary VR, multi-valued)
@@ -28,26 +27,31 @@ fn to_spec((name, path, vr, multi): ColumnTuple) -> PyResult<ColumnSpec> {
     Ok(ColumnSpec::new(name, path, vr, multi))
 }
 
-/// A prepared scan: the file list is known; parsing starts when the stream is taken.
+/// A prepared scan: walking and parsing start when the stream is taken.
 #[pyclass(name = "Scan", module = "curate._native", frozen)]
 struct PyScan {
-    total: usize,
-    progress: Arc<AtomicU64>,
+    progress: Arc<Progress>,
     pending: Mutex<Option<Scan>>,
 }
 
 #[pymethods]
 impl PyScan {
-    /// Number of rows the scan will produce (files found, plus paths that could not be walked).
+    /// Rows found so far (files, plus paths that could not be walked); final once `walked`.
     #[getter]
-    fn total(&self) -> usize {
-        self.total
+    fn total(&self) -> u64 {
+        self.progress.found()
     }
 
     /// Rows parsed so far.
     #[getter]
     fn done(&self) -> u64 {
-        self.progress.load(Ordering::Relaxed)
+        self.progress.done()
+    }
+
+    /// Whether the walk is over, so that `total` is the final row count.
+    #[getter]
+    fn walked(&self) -> bool {
+        self.progress.walked()
     }
 
     /// Start the scan and export it as an Arrow C stream (PyCapsule protocol).
@@ -70,22 +74,14 @@ impl PyScan {
     }
 }
 
-/// Walk `paths` (files and folders) and prepare a scan of `columns`.
+/// Prepare a scan of `columns` over `paths` (files and folders).
 #[pyfunction]
 #[pyo3(signature = (paths, columns, threads=0, batch_size=curate_scan::DEFAULT_BATCH_SIZE))]
-fn open_scan(
-    py: Python<'_>,
-    paths: Vec<PathBuf>,
-    columns: Vec<ColumnTuple>,
-    threads: usize,
-    batch_size: usize,
-) -> PyResult<PyScan> {
+fn open_scan(paths: Vec<PathBuf>, columns: Vec<ColumnTuple>, threads: usize, batch_size: usize) -> PyResult<PyScan> {
     let specs = columns.into_iter().map(to_spec).collect::<PyResult<Vec<_>>>()?;
     let selection = Selection::new(specs).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let scan = py
-        .detach(|| Scan::new(&paths, selection, threads, batch_size))
-        .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-    Ok(PyScan { total: scan.len(), progress: scan.progress(), pending: Mutex::new(Some(scan)) })
+    let scan = Scan::new(&paths, selection, threads, batch_size).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    Ok(PyScan { progress: scan.progress(), pending: Mutex::new(Some(scan)) })
 }
 
 /// The VR the standard dictionary (dicom-rs) gives a tag: "UN" for private or unknown tags.

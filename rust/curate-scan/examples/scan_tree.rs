@@ -34,13 +34,8 @@ fn main() {
     let selection = Selection::new(columns).expect("valid selection");
     let start = Instant::now();
     let scan = Scan::new(&roots, selection, threads, curate_scan::DEFAULT_BATCH_SIZE).expect("thread pool");
-    let walked = start.elapsed();
-    let total = scan.len();
+    let progress = scan.progress();
     let rows: usize = scan.run().expect("scan starts").map(|b| b.expect("batch").num_rows()).sum();
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{rows} of {total} rows in {secs:.3} s ({:.0} files/s; walk {:.3} s)",
-        rows as f64 / secs,
-        walked.as_secs_f64()
-    );
+    println!("{rows} of {} rows in {secs:.3} s ({:.0} files/s)", progress.found(), rows as f64 / secs);
 }

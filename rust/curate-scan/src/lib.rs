@@ -1,10 +1,11 @@
 //! `curate-scan`: scan many DICOM files on all cores into Arrow record batches.
 //!
-//! The file list is walked once and sorted, so a scan's row order is deterministic. Files
-//! are then parsed in waves on a private thread pool: each thread turns a run of
-//! consecutive files into one record batch, parsing values straight into Arrow builders,
-//! and the batches go out in file order through a bounded channel, so memory stays flat
-//! at any corpus size.
+//! One thread walks the paths in a deterministic order (name order within each folder)
+//! and hands the files on in waves; a private thread pool parses each wave, every thread
+//! turning a run of consecutive files into one record batch with values parsed straight
+//! into Arrow builders; the batches go out in file order through a bounded channel.
+//! Walking overlaps parsing, and neither the file list nor the rows are ever held whole,
+//! so memory stays flat at any corpus size.
 
 pub mod batch;
 pub mod record;
@@ -15,7 +16,8 @@ use arrow_schema::{ArrowError, SchemaRef};
 use batch::BatchBuilder;
 use curate_dicom::Selection;
 use rayon::prelude::*;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use walk::Entry;
@@ -26,49 +28,59 @@ pub use record::Status;
 /// thread gets work on a small tree and progress moves smoothly.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
 
-/// A scan ready to run: the files are known, nothing is parsed yet.
+/// Counters of a running scan, readable from any thread.
+#[derive(Debug, Default)]
+pub struct Progress {
+    found: AtomicU64,
+    done: AtomicU64,
+    walked: AtomicBool,
+}
+
+impl Progress {
+    /// Rows the walk has produced so far (files found, and paths it could not enter).
+    pub fn found(&self) -> u64 {
+        self.found.load(Ordering::Relaxed)
+    }
+
+    /// Rows parsed so far.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// The walk is over: `found` is the scan's final row count.
+    pub fn walked(&self) -> bool {
+        self.walked.load(Ordering::Acquire)
+    }
+}
+
+/// A scan ready to run: nothing is walked or parsed until [`Scan::run`].
 pub struct Scan {
-    entries: Vec<Entry>,
+    roots: Vec<PathBuf>,
     selection: Arc<Selection>,
     pool: rayon::ThreadPool,
     batch_size: usize,
-    progress: Arc<AtomicU64>,
+    progress: Arc<Progress>,
 }
 
 impl Scan {
-    /// Walk `roots` and prepare a scan on `threads` threads (0: every core).
-    pub fn new(
-        roots: &[std::path::PathBuf],
-        selection: Selection,
-        threads: usize,
-        batch_size: usize,
-    ) -> Result<Scan, ArrowError> {
+    /// Prepare a scan of `roots` (files and folders) on `threads` threads (0: every core).
+    pub fn new(roots: &[PathBuf], selection: Selection, threads: usize, batch_size: usize) -> Result<Scan, ArrowError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("curate-scan-{i}"))
             .build()
             .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
-        let entries = pool.install(|| walk::collect(roots));
         Ok(Scan {
-            entries,
+            roots: roots.to_vec(),
             selection: Arc::new(selection),
             pool,
             batch_size: batch_size.max(1),
-            progress: Arc::new(AtomicU64::new(0)),
+            progress: Arc::new(Progress::default()),
         })
     }
 
-    /// Number of rows the scan will produce.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Files parsed so far; readable from another thread while the scan runs.
-    pub fn progress(&self) -> Arc<AtomicU64> {
+    /// The scan's counters; readable from another thread while it runs.
+    pub fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
     }
 
@@ -76,42 +88,69 @@ impl Scan {
         batch::schema(&self.selection)
     }
 
-    /// Start parsing in the background and stream the batches.
+    /// Start walking and parsing in the background and stream the batches.
     pub fn run(self) -> Result<BatchStream, ArrowError> {
         let schema = self.schema();
+        let Scan { roots, selection, pool, batch_size, progress } = self;
+        // A wave gives every thread a couple of batches; two waves in flight keep the
+        // walk ahead of the parsers while bounding memory.
+        let wave = batch_size * pool.current_num_threads() * 2;
+        let (wave_tx, wave_rx) = sync_channel::<Vec<Entry>>(1);
+        let walk_progress = progress.clone();
+        let pool = Arc::new(pool);
+        let walk_pool = pool.clone();
+        spawn("curate-scan-walk", move || {
+            let mut files = Vec::with_capacity(wave);
+            let mut consumer_gone = false;
+            walk::walk(&roots, Some(&walk_pool), &mut |entry| {
+                files.push(entry);
+                walk_progress.found.fetch_add(1, Ordering::Relaxed);
+                if files.len() == wave {
+                    consumer_gone = wave_tx.send(std::mem::replace(&mut files, Vec::with_capacity(wave))).is_err();
+                }
+                !consumer_gone
+            });
+            walk_progress.walked.store(true, Ordering::Release);
+            if !files.is_empty() && !consumer_gone {
+                let _ = wave_tx.send(files);
+            }
+        })?;
         let (tx, rx) = sync_channel(2);
         let producer_schema = schema.clone();
-        std::thread::Builder::new()
-            .name("curate-scan-batches".into())
-            .spawn(move || {
-                let Scan { entries, selection, pool, batch_size, progress } = self;
-                // A wave gives every thread a couple of batches; waves keep memory bounded.
-                let wave = batch_size * pool.current_num_threads() * 2;
-                for files in entries.chunks(wave) {
-                    let batches: Vec<_> = pool.install(|| {
-                        files
-                            .par_chunks(batch_size)
-                            .map(|part| {
-                                let mut builder = BatchBuilder::new(producer_schema.clone(), &selection, part.len());
-                                for entry in part {
-                                    builder.add(entry);
-                                    progress.fetch_add(1, Ordering::Relaxed);
-                                }
-                                builder.finish()
-                            })
-                            .collect()
-                    });
-                    for batch in batches {
-                        // The consumer hung up: stop parsing.
-                        if tx.send(batch).is_err() {
-                            return;
-                        }
+        spawn("curate-scan-batches", move || {
+            for files in wave_rx {
+                let batches: Vec<_> = pool.install(|| {
+                    files
+                        .par_chunks(batch_size)
+                        .map(|part| {
+                            let mut builder = BatchBuilder::new(producer_schema.clone(), &selection, part.len());
+                            for entry in part {
+                                builder.add(entry);
+                                progress.done.fetch_add(1, Ordering::Relaxed);
+                            }
+                            builder.finish()
+                        })
+                        .collect()
+                });
+                for batch in batches {
+                    // The consumer hung up: stop parsing (and, by dropping the wave
+                    // receiver, walking).
+                    if tx.send(batch).is_err() {
+                        return;
                     }
                 }
-            })
-            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+            }
+        })?;
         Ok(BatchStream { schema, rx })
     }
+}
+
+fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> Result<(), ArrowError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(work)
+        .map(drop)
+        .map_err(|e| ArrowError::ExternalError(Box::new(e)))
 }
 
 /// Record batches in file order, as they are parsed.

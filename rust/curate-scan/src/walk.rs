@@ -58,53 +58,81 @@ impl Entry {
 
 /// Every file under `roots`, in name order within each root; a file named twice is kept once.
 pub fn collect(roots: &[PathBuf]) -> Vec<Entry> {
-    // A long list of files is common (a manifest, a query result): stat them in parallel.
-    let kinds: Vec<io::Result<fs::Metadata>> = roots.par_iter().map(fs::metadata).collect();
-    let mut walker = Walker { out: Vec::new(), folders: Vec::new() };
-    for (root, kind) in roots.iter().zip(kinds) {
-        walker.root(root, kind);
-    }
-    let mut entries = walker.out;
-    if roots.len() > 1 {
-        let mut seen = std::collections::HashSet::with_capacity(entries.len());
-        entries.retain(|e| seen.insert(e.path.clone()));
-    }
+    let mut entries = Vec::new();
+    walk(roots, None, &mut |entry| {
+        entries.push(entry);
+        true
+    });
     entries
 }
 
-struct Walker {
-    out: Vec<Entry>,
-    /// Identity of each folder on the current path, to recognise a link back to one.
-    folders: Vec<FolderId>,
+/// Hand every file under `roots` to `emit` as it is found, in the order of [`collect`],
+/// without holding the list: a scan of millions of files walks in constant memory. `emit`
+/// returns false to stop the walk. The roots are stat-ed in parallel on `pool` (else on
+/// rayon's global pool): a long list of files is common (a manifest, a query result).
+pub fn walk(roots: &[PathBuf], pool: Option<&rayon::ThreadPool>, emit: &mut dyn FnMut(Entry) -> bool) {
+    let stat_all = || roots.par_iter().map(fs::metadata).collect::<Vec<io::Result<fs::Metadata>>>();
+    let kinds = match pool {
+        Some(pool) => pool.install(stat_all),
+        None => stat_all(),
+    };
+    // A path named twice (listed, or inside a listed folder) is scanned once. Only a list
+    // needs the set, and the caller holds that list in memory already.
+    let mut seen = (roots.len() > 1).then(std::collections::HashSet::new);
+    let mut emit_once = |entry: Entry| {
+        let repeated = seen.as_mut().is_some_and(|seen| !seen.insert(entry.path.clone()));
+        repeated || emit(entry)
+    };
+    let mut walker = Walker { emit: &mut emit_once, folders: Vec::new(), stopped: false };
+    for (root, kind) in roots.iter().zip(kinds) {
+        walker.root(root, kind);
+        if walker.stopped {
+            return;
+        }
+    }
 }
 
-impl Walker {
-    fn root(&mut self, root: &Path, metadata: io::Result<fs::Metadata>) {
-        match metadata {
-            Ok(meta) if meta.is_dir() => self.folder(root.to_path_buf(), &meta),
-            Ok(meta) if meta.is_file() => self.out.push(Entry::file_with(root.to_path_buf(), &meta)),
-            Ok(meta) => self.out.push(Entry::failed(root.to_path_buf(), not_a_file(&meta))),
-            Err(e) => self.out.push(Entry::failed(root.to_path_buf(), describe(&e, "cannot stat"))),
+struct Walker<'e> {
+    emit: &'e mut dyn FnMut(Entry) -> bool,
+    /// Identity of each folder on the current path, to recognise a link back to one.
+    folders: Vec<FolderId>,
+    stopped: bool,
+}
+
+impl Walker<'_> {
+    fn push(&mut self, entry: Entry) {
+        if !self.stopped && !(self.emit)(entry) {
+            self.stopped = true;
         }
     }
 
-    fn folder(&mut self, dir: PathBuf, meta: &fs::Metadata) {
-        let id = FolderId::of(meta);
+    fn root(&mut self, root: &Path, metadata: io::Result<fs::Metadata>) {
+        match metadata {
+            Ok(meta) if meta.is_dir() => self.folder(root.to_path_buf(), FolderId::of(&meta)),
+            Ok(meta) if meta.is_file() => self.push(Entry::file_with(root.to_path_buf(), &meta)),
+            Ok(meta) => self.push(Entry::failed(root.to_path_buf(), not_a_file(&meta))),
+            Err(e) => self.push(Entry::failed(root.to_path_buf(), describe(&e, "cannot stat"))),
+        }
+    }
+
+    fn folder(&mut self, dir: PathBuf, id: FolderId) {
+        if self.stopped {
+            return;
+        }
         if self.folders.contains(&id) {
             let message = "symlink_loop: a link leads back to a folder that contains it".to_string();
-            self.out.push(Entry::failed(dir, message));
-            return;
+            return self.push(Entry::failed(dir, message));
         }
         let listing = match fs::read_dir(&dir) {
             Ok(listing) => listing,
-            Err(e) => return self.out.push(Entry::failed(dir, describe(&e, "cannot list folder"))),
+            Err(e) => return self.push(Entry::failed(dir, describe(&e, "cannot list folder"))),
         };
-        let mut children: Vec<(PathBuf, Option<fs::FileType>)> = Vec::new();
+        let mut children: Vec<(PathBuf, Option<fs::FileType>, u64)> = Vec::new();
         for item in listing {
             match item {
-                Ok(item) => children.push((item.path(), item.file_type().ok())),
+                Ok(item) => children.push((item.path(), item.file_type().ok(), entry_ino(&item))),
                 Err(e) => {
-                    self.out.push(Entry::failed(dir.clone(), describe(&e, "cannot list folder")));
+                    self.push(Entry::failed(dir.clone(), describe(&e, "cannot list folder")));
                     break;
                 }
             }
@@ -114,25 +142,37 @@ impl Walker {
         // every comparison (which dominated walking a flat folder of many thousand files).
         children.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
         self.folders.push(id);
-        for (path, file_type) in children {
+        for (path, file_type, ino) in children {
             match file_type {
-                Some(t) if t.is_file() => self.out.push(Entry::file(path)),
-                Some(t) if t.is_dir() => match fs::metadata(&path) {
-                    Ok(meta) => self.folder(path, &meta),
-                    Err(e) => self.out.push(Entry::failed(path, describe(&e, "cannot stat"))),
-                },
+                Some(t) if t.is_file() => self.push(Entry::file(path)),
+                // A real subfolder cannot be its own ancestor (folders have no hard links): its
+                // inode from the listing identifies it without a stat.
+                Some(t) if t.is_dir() => self.folder(path, FolderId(id.0, ino)),
                 // Links, and entries whose type the listing does not give: follow and look.
                 _ => match fs::metadata(&path) {
-                    Ok(meta) if meta.is_dir() => self.folder(path, &meta),
-                    Ok(meta) if meta.is_file() => self.out.push(Entry::file_with(path, &meta)),
+                    Ok(meta) if meta.is_dir() => self.folder(path, FolderId::of(&meta)),
+                    Ok(meta) if meta.is_file() => self.push(Entry::file_with(path, &meta)),
                     // Opening a named pipe would wait for a writer forever; a device may never end.
-                    Ok(meta) => self.out.push(Entry::failed(path, not_a_file(&meta))),
-                    Err(e) => self.out.push(Entry::failed(path, describe(&e, "cannot follow"))),
+                    Ok(meta) => self.push(Entry::failed(path, not_a_file(&meta))),
+                    Err(e) => self.push(Entry::failed(path, describe(&e, "cannot follow"))),
                 },
+            }
+            if self.stopped {
+                break;
             }
         }
         self.folders.pop();
     }
+}
+
+#[cfg(unix)]
+fn entry_ino(item: &fs::DirEntry) -> u64 {
+    std::os::unix::fs::DirEntryExt::ino(item)
+}
+
+#[cfg(not(unix))]
+fn entry_ino(_item: &fs::DirEntry) -> u64 {
+    rand_unique()
 }
 
 /// A folder's identity on disk (device and inode where the platform has them).
