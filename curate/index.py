@@ -107,7 +107,8 @@ def build_index(
             for batch in reader:
                 summary.add(batch)
                 # The walk runs ahead of the parsers: the total grows until it is over.
-                bar.set_total(handle.total, final=handle.walked)
+                walked = handle.walked  # read first: once true, the total read next is final
+                bar.set_total(handle.total, final=walked)
                 bar.update(batch.num_rows)
                 pending.append(batch)
                 pending_rows += batch.num_rows

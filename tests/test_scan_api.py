@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -143,6 +144,12 @@ def test_open_scan_reports_progress(tree):
     assert handle.done == handle.total
     with pytest.raises(Exception, match="already started"):
         handle.reader()
+
+
+def test_huge_batch_size_is_capped_not_allocated(tree):
+    table = curate.open_scan(tree, batch_size=sys.maxsize).reader().read_all()
+    assert table.num_rows == 4
+    assert table.equals(curate.scan(tree))
 
 
 def test_walk_stays_a_bounded_distance_ahead_of_the_reader(tmp_path):

@@ -318,6 +318,9 @@ fn read_retrying(mut read: impl FnMut(&mut [u8]) -> io::Result<usize>, buf: &mut
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Keep what arrived before the error: the next read reports it again (a cut
+            // deflate stream stays cut), after the parser has used these bytes.
+            Err(_) if got > 0 => break,
             Err(e) => return Err(InputError::Io(e)),
         }
     }

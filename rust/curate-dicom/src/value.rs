@@ -57,6 +57,11 @@ pub fn decode<'b>(
     // UN (and implicit VR) carries the value as implicit little endian would: read it by
     // the dictionary VR.
     let (vr, big_endian) = if file_vr == Vr::UN { (col.vr, false) } else { (file_vr, big_endian) };
+    if vr == Vr::SQ {
+        // A column on a sequence itself (not an attribute inside it) has no value to hold,
+        // whether the file says SQ or leaves the VR implicit.
+        return Ok(None);
+    }
     if bytes.is_empty() || (!is_binary(vr) && bytes.iter().all(|&b| b == b' ' || b == 0)) {
         return Ok(None);
     }

@@ -530,6 +530,34 @@ fn truncated_deflated_file_is_truncated() {
 }
 
 #[test]
+fn deflated_file_cut_after_its_header_loses_nothing() {
+    // The stream ends early, but only inside the Pixel Data value: every attribute was
+    // inflated before the cut and the parse stops at Pixel Data, as for an uncompressed file.
+    let data = deflated_file();
+    let full = parse_bytes(&data, &plain_selection());
+    assert_ok(&full);
+    let p = parse_bytes(&data[..data.len() - 2], &plain_selection());
+    assert_ok(&p);
+    assert_eq!(p.values, full.values);
+}
+
+#[test]
+fn sequence_columns_hold_nothing_in_any_syntax() {
+    let sel = selection(vec![top("ViewCodeSequence", VIEW_CODE_SEQUENCE, b"SQ"), top("PatientID", PATIENT_ID, b"LO")]);
+    for (ts, enc) in [(IMPLICIT_LE_TS, ILE), (EXPLICIT_LE_TS, ELE)] {
+        let body = [
+            seq(enc, VIEW_CODE_SEQUENCE, b"SQ", &[item(enc, &el(enc, CODE_MEANING, b"LO", b"view"), false)], false),
+            el(enc, PATIENT_ID, b"LO", b"P1"),
+        ]
+        .concat();
+        let p = parse_bytes(&file(ts, &body), &sel);
+        assert_ok(&p);
+        assert_eq!(p.values, vec![None, text("P1")], "{ts}");
+        assert!(p.header.invalid.is_empty(), "{ts}");
+    }
+}
+
+#[test]
 fn corrupt_deflate_stream_is_corrupt() {
     let mut data = file(DEFLATED_TS, &[]);
     data.extend_from_slice(&[0xff; 64]); // block type 3: invalid in every deflate stream

@@ -94,19 +94,22 @@ impl Scan {
         let Scan { roots, selection, pool, batch_size, progress } = self;
         // A wave gives every thread a couple of batches; two waves in flight keep the
         // walk ahead of the parsers while bounding memory.
-        let wave = batch_size * pool.current_num_threads() * 2;
+        let wave = batch_size.saturating_mul(pool.current_num_threads() * 2).min(MAX_WAVE);
         let (wave_tx, wave_rx) = sync_channel::<Vec<Entry>>(1);
         let walk_progress = progress.clone();
         let pool = Arc::new(pool);
         let walk_pool = pool.clone();
+        // A panic in either thread must end the stream with an error, never look like a
+        // shorter scan: the walk records how it ended, and the parsing thread reports it.
         spawn("curate-scan-walk", move || {
-            let mut files = Vec::with_capacity(wave);
+            let mut files = Vec::with_capacity(wave.min(4096));
             let mut consumer_gone = false;
             walk::walk(&roots, Some(&walk_pool), &mut |entry| {
                 files.push(entry);
                 walk_progress.found.fetch_add(1, Ordering::Relaxed);
                 if files.len() == wave {
-                    consumer_gone = wave_tx.send(std::mem::replace(&mut files, Vec::with_capacity(wave))).is_err();
+                    consumer_gone =
+                        wave_tx.send(std::mem::replace(&mut files, Vec::with_capacity(wave.min(4096)))).is_err();
                 }
                 !consumer_gone
             });
@@ -118,31 +121,54 @@ impl Scan {
         let (tx, rx) = sync_channel(2);
         let producer_schema = schema.clone();
         spawn("curate-scan-batches", move || {
-            for files in wave_rx {
-                let batches: Vec<_> = pool.install(|| {
-                    files
-                        .par_chunks(batch_size)
-                        .map(|part| {
-                            let mut builder = BatchBuilder::new(producer_schema.clone(), &selection, part.len());
-                            for entry in part {
-                                builder.add(entry);
-                                progress.done.fetch_add(1, Ordering::Relaxed);
-                            }
-                            builder.finish()
-                        })
-                        .collect()
-                });
-                for batch in batches {
-                    // The consumer hung up: stop parsing (and, by dropping the wave
-                    // receiver, walking).
-                    if tx.send(batch).is_err() {
-                        return;
+            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for files in wave_rx {
+                    let batches: Vec<_> = pool.install(|| {
+                        files
+                            .par_chunks(batch_size)
+                            .map(|part| {
+                                let mut builder = BatchBuilder::new(producer_schema.clone(), &selection, part.len());
+                                for entry in part {
+                                    builder.add(entry);
+                                    progress.done.fetch_add(1, Ordering::Relaxed);
+                                }
+                                builder.finish()
+                            })
+                            .collect()
+                    });
+                    for batch in batches {
+                        // The consumer hung up: stop parsing (and, by dropping the wave
+                        // receiver, walking).
+                        if tx.send(batch).is_err() {
+                            return;
+                        }
                     }
                 }
+                if !progress.walked() {
+                    let _ = tx.send(Err(scan_failed("the walk stopped before its end")));
+                }
+            }));
+            if let Err(panic) = parsed {
+                let _ = tx.send(Err(scan_failed(&format!("parsing failed: {}", panic_message(&panic)))));
             }
         })?;
         Ok(BatchStream { schema, rx })
     }
+}
+
+/// Files handed from the walk to the parsers at a time, at most (whatever the batch size).
+const MAX_WAVE: usize = 1 << 16;
+
+fn scan_failed(message: &str) -> ArrowError {
+    ArrowError::ExternalError(format!("curate scan failed: {message}; the rows so far are incomplete").into())
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> Result<(), ArrowError> {

@@ -8,6 +8,7 @@
 //! index instead of vanishing from it.
 
 use rayon::prelude::*;
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -76,15 +77,32 @@ pub fn walk(roots: &[PathBuf], pool: Option<&rayon::ThreadPool>, emit: &mut dyn 
         Some(pool) => pool.install(stat_all),
         None => stat_all(),
     };
-    // A path named twice (listed, or inside a listed folder) is scanned once. Only a list
-    // needs the set, and the caller holds that list in memory already.
-    let mut seen = (roots.len() > 1).then(std::collections::HashSet::new);
+    // A path named twice is scanned once, without a set of every path found (that would
+    // grow with the tree): listed files are remembered, as the caller holds their list
+    // anyway, and a listed folder inside another listed folder is left to the outer walk.
+    let is_folder = |k: &io::Result<fs::Metadata>| k.as_ref().is_ok_and(fs::Metadata::is_dir);
+    let listed_files: HashSet<&Path> =
+        roots.iter().zip(&kinds).filter(|(_, k)| !is_folder(k)).map(|(r, _)| r.as_path()).collect();
+    let folders: Vec<(usize, &Path)> = roots
+        .iter()
+        .zip(&kinds)
+        .enumerate()
+        .filter(|(_, (_, k))| is_folder(k))
+        .map(|(i, (r, _))| (i, r.as_path()))
+        .collect();
+    let walked_by_another = |i: usize, root: &Path| {
+        folders.iter().any(|&(j, other)| if root == other { j < i } else { root.starts_with(other) })
+    };
+    let mut emitted: HashSet<PathBuf> = HashSet::new();
     let mut emit_once = |entry: Entry| {
-        let repeated = seen.as_mut().is_some_and(|seen| !seen.insert(entry.path.clone()));
+        let repeated = listed_files.contains(entry.path.as_path()) && !emitted.insert(entry.path.clone());
         repeated || emit(entry)
     };
     let mut walker = Walker { emit: &mut emit_once, folders: Vec::new(), stopped: false };
-    for (root, kind) in roots.iter().zip(kinds) {
+    for (i, (root, kind)) in roots.iter().zip(kinds).enumerate() {
+        if is_folder(&kind) && walked_by_another(i, root) {
+            continue;
+        }
         walker.root(root, kind);
         if walker.stopped {
             return;
@@ -127,10 +145,10 @@ impl Walker<'_> {
             Ok(listing) => listing,
             Err(e) => return self.push(Entry::failed(dir, describe(&e, "cannot list folder"))),
         };
-        let mut children: Vec<(PathBuf, Option<fs::FileType>, u64)> = Vec::new();
+        let mut children: Vec<(PathBuf, Option<fs::FileType>)> = Vec::new();
         for item in listing {
             match item {
-                Ok(item) => children.push((item.path(), item.file_type().ok(), entry_ino(&item))),
+                Ok(item) => children.push((item.path(), item.file_type().ok())),
                 Err(e) => {
                     self.push(Entry::failed(dir.clone(), describe(&e, "cannot list folder")));
                     break;
@@ -142,12 +160,15 @@ impl Walker<'_> {
         // every comparison (which dominated walking a flat folder of many thousand files).
         children.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
         self.folders.push(id);
-        for (path, file_type, ino) in children {
+        for (path, file_type) in children {
             match file_type {
                 Some(t) if t.is_file() => self.push(Entry::file(path)),
-                // A real subfolder cannot be its own ancestor (folders have no hard links): its
-                // inode from the listing identifies it without a stat.
-                Some(t) if t.is_dir() => self.folder(path, FolderId(id.0, ino)),
+                // One stat per folder, for its identity: the inode a listing gives is the
+                // wrong one at a mount point, where device and inode must come together.
+                Some(t) if t.is_dir() => match fs::metadata(&path) {
+                    Ok(meta) => self.folder(path, FolderId::of(&meta)),
+                    Err(e) => self.push(Entry::failed(path, describe(&e, "cannot stat"))),
+                },
                 // Links, and entries whose type the listing does not give: follow and look.
                 _ => match fs::metadata(&path) {
                     Ok(meta) if meta.is_dir() => self.folder(path, FolderId::of(&meta)),
@@ -163,16 +184,6 @@ impl Walker<'_> {
         }
         self.folders.pop();
     }
-}
-
-#[cfg(unix)]
-fn entry_ino(item: &fs::DirEntry) -> u64 {
-    std::os::unix::fs::DirEntryExt::ino(item)
-}
-
-#[cfg(not(unix))]
-fn entry_ino(_item: &fs::DirEntry) -> u64 {
-    rand_unique()
 }
 
 /// A folder's identity on disk (device and inode where the platform has them).
@@ -235,6 +246,22 @@ fn describe(e: &io::Error, action: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_roots_give_each_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("b/c")).unwrap();
+        fs::write(dir.path().join("a.dcm"), b"x").unwrap();
+        fs::write(dir.path().join("b/1.dcm"), b"x").unwrap();
+        fs::write(dir.path().join("b/c/2.dcm"), b"x").unwrap();
+        let root = dir.path().to_path_buf();
+        let roots =
+            [root.join("b/c"), root.clone(), root.join("a.dcm"), root.join("b"), root.clone(), root.join("a.dcm")];
+        let found: Vec<_> =
+            collect(&roots).into_iter().map(|e| e.path.strip_prefix(&root).unwrap().to_path_buf()).collect();
+        let expected: Vec<PathBuf> = ["a.dcm", "b/1.dcm", "b/c/2.dcm"].iter().map(PathBuf::from).collect();
+        assert_eq!(found, expected, "nested and repeated folders and files are walked once, in the outer walk's order");
+    }
 
     #[cfg(unix)]
     #[test]
