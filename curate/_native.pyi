@@ -32,8 +32,10 @@ def open_scan(
     columns: Sequence[ColumnTuple],
     threads: int = 0,
     batch_size: int = ...,
+    parse: bool = True,
 ) -> Scan:
-    """Prepare a scan of `columns` (name, path, VR, multi-valued) over `paths`."""
+    """Prepare a scan of `columns` (name, path, VR, multi-valued) over `paths`; with
+    ``parse=False`` a listing: each file's size and modification time, no file read."""
 
 def dictionary_vr(tag: int) -> str:
     """The VR the standard dictionary gives `tag`; "UN" for private or unknown tags."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from curate.index import IndexBusyError
 from curate.paths import conf_dir
 
 
@@ -32,6 +33,8 @@ def _scan(cfg: DictConfig) -> None:
         threads=cfg.threads,
         batch_size=cfg.batch_size,
         progress=cfg.progress,
+        rescan=cfg.rescan,
+        part_rows=cfg.part_rows,
     )
     print(summary.format())
 
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         OmegaConf.resolve(cfg)
         try:
             run(cfg)
-        except (FileNotFoundError, ValueError) as err:
+        except (FileNotFoundError, ValueError, IndexBusyError) as err:
             print(f"curate {stage}: {err}", file=sys.stderr)
             sys.exit(2)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 
 from curate import _native
-from curate.tags import resolve_tags
+from curate.tags import ColumnSpec, resolve_tags
 
 PathsLike = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -75,8 +75,17 @@ def open_scan(
     `tags` replaces the default tag set; `extra_tags` adds to it. `threads` defaults to
     every core.
     """
-    columns = [c.as_native() for c in resolve_tags(tags, extra_tags)]
-    native = _native.open_scan(_as_path_list(paths), columns, threads or 0, batch_size)
+    return open_columns(paths, resolve_tags(tags, extra_tags), threads, batch_size)
+
+
+def open_columns(
+    paths: PathsLike,
+    columns: Sequence[ColumnSpec],
+    threads: int | None = None,
+    batch_size: int = _native.DEFAULT_BATCH_SIZE,
+) -> ScanHandle:
+    """:func:`open_scan` with columns already resolved."""
+    native = _native.open_scan(_as_path_list(paths), [c.as_native() for c in columns], threads or 0, batch_size)
     return ScanHandle(native)
 
 

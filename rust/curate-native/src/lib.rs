@@ -74,13 +74,21 @@ impl PyScan {
     }
 }
 
-/// Prepare a scan of `columns` over `paths` (files and folders).
+/// Prepare a scan of `columns` over `paths` (files and folders); with `parse=false`, a
+/// listing: every file's size and modification time, no file read.
 #[pyfunction]
-#[pyo3(signature = (paths, columns, threads=0, batch_size=curate_scan::DEFAULT_BATCH_SIZE))]
-fn open_scan(paths: Vec<PathBuf>, columns: Vec<ColumnTuple>, threads: usize, batch_size: usize) -> PyResult<PyScan> {
+#[pyo3(signature = (paths, columns, threads=0, batch_size=curate_scan::DEFAULT_BATCH_SIZE, parse=true))]
+fn open_scan(
+    paths: Vec<PathBuf>,
+    columns: Vec<ColumnTuple>,
+    threads: usize,
+    batch_size: usize,
+    parse: bool,
+) -> PyResult<PyScan> {
     let specs = columns.into_iter().map(to_spec).collect::<PyResult<Vec<_>>>()?;
     let selection = Selection::new(specs).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let scan = Scan::new(&paths, selection, threads, batch_size).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    let scan = if parse { scan } else { scan.stat_only() };
     Ok(PyScan { progress: scan.progress(), pending: Mutex::new(Some(scan)) })
 }
 

@@ -4,7 +4,7 @@
 //! `transfer_syntax`, `pixel_data_offset`, `invalid_attributes`), then one column per
 //! selected attribute, typed by its kind; multi-valued attributes are lists.
 
-use crate::record::{scan_file, walk_error};
+use crate::record::{scan_file, stat_file, walk_error};
 use crate::walk::Entry;
 use arrow_array::builder::{
     Date32Builder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
@@ -187,11 +187,12 @@ impl<'s> BatchBuilder<'s> {
         }
     }
 
-    /// Scan one walk entry into the next row.
-    pub fn add(&mut self, entry: &Entry) {
+    /// Scan one walk entry into the next row (`parse = false`: only stat it).
+    pub fn add(&mut self, entry: &Entry, parse: bool) {
         let row = match &entry.error {
             Some(err) => walk_error(err),
-            None => scan_file(&entry.path, entry.stat, self.selection, &mut self.attributes),
+            None if parse => scan_file(&entry.path, entry.stat, self.selection, &mut self.attributes),
+            None => stat_file(&entry.path, entry.stat),
         };
         self.attributes.end_row();
         self.path.append_value(entry.path.to_string_lossy());

@@ -60,6 +60,7 @@ pub struct Scan {
     pool: rayon::ThreadPool,
     batch_size: usize,
     progress: Arc<Progress>,
+    parse: bool,
 }
 
 impl Scan {
@@ -76,7 +77,15 @@ impl Scan {
             pool,
             batch_size: batch_size.max(1),
             progress: Arc::new(Progress::default()),
+            parse: true,
         })
+    }
+
+    /// Only list the files with their size and modification time, reading none of them:
+    /// what an incremental rescan compares with its index.
+    pub fn stat_only(mut self) -> Scan {
+        self.parse = false;
+        self
     }
 
     /// The scan's counters; readable from another thread while it runs.
@@ -91,7 +100,7 @@ impl Scan {
     /// Start walking and parsing in the background and stream the batches.
     pub fn run(self) -> Result<BatchStream, ArrowError> {
         let schema = self.schema();
-        let Scan { roots, selection, pool, batch_size, progress } = self;
+        let Scan { roots, selection, pool, batch_size, progress, parse } = self;
         // A wave gives every thread a couple of batches; two waves in flight keep the
         // walk ahead of the parsers while bounding memory.
         let wave = batch_size.saturating_mul(pool.current_num_threads() * 2).min(MAX_WAVE);
@@ -129,7 +138,7 @@ impl Scan {
                             .map(|part| {
                                 let mut builder = BatchBuilder::new(producer_schema.clone(), &selection, part.len());
                                 for entry in part {
-                                    builder.add(entry);
+                                    builder.add(entry, parse);
                                     progress.done.fetch_add(1, Ordering::Relaxed);
                                 }
                                 builder.finish()

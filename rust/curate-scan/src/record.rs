@@ -74,6 +74,24 @@ pub fn scan_file(path: &Path, known: Option<FileStat>, selection: &Selection, si
     FileRecord { file_size: Some(size), mtime_us, status: Some(status), error, header }
 }
 
+/// Stat one file without reading it: the listing an incremental rescan compares with
+/// its index. The status is `ok` for a file that could be stat-ed.
+pub fn stat_file(path: &Path, known: Option<FileStat>) -> FileRecord {
+    let stat = match known {
+        Some(stat) => stat,
+        None => match std::fs::metadata(path) {
+            Ok(meta) => FileStat::of(&meta),
+            Err(e) => return FileRecord::failed(Status::Error, open_error(&e)),
+        },
+    };
+    FileRecord {
+        file_size: Some(stat.size),
+        mtime_us: stat.mtime_us,
+        status: Some(Status::Ok),
+        ..FileRecord::default()
+    }
+}
+
 /// A row for a path the walk could not enter.
 pub fn walk_error(error: &str) -> FileRecord {
     FileRecord::failed(Status::Error, error.to_string())
