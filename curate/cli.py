@@ -39,9 +39,36 @@ def _scan(cfg: DictConfig) -> None:
     print(summary.format())
 
 
+def _query(cfg: DictConfig) -> None:
+    from curate import query
+
+    if not cfg.sql:
+        raise ValueError('no SQL given: curate query "SELECT ... FROM idx" index=DIR')
+    if cfg.out:
+        rows = query.write(cfg.index, cfg.sql, cfg.out)
+        print(f"{rows:,} rows written to {cfg.out}")
+    else:
+        print(query.show(cfg.index, cfg.sql, max_rows=cfg.max_rows))
+
+
 STAGES: dict[str, tuple[Callable[[DictConfig], None], str]] = {
-    "scan": (_scan, "read DICOM headers into a Parquet index"),
+    "scan": (_scan, "read DICOM headers into a Parquet index (again: only what changed)"),
+    "query": (_query, "run SQL over the index (DuckDB)"),
 }
+
+
+def _positional_sql(stage: str, args: list[str]) -> list[str]:
+    """`curate query "SELECT ..."`: the SQL goes in as a config value, quoted for Hydra's
+    override grammar (SQL holds commas, parentheses, quotes and '=')."""
+    if stage != "query" or not args or args[0].startswith("-") or _is_override(args[0]):
+        return args
+    sql = args[0].replace("\\", "\\\\").replace("'", "\\'")
+    return [f"sql='{sql}'", *args[1:]]
+
+
+def _is_override(arg: str) -> bool:
+    key = arg.split("=", 1)[0]
+    return "=" in arg and key.lstrip("+~").replace(".", "").replace("_", "").isalnum()
 
 
 def _usage() -> str:
@@ -66,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"curate: unknown stage {stage!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     run, _ = STAGES[stage]
+    args = _positional_sql(stage, args)
 
     def task(cfg: DictConfig) -> None:
         OmegaConf.resolve(cfg)
         try:
             run(cfg)
-        except (FileNotFoundError, ValueError, IndexBusyError) as err:
+        except (FileNotFoundError, ValueError, IndexBusyError) as err:  # QueryError is a ValueError
             print(f"curate {stage}: {err}", file=sys.stderr)
             sys.exit(2)
 
