@@ -26,6 +26,7 @@ FILE_COLUMNS = (
     "error",
     "transfer_syntax",
     "pixel_data_offset",
+    "pixel_data_length",
     "invalid_attributes",
 )
 

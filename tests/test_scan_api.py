@@ -181,6 +181,7 @@ def test_file_columns_come_first(tree):
         "error",
         "transfer_syntax",
         "pixel_data_offset",
+        "pixel_data_length",
         "invalid_attributes",
         "PatientID",
         "Rows",
@@ -373,6 +374,14 @@ def test_pixel_data_offset_points_at_the_pixel_data_tag(tmp_path, transfer_synta
     assert data.rfind(tag_bytes) == offset
     header = 8 if transfer_syntax == ImplicitVRLittleEndian else 12
     assert offset + header + 128 == len(data)
+    assert row["pixel_data_length"] == 128
+
+
+def test_pixel_data_length_of_native_and_encapsulated_files():
+    rows = {Path(r["path"]).name: r for r in curate.scan([testdata("CT_small.dcm"), testdata("JPEG2000.dcm")]).to_pylist()}
+    ct = rows["CT_small.dcm"]
+    assert ct["pixel_data_length"] == ct["Rows"] * ct["Columns"] * ct["BitsAllocated"] // 8
+    assert rows["JPEG2000.dcm"]["pixel_data_length"] == -1, "undefined length: encapsulated fragments"
 
 
 def test_pixel_data_offset_skips_an_icon_image(tmp_path):

@@ -55,6 +55,10 @@ pub struct Header {
     pub transfer_syntax: Option<String>,
     /// Byte offset of the top-level Pixel Data element's tag (not known in deflated files).
     pub pixel_data_offset: Option<u64>,
+    /// Length of the top-level Pixel Data value as its element header declares it:
+    /// `Some(None)` for an undefined length (encapsulated fragments); `None` without
+    /// Pixel Data.
+    pub pixel_data_length: Option<Option<u32>>,
     /// The file is a DICOMDIR (a media directory, not an image).
     pub dicomdir: bool,
     /// Columns whose value was present but not valid for its type (kept null).
@@ -268,6 +272,7 @@ impl<'a> Parser<'a, '_> {
             }
             if depth == 0 && matches!(h.tag, 0x7fe0_0010 | 0x7fe0_0008 | 0x7fe0_0009) {
                 self.header.pixel_data_offset = Some(element_start);
+                self.header.pixel_data_length = Some(if h.len == UNDEFINED { None } else { Some(h.len) });
                 return Ok(Stop::PixelData);
             }
             if let Some(end) = end {

@@ -1,7 +1,7 @@
 //! Building Arrow record batches in the index schema from scanned rows.
 //!
 //! File columns first (`path`, `file_size`, `mtime`, `status`, `error`,
-//! `transfer_syntax`, `pixel_data_offset`, `invalid_attributes`), then one column per
+//! `transfer_syntax`, `pixel_data_offset`, `pixel_data_length`, `invalid_attributes`), then one column per
 //! selected attribute, typed by its kind; multi-valued attributes are lists.
 
 use crate::record::{scan_file, stat_file, walk_error};
@@ -46,6 +46,7 @@ pub fn schema(selection: &Selection) -> SchemaRef {
         Field::new("error", DataType::Utf8, true),
         Field::new("transfer_syntax", DataType::Utf8, true),
         Field::new("pixel_data_offset", DataType::Int64, true),
+        Field::new("pixel_data_length", DataType::Int64, true),
         Field::new("invalid_attributes", list_of(DataType::Utf8), true),
     ];
     fields.extend(selection.columns.iter().map(|c| Field::new(&c.name, column_type(c), true)));
@@ -162,6 +163,7 @@ pub struct BatchBuilder<'s> {
     error: StringBuilder,
     transfer_syntax: StringBuilder,
     pixel_data_offset: Int64Builder,
+    pixel_data_length: Int64Builder,
     invalid: ListBuilder<StringBuilder>,
     attributes: AttributeColumns,
 }
@@ -179,6 +181,7 @@ impl<'s> BatchBuilder<'s> {
             error: StringBuilder::new(),
             transfer_syntax: StringBuilder::with_capacity(rows, rows * 20),
             pixel_data_offset: Int64Builder::with_capacity(rows),
+            pixel_data_length: Int64Builder::with_capacity(rows),
             invalid: ListBuilder::new(StringBuilder::new()),
             attributes: AttributeColumns {
                 builders: selection.columns.iter().map(|c| ColumnBuilder::new(c, rows)).collect(),
@@ -202,6 +205,8 @@ impl<'s> BatchBuilder<'s> {
         self.error.append_option(row.error.as_deref());
         self.transfer_syntax.append_option(row.header.transfer_syntax.as_deref());
         self.pixel_data_offset.append_option(row.header.pixel_data_offset.map(|o| o as i64));
+        // -1: undefined length, the encapsulated (compressed) form.
+        self.pixel_data_length.append_option(row.header.pixel_data_length.map(|l| l.map_or(-1, i64::from)));
         if row.header.invalid.is_empty() {
             self.invalid.append_null();
         } else {
@@ -219,6 +224,7 @@ impl<'s> BatchBuilder<'s> {
             Arc::new(self.error.finish()),
             Arc::new(self.transfer_syntax.finish()),
             Arc::new(self.pixel_data_offset.finish()),
+            Arc::new(self.pixel_data_length.finish()),
             Arc::new(self.invalid.finish()),
         ];
         arrays.extend(self.attributes.builders.iter_mut().map(ColumnBuilder::finish));
