@@ -51,9 +51,24 @@ def _query(cfg: DictConfig) -> None:
         print(query.show(cfg.index, cfg.sql, max_rows=cfg.max_rows))
 
 
+def _quality(cfg: DictConfig) -> None:
+    import json
+
+    from curate.quality import check_index
+
+    report = check_index(cfg.index)
+    print(report.format())
+    if cfg.json:
+        from curate.files import write_atomic
+
+        write_atomic(cfg.json, json.dumps(report.to_dict(), indent=2))
+        print(f"\nwritten to {cfg.json}")
+
+
 STAGES: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "scan": (_scan, "read DICOM headers into a Parquet index (again: only what changed)"),
     "query": (_query, "run SQL over the index (DuckDB)"),
+    "quality": (_quality, "data-quality and veracity checks over the index"),
 }
 
 

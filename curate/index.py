@@ -42,7 +42,7 @@ STAGING_DIR = ".staging"
 #: Parquet key-value metadata key that records how an index was built.
 METADATA_KEY = b"curate_index"
 #: Bumped when the index layout changes: an index of another format is rebuilt.
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 #: Rows per staged part (and Parquet row group): large enough for good compression,
 #: small enough that a killed scan loses little and memory stays flat.
 PART_ROWS = 32_768

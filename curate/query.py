@@ -32,7 +32,8 @@ def _connect(index_dir: str | os.PathLike[str]):
     if not index.exists():
         raise FileNotFoundError(f"no index at {index_dir} (run `curate scan` first)")
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW {VIEW} AS SELECT * FROM read_parquet('{_quote(index)}')")
+    # file_row_number: the row numbers that quality reports give as examples.
+    con.execute(f"CREATE VIEW {VIEW} AS SELECT * FROM read_parquet('{_quote(index)}', file_row_number=true)")
     return con
 
 
