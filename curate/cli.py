@@ -22,21 +22,50 @@ def _as_list(value) -> list[str]:
     return [str(value)]
 
 
+def _tracking(cfg: DictConfig):
+    from curate.tracking import TrackingConfig
+
+    return TrackingConfig.from_config(cfg.get("tracking"))
+
+
 def _scan(cfg: DictConfig) -> None:
     from curate.index import build_index
+    from curate.tracking import tracked_run
 
-    summary = build_index(
-        source=_as_list(cfg.source),
-        index_dir=cfg.index,
-        tags=_as_list(cfg.tags.keywords),
-        extra_tags=_as_list(cfg.extra_tags) if cfg.extra_tags else (),
-        threads=cfg.threads,
-        batch_size=cfg.batch_size,
-        progress=cfg.progress,
-        rescan=cfg.rescan,
-        part_rows=cfg.part_rows,
-    )
+    with tracked_run("scan", _tracking(cfg)) as run:
+        summary = build_index(
+            source=_as_list(cfg.source),
+            index_dir=cfg.index,
+            tags=_as_list(cfg.tags.keywords),
+            extra_tags=_as_list(cfg.extra_tags) if cfg.extra_tags else (),
+            threads=cfg.threads,
+            batch_size=cfg.batch_size,
+            progress=cfg.progress,
+            rescan=cfg.rescan,
+            part_rows=cfg.part_rows,
+        )
+        # Settings and counts only: the source and index paths can name patients.
+        run.params({"threads": cfg.threads, "rescan": cfg.rescan, "columns": len(cfg.tags.keywords) + len(cfg.extra_tags or [])})
+        run.metrics(summary.metrics())
     print(summary.format())
+
+
+def _report(cfg: DictConfig) -> None:
+    from curate.report import build_report
+    from curate.tracking import tracked_run
+
+    with tracked_run("report", _tracking(cfg)) as run:
+        report = build_report(cfg.index, cfg.out, min_cell=cfg.min_cell)
+        run.params({"min_cell": cfg.min_cell})
+        totals = report.summary["population"]["totals"]
+        run.metrics({f"population.{k}": v for k, v in totals.items()})
+        run.metrics(report.quality.metrics())
+        run.artifact(report.html_path)
+        run.artifact(report.summary_path)
+    print(report.quality.format())
+    print(f"\nreport   {report.html_path}\nsummary  {report.summary_path}")
+    if run.active:
+        print(f"MLflow run {run.run_id} (mlflow ui --backend-store-uri {cfg.tracking.uri})")
 
 
 def _query(cfg: DictConfig) -> None:
@@ -67,6 +96,7 @@ def _quality(cfg: DictConfig) -> None:
 
 STAGES: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "scan": (_scan, "read DICOM headers into a Parquet index (again: only what changed)"),
+    "report": (_report, "population and quality report (HTML, summary.json, MLflow)"),
     "query": (_query, "run SQL over the index (DuckDB)"),
     "quality": (_quality, "data-quality and veracity checks over the index"),
 }

@@ -75,6 +75,21 @@ class ScanSummary:
         """Files covered per second: parsed, or found unchanged."""
         return self.listed / self.seconds if self.seconds > 0 else 0.0
 
+    def metrics(self) -> dict[str, float]:
+        """Counts for experiment tracking (nothing identifying)."""
+        values = {
+            "files": self.listed,
+            "parsed": self.scanned,
+            "unchanged": self.unchanged,
+            "resumed": self.resumed,
+            "seconds": self.seconds,
+            "files_per_s": self.rate,
+        }
+        values.update({f"status.{k}": v for k, v in self.by_status.items()})
+        values.update({f"errors.{k}": v for k, v in self.errors_by_kind.items()})
+        values.update({f"nulled.{k.replace(' ', '_')}": v for k, v in self.derive.nulled.items()})
+        return values
+
     def format(self) -> str:
         """A short table for the terminal."""
         rows = [("files", f"{self.listed:,}")]

@@ -35,3 +35,17 @@ def testdata(name: str) -> Path:
 
 
 testdata.__test__ = False  # a helper, not a test, when imported into a test module
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_store(tmp_path_factory):
+    """One MLflow store for the session (commands started by tests inherit it), so that
+    no test writes into the working directory and the database is created once."""
+    store = tmp_path_factory.mktemp("mlflow")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    yield store
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous

@@ -13,8 +13,8 @@ import pytest
 from conftest import testdata
 
 
-def run_curate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, CURATE_RUNS_DIR=str(cwd / "runs"))
+def run_curate(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CURATE_RUNS_DIR=str(cwd / "runs"), **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "curate.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )

@@ -1,0 +1,85 @@
+"""Experiment tracking with MLflow: every stage run is an MLflow run.
+
+What goes in is chosen by each stage, explicitly: counts, aggregates and settings that
+identify nobody. Paths never go in (a folder name can be a patient's name), nor do
+header values; the report's artifacts are aggregates with small cells suppressed.
+
+The default store is a local SQLite file (``.curate/mlflow.db``); set
+``MLFLOW_TRACKING_URI`` or ``tracking.uri`` to use another, ``tracking=off`` for none.
+See the runs with ``mlflow ui --backend-store-uri sqlite:///.curate/mlflow.db``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str | None = "sqlite:///.curate/mlflow.db"
+    artifacts: str | None = ".curate/mlartifacts"
+    experiment: str | None = "curate"
+
+    @classmethod
+    def from_config(cls, cfg: Mapping | None) -> TrackingConfig:
+        if cfg is None:
+            return cls(enabled=False)
+        return cls(**{k: cfg.get(k) for k in ("enabled", "uri", "artifacts", "experiment")})
+
+
+class Run:
+    """The stage's view of its MLflow run (or of no run, when tracking is off)."""
+
+    def __init__(self, mlflow=None):
+        self._mlflow = mlflow
+        #: The MLflow run's id (kept: it is printed after the run has ended).
+        self.run_id: str | None = mlflow.active_run().info.run_id if mlflow else None
+
+    @property
+    def active(self) -> bool:
+        return self._mlflow is not None
+
+    def params(self, values: Mapping[str, object]) -> None:
+        if self._mlflow:
+            self._mlflow.log_params({k: v for k, v in values.items() if v is not None})
+
+    def metrics(self, values: Mapping[str, float]) -> None:
+        if self._mlflow:
+            self._mlflow.log_metrics({k: float(v) for k, v in values.items() if isinstance(v, (int, float))})
+
+    def artifact(self, path: str | os.PathLike[str]) -> None:
+        if self._mlflow:
+            self._mlflow.log_artifact(str(path))
+
+
+def _store_uri(config: TrackingConfig) -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or config.uri
+    if uri and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+@contextlib.contextmanager
+def tracked_run(stage: str, config: TrackingConfig) -> Iterator[Run]:
+    """An MLflow run named after the stage, or a stand-in that records nothing."""
+    if not config.enabled:
+        yield Run()
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(_store_uri(config))
+    name = config.experiment or "curate"
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        location = Path(config.artifacts).resolve().as_uri() if config.artifacts else None
+        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage):
+        mlflow.set_tag("curate.stage", stage)
+        yield Run(mlflow)
