@@ -77,6 +77,7 @@ def population(index_dir: str | os.PathLike[str], min_cell: int = MIN_CELL) -> d
             "age_sex": _age_sex(s),
             "studies_per_patient": _studies_per_patient(s),
             "top_utilisers": _top_utilisers(s),
+            "by_year": _by_year(s),
             "trend": _trend(s),
             "xray_dose": _xray_dose(s),
             "deviation_index": _deviation_index(s),
@@ -185,6 +186,14 @@ def _top_utilisers(s: _Stats) -> list[dict]:
     for modality, rank, studies in rows:
         out.setdefault(modality, []).append({"patient": f"#{rank}", "studies": s.cell(studies)})
     return [{"modality": m, "patients": p} for m, p in out.items()]
+
+
+def _by_year(s: _Stats) -> list[dict]:
+    rows = s.fetch(
+        "SELECT study_year, coalesce(Modality, '(none)'), count(DISTINCT StudyInstanceUID) FROM img "
+        "WHERE study_year IS NOT NULL GROUP BY ALL ORDER BY ALL"
+    )
+    return [{"year": y, "modality": m, "studies": s.cell(n)} for y, m, n in rows]
 
 
 def _trend(s: _Stats) -> list[dict]:

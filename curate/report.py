@@ -281,6 +281,7 @@ def render_html(stats: dict, quality: QualityReport) -> str:
                 for r in stats["top_utilisers"]], k),
         "<h2>Trend</h2>",
         _fig(_trend_plot(stats), "Studies per month"),
+        _year_table(stats, k),
         "<h2>Chest imaging: views</h2>",
         _fig(_chest_view_plot(stats), "Chest images by modality and normalised view"),
         "<h2>X-ray dose indicators</h2>",
@@ -300,6 +301,15 @@ def render_html(stats: dict, quality: QualityReport) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _year_table(stats: dict, min_cell: int) -> str:
+    """Studies per year (rows) and modality (columns)."""
+    years = sorted({r["year"] for r in stats["by_year"]})
+    modalities = sorted({r["modality"] for r in stats["by_year"]})
+    cells = {(r["year"], r["modality"]): r["studies"] for r in stats["by_year"]}
+    rows = [[str(y)] + [cells.get((y, m), 0) for m in modalities] for y in years]
+    return _table(["year"] + modalities, rows, min_cell)
 
 
 def _quality_table(quality: QualityReport) -> str:

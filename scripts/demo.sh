@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up and run the main job on data the project generates: a PACS-like
 # export (headers cloned from real files, fresh UIDs, fake patients, a few broken files)
-# scanned into a Parquet index, with a progress bar and a closing summary.
+# scanned into a Parquet index, then the population and quality report (logged to a
+# local MLflow store) and a query over the index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,5 +15,10 @@ if [ ! -d "$DEMO/dicom" ]; then
 fi
 curate scan source="$DEMO/dicom" index="$DEMO/index"
 echo
-echo "The index is $DEMO/index/index.parquet; for example:"
-echo "  .venv/bin/python -c \"import pyarrow.parquet as pq; print(pq.read_table('$DEMO/index/index.parquet').group_by('Modality').aggregate([('path', 'count')]))\""
+curate report index="$DEMO/index" out="$DEMO/report"
+echo
+curate query "SELECT Modality, body_part, view, count(*) AS images FROM idx WHERE status = 'ok' GROUP BY ALL ORDER BY images DESC LIMIT 8" index="$DEMO/index"
+echo
+echo "index    $DEMO/index/index.parquet   (curate query \"SELECT ... FROM idx\" index=$DEMO/index)"
+echo "report   $DEMO/report/report.html"
+echo "MLflow   .venv/bin/mlflow ui --backend-store-uri sqlite:///.curate/mlflow.db"
