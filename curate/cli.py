@@ -32,6 +32,13 @@ def _scan(cfg: DictConfig) -> None:
     from curate.index import build_index
     from curate.tracking import tracked_run
 
+    if cfg.backend not in ("local", "dask"):
+        raise ValueError(f"backend must be 'local' or 'dask', not {cfg.backend!r}")
+    dask = None
+    if cfg.backend == "dask":
+        from curate.distributed import DaskOptions
+
+        dask = DaskOptions(**OmegaConf.to_container(cfg.dask))
     with tracked_run("scan", _tracking(cfg)) as run:
         summary = build_index(
             source=_as_list(cfg.source),
@@ -43,9 +50,17 @@ def _scan(cfg: DictConfig) -> None:
             progress=cfg.progress,
             rescan=cfg.rescan,
             part_rows=cfg.part_rows,
+            dask=dask,
         )
         # Settings and counts only: the source and index paths can name patients.
-        run.params({"threads": cfg.threads, "rescan": cfg.rescan, "columns": len(cfg.tags.keywords) + len(cfg.extra_tags or [])})
+        run.params(
+            {
+                "threads": cfg.threads,
+                "rescan": cfg.rescan,
+                "backend": cfg.backend,
+                "columns": len(cfg.tags.keywords) + len(cfg.extra_tags or []),
+            }
+        )
         run.metrics(summary.metrics())
     print(summary.format())
 

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from curate import _native
 from curate.derive import DERIVE_VERSION, DeriveCounts, add_derived_columns
+from curate.distributed import DaskOptions
 from curate.progress import progress_bar
 from curate.scan import PathsLike, open_columns
 from curate.tags import ColumnSpec, resolve_tags
@@ -144,13 +145,14 @@ def build_index(
     rescan: str = "changed",
     part_rows: int = PART_ROWS,
     on_part: Callable[[int], None] | None = None,
+    dask: DaskOptions | None = None,
 ) -> ScanSummary:
     """Scan `source` into ``<index_dir>/index.parquet`` and return the summary.
 
     ``rescan="changed"`` parses only files that are new or changed since the index was
     built (and reuses the parts of an interrupted scan); ``"all"`` parses every file.
     `on_part` is called with the number of parts staged so far after each one is safely
-    on disk.
+    on disk. With `dask`, the files are parsed by Dask tasks, a shard each.
     """
     if rescan not in ("changed", "all"):
         raise ValueError(f"rescan must be 'changed' or 'all', not {rescan!r}")
@@ -168,24 +170,27 @@ def build_index(
         previous, summary.full_rescan_reason = _reusable_index(index_dir, signature, rescan)
         staging = _staging(index_dir, signature, fresh=rescan == "all")
         staged = _staged_keys(staging)
-        if previous is None and staged.num_rows == 0:
-            # A first scan: walk and parse in one pass; there is nothing to compare with.
+        if previous is None and staged.num_rows == 0 and dask is None:
+            # A first local scan: walk and parse in one pass; there is nothing to compare with.
             listing, to_parse = None, sources
         else:
             listing = list_files(sources, threads)
             to_parse = _files_to_parse(listing, previous, staged).column("path").to_pylist()
             summary.resumed = _count_reusable(listing, staged)
-        parts, summary.scanned = _scan_into_parts(
-            to_parse,
-            staging,
-            columns,
-            threads,
-            batch_size,
-            part_rows,
-            progress,
-            summary.derive,
-            on_part,
-        )
+        if dask is None:
+            parts, summary.scanned = _scan_into_parts(
+                to_parse, staging, columns, threads, batch_size, part_rows, progress, summary.derive, on_part
+            )
+        else:
+            from curate import distributed
+
+            def bar(total: int):
+                return progress_bar(total, "scan (dask)", enabled=progress)
+
+            first = len(_part_files(staging))
+            parts, summary.scanned = distributed.scan_into_parts(
+                to_parse, staging, first, columns, dask, bar, summary.derive, on_part
+            )
         summary.listed = summary.scanned if listing is None else listing.num_rows
         summary.unchanged = summary.listed - summary.scanned - summary.resumed
         if parts or previous is None or (listing is not None and _vanished_count(listing, previous)):

@@ -1,0 +1,51 @@
+"""`backend=dask`: the same native scanner on Dask workers gives the same index."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from dicom_factory import make_dataset, write
+
+from conftest import testdata
+from curate.distributed import DaskOptions
+from curate.index import build_index, read_index
+from test_cli import run_curate
+
+pytest.importorskip("distributed")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    src = tmp_path_factory.mktemp("dask") / "src"
+    for i in range(45):
+        write(make_dataset(PatientID=f"D{i:03d}", PatientAge=f"{i:03d}Y", BodyPartExamined="TORAX"), src / f"s{i % 4}" / f"{i}.dcm")
+    shutil.copy(testdata("MR_small.dcm"), src / "mr.dcm")
+    (src / "cut.dcm").write_bytes(testdata("CT_small.dcm").read_bytes()[:900])
+    (src / "notes.txt").write_text("not DICOM")
+    return src
+
+
+def test_dask_backend_gives_the_same_index_as_the_local_one(tree, tmp_path):
+    local = build_index(tree, tmp_path / "local", progress=False)
+    options = DaskOptions(workers=2, threads_per_task=1, shard_files=10)
+    distributed = build_index(tree, tmp_path / "dask", progress=False, dask=options)
+    assert distributed.scanned == local.scanned == 48
+    assert distributed.by_status == local.by_status
+    assert read_index(tmp_path / "dask").equals(read_index(tmp_path / "local"))
+    # A rescan on Dask parses only what changed.
+    write(make_dataset(PatientID="NEW"), tree / "new.dcm")
+    again = build_index(tree, tmp_path / "dask", progress=False, dask=options)
+    assert (again.scanned, again.unchanged) == (1, 48)
+
+
+def test_cli_backend_dask(tree, tmp_path):
+    done = run_curate(
+        "scan", f"source={tree}", "index=idx", "backend=dask", "dask.workers=2", "dask.shard_files=20",
+        "progress=false", "tracking=off", cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert read_index(tmp_path / "idx").num_rows >= 48
+    bad = run_curate("scan", f"source={tree}", "index=idx2", "backend=spark", "tracking=off", cwd=tmp_path)
+    assert bad.returncode == 2 and "backend must be" in bad.stderr
