@@ -33,6 +33,7 @@ __all__ = [
     "ExplicitVRLittleEndian",
     "ImplicitVRLittleEndian",
     "element",
+    "image_dataset",
     "item",
     "item_end",
     "make_dataset",
@@ -73,6 +74,25 @@ def make_dataset(**attrs) -> Dataset:
     for keyword, value in defaults.items():
         if value is not None:
             setattr(ds, keyword, value)
+    return ds
+
+
+def image_dataset(**attrs) -> Dataset:
+    """:func:`make_dataset` with an 8x8, 16-bit MONOCHROME2 image (128 bytes of pixels)."""
+    image = dict(
+        Rows=8,
+        Columns=8,
+        BitsAllocated=16,
+        BitsStored=16,
+        HighBit=15,
+        PixelRepresentation=0,
+        SamplesPerPixel=1,
+        PhotometricInterpretation="MONOCHROME2",
+    )
+    image.update(attrs)
+    ds = make_dataset(**image)
+    ds.PixelData = bytes(range(128))
+    ds["PixelData"].VR = "OW"
     return ds
 
 

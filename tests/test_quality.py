@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from dicom_factory import make_dataset, write
+from dicom_factory import image_dataset, write
 from pydicom.uid import generate_uid
 
 from conftest import testdata
@@ -31,20 +31,9 @@ def clean(**attrs):
         StudyTime="101010",
         BurnedInAnnotation="NO",
         ImageType=["ORIGINAL", "PRIMARY"],
-        Rows=8,
-        Columns=8,
-        BitsAllocated=16,
-        BitsStored=16,
-        HighBit=15,
-        PixelRepresentation=0,
-        SamplesPerPixel=1,
-        PhotometricInterpretation="MONOCHROME2",
     )
     values.update(attrs)
-    ds = make_dataset(**values)
-    ds.PixelData = bytes(128)
-    ds["PixelData"].VR = "OW"
-    return ds
+    return image_dataset(**values)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pydicom
 import pytest
 from dicom_factory import (
+    image_dataset,
     UNDEFINED,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -340,23 +341,6 @@ def _write_bytes(path: Path, data: bytes) -> Path:
 # --- layouts ---------------------------------------------------------------------------
 
 
-def pixel_dataset(**attrs) -> Dataset:
-    ds = make_dataset(
-        Rows=8,
-        Columns=8,
-        BitsAllocated=16,
-        BitsStored=16,
-        HighBit=15,
-        PixelRepresentation=0,
-        SamplesPerPixel=1,
-        PhotometricInterpretation="MONOCHROME2",
-        **attrs,
-    )
-    ds.PixelData = bytes(range(128))
-    ds["PixelData"].VR = "OW"
-    return ds
-
-
 @pytest.mark.parametrize(
     "transfer_syntax, tag_bytes",
     [
@@ -366,7 +350,7 @@ def pixel_dataset(**attrs) -> Dataset:
     ],
 )
 def test_pixel_data_offset_points_at_the_pixel_data_tag(tmp_path, transfer_syntax, tag_bytes):
-    path = write(pixel_dataset(PatientID="PIX"), tmp_path / "p.dcm", transfer_syntax)
+    path = write(image_dataset(PatientID="PIX"), tmp_path / "p.dcm", transfer_syntax)
     row = only_row(curate.scan(path))
     data = path.read_bytes()
     offset = row["pixel_data_offset"]
@@ -385,7 +369,7 @@ def test_pixel_data_length_of_native_and_encapsulated_files():
 
 
 def test_pixel_data_offset_skips_an_icon_image(tmp_path):
-    ds = pixel_dataset(PatientID="ICON")
+    ds = image_dataset(PatientID="ICON")
     icon = Dataset()
     icon.Rows, icon.Columns, icon.BitsAllocated = 2, 2, 8
     icon.PixelData = b"\x01\x02\x03\x04"
@@ -400,7 +384,7 @@ def test_pixel_data_offset_skips_an_icon_image(tmp_path):
 
 
 def test_deflated_file(tmp_path):
-    path = write(pixel_dataset(PatientID="DEFL", StudyDate="20200101"), tmp_path / "z.dcm", DeflatedExplicitVRLittleEndian)
+    path = write(image_dataset(PatientID="DEFL", StudyDate="20200101"), tmp_path / "z.dcm", DeflatedExplicitVRLittleEndian)
     row = only_row(curate.scan(path))
     assert row["status"] == "ok", row["error"]
     assert (row["PatientID"], row["StudyDate"], row["Rows"]) == ("DEFL", dt.date(2020, 1, 1), 8)
@@ -486,7 +470,7 @@ def test_character_sets_round_trip(tmp_path, charset, name, other_ids):
 
 @pytest.fixture(scope="module")
 def big_file(tmp_path_factory) -> Path:
-    ds = pixel_dataset(PatientID="BIG")
+    ds = image_dataset(PatientID="BIG")
     ds.Rows = ds.Columns = 5000
     ds.PixelData = bytes(5000 * 5000 * 2)
     return write(ds, tmp_path_factory.mktemp("big") / "big.dcm")
