@@ -48,6 +48,8 @@ INDEX_FORMAT = 2
 #: small enough that a killed scan loses little and memory stays flat.
 PART_ROWS = 32_768
 VANISHED_ERROR = "vanished: no longer under the scanned source"
+#: DuckDB's memory for merging the index; past it the sort spills to the staging folder.
+MERGE_MEMORY = "256MB"
 
 
 class IndexBusyError(RuntimeError):
@@ -376,6 +378,9 @@ def _merge(index_dir: Path, listing: pa.Table | None, previous: Path | None, sta
         stale.unlink()
     parts = [str(p) for p in _part_files(staging)]
     con = duckdb.connect()
+    # Bounded memory: DuckDB spills the sort to disk rather than holding the index.
+    con.execute(f"SET memory_limit = '{MERGE_MEMORY}'")
+    con.execute(f"SET temp_directory = '{_sql_path(index_dir / STAGING_DIR / 'spill')}'")
     try:
         selects = []
         if listing is not None:

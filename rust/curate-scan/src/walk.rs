@@ -112,8 +112,10 @@ pub fn walk(roots: &[PathBuf], pool: Option<&rayon::ThreadPool>, emit: &mut dyn 
 
 struct Walker<'e> {
     emit: &'e mut dyn FnMut(Entry) -> bool,
-    /// Identity of each folder on the current path, to recognise a link back to one.
-    folders: Vec<FolderId>,
+    /// The folders on the current path, each with its identity once one was needed. Only
+    /// a followed link can close a loop, so identities are taken (one stat a folder) only
+    /// when a link to a folder is followed, not for every folder walked.
+    folders: Vec<(PathBuf, Option<FolderId>)>,
     stopped: bool,
 }
 
@@ -126,18 +128,29 @@ impl Walker<'_> {
 
     fn root(&mut self, root: &Path, metadata: io::Result<fs::Metadata>) {
         match metadata {
-            Ok(meta) if meta.is_dir() => self.folder(root.to_path_buf(), FolderId::of(&meta)),
+            Ok(meta) if meta.is_dir() => self.folder(root.to_path_buf(), Some(FolderId::of(&meta))),
             Ok(meta) if meta.is_file() => self.push(Entry::file_with(root.to_path_buf(), &meta)),
             Ok(meta) => self.push(Entry::failed(root.to_path_buf(), not_a_file(&meta))),
             Err(e) => self.push(Entry::failed(root.to_path_buf(), describe(&e, "cannot stat"))),
         }
     }
 
-    fn folder(&mut self, dir: PathBuf, id: FolderId) {
+    /// Whether a folder on the current path is `id`, taking ancestors' identities as needed.
+    fn is_ancestor(&mut self, id: FolderId) -> bool {
+        self.folders.iter_mut().any(|(path, known)| {
+            if known.is_none() {
+                *known = fs::metadata(&*path).ok().map(|meta| FolderId::of(&meta));
+            }
+            *known == Some(id)
+        })
+    }
+
+    /// Walk `dir`; `id` is its identity when it was reached through a link (or is a root).
+    fn folder(&mut self, dir: PathBuf, id: Option<FolderId>) {
         if self.stopped {
             return;
         }
-        if self.folders.contains(&id) {
+        if id.is_some_and(|id| self.is_ancestor(id)) {
             let message = "symlink_loop: a link leads back to a folder that contains it".to_string();
             return self.push(Entry::failed(dir, message));
         }
@@ -159,19 +172,14 @@ impl Walker<'_> {
         // orders them as comparing paths does, without splitting each into components on
         // every comparison (which dominated walking a flat folder of many thousand files).
         children.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
-        self.folders.push(id);
+        self.folders.push((dir, id));
         for (path, file_type) in children {
             match file_type {
                 Some(t) if t.is_file() => self.push(Entry::file(path)),
-                // One stat per folder, for its identity: the inode a listing gives is the
-                // wrong one at a mount point, where device and inode must come together.
-                Some(t) if t.is_dir() => match fs::metadata(&path) {
-                    Ok(meta) => self.folder(path, FolderId::of(&meta)),
-                    Err(e) => self.push(Entry::failed(path, describe(&e, "cannot stat"))),
-                },
+                Some(t) if t.is_dir() => self.folder(path, None),
                 // Links, and entries whose type the listing does not give: follow and look.
                 _ => match fs::metadata(&path) {
-                    Ok(meta) if meta.is_dir() => self.folder(path, FolderId::of(&meta)),
+                    Ok(meta) if meta.is_dir() => self.folder(path, Some(FolderId::of(&meta))),
                     Ok(meta) if meta.is_file() => self.push(Entry::file_with(path, &meta)),
                     // Opening a named pipe would wait for a writer forever; a device may never end.
                     Ok(meta) => self.push(Entry::failed(path, not_a_file(&meta))),
@@ -246,6 +254,25 @@ fn describe(e: &io::Error, action: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_followed_and_loops_stopped_at_any_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("a/b/c")).unwrap();
+        fs::write(root.join("a/b/c/1.dcm"), b"x").unwrap();
+        // A link back to a grandparent closes a loop; a link to a sibling folder does not.
+        std::os::unix::fs::symlink(root.join("a"), root.join("a/b/c/up")).unwrap();
+        std::os::unix::fs::symlink(root.join("a/b/c"), root.join("a/side")).unwrap();
+        let found = collect(&[root.to_path_buf()]);
+        let rel = |e: &Entry| e.path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let files: Vec<_> = found.iter().filter(|e| e.error.is_none()).map(rel).collect();
+        assert_eq!(files, ["a/b/c/1.dcm", "a/side/1.dcm"]);
+        let loops: Vec<_> = found.iter().filter(|e| e.error.is_some()).map(rel).collect();
+        assert_eq!(loops, ["a/b/c/up", "a/side/up"]);
+        assert!(found.iter().filter_map(|e| e.error.as_deref()).all(|m| m.starts_with("symlink_loop: ")));
+    }
 
     #[test]
     fn overlapping_roots_give_each_file_once() {
