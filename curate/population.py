@@ -82,6 +82,7 @@ def population(index_dir: str | os.PathLike[str], min_cell: int = MIN_CELL) -> d
             "xray_dose": _xray_dose(s),
             "deviation_index": _deviation_index(s),
             "chest_views": _chest_views(s),
+            "body_part_spellings": _body_part_spellings(s),
         }
     finally:
         s.close()
@@ -235,6 +236,18 @@ def _deviation_index(s: _Stats) -> dict:
     if n >= s.min_cell:
         result["share_outside_3"] = round(outside / n, 4)
     return result
+
+
+def _body_part_spellings(s: _Stats) -> list[dict]:
+    """How X-ray images spell their body part, and what it normalises to."""
+    if "BodyPartExamined" not in s.columns:
+        return []
+    modalities = ", ".join(f"'{m}'" for m in XRAY_MODALITIES)
+    rows = s.fetch(
+        "SELECT coalesce(upper(trim(BodyPartExamined)), '(missing)'), coalesce(body_part, '(none)'), count(*) AS n "
+        f"FROM raw WHERE status = 'ok' AND Modality IN ({modalities}) GROUP BY ALL ORDER BY n DESC LIMIT 30"
+    )
+    return [{"written": w, "normalised": b, "images": s.cell(n)} for w, b, n in rows]
 
 
 def _chest_views(s: _Stats) -> list[dict]:

@@ -282,8 +282,11 @@ def render_html(stats: dict, quality: QualityReport) -> str:
         "<h2>Trend</h2>",
         _fig(_trend_plot(stats), "Studies per month"),
         _year_table(stats, k),
-        "<h2>Chest imaging: views</h2>",
+        "<h2>Chest imaging: views and body parts</h2>",
         _fig(_chest_view_plot(stats), "Chest images by modality and normalised view"),
+        "<p class='note'>How X-ray images spell BodyPartExamined, and what curate reads it as.</p>",
+        _table(["written", "normalised", "images"],
+               [[r["written"], r["normalised"], r["images"]] for r in stats["body_part_spellings"]], k, 2),
         "<h2>X-ray dose indicators</h2>",
         _fig(_deviation_plot(stats), "DeviationIndex: dashed lines at ±3"),
         f"<p>DeviationIndex outside ±3: {_shown(stats['deviation_index']['outside_3'], k)} of "

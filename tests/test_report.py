@@ -73,6 +73,7 @@ def test_population_numbers(archive):
     [dx] = [r for r in stats["top_utilisers"] if r["modality"] == "DX"]
     assert dx["patients"][0] == {"patient": "#1", "studies": 7}
     assert {(r["view"]): r["images"] for r in stats["chest_views"] if r["modality"] == "DX"} == {"PA": 10, "LATERAL": 3}
+    assert stats["body_part_spellings"] == [{"written": "THORAX", "normalised": "CHEST", "images": 18}]
     # DeviationIndex -4..2 for the 7-study patient and -4 for the others: outside +/-3 are the -4s.
     assert stats["deviation_index"]["outside_3"] == 12 and stats["deviation_index"]["n"] == 18
 
