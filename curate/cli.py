@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -26,6 +27,13 @@ def _tracking(cfg: DictConfig):
     from curate.tracking import TrackingConfig
 
     return TrackingConfig.from_config(cfg.get("tracking"))
+
+
+def _warn_if_outdated(index_dir: str) -> None:
+    from curate.index import INDEX_FILE, outdated
+
+    if (Path(index_dir) / INDEX_FILE).exists() and (why := outdated(index_dir)):
+        print(f"curate: warning: {why}", file=sys.stderr)
 
 
 def _scan(cfg: DictConfig) -> None:
@@ -69,6 +77,7 @@ def _report(cfg: DictConfig) -> None:
     from curate.report import build_report
     from curate.tracking import tracked_run
 
+    _warn_if_outdated(cfg.index)
     with tracked_run("report", _tracking(cfg)) as run:
         report = build_report(cfg.index, cfg.out, min_cell=cfg.min_cell)
         run.params({"min_cell": cfg.min_cell})
@@ -100,6 +109,7 @@ def _quality(cfg: DictConfig) -> None:
 
     from curate.quality import check_index
 
+    _warn_if_outdated(cfg.index)
     report = check_index(cfg.index)
     print(report.format())
     if cfg.json:

@@ -203,6 +203,14 @@ def build_index(
     return summary
 
 
+def outdated(index_dir: str | os.PathLike[str]) -> str | None:
+    """Why the index at `index_dir` lacks what this curate writes (None when it is current)."""
+    found = _signature_of(Path(index_dir) / INDEX_FILE)
+    if found is None or found.get("format") != INDEX_FORMAT or found.get("derive") != DERIVE_VERSION:
+        return "this index was built by another version of curate: run `curate scan` on it again"
+    return None
+
+
 def read_index(index_dir: str | os.PathLike[str]) -> pa.Table:
     """Load the index written by :func:`build_index`."""
     table = pq.read_table(Path(index_dir) / INDEX_FILE)

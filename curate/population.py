@@ -43,7 +43,7 @@ class _Stats:
         # One row per image: readable, current files. Missing columns read as NULL so
         # that every statistic works on any tag set.
         wanted = [
-            "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Manufacturer",
+            "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Manufacturer", "BodyPartExamined",
             "ManufacturerModelName", "StudyDate", "age_years", "sex", "study_year", "body_part", "view",
             "ExposureIndex", "DeviationIndex", "EntranceDoseInmGy", "ImageAndFluoroscopyAreaDoseProduct",
             "KVP", "Exposure", "ExposureInuAs",
@@ -245,7 +245,7 @@ def _body_part_spellings(s: _Stats) -> list[dict]:
     modalities = ", ".join(f"'{m}'" for m in XRAY_MODALITIES)
     rows = s.fetch(
         "SELECT coalesce(upper(trim(BodyPartExamined)), '(missing)'), coalesce(body_part, '(none)'), count(*) AS n "
-        f"FROM raw WHERE status = 'ok' AND Modality IN ({modalities}) GROUP BY ALL ORDER BY n DESC LIMIT 30"
+        f"FROM img WHERE Modality IN ({modalities}) GROUP BY ALL ORDER BY n DESC LIMIT 30"
     )
     return [{"written": w, "normalised": b, "images": s.cell(n)} for w, b, n in rows]
 
