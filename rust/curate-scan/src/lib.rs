@@ -113,7 +113,8 @@ impl Scan {
         spawn("curate-scan-walk", move || {
             let mut files = Vec::with_capacity(wave.min(4096));
             let mut consumer_gone = false;
-            walk::walk(&roots, Some(&walk_pool), &mut |entry| {
+            // A listing is collected whole anyway: walk its subtrees in parallel.
+            walk::walk(&roots, Some(&walk_pool), !parse, &mut |entry| {
                 files.push(entry);
                 walk_progress.found.fetch_add(1, Ordering::Relaxed);
                 if files.len() == wave {

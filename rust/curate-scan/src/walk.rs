@@ -60,7 +60,7 @@ impl Entry {
 /// Every file under `roots`, in name order within each root; a file named twice is kept once.
 pub fn collect(roots: &[PathBuf]) -> Vec<Entry> {
     let mut entries = Vec::new();
-    walk(roots, None, &mut |entry| {
+    walk(roots, None, false, &mut |entry| {
         entries.push(entry);
         true
     });
@@ -71,7 +71,14 @@ pub fn collect(roots: &[PathBuf]) -> Vec<Entry> {
 /// without holding the list: a scan of millions of files walks in constant memory. `emit`
 /// returns false to stop the walk. The roots are stat-ed in parallel on `pool` (else on
 /// rayon's global pool): a long list of files is common (a manifest, a query result).
-pub fn walk(roots: &[PathBuf], pool: Option<&rayon::ThreadPool>, emit: &mut dyn FnMut(Entry) -> bool) {
+/// With `parallel_subtrees`, folders below each root are walked in parallel on `pool`
+/// too; entries come in the same order, but each subtree is held until its turn.
+pub fn walk(
+    roots: &[PathBuf],
+    pool: Option<&rayon::ThreadPool>,
+    parallel_subtrees: bool,
+    emit: &mut dyn FnMut(Entry) -> bool,
+) {
     let stat_all = || roots.par_iter().map(fs::metadata).collect::<Vec<io::Result<fs::Metadata>>>();
     let kinds = match pool {
         Some(pool) => pool.install(stat_all),
@@ -103,7 +110,7 @@ pub fn walk(roots: &[PathBuf], pool: Option<&rayon::ThreadPool>, emit: &mut dyn 
         if is_folder(&kind) && walked_by_another(i, root) {
             continue;
         }
-        walker.root(root, kind);
+        walker.root(root, kind, pool.filter(|_| parallel_subtrees));
         if walker.stopped {
             return;
         }
@@ -126,9 +133,12 @@ impl Walker<'_> {
         }
     }
 
-    fn root(&mut self, root: &Path, metadata: io::Result<fs::Metadata>) {
+    fn root(&mut self, root: &Path, metadata: io::Result<fs::Metadata>, parallel: Option<&rayon::ThreadPool>) {
         match metadata {
-            Ok(meta) if meta.is_dir() => self.folder(root.to_path_buf(), Some(FolderId::of(&meta))),
+            Ok(meta) if meta.is_dir() => match parallel {
+                Some(pool) => self.folder_in_parallel(root.to_path_buf(), Some(FolderId::of(&meta)), pool),
+                None => self.folder(root.to_path_buf(), Some(FolderId::of(&meta))),
+            },
             Ok(meta) if meta.is_file() => self.push(Entry::file_with(root.to_path_buf(), &meta)),
             Ok(meta) => self.push(Entry::failed(root.to_path_buf(), not_a_file(&meta))),
             Err(e) => self.push(Entry::failed(root.to_path_buf(), describe(&e, "cannot stat"))),
@@ -147,23 +157,70 @@ impl Walker<'_> {
 
     /// Walk `dir`; `id` is its identity when it was reached through a link (or is a root).
     fn folder(&mut self, dir: PathBuf, id: Option<FolderId>) {
+        let Some(children) = self.enter(&dir, id) else { return };
+        self.folders.push((dir, id));
+        for child in children {
+            self.visit(child);
+            if self.stopped {
+                break;
+            }
+        }
+        self.folders.pop();
+    }
+
+    /// [`Walker::folder`] with the subtrees of `dir`'s children walked in parallel on `pool`,
+    /// then handed on in order. Each subtree's entries are held until its turn: for a
+    /// listing, which is collected whole anyway, not for a streaming scan.
+    fn folder_in_parallel(&mut self, dir: PathBuf, id: Option<FolderId>, pool: &rayon::ThreadPool) {
+        let Some(children) = self.enter(&dir, id) else { return };
+        let ancestors = vec![(dir, id)];
+        let subtrees: Vec<Vec<Entry>> = pool.install(|| {
+            children
+                .into_par_iter()
+                .map(|child| {
+                    let mut found = Vec::new();
+                    let mut keep = |entry: Entry| {
+                        found.push(entry);
+                        true
+                    };
+                    let mut walker = Walker { emit: &mut keep, folders: ancestors.clone(), stopped: false };
+                    walker.visit(child);
+                    found
+                })
+                .collect()
+        });
+        for entry in subtrees.into_iter().flatten() {
+            self.push(entry);
+            if self.stopped {
+                return;
+            }
+        }
+    }
+
+    /// The children of `dir` in name order, or None when it is a loop or cannot be listed
+    /// (its row says why).
+    fn enter(&mut self, dir: &Path, id: Option<FolderId>) -> Option<Vec<(PathBuf, Option<fs::FileType>)>> {
         if self.stopped {
-            return;
+            return None;
         }
         if id.is_some_and(|id| self.is_ancestor(id)) {
             let message = "symlink_loop: a link leads back to a folder that contains it".to_string();
-            return self.push(Entry::failed(dir, message));
+            self.push(Entry::failed(dir.to_path_buf(), message));
+            return None;
         }
-        let listing = match fs::read_dir(&dir) {
+        let listing = match fs::read_dir(dir) {
             Ok(listing) => listing,
-            Err(e) => return self.push(Entry::failed(dir, describe(&e, "cannot list folder"))),
+            Err(e) => {
+                self.push(Entry::failed(dir.to_path_buf(), describe(&e, "cannot list folder")));
+                return None;
+            }
         };
         let mut children: Vec<(PathBuf, Option<fs::FileType>)> = Vec::new();
         for item in listing {
             match item {
                 Ok(item) => children.push((item.path(), item.file_type().ok())),
                 Err(e) => {
-                    self.push(Entry::failed(dir.clone(), describe(&e, "cannot list folder")));
+                    self.push(Entry::failed(dir.to_path_buf(), describe(&e, "cannot list folder")));
                     break;
                 }
             }
@@ -172,25 +229,22 @@ impl Walker<'_> {
         // orders them as comparing paths does, without splitting each into components on
         // every comparison (which dominated walking a flat folder of many thousand files).
         children.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
-        self.folders.push((dir, id));
-        for (path, file_type) in children {
-            match file_type {
-                Some(t) if t.is_file() => self.push(Entry::file(path)),
-                Some(t) if t.is_dir() => self.folder(path, None),
-                // Links, and entries whose type the listing does not give: follow and look.
-                _ => match fs::metadata(&path) {
-                    Ok(meta) if meta.is_dir() => self.folder(path, Some(FolderId::of(&meta))),
-                    Ok(meta) if meta.is_file() => self.push(Entry::file_with(path, &meta)),
-                    // Opening a named pipe would wait for a writer forever; a device may never end.
-                    Ok(meta) => self.push(Entry::failed(path, not_a_file(&meta))),
-                    Err(e) => self.push(Entry::failed(path, describe(&e, "cannot follow"))),
-                },
-            }
-            if self.stopped {
-                break;
-            }
+        Some(children)
+    }
+
+    fn visit(&mut self, (path, file_type): (PathBuf, Option<fs::FileType>)) {
+        match file_type {
+            Some(t) if t.is_file() => self.push(Entry::file(path)),
+            Some(t) if t.is_dir() => self.folder(path, None),
+            // Links, and entries whose type the listing does not give: follow and look.
+            _ => match fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => self.folder(path, Some(FolderId::of(&meta))),
+                Ok(meta) if meta.is_file() => self.push(Entry::file_with(path, &meta)),
+                // Opening a named pipe would wait for a writer forever; a device may never end.
+                Ok(meta) => self.push(Entry::failed(path, not_a_file(&meta))),
+                Err(e) => self.push(Entry::failed(path, describe(&e, "cannot follow"))),
+            },
         }
-        self.folders.pop();
     }
 }
 
@@ -272,6 +326,29 @@ mod tests {
         let loops: Vec<_> = found.iter().filter(|e| e.error.is_some()).map(rel).collect();
         assert_eq!(loops, ["a/b/c/up", "a/side/up"]);
         assert!(found.iter().filter_map(|e| e.error.as_deref()).all(|m| m.starts_with("symlink_loop: ")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn parallel_subtrees_give_the_same_entries_in_the_same_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for i in 0..40 {
+            let folder = root.join(format!("p{}/s{}", i % 7, i % 3));
+            fs::create_dir_all(&folder).unwrap();
+            fs::write(folder.join(format!("{i}.dcm")), b"x").unwrap();
+        }
+        fs::write(root.join("top.dcm"), b"x").unwrap();
+        std::os::unix::fs::symlink(root, root.join("p3/up")).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let mut parallel = Vec::new();
+        walk(&[root.to_path_buf()], Some(&pool), true, &mut |e| {
+            parallel.push(e);
+            true
+        });
+        let sequential = collect(&[root.to_path_buf()]);
+        assert_eq!(parallel, sequential);
+        assert_eq!(sequential.iter().filter(|e| e.error.is_some()).count(), 1, "the loop, once");
     }
 
     #[test]
