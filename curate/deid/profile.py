@@ -1,0 +1,195 @@
+"""The Basic Application Level Confidentiality Profile of DICOM PS3.15 Annex E and its
+options, as data: what to do with each attribute.
+
+The table (E.1-1, 2026d edition, 657 rows) is the project's own data file,
+``curate/deid/data/ps3.15-table-e1-1.json``. :class:`Profile` answers, for a tag and the
+options in use, one of the actions of E.1.1:
+
+====== ==========================================================================
+``X``  remove
+``Z``  replace with a zero-length value
+``D``  replace with a dummy value consistent with the VR
+``K``  keep (a sequence's items are still cleaned)
+``C``  clean: replace with a value of similar meaning that identifies nobody
+``U``  replace with a UID consistent across the whole set of instances
+====== ==========================================================================
+
+Compound codes (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) depend on the attribute's
+Type in the IOD. Where :data:`KNOWN_TYPES` gives it, Type 1 takes ``D`` (``U`` for
+``X/Z/U*``), Type 2 ``Z``, Type 3 ``X``; elsewhere the first, most removing code is
+taken (the safer choice).
+
+Not in the table: the table is the standard's list of attributes that can identify, so
+a standard attribute it does not list (Rows, Pixel Data, Modality ...) is kept; an
+attribute the data dictionary does not know (an unknown even-group tag) is removed, as
+are private attributes unless Retain Safe Private keeps a safe one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+TABLE_FILE = Path(__file__).parent / "data" / "ps3.15-table-e1-1.json"
+TABLE_EDITION = "2026d"
+ACTIONS = ("X", "Z", "D", "K", "C", "U")
+#: From most to least removing: when two active options disagree, the first wins.
+PRIVACY_ORDER = ("X", "Z", "D", "U", "C", "K")
+
+#: Types (PS3.3) of compound-coded attributes in the common image IODs, where the first
+#: code would be wrong: keeping a Type 2 attribute present (empty) keeps the file valid.
+KNOWN_TYPES: dict[str, int] = {
+    "ContrastBolusAgent": 2,  # Contrast/Bolus module
+    "ContentDate": 2,  # General Image module (2C)
+    "ContentTime": 2,
+}
+
+#: Compound-coded identifiers replaced by a keyed pseudonym (their ``D``), so that the
+#: images of one patient stay linked in the output.
+PSEUDONYMISED: frozenset[str] = frozenset({"PatientID"})
+
+
+@dataclass(frozen=True)
+class Options:
+    """The options of PS3.15 E.3, each off by default (the Basic Profile alone)."""
+
+    retain_safe_private: bool = False
+    retain_uids: bool = False
+    retain_device_identity: bool = False
+    retain_institution_identity: bool = False
+    retain_patient_characteristics: bool = False
+    retain_longitudinal_full_dates: bool = False
+    retain_longitudinal_modified_dates: bool = False
+    clean_descriptors: bool = False
+    clean_structured_content: bool = False
+    clean_graphics: bool = False
+
+    def __post_init__(self) -> None:
+        if self.retain_longitudinal_full_dates and self.retain_longitudinal_modified_dates:
+            raise ValueError(
+                "retain_longitudinal_full_dates and retain_longitudinal_modified_dates exclude each other: choose one"
+            )
+
+    def active(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name)]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of Table E.1-1."""
+
+    row: int
+    tag: str
+    name: str
+    keyword: str | None
+    basic: str
+    options: dict[str, str]
+    retired: bool
+    in_iod: bool
+
+
+@lru_cache(maxsize=1)
+def rules() -> tuple[Rule, ...]:
+    """Every row of the table, in its order."""
+    raw = json.loads(TABLE_FILE.read_text(encoding="utf-8"))
+    option_names = [f.name for f in fields(Options)]
+    return tuple(
+        Rule(
+            row=r["row"],
+            tag=r["tag"],
+            name=r["name"],
+            keyword=r["keyword"],
+            basic=r["basic_profile"],
+            options={o: r[o] for o in option_names if r[o] is not None},
+            retired=r["retired"],
+            in_iod=r["in_std_comp_iod"],
+        )
+        for r in raw
+    )
+
+
+_EXACT = re.compile(r"^\(([0-9A-F]{4}),([0-9A-F]{4})\)$")
+_MASKED = re.compile(r"^\(([0-9A-Fx]{4}),([0-9A-Fx]{4})\)$")
+
+
+def _mask(pattern: str) -> tuple[int, int]:
+    """(mask, value) of a table tag such as ``(50xx,xxxx)``: x digits match anything."""
+    digits = pattern[1:5] + pattern[6:10]
+    mask = int("".join("0" if c == "x" else "F" for c in digits), 16)
+    value = int("".join("0" if c == "x" else c for c in digits), 16)
+    return mask, value
+
+
+@lru_cache(maxsize=1)
+def _index() -> tuple[dict[int, Rule], tuple[tuple[int, int, Rule], ...]]:
+    exact: dict[int, Rule] = {}
+    masked = []
+    for rule in rules():
+        if _EXACT.match(rule.tag):
+            exact[int(rule.tag[1:5] + rule.tag[6:10], 16)] = rule
+        elif _MASKED.match(rule.tag):
+            masked.append((*_mask(rule.tag), rule))
+        # The private-attributes row is handled by Profile.action, not by its tag text.
+    return exact, tuple(masked)
+
+
+def rule_for(tag: int) -> Rule | None:
+    """The table row that covers `tag` (exact, or a repeating group such as 60xx)."""
+    exact, masked = _index()
+    if tag in exact:
+        return exact[tag]
+    for mask, value, rule in masked:
+        if tag & mask == value:
+            return rule
+    return None
+
+
+def _resolve_compound(code: str, keyword: str | None) -> str:
+    if "/" not in code:
+        return code
+    choices = code.replace("*", "").split("/")
+    if keyword in PSEUDONYMISED and "D" in choices:
+        return "D"
+    kind = KNOWN_TYPES.get(keyword or "")
+    by_type = {1: "U" if "U" in choices else "D", 2: "Z", 3: "X"}
+    if kind is not None and by_type[kind] in choices:
+        return by_type[kind]
+    return choices[0]
+
+
+class Profile:
+    """The Basic Profile with a set of options: the action for any tag."""
+
+    def __init__(self, options: Options | None = None):
+        self.options = options or Options()
+        self._active = self.options.active()
+
+    def action(self, tag: int) -> str:
+        """One of X, Z, D, K, C, U for `tag` (group length and private creators included)."""
+        group, element = tag >> 16, tag & 0xFFFF
+        if element == 0x0000:
+            return "X"  # group lengths: recomputed by the writer, never carried over
+        if group & 1:
+            # Private attributes: removed, unless Retain Safe Private keeps the safe ones
+            # (decided per attribute by the safe-private list, not here).
+            return "K" if self.options.retain_safe_private and self._is_safe_private(tag) else "X"
+        rule = rule_for(tag)
+        if rule is None:
+            from pydicom.datadict import dictionary_has_tag
+
+            return "K" if dictionary_has_tag(tag) else "X"
+        return self.rule_action(rule)
+
+    def rule_action(self, rule: Rule) -> str:
+        candidates = [rule.options[o] for o in self._active if o in rule.options]
+        code = min(candidates, key=PRIVACY_ORDER.index) if candidates else rule.basic
+        return _resolve_compound(code, rule.keyword)
+
+    @staticmethod
+    def _is_safe_private(tag: int) -> bool:
+        # Table E.3.10-1 lists safe private attributes by creator; none is recognised yet,
+        # so every private attribute is removed even with the option on.
+        return False

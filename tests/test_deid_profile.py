@@ -1,0 +1,140 @@
+"""The PS3.15 table as the project carries it, the actions it gives, and keyed pseudonyms."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+from pathlib import Path
+
+import pytest
+from pydicom.datadict import tag_for_keyword
+
+from curate.deid import DeidKeyError, Options, Profile, Pseudonymizer, load_key, rules
+from curate.deid.profile import TABLE_EDITION, TABLE_FILE, rule_for
+
+SHARED_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ps3.15-table-e1-1.json"
+
+
+def tag(keyword: str) -> int:
+    return int(tag_for_keyword(keyword))
+
+
+def test_table_matches_the_standard():
+    table = rules()
+    assert TABLE_EDITION == "2026d"
+    assert len(table) == 657
+    assert [r.row for r in table] == list(range(1, 658))
+    # Basic Profile codes of PS3.15 2026d Table E.1-1.
+    assert collections.Counter(r.basic for r in table) == {
+        "X": 417, "D": 93, "U": 55, "Z": 42, "X/D": 23, "X/Z": 11, "X/Z/D": 8, "Z/D": 6, "X/Z/U*": 2,
+    }
+    assert sum(r.retired for r in table) == 102 and sum(r.in_iod for r in table) == 473
+    assert all(set(r.options.values()) <= {"K", "C"} for r in table)
+    assert all(re.fullmatch(r"\(([0-9A-Fx]{4}),([0-9A-Fx]{4})\)", r.tag) or "odd" in r.tag for r in table)
+
+
+@pytest.mark.skipif(not SHARED_TABLE.exists(), reason="the shared copy of the table is not beside the project")
+def test_project_copy_is_the_shared_table():
+    assert json.loads(TABLE_FILE.read_text()) == json.loads(SHARED_TABLE.read_text())
+
+
+@pytest.mark.parametrize(
+    "keyword, action",
+    [
+        ("PatientName", "Z"),
+        ("PatientID", "D"),  # Z/D, taken as D: a keyed pseudonym links one patient's images
+        ("AccessionNumber", "Z"),
+        ("PatientBirthDate", "Z"),
+        ("StudyInstanceUID", "U"),
+        ("SOPInstanceUID", "U"),
+        ("FrameOfReferenceUID", "U"),
+        ("InstitutionName", "X"),  # X/Z/D, Type 3: removed
+        ("ReferencedImageSequence", "X"),  # X/Z/U*
+        ("ContrastBolusAgent", "Z"),  # Z/D, Type 2
+        ("OtherPatientIDs", "X"),
+        ("Rows", "K"),  # not in the table: a standard attribute that identifies nobody
+        ("PixelData", "K"),
+        ("Modality", "K"),
+    ],
+)
+def test_basic_profile_actions(keyword, action):
+    assert Profile().action(tag(keyword)) == action
+
+
+def test_groups_private_and_unknown_attributes():
+    profile = Profile(Options(retain_safe_private=True))
+    assert profile.action(0x60003000) == "X"  # overlay data, (60xx,3000)
+    assert profile.action(0x60223000) == "X"
+    assert profile.action(0x50000010) == "X"  # curve data, (50xx,xxxx)
+    assert profile.action(0x00091001) == "X"  # private: no safe-private attribute is recognised yet
+    assert profile.action(0x00190010) == "X"  # private creator
+    assert profile.action(0x00080000) == "X"  # group length
+    assert profile.action(0x00291234) == "X"  # odd group
+    assert profile.action(0x00089999) == "X"  # unknown to the dictionary
+    assert rule_for(0x60003000).tag == "(60xx,3000)"
+
+
+def test_options_change_actions():
+    retain = Profile(Options(retain_uids=True, retain_device_identity=True, retain_longitudinal_modified_dates=True))
+    assert retain.action(tag("SOPInstanceUID")) == "K"
+    assert retain.action(tag("DeviceSerialNumber")) == "K"
+    assert retain.action(tag("StudyDate")) == "C"
+    # Two options disagree (device identity keeps, modified dates cleans): the less revealing wins.
+    assert retain.action(tag("DateOfLastDetectorCalibration")) == "C"
+    assert Profile(Options(retain_longitudinal_full_dates=True)).action(tag("StudyDate")) == "K"
+    assert Profile(Options(retain_institution_identity=True)).action(tag("InstitutionName")) == "K"
+    assert Profile(Options(clean_descriptors=True)).action(tag("StudyDescription")) == "C"
+    assert Profile().action(tag("StudyDescription")) == "X"
+    with pytest.raises(ValueError, match="exclude each other"):
+        Options(retain_longitudinal_full_dates=True, retain_longitudinal_modified_dates=True)
+
+
+# --- keyed pseudonyms ------------------------------------------------------------------------
+
+KEY = b"0123456789abcdef0123456789abcdef"
+UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def test_uids_are_valid_stable_and_keyed():
+    p = Pseudonymizer(KEY)
+    originals = [f"1.2.840.113619.2.55.3.{i}.{i * 7}" for i in range(2000)]
+    new = [p.uid(u) for u in originals]
+    assert all(UID.match(u) and len(u) <= 64 and u.startswith("2.25.") for u in new)
+    assert len(set(new)) == len(new)
+    assert new == [Pseudonymizer(KEY).uid(u) for u in originals], "the same key gives the same UIDs"
+    assert p.uid("1.2.3\x00") == p.uid("1.2.3"), "padding does not matter"
+    other = Pseudonymizer(b"another key, also long enough")
+    assert not set(new) & {other.uid(u) for u in originals}
+    rooted = Pseudonymizer(KEY, uid_root="1.2.826.0.1.3680043.10.543")
+    assert all(UID.match(rooted.uid(u)) and len(rooted.uid(u)) <= 64 for u in originals[:100])
+    with pytest.raises(ValueError):
+        Pseudonymizer(KEY, uid_root="1.02.3")
+
+
+def test_patient_pseudonyms_and_date_shifts():
+    p = Pseudonymizer(KEY)
+    assert p.patient_id("12345") == p.patient_id(" 12345 ")
+    assert p.patient_id("12345") != p.patient_id("12346")
+    assert p.patient_id("12345", issuer="A") != p.patient_id("12345", issuer="B")
+    assert len(p.patient_id("12345")) == 16
+    assert p.uid("12345") != p.patient_id("12345")
+    shifts = {p.date_shift(f"P{i}").days for i in range(500)}
+    assert all(-3650 <= d <= -1 for d in shifts) and len(shifts) > 400
+    assert p.date_shift("P1") == Pseudonymizer(KEY).date_shift("P1")
+
+
+def test_key_from_environment_or_file(monkeypatch, tmp_path):
+    monkeypatch.delenv("CURATE_DEID_KEY", raising=False)
+    with pytest.raises(DeidKeyError, match="CURATE_DEID_KEY"):
+        load_key()
+    monkeypatch.setenv("CURATE_DEID_KEY", "short")
+    with pytest.raises(DeidKeyError, match="too short"):
+        load_key()
+    monkeypatch.setenv("CURATE_DEID_KEY", KEY.decode())
+    assert load_key() == KEY
+    key_file = tmp_path / "deid.key"
+    key_file.write_text("a-key-file-key-of-enough-length\n")
+    assert load_key(key_file) == b"a-key-file-key-of-enough-length"
+    with pytest.raises(DeidKeyError, match="cannot read"):
+        load_key(tmp_path / "missing.key")
