@@ -1,0 +1,265 @@
+"""De-identifying one data set: the profile's action on every attribute, recursively.
+
+:func:`deidentify` walks the data set and every item of every sequence it keeps, at any
+depth, and applies :class:`~curate.deid.profile.Profile` actions:
+
+* ``X`` removes, ``Z`` empties, ``D`` puts a dummy of the attribute's VR (a keyed
+  pseudonym for PatientID), ``U`` puts the keyed UID, ``K`` keeps;
+* ``C`` cleans: dates move back by the patient's keyed shift (Retain Longitudinal
+  Temporal Information with Modified Dates), free text loses the patient's own names and
+  identifiers (Clean Descriptors), structured content and graphics are cleaned item by
+  item;
+* the file meta group is rebuilt around the new SOP Instance UID, and the attributes
+  that record the de-identification are added (PS3.15 E.1.1, CID 7050).
+
+Pixel data is never touched: its bytes are written back as they were read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from curate.deid.profile import TABLE_EDITION, Options, Profile
+from curate.deid.pseudonym import Pseudonymizer
+
+IMPLEMENTATION_VERSION = "CURATE_DEID_1"
+#: curate's Implementation Class UID: a UUID-derived UID (PS3.5 B.2), the same everywhere.
+IMPLEMENTATION_UID = f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'curate:deid').int}"
+#: CID 7050 De-identification Method: the profile, then one code per option.
+PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
+OPTION_CODES: dict[str, tuple[str, str]] = {
+    "clean_graphics": ("113103", "Clean Graphics Option"),
+    "clean_structured_content": ("113104", "Clean Structured Content Option"),
+    "clean_descriptors": ("113105", "Clean Descriptors Option"),
+    "retain_longitudinal_full_dates": ("113106", "Retain Longitudinal Temporal Information Full Dates Option"),
+    "retain_longitudinal_modified_dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+    "retain_patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
+    "retain_device_identity": ("113109", "Retain Device Identity Option"),
+    "retain_uids": ("113110", "Retain UIDs Option"),
+    "retain_safe_private": ("113111", "Retain Safe Private Option"),
+    "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
+}
+
+DUMMY_TEXT = "ANONYMIZED"
+DUMMIES: dict[str, object] = {
+    "AE": "ANON",
+    "AS": "000Y",
+    "CS": "ANON",
+    "DA": "19000101",
+    "DS": "0",
+    "DT": "19000101000000",
+    "IS": "0",
+    "LO": DUMMY_TEXT,
+    "LT": DUMMY_TEXT,
+    "PN": "ANONYMOUS",
+    "SH": DUMMY_TEXT,
+    "ST": DUMMY_TEXT,
+    "TM": "000000",
+    "UC": DUMMY_TEXT,
+    "UR": "urn:anonymized",
+    "UT": DUMMY_TEXT,
+    "FL": 0.0,
+    "FD": 0.0,
+    "SL": 0,
+    "SS": 0,
+    "UL": 0,
+    "US": 0,
+    "SV": 0,
+    "UV": 0,
+}
+BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+#: Ages above this many years become this age (HIPAA safe harbour), even when kept.
+AGE_CAP_YEARS = 90
+PATIENT_AGE = 0x00101010
+
+
+@dataclass
+class Identity:
+    """What identifies this file's patient, gathered before anything is changed: the key
+    for pseudonyms and date shifts, and the strings Clean Descriptors scrubs from text."""
+
+    patient_key: str
+    patient_id: str
+    issuer: str
+    words: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, ds: Dataset) -> Identity:
+        patient_id = str(ds.get("PatientID", "") or "")
+        issuer = str(ds.get("IssuerOfPatientID", "") or "")
+        words: set[str] = set()
+        for keyword in ("PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName"):
+            for value in _values(ds.get(keyword)):
+                words.update(part for part in re.split(r"[\^= ,]+", str(value)) if len(part) >= 3)
+        for keyword in ("PatientID", "OtherPatientIDs", "AccessionNumber", "MedicalRecordLocator"):
+            words.update(str(v) for v in _values(ds.get(keyword)) if len(str(v)) >= 3)
+        for item in ds.get("OtherPatientIDsSequence", []) or []:
+            if item.get("PatientID"):
+                words.add(str(item.PatientID))
+        birth = str(ds.get("PatientBirthDate", "") or "")
+        if len(birth) == 8 and birth.isdigit():
+            words.update({birth, f"{birth[:4]}-{birth[4:6]}-{birth[6:]}", f"{birth[6:]}/{birth[4:6]}/{birth[:4]}",
+                          f"{birth[6:]}.{birth[4:6]}.{birth[:4]}"})
+        return cls(patient_key=f"{issuer}\x00{patient_id}", patient_id=patient_id, issuer=issuer,
+                   words=sorted(words, key=len, reverse=True))
+
+
+def _is_multi(value) -> bool:
+    return isinstance(value, (list, tuple, MultiValue))
+
+
+def _values(value) -> list:
+    if value is None or value == "":
+        return []
+    if _is_multi(value):
+        return [v for v in value if v not in (None, "")]
+    return [value]
+
+
+class Deidentifier:
+    """Applies one profile with one key; reusable across files (it holds no file state)."""
+
+    def __init__(self, profile: Profile, pseudonymizer: Pseudonymizer):
+        self.profile = profile
+        self.pseudo = pseudonymizer
+        self.options: Options = profile.options
+
+    def deidentify(self, ds: Dataset) -> Dataset:
+        """De-identify `ds` in place (its file meta group included) and return it."""
+        identity = Identity.of(ds)
+        shift = self.pseudo.date_shift(identity.patient_key)
+        self._dataset(ds, identity, shift)
+        self._record_method(ds)
+        self._rebuild_meta(ds)
+        return ds
+
+    # --- the walk -----------------------------------------------------------------------
+
+    def _dataset(self, ds: Dataset, identity: Identity, shift: dt.timedelta) -> None:
+        for tag in list(ds.keys()):
+            element = ds[tag]
+            action = self.profile.action(int(tag))
+            if action == "X":
+                del ds[tag]
+            elif element.VR == "SQ":
+                self._sequence(ds, element, action, identity, shift)
+            elif action == "Z":
+                element.value = b"" if element.VR in BINARY_VRS else ""
+            elif action == "D":
+                element.value = self._dummy(element, identity)
+            elif action == "U":
+                element.value = self._uids(element.value)
+            elif action == "C":
+                element.value = self._clean(element, identity, shift)
+            elif action == "K" and int(tag) == PATIENT_AGE:
+                element.value = _cap_age(element.value)
+
+    def _sequence(self, ds: Dataset, element: DataElement, action: str, identity: Identity, shift) -> None:
+        if action == "Z":
+            element.value = Sequence([])
+        elif action == "D":
+            # A non-empty dummy: one item with nothing in it.
+            element.value = Sequence([Dataset()])
+        else:  # K, C, U (X/Z/U*): keep the items, clean what is inside them
+            for item in element.value:
+                self._dataset(item, identity, shift)
+
+    def _dummy(self, element: DataElement, identity: Identity):
+        if element.keyword == "PatientID":
+            return self.pseudo.patient_id(identity.patient_id, identity.issuer)
+        if element.VR == "UI":
+            return self._uids(element.value)
+        if element.VR in BINARY_VRS:
+            return b"\x00\x00"
+        return DUMMIES.get(element.VR, DUMMY_TEXT)
+
+    def _uids(self, value):
+        if _is_multi(value):
+            return [self.pseudo.uid(str(v)) for v in value]
+        return self.pseudo.uid(str(value)) if value else value
+
+    def _clean(self, element: DataElement, identity: Identity, shift: dt.timedelta):
+        value = element.value
+        if element.VR in ("DA", "DT") and self.options.retain_longitudinal_modified_dates:
+            return _shift_dates(value, element.VR, shift)
+        if element.VR in ("TM", "AS") or value in (None, ""):
+            return value  # times of day and ages carry over; dates move
+        if element.VR in ("LO", "LT", "SH", "ST", "UC", "UT", "PN"):
+            return _scrub(value, identity.words)
+        return value
+
+    # --- what records the de-identification --------------------------------------------
+
+    def _record_method(self, ds: Dataset) -> None:
+        active = self.options.active()
+        ds.PatientIdentityRemoved = "YES"
+        # LO holds 64 characters a value, and the attribute takes several values: the
+        # profile first, then each option by name.
+        names = [OPTION_CODES[o][1] for o in active if o in OPTION_CODES]
+        ds.DeidentificationMethod = [f"curate: PS3.15 {TABLE_EDITION} Basic Profile", *names]
+        codes = [PROFILE_CODE] + [OPTION_CODES[o] for o in active if o in OPTION_CODES]
+        items = []
+        for value, meaning in codes:
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            items.append(item)
+        ds.DeidentificationMethodCodeSequence = Sequence(items)
+        if self.options.retain_longitudinal_full_dates:
+            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        elif self.options.retain_longitudinal_modified_dates:
+            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        else:
+            ds.LongitudinalTemporalInformationModified = "REMOVED"
+
+    def _rebuild_meta(self, ds: Dataset) -> None:
+        old = getattr(ds, "file_meta", None) or FileMetaDataset()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", old.get("MediaStorageSOPClassUID", ""))
+        meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
+        if "TransferSyntaxUID" in old:
+            meta.TransferSyntaxUID = old.TransferSyntaxUID
+        meta.ImplementationClassUID = IMPLEMENTATION_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+        ds.file_meta = meta
+
+
+def _shift_dates(value, vr: str, shift: dt.timedelta):
+    if _is_multi(value):
+        return [_shift_one(str(v), vr, shift) for v in value]
+    return _shift_one(str(value), vr, shift)
+
+
+def _shift_one(text: str, vr: str, shift: dt.timedelta) -> str:
+    text = text.strip()
+    try:
+        day = dt.datetime.strptime(text[:8], "%Y%m%d").date()
+    except ValueError:
+        return ""  # not a date: nothing of it can be kept safely
+    return (day + shift).strftime("%Y%m%d") + (text[8:] if vr == "DT" else "")
+
+
+def _scrub(value, words: list[str]):
+    if _is_multi(value):
+        return [_scrub(v, words) for v in value]
+    text = str(value)
+    for word in words:
+        text = re.sub(re.escape(word), "*", text, flags=re.IGNORECASE)
+    return text
+
+
+def _cap_age(value):
+    text = str(value or "").strip().upper()
+    match = re.fullmatch(r"(\d{3})Y", text)
+    if match and int(match.group(1)) >= AGE_CAP_YEARS:
+        return f"{AGE_CAP_YEARS:03d}Y"
+    return value

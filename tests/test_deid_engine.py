@@ -1,0 +1,137 @@
+"""De-identifying real files with patient data planted where de-identifiers leak:
+nested sequences, private blocks, other patient IDs, free text, references, file meta."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from conftest import testdata
+from curate.deid import Options, Profile, Pseudonymizer
+from curate.deid.engine import Deidentifier
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+KEY = b"0123456789abcdef0123456789abcdef"
+NAME, PID, BIRTH = "Quux^Zebulon", "ZB-99881", "19420317"
+PLANTED = ["Quux", "Zebulon", "ZEBULON", PID, "OTHER-7731", "ACC5544", BIRTH, "1942-03-17", "Zebulon General Hospital",
+           "Dr^Mabuse"]
+
+
+def planted(name: str = "CT_small.dcm", pid: str = PID, patient: str = NAME) -> Dataset:
+    ds = pydicom.dcmread(testdata(name))
+    ds.PatientName = patient
+    ds.PatientID = pid
+    ds.PatientBirthDate = BIRTH
+    ds.OtherPatientIDs = "OTHER-7731"
+    other = Dataset()
+    other.PatientID = "OTHER-7731"
+    ds.OtherPatientIDsSequence = Sequence([other])
+    ds.AccessionNumber = "ACC5544"
+    ds.InstitutionName = "Zebulon General Hospital"
+    ds.ReferringPhysicianName = "Dr^Mabuse"
+    ds.StudyDescription = f"Chest CT for {patient.replace('^', ' ')} ({pid}) born 1942-03-17"
+    ds.ImageComments = "Quux: follow-up"
+    # A private block naming the patient.
+    ds.add_new(0x00090010, "LO", "ACME PRIVATE")
+    ds.add_new(0x00091001, "LO", f"{patient} {pid}")
+    # Nested: a kept sequence (not in the table) holding a reference and, deeper, a name.
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = ds.SOPClassUID
+    ref.ReferencedSOPInstanceUID = "1.2.3.4.5.6.7.8.9"
+    deeper = Dataset()
+    deeper.PatientName = patient
+    deeper.PatientID = pid
+    ref.ReferencedInstanceSequence = Sequence([deeper])
+    series = Dataset()
+    series.SeriesInstanceUID = ds.SeriesInstanceUID
+    series.ReferencedInstanceSequence = Sequence([ref])
+    ds.ReferencedSeriesSequence = Sequence([series])
+    ds.StudyDate = "20200115"
+    ds.SeriesDate = "20200116"
+    return ds
+
+
+def written(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def deid(ds: Dataset, key: bytes = KEY, **options) -> Dataset:
+    return Deidentifier(Profile(Options(**options)), Pseudonymizer(key)).deidentify(ds)
+
+
+@pytest.mark.parametrize("options", [{}, {"clean_descriptors": True, "retain_longitudinal_modified_dates": True}])
+def test_no_planted_value_survives_anywhere(options):
+    original = planted()
+    pixels = hashlib.sha256(original.PixelData).hexdigest()
+    uids = [original.SOPInstanceUID, original.StudyInstanceUID, original.SeriesInstanceUID, original.FrameOfReferenceUID,
+            "1.2.3.4.5.6.7.8.9"]
+    out = written(deid(original, **options))
+    for value in PLANTED + uids:
+        assert value.encode() not in out, value
+    assert b"ACME PRIVATE" not in out
+    back = pydicom.dcmread(io.BytesIO(out))
+    assert hashlib.sha256(back.PixelData).hexdigest() == pixels, "pixel data is copied bit for bit"
+    assert back.PatientIdentityRemoved == "YES"
+    assert back.file_meta.MediaStorageSOPInstanceUID == back.SOPInstanceUID
+    assert back.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    assert not [e for e in back.iterall() if e.tag.is_private]
+
+
+def test_references_stay_consistent_and_patients_keep_one_pseudonym():
+    a, b = planted(), planted()
+    b.SOPInstanceUID = "1.2.3.4.5.6.7.8.9"  # the instance a refers to
+    c = planted("MR_small.dcm", pid="OTHER-PATIENT", patient="Smith^Jane")
+    a, b, c = deid(a), deid(b), deid(c)
+    ref = a.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+    assert ref.ReferencedSOPInstanceUID == b.SOPInstanceUID, "a reference follows its target"
+    assert a.ReferencedSeriesSequence[0].SeriesInstanceUID == a.SeriesInstanceUID
+    assert a.StudyInstanceUID == b.StudyInstanceUID and a.FrameOfReferenceUID == b.FrameOfReferenceUID
+    assert a.PatientID == b.PatientID != c.PatientID
+    deeper = ref.ReferencedInstanceSequence[0]
+    assert deeper.PatientName == "" and deeper.PatientID == a.PatientID, "nested items are cleaned like the top level"
+    assert all(len(u) <= 64 for u in (a.SOPInstanceUID, a.StudyInstanceUID, ref.ReferencedSOPInstanceUID))
+
+
+def test_same_key_same_bytes_other_key_other_output():
+    first, second = written(deid(planted())), written(deid(planted()))
+    assert first == second
+    other = deid(planted(), key=b"another key that is long enough")
+    assert other.SOPInstanceUID != pydicom.dcmread(io.BytesIO(first)).SOPInstanceUID
+
+
+def test_modified_dates_keep_intervals_within_a_patient():
+    out = deid(planted(), retain_longitudinal_modified_dates=True)
+    assert out.StudyDate != "20200115" and out.LongitudinalTemporalInformationModified == "MODIFIED"
+    import datetime as dt
+
+    study = dt.datetime.strptime(out.StudyDate, "%Y%m%d")
+    series = dt.datetime.strptime(out.SeriesDate, "%Y%m%d")
+    assert (series - study).days == 1
+    assert "PatientBirthDate" not in out or out.PatientBirthDate in ("", None)
+    basic = deid(planted())
+    assert basic.StudyDate == "" and "SeriesDate" not in basic and basic.LongitudinalTemporalInformationModified == "REMOVED"
+
+
+def test_clean_descriptors_scrubs_the_patient_from_free_text():
+    out = deid(planted(), clean_descriptors=True)
+    assert out.StudyDescription == "Chest CT for * * (*) born *"
+    assert out.ImageComments == "*: follow-up"
+    assert "StudyDescription" not in deid(planted()), "without the option free text is removed"
+
+
+def test_ages_over_89_are_bucketed_when_kept():
+    ds = planted()
+    ds.PatientAge = "097Y"
+    assert deid(ds, retain_patient_characteristics=True).PatientAge == "090Y"
+    ds = planted()
+    ds.PatientAge = "045Y"
+    assert deid(ds, retain_patient_characteristics=True).PatientAge == "045Y"
+    assert "PatientAge" not in deid(planted())
