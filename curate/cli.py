@@ -13,8 +13,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from curate.deid.pseudonym import DeidKeyError
 from curate.index import IndexBusyError
 from curate.paths import conf_dir
+
+#: Errors that mean the request cannot be done (a message, not a traceback). QueryError
+#: is a ValueError; a verification failure is reported by the deid stage itself.
+USER_ERRORS = (FileNotFoundError, ValueError, IndexBusyError, DeidKeyError)
 
 
 def _as_list(value) -> list[str]:
@@ -92,6 +97,26 @@ def _report(cfg: DictConfig) -> None:
         print(f"MLflow run {run.run_id} (mlflow ui --backend-store-uri {cfg.tracking.uri})")
 
 
+def _deid(cfg: DictConfig) -> None:
+    from curate.deid import Options, load_key
+    from curate.deid.tree import deidentify_tree
+    from curate.tracking import tracked_run
+
+    options = Options(**OmegaConf.to_container(cfg.options))
+    key = load_key(cfg.key_file)
+    with tracked_run("deid", _tracking(cfg)) as run:
+        summary = deidentify_tree(
+            cfg.source, cfg.output, key, options, uid_root=str(cfg.uid_root), quarantine=cfg.quarantine,
+            mapping=cfg.mapping, workers=cfg.workers or None, progress=cfg.progress,
+        )
+        run.params({"options": ",".join(options.active()) or "basic", "quarantine": cfg.quarantine})
+        run.metrics(summary.metrics())
+    print(summary.format())
+    if not summary.ok:
+        print("curate deid: the output still holds source values: do not release it", file=sys.stderr)
+        sys.exit(3)
+
+
 def _query(cfg: DictConfig) -> None:
     from curate import query
 
@@ -122,6 +147,7 @@ def _quality(cfg: DictConfig) -> None:
 STAGES: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "scan": (_scan, "read DICOM headers into a Parquet index (again: only what changed)"),
     "report": (_report, "population and quality report (HTML, summary.json, MLflow)"),
+    "deid": (_deid, "de-identify a DICOM tree (PS3.15 Annex E, keyed pseudonyms)"),
     "query": (_query, "run SQL over the index (DuckDB)"),
     "quality": (_quality, "data-quality and veracity checks over the index"),
 }
@@ -169,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         OmegaConf.resolve(cfg)
         try:
             run(cfg)
-        except (FileNotFoundError, ValueError, IndexBusyError) as err:  # QueryError is a ValueError
+        except USER_ERRORS as err:
             print(f"curate {stage}: {err}", file=sys.stderr)
             sys.exit(2)
 

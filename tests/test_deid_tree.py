@@ -1,0 +1,117 @@
+"""`curate deid` on a tree: nothing planted survives, quarantine, resumable, verified."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from dicom_factory import image_dataset, write
+
+from conftest import testdata
+from curate.deid import Options
+from curate.deid.tree import deidentify_tree
+from test_cli import run_curate
+from test_deid_engine import KEY, PLANTED, planted
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+UID_NAME = re.compile(r"^2\.25\.\d+$")
+
+
+@pytest.fixture()
+def tree(tmp_path) -> Path:
+    src = tmp_path / "src"
+    (src / "Quux_Zebulon").mkdir(parents=True)  # folder names carry PHI too, as in real exports
+    planted().save_as(src / "Quux_Zebulon" / "ct.dcm", enforce_file_format=True)
+    planted("MR_small.dcm").save_as(src / "Quux_Zebulon" / "mr.dcm", enforce_file_format=True)
+    hostile = planted(pid="../../x")
+    hostile.SOPInstanceUID = "1.2.3.999"
+    hostile.save_as(src / "hostile.dcm", enforce_file_format=True)
+    write(image_dataset(PatientID="BURN", BurnedInAnnotation="YES"), src / "burned.dcm")
+    write(image_dataset(PatientID="SC", SOPClassUID="1.2.840.10008.5.1.4.1.1.7", Modality="OT"), src / "capture.dcm")
+    (src / "notes.txt").write_text("Zebulon Quux's notes")
+    return src
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_tree_is_deidentified_quarantined_and_verified(tree, tmp_path):
+    out = tmp_path / "out"
+    summary = deidentify_tree(tree, out, KEY, progress=False, workers=2)
+    assert (summary.files, summary.written) == (6, 3)
+    assert dict(summary.quarantined) == {"burned-in annotation": 1, "secondary capture": 1}
+    assert dict(summary.failed) == {"not_dicom": 1}
+    assert summary.ok and summary.leaks == 0
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) == 3
+    for path in files:
+        assert path.resolve().is_relative_to(out.resolve()), "nothing escapes the output folder"
+        rel = path.relative_to(out)
+        assert len(rel.parts) == 3 and all(UID_NAME.match(p.removesuffix(".dcm")) for p in rel.parts)
+        data = path.read_bytes()
+        for value in PLANTED + ["../../x", "Quux_Zebulon"]:
+            assert value.encode() not in data, (value, rel)
+    assert not list(out.rglob("*.partial"))
+
+
+def test_rerun_resumes_and_gives_the_same_bytes(tree, tmp_path):
+    out = tmp_path / "out"
+    deidentify_tree(tree, out, KEY, progress=False)
+    first = hashes(out)
+    # A killed run leaves some files written and some not: remove one and rerun.
+    victim = sorted(out.rglob("*.dcm"))[0]
+    victim.unlink()
+    again = deidentify_tree(tree, out, KEY, progress=False)
+    assert (again.written, again.already_done) == (1, 2)
+    assert hashes(out) == first
+
+
+def test_mapping_is_kept_only_where_asked_and_never_in_the_output(tree, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="inside the output"):
+        deidentify_tree(tree, out, KEY, mapping=out / "map.csv", progress=False)
+    deidentify_tree(tree, out, KEY, mapping=tmp_path / "private" / "map.csv", progress=False)
+    text = (tmp_path / "private" / "map.csv").read_text()
+    assert "PatientID,ZB-99881," in text and "../../x" in text
+    assert not any("map" in p.name for p in out.rglob("*"))
+
+
+def test_verification_catches_a_value_that_survived(tree, tmp_path, monkeypatch):
+    from curate.deid import engine
+
+    # A broken engine that forgets to clean PatientName must fail the run.
+    real = engine.Deidentifier._dataset
+
+    def leaky(self, ds, identity, shift):
+        name = ds.get("PatientName")
+        real(self, ds, identity, shift)
+        if name is not None:
+            ds.PatientName = name
+
+    monkeypatch.setattr(engine.Deidentifier, "_dataset", leaky)
+    summary = deidentify_tree(tree, tmp_path / "out", KEY, progress=False, workers=1)
+    assert summary.leaks > 0 and not summary.ok
+
+
+def test_options_keep_what_they_say(tree, tmp_path):
+    out = tmp_path / "out"
+    summary = deidentify_tree(tree, out, KEY, Options(retain_institution_identity=True), progress=False)
+    assert summary.ok, "a kept attribute is not a leak"
+    assert any(b"Zebulon General Hospital" in p.read_bytes() for p in out.rglob("*.dcm"))
+
+
+def test_cli_needs_a_key_and_never_takes_it_from_the_config(tree, tmp_path):
+    no_key = run_curate("deid", f"source={tree}", "output=out", "tracking=off", cwd=tmp_path, env={"CURATE_DEID_KEY": ""})
+    assert no_key.returncode == 2 and "CURATE_DEID_KEY" in no_key.stderr
+    done = run_curate(
+        "deid", f"source={tree}", "output=out", "progress=false", "tracking=off", "workers=1",
+        cwd=tmp_path, env={"CURATE_DEID_KEY": KEY.decode()},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "verification: passed" in done.stdout
+    for config in (tmp_path / "runs").rglob("*.yaml"):
+        assert KEY.decode() not in config.read_text(), "the key is never written with the run's config"
