@@ -56,6 +56,15 @@ def test_tree_is_deidentified_quarantined_and_verified(tree, tmp_path):
         for value in PLANTED + ["../../x", "Quux_Zebulon"]:
             assert value.encode() not in data, (value, rel)
     assert not list(out.rglob("*.partial"))
+    # The output is valid DICOM that the scanner and pydicom read back.
+    import pydicom
+
+    import curate
+
+    rows = curate.scan(out).to_pylist()
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    assert all(r["PatientName"] is None and r["SOPInstanceUID"].startswith("2.25.") for r in rows)
+    assert all(pydicom.dcmread(p).PatientIdentityRemoved == "YES" for p in files)
 
 
 def test_rerun_resumes_and_gives_the_same_bytes(tree, tmp_path):
