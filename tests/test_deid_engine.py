@@ -103,7 +103,7 @@ def test_references_stay_consistent_and_patients_keep_one_pseudonym():
 def test_same_key_same_bytes_other_key_other_output():
     first, second = written(deid(planted())), written(deid(planted()))
     assert first == second
-    other = deid(planted(), key=b"another key that is long enough")
+    other = deid(planted(), key=b"another key that is long enough to use")
     assert other.SOPInstanceUID != pydicom.dcmread(io.BytesIO(first)).SOPInstanceUID
 
 
@@ -135,3 +135,64 @@ def test_ages_over_89_are_bucketed_when_kept():
     ds.PatientAge = "045Y"
     assert deid(ds, retain_patient_characteristics=True).PatientAge == "045Y"
     assert "PatientAge" not in deid(planted())
+
+
+# --- places found by review ------------------------------------------------------------------
+
+
+def test_the_preamble_is_cleared():
+    ds = planted()
+    ds.preamble = b"PATIENT QUUX ZEBULON ZB-99881".ljust(128, b"\0")
+    out = written(deid(ds))
+    assert out[:128] == b"\0" * 128
+
+
+def test_unlisted_names_dates_and_text_are_not_kept():
+    ds = planted()
+    ds.SecondaryReviewerName = "Zebulon^Quux"  # PN not in Table E.1-1
+    ds.ProcedureCreationDate = "20200101"  # DA not in the table
+    ds.TextValue = "Patient Zebulon Quux ZB-99881 seen"  # UT not in the table (SR text)
+    ds.Manufacturer = "ACME"  # LO not in the table: kept, it identifies no one
+    out = deid(ds)
+    assert "SecondaryReviewerName" not in out and "ProcedureCreationDate" not in out and "TextValue" not in out
+    assert out.Manufacturer == "ACME" and out.Rows == ds.Rows
+    shifted = deid(planted(), retain_longitudinal_modified_dates=True)
+    assert shifted.StudyDate != ""
+    cleaned = planted()
+    cleaned.TextValue = "Patient Zebulon Quux ZB-99881 seen"
+    assert deid(cleaned, clean_descriptors=True).TextValue == "Patient * * * seen"
+
+
+def test_overlays_and_unreadable_values_are_removed_not_cleaned():
+    ds = planted()
+    ds.add_new(0x60000010, "US", 8)
+    ds.add_new(0x60003000, "OW", b"\x01" * 8)
+    ds.add_new(0x00100045, "UN", b"Zebulon Quux prefers ")  # a tag read as bytes
+    out = deid(ds, clean_graphics=True, clean_descriptors=True)
+    assert 0x60003000 not in out and 0x00100045 not in out
+    assert out[0x60000010].value == 8, "overlay geometry is not identifying"
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("Li^Wu", "CT for Li Wu", "CT for * *"),
+        ("Smith-Jones^Anne-Marie", "Anne Jones, CT", "* *, CT"),
+        ("Müller^Jörg", "MULLER JORG chest", "* * chest"),
+        ("山田^太郎", "山田太郎 CT", "** CT"),
+        ("Ann^Lee", "scanner channel, Ann", "scanner channel, *"),
+    ],
+)
+def test_clean_descriptors_name_forms(name, text, expected):
+    ds = planted(patient=name)
+    ds.StudyDescription = text
+    assert deid(ds, clean_descriptors=True).StudyDescription == expected
+
+
+def test_other_people_in_free_text_are_scrubbed_and_empty_ids_stay_empty():
+    ds = planted()
+    ds.ImageComments = "Dr Mabuse asked for a repeat"
+    # ReferringPhysicianName is "Dr^Mabuse": both of its parts go.
+    assert deid(ds, clean_descriptors=True).ImageComments == "* * asked for a repeat"
+    a, b = planted(pid=""), planted(pid="", patient="Other^Person")
+    assert deid(a).PatientID == "" and deid(b).PatientID == ""

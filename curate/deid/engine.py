@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 
@@ -96,9 +97,12 @@ class Identity:
         patient_id = str(ds.get("PatientID", "") or "")
         issuer = str(ds.get("IssuerOfPatientID", "") or "")
         words: set[str] = set()
-        for keyword in ("PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName"):
-            for value in _values(ds.get(keyword)):
-                words.update(part for part in re.split(r"[\^= ,]+", str(value)) if len(part) >= 3)
+        # Every person name anywhere in the file (the patient's, and the physicians' and
+        # operators' that free text may repeat), split into its parts.
+        for element in ds.iterall():
+            if element.VR == "PN":
+                for value in _values(element.value):
+                    words.update(_name_parts(value))
         for keyword in ("PatientID", "OtherPatientIDs", "AccessionNumber", "MedicalRecordLocator"):
             words.update(str(v) for v in _values(ds.get(keyword)) if len(str(v)) >= 3)
         for item in ds.get("OtherPatientIDsSequence", []) or []:
@@ -110,6 +114,40 @@ class Identity:
                           f"{birth[6:]}.{birth[4:6]}.{birth[:4]}"})
         return cls(patient_key=f"{issuer}\x00{patient_id}", patient_id=patient_id, issuer=issuer,
                    words=sorted(words, key=len, reverse=True))
+
+    def pattern(self) -> re.Pattern | None:
+        """One pattern for all the words: whole words for alphabetic scripts (so a name
+        "Ann" does not eat "scanner"), anywhere for scripts written without spaces."""
+        if not self.words:
+            return None
+        alternatives = []
+        for word in self.words:
+            escaped = re.escape(word)
+            alternatives.append(escaped if not word.isascii() and _no_spaces_script(word) else rf"(?<!\w){escaped}(?!\w)")
+        return re.compile("|".join(alternatives), re.IGNORECASE)
+
+
+def _name_parts(value) -> set[str]:
+    """The parts of a person name: components, words, hyphenated halves (two letters or
+    more; any length in scripts written without spaces)."""
+    parts = set()
+    for part in re.split(r"[\^=\s,\-'.()]+", str(value)):
+        if len(part) >= 2 or (part and _no_spaces_script(part)):
+            parts.add(part)
+            folded = _fold(part)
+            if folded != part:
+                parts.add(folded)
+    return parts
+
+
+def _fold(text: str) -> str:
+    """Accents removed (Müller -> Muller), as free text often spells names without them."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def _no_spaces_script(word: str) -> bool:
+    """Chinese, Japanese and Korean text: names run into the words around them."""
+    return any("\u3040" <= c <= "\u30ff" or "\u3400" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" for c in word)
 
 
 def _is_multi(value) -> bool:
@@ -147,6 +185,8 @@ class Deidentifier:
         for tag in list(ds.keys()):
             element = ds[tag]
             action = self.profile.action(int(tag))
+            if action == "C" and element.VR in BINARY_VRS:
+                action = "X"  # bytes nobody can read (UN) or bitmaps (overlays) cannot be cleaned
             if action == "X":
                 del ds[tag]
             elif element.VR == "SQ":
@@ -193,7 +233,7 @@ class Deidentifier:
         if element.VR in ("TM", "AS") or value in (None, ""):
             return value  # times of day and ages carry over; dates move
         if element.VR in ("LO", "LT", "SH", "ST", "UC", "UT", "PN"):
-            return _scrub(value, identity.words)
+            return _scrub(value, identity.pattern())
         return value
 
     # --- what records the de-identification --------------------------------------------
@@ -222,6 +262,8 @@ class Deidentifier:
             ds.LongitudinalTemporalInformationModified = "REMOVED"
 
     def _rebuild_meta(self, ds: Dataset) -> None:
+        # The 128-byte preamble is free for applications to fill: writers have put names in it.
+        ds.preamble = b"\0" * 128
         old = getattr(ds, "file_meta", None) or FileMetaDataset()
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", old.get("MediaStorageSOPClassUID", ""))
@@ -248,13 +290,16 @@ def _shift_one(text: str, vr: str, shift: dt.timedelta) -> str:
     return (day + shift).strftime("%Y%m%d") + (text[8:] if vr == "DT" else "")
 
 
-def _scrub(value, words: list[str]):
+def _scrub(value, pattern: re.Pattern | None):
     if _is_multi(value):
-        return [_scrub(v, words) for v in value]
+        return [_scrub(v, pattern) for v in value]
     text = str(value)
-    for word in words:
-        text = re.sub(re.escape(word), "*", text, flags=re.IGNORECASE)
-    return text
+    if pattern is None:
+        return text
+    scrubbed = pattern.sub("*", text)
+    folded = _fold(scrubbed)
+    # A name written with accents in the header and without them in the text, or the reverse.
+    return pattern.sub("*", folded) if pattern.search(folded) else scrubbed
 
 
 def _cap_age(value):

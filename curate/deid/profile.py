@@ -19,10 +19,12 @@ Type in the IOD. Where :data:`KNOWN_TYPES` gives it, Type 1 takes ``D`` (``U`` f
 ``X/Z/U*``), Type 2 ``Z``, Type 3 ``X``; elsewhere the first, most removing code is
 taken (the safer choice).
 
-Not in the table: the table is the standard's list of attributes that can identify, so
-a standard attribute it does not list (Rows, Pixel Data, Modality ...) is kept; an
-attribute the data dictionary does not know (an unknown even-group tag) is removed, as
-are private attributes unless Retain Safe Private keeps a safe one.
+Not in the table: a standard attribute the table does not list is kept when its VR
+cannot carry a name, a date or free text (Rows, Pixel Data, Modality, Manufacturer ...);
+unlisted person names and URLs are removed, unlisted dates and times are handled as the
+listed ones (removed, shifted or kept by the temporal options), unlisted free text is
+removed (or cleaned with Clean Descriptors). An attribute the data dictionary does not
+know is removed, as are private attributes unless Retain Safe Private keeps a safe one.
 """
 
 from __future__ import annotations
@@ -178,10 +180,27 @@ class Profile:
             return "K" if self.options.retain_safe_private and self._is_safe_private(tag) else "X"
         rule = rule_for(tag)
         if rule is None:
-            from pydicom.datadict import dictionary_has_tag
-
-            return "K" if dictionary_has_tag(tag) else "X"
+            return self._unlisted_action(tag)
         return self.rule_action(rule)
+
+    def _unlisted_action(self, tag: int) -> str:
+        """A standard attribute the table does not list: kept when its VR cannot carry a
+        name, a date or free text; otherwise treated like the listed ones of its kind."""
+        from pydicom.datadict import dictionary_VR
+
+        try:
+            vr = dictionary_VR(tag)  # repeating groups (60xx) included
+        except KeyError:
+            return "X"  # unknown to the dictionary
+        if vr in ("DA", "DT", "TM"):
+            if self.options.retain_longitudinal_full_dates:
+                return "K"
+            return "C" if self.options.retain_longitudinal_modified_dates else "X"
+        if vr in ("LT", "ST", "UT", "UC"):
+            return "C" if self.options.clean_descriptors else "X"
+        if vr in ("PN", "UR"):
+            return "X"
+        return "K"
 
     def rule_action(self, rule: Rule) -> str:
         candidates = [rule.options[o] for o in self._active if o in rule.options]

@@ -17,7 +17,9 @@ import os
 from pathlib import Path
 
 KEY_VARIABLE = "CURATE_DEID_KEY"
-MIN_KEY_BYTES = 16
+MIN_KEY_BYTES = 32
+#: Decimal digits a configured root must leave for the keyed part (about 100 bits).
+MIN_UID_DIGITS = 30
 #: The UUID-derived root of PS3.5 B.2: needs no registration.
 UUID_ROOT = "2.25"
 MAX_UID_LENGTH = 64
@@ -48,7 +50,7 @@ def load_key(key_file: str | os.PathLike[str] | None = None) -> bytes:
         key = value.strip().encode()
         source = KEY_VARIABLE
     if len(key) < MIN_KEY_BYTES:
-        raise DeidKeyError(f"the key from {source} is too short: at least {MIN_KEY_BYTES} bytes")
+        raise DeidKeyError(f"the key from {source} is too short: at least {MIN_KEY_BYTES} characters")
     return key
 
 
@@ -57,9 +59,12 @@ class Pseudonymizer:
 
     def __init__(self, key: bytes, uid_root: str = UUID_ROOT):
         if len(key) < MIN_KEY_BYTES:
-            raise DeidKeyError(f"the key is too short: at least {MIN_KEY_BYTES} bytes")
+            raise DeidKeyError(f"the key is too short: at least {MIN_KEY_BYTES} characters")
         if not _valid_root(uid_root):
-            raise ValueError(f"uid_root {uid_root!r} is not a valid UID root (digits and dots, no leading zeros)")
+            raise ValueError(
+                f"uid_root {uid_root!r} is not a usable UID root: digits and dots, no leading zeros, at most "
+                f"{MAX_UID_LENGTH - 1 - MIN_UID_DIGITS} characters (the rest of the 64 holds the keyed part)"
+            )
         self._key = key
         self.uid_root = uid_root
 
@@ -78,7 +83,10 @@ class Pseudonymizer:
         return f"{self.uid_root}.{digits}"
 
     def patient_id(self, original: str, issuer: str = "") -> str:
-        """A patient pseudonym (16 characters, fits LO): one per (issuer, PatientID)."""
+        """A patient pseudonym (16 characters, fits LO): one per (issuer, PatientID). An
+        empty ID stays empty: patients without one must not all become one patient."""
+        if not original.strip():
+            return ""
         digest = self._digest("patient", f"{issuer.strip()}\x00{original.strip()}")
         return base64.b32encode(digest[:10]).decode("ascii")
 
@@ -92,6 +100,6 @@ class Pseudonymizer:
 def _valid_root(root: str) -> bool:
     parts = root.split(".")
     return (
-        0 < len(root) <= MAX_UID_LENGTH - 2
+        0 < len(root) <= MAX_UID_LENGTH - 1 - MIN_UID_DIGITS
         and all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts)
     )
