@@ -46,8 +46,9 @@ def test_tree_is_deidentified_quarantined_and_verified(tree, tmp_path):
     assert dict(summary.quarantined) == {"burned-in annotation": 1, "secondary capture": 1}
     assert dict(summary.failed) == {"not_dicom": 1}
     assert summary.ok and summary.leaks == 0
-    files = [p for p in out.rglob("*") if p.is_file()]
+    files = list(out.rglob("*.dcm"))
     assert len(files) == 3
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [".curate-deid.json"]
     for path in files:
         assert path.resolve().is_relative_to(out.resolve()), "nothing escapes the output folder"
         rel = path.relative_to(out)
@@ -61,7 +62,7 @@ def test_tree_is_deidentified_quarantined_and_verified(tree, tmp_path):
 
     import curate
 
-    rows = curate.scan(out).to_pylist()
+    rows = curate.scan(sorted(files)).to_pylist()
     assert [r["status"] for r in rows] == ["ok"] * 3
     assert all(r["PatientName"] is None and r["SOPInstanceUID"].startswith("2.25.") for r in rows)
     assert all(pydicom.dcmread(p).PatientIdentityRemoved == "YES" for p in files)
@@ -103,7 +104,9 @@ def test_verification_catches_a_value_that_survived(tree, tmp_path, monkeypatch)
 
     monkeypatch.setattr(engine.Deidentifier, "_dataset", leaky)
     summary = deidentify_tree(tree, tmp_path / "out", KEY, progress=False, workers=1)
-    assert summary.leaks > 0 and not summary.ok
+    assert summary.failed["identifying text left in the header"] == 3
+    assert summary.leaks == 3 and not summary.ok
+    assert not list((tmp_path / "out").rglob("*.dcm")), "a file that fails the check is never put in place"
 
 
 def test_options_keep_what_they_say(tree, tmp_path):
@@ -124,3 +127,34 @@ def test_cli_needs_a_key_and_never_takes_it_from_the_config(tree, tmp_path):
     assert "verification: passed" in done.stdout
     for config in (tmp_path / "runs").rglob("*.yaml"):
         assert KEY.decode() not in config.read_text(), "the key is never written with the run's config"
+
+
+def test_resuming_with_other_settings_is_refused(tree, tmp_path):
+    out = tmp_path / "out"
+    deidentify_tree(tree, out, KEY, Options(clean_descriptors=True), progress=False)
+    with pytest.raises(ValueError, match="other options"):
+        deidentify_tree(tree, out, KEY, progress=False)
+    with pytest.raises(ValueError, match="other options"):
+        deidentify_tree(tree, out, b"a different key for the same folder!!", Options(clean_descriptors=True), progress=False)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "something.txt").write_text("x")
+    with pytest.raises(ValueError, match="not empty"):
+        deidentify_tree(tree, tmp_path / "full", KEY, progress=False)
+
+
+def test_more_kinds_of_pictures_are_quarantined(tmp_path):
+    src = tmp_path / "src"
+    write(image_dataset(ImageType=["DERIVED", "SECONDARY", "SCREEN SAVE"]), src / "screen.dcm")
+    write(image_dataset(RecognizableVisualFeatures="YES"), src / "face.dcm")
+    write(image_dataset(Modality="ES"), src / "endoscopy.dcm")
+    write(image_dataset(), src / "plain.dcm")
+    summary = deidentify_tree(src, tmp_path / "out", KEY, progress=False)
+    assert dict(summary.quarantined) == {
+        "screen save": 1, "recognizable visual features": 1, "visible light (endoscopy)": 1,
+    }
+    assert summary.written == 1
+
+
+def test_the_mapping_file_is_private(tree, tmp_path):
+    deidentify_tree(tree, tmp_path / "out", KEY, mapping=tmp_path / "map.csv", progress=False)
+    assert (tmp_path / "map.csv").stat().st_mode & 0o777 == 0o600

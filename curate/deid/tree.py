@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curate.deid.engine import Deidentifier
+from curate.deid.engine import Deidentifier, Identity
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
 from curate.files import write_atomic
@@ -33,8 +33,10 @@ from curate.files import write_atomic
 #: What the run reads from every header before deciding what to do with the file.
 PLAN_TAGS = [
     "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "Modality",
-    "BurnedInAnnotation", "ImageType", "PatientID", "IssuerOfPatientID",
+    "BurnedInAnnotation", "RecognizableVisualFeatures", "ImageType", "PatientID", "IssuerOfPatientID",
 ]
+MANIFEST = ".curate-deid.json"
+HEADER_LEAK = "identifying text left in the header"
 #: Attributes whose source values must not reappear in the output (checked after writing).
 VERIFY_TAGS = [
     "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "AccessionNumber", "InstitutionName",
@@ -53,10 +55,21 @@ QUARANTINED_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.6.1": "ultrasound",
     "1.2.840.10008.5.1.4.1.1.6.2": "ultrasound",
     "1.2.840.10008.5.1.4.1.1.3.1": "ultrasound",
+    "1.2.840.10008.5.1.4.1.1.77.1.1": "visible light (endoscopy)",
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1": "video (endoscopy)",
+    "1.2.840.10008.5.1.4.1.1.77.1.2": "visible light (microscopy)",
+    "1.2.840.10008.5.1.4.1.1.77.1.2.1": "video (microscopy)",
+    "1.2.840.10008.5.1.4.1.1.77.1.3": "visible light (slide microscopy)",
     "1.2.840.10008.5.1.4.1.1.77.1.4": "photograph",
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1": "video (photograph)",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "ophthalmic photograph",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "ophthalmic photograph",
 }
-QUARANTINED_MODALITIES = {"US": "ultrasound", "SC": "secondary capture", "DOC": "scanned document", "XC": "photograph",
-                          "OT": "other (often screenshots)"}
+QUARANTINED_MODALITIES = {
+    "US": "ultrasound", "SC": "secondary capture", "DOC": "scanned document", "XC": "photograph",
+    "ES": "visible light (endoscopy)", "GM": "visible light (microscopy)", "SM": "visible light (slide microscopy)",
+    "OP": "ophthalmic photograph", "OT": "other (often screenshots)",
+}
 
 
 @dataclass
@@ -99,6 +112,10 @@ class DeidSummary:
 def _quarantine_reason(row: dict) -> str | None:
     if str(row.get("BurnedInAnnotation") or "").strip().upper() == "YES":
         return "burned-in annotation"
+    if str(row.get("RecognizableVisualFeatures") or "").strip().upper() == "YES":
+        return "recognizable visual features"
+    if any("SCREEN SAVE" in str(v).upper() for v in row.get("ImageType") or []):
+        return "screen save"
     reason = QUARANTINED_SOP_CLASSES.get(str(row.get("SOPClassUID") or ""))
     if reason:
         return reason
@@ -114,29 +131,65 @@ def output_path(output: Path, pseudo: Pseudonymizer, row: dict) -> Path:
 def _deidentify_file(source: str, target: str, options: Options, key: bytes, uid_root: str) -> tuple[str, str | None]:
     """One worker task: read, de-identify, write under a temporary name, rename."""
     import logging
+    import warnings
 
     import pydicom
 
     # Invalid values in the source are the quality report's business, not this log's.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
 
     try:
         ds = pydicom.dcmread(source)
     except Exception as err:  # pydicom raises many kinds on broken files
         return "failed", f"unreadable: {type(err).__name__}"
     try:
-        Deidentifier(Profile(options), Pseudonymizer(key, uid_root)).deidentify(ds)
+        identity = Identity.of(ds)
+        profile = Profile(options)
+        Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds)
+        kept = _kept_text(ds, profile)
         target_path = Path(target)
         target_path.parent.mkdir(parents=True, exist_ok=True)
         partial = target_path.with_name(f".{target_path.name}.{os.getpid()}.partial")
         try:
             ds.save_as(partial, enforce_file_format=True)
+            # The written header, file meta and every sequence included, must not hold the
+            # patient's names, IDs or birth date; such a file is never renamed into place.
+            if _identifying_text(partial, identity, kept):
+                return "failed", HEADER_LEAK
             os.replace(partial, target_path)
         finally:
             partial.unlink(missing_ok=True)
     except Exception as err:
         return "failed", f"cannot write: {type(err).__name__}"
     return "written", None
+
+
+TEXT_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
+
+
+def _kept_text(ds, profile: Profile) -> list[str]:
+    """Text the profile keeps on purpose (an option such as Retain Institution Identity):
+    not a leak, even where it shares a word with the patient's name."""
+    return [str(e.value) for e in ds.iterall() if e.VR in TEXT_VRS and e.value and profile.action(int(e.tag)) == "K"]
+
+
+def _identifying_text(path: Path, identity: Identity, kept: list[str]) -> bool:
+    """Whether the header of the file at `path` (everything before Pixel Data) contains
+    one of the patient's identifying strings, as a whole word, outside kept text."""
+    pattern = identity.pattern()
+    if pattern is None:
+        return False
+    data = path.read_bytes()
+    pixels = max(data.rfind(b"\xe0\x7f\x10\x00"), data.rfind(b"\x7f\xe0\x00\x10"))
+    header = data[:pixels] if pixels > 0 else data
+    for codec in ("utf-8", "latin-1"):
+        text = header.decode(codec, errors="ignore")
+        for value in kept:
+            text = text.replace(value, " ")
+        if pattern.search(text):
+            return True
+    return False
 
 
 def deidentify_tree(
@@ -163,6 +216,7 @@ def deidentify_tree(
     if mapping is not None and Path(mapping).resolve().is_relative_to(output.resolve()):
         raise ValueError("the identifier mapping must not be written inside the output folder")
     pseudo = Pseudonymizer(key, uid_root)
+    _check_manifest(output, _manifest(options, uid_root, quarantine, pseudo))
     started = time.perf_counter()
     summary = DeidSummary()
     plan = scan(source, tags=PLAN_TAGS + VERIFY_TAGS).to_pylist()
@@ -194,12 +248,49 @@ def deidentify_tree(
                 summary.written += 1
             else:
                 summary.failed[reason or "failed"] += 1
+                if reason == HEADER_LEAK:
+                    summary.leaks += 1
             bar.update(1)
     if mapping is not None:
         _write_mapping(Path(mapping), plan, pseudo)
-    summary.leaks = _verify(output, plan, Profile(options))
+    summary.leaks += _verify(output, plan, Profile(options))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _manifest(options: Options, uid_root: str, quarantine: bool, pseudo: Pseudonymizer) -> dict:
+    """What decides the output's bytes. The key appears only as a keyed fingerprint."""
+    from curate.deid.profile import TABLE_EDITION
+
+    return {
+        "edition": TABLE_EDITION,
+        "options": options.active(),
+        "uid_root": uid_root,
+        "quarantine": quarantine,
+        "key_fingerprint": pseudo.uid("curate key fingerprint")[-12:],
+    }
+
+
+def _check_manifest(output: Path, manifest: dict) -> None:
+    """A rerun may resume an output folder only if it was written with the same settings
+    and key: otherwise files of two different de-identifications would mix."""
+    import json
+
+    path = output / MANIFEST
+    if path.exists():
+        try:
+            found = json.loads(path.read_text())
+        except ValueError:
+            found = None
+        if found != manifest:
+            raise ValueError(
+                f"{output} holds output written with other options, UID root or key; "
+                "de-identify into a new folder (or remove it)"
+            )
+        return
+    if output.exists() and any(output.iterdir()):
+        raise ValueError(f"{output} is not empty and was not written by curate deid; choose an empty folder")
+    write_atomic(path, json.dumps(manifest, indent=2))
 
 
 def _write_mapping(path: Path, plan: list[dict], pseudo: Pseudonymizer) -> None:
@@ -224,7 +315,7 @@ def _write_mapping(path: Path, plan: list[dict], pseudo: Pseudonymizer) -> None:
                 if pair not in seen:
                     seen.add(pair)
                     writer.writerow(pair)
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue(), mode=0o600)  # it re-identifies everyone: owner only
 
 
 def _verify(output: Path, plan: list[dict], profile: Profile) -> int:
