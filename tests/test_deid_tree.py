@@ -66,6 +66,10 @@ def test_tree_is_deidentified_quarantined_and_verified(tree, tmp_path):
     assert [r["status"] for r in rows] == ["ok"] * 3
     assert all(r["PatientName"] is None and r["SOPInstanceUID"].startswith("2.25.") for r in rows)
     assert all(pydicom.dcmread(p).PatientIdentityRemoved == "YES" for p in files)
+    # Pixel data is copied bit for bit.
+    source_pixels = {hashlib.sha256(pydicom.dcmread(p).PixelData).hexdigest() for p in tree.rglob("*.dcm")
+                     if p.name in ("ct.dcm", "mr.dcm", "hostile.dcm")}
+    assert {hashlib.sha256(pydicom.dcmread(p).PixelData).hexdigest() for p in files} == source_pixels
 
 
 def test_rerun_resumes_and_gives_the_same_bytes(tree, tmp_path):

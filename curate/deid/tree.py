@@ -152,11 +152,12 @@ def _deidentify_file(source: str, target: str, options: Options, key: bytes, uid
         target_path.parent.mkdir(parents=True, exist_ok=True)
         partial = target_path.with_name(f".{target_path.name}.{os.getpid()}.partial")
         try:
-            ds.save_as(partial, enforce_file_format=True)
-            # The written header, file meta and every sequence included, must not hold the
-            # patient's names, IDs or birth date; such a file is never renamed into place.
-            if _identifying_text(partial, identity, kept):
+            # The header as it will be written (preamble, file meta and every sequence
+            # included) must not hold the patient's names, IDs or birth date: such a file
+            # is never written. Checked without the pixels, which can be large.
+            if _identifying_text(_header_bytes(ds), identity, kept):
                 return "failed", HEADER_LEAK
+            ds.save_as(partial, enforce_file_format=True)
             os.replace(partial, target_path)
         finally:
             partial.unlink(missing_ok=True)
@@ -174,15 +175,31 @@ def _kept_text(ds, profile: Profile) -> list[str]:
     return [str(e.value) for e in ds.iterall() if e.VR in TEXT_VRS and e.value and profile.action(int(e.tag)) == "K"]
 
 
-def _identifying_text(path: Path, identity: Identity, kept: list[str]) -> bool:
-    """Whether the header of the file at `path` (everything before Pixel Data) contains
-    one of the patient's identifying strings, as a whole word, outside kept text."""
+def _header_bytes(ds) -> bytes:
+    """`ds` encoded as its file will be, without Pixel Data."""
+    import io
+
+    from pydicom.dataset import Dataset
+
+    # A new data set sharing the elements (a copy.copy would share the element dict, and
+    # deleting Pixel Data from it would delete it from `ds`).
+    header = Dataset()
+    for element in ds:
+        if element.tag not in (0x7FE00010, 0x7FE00008, 0x7FE00009):
+            header.add(element)
+    header.file_meta = ds.file_meta
+    header.preamble = ds.preamble
+    buffer = io.BytesIO()
+    header.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _identifying_text(header: bytes, identity: Identity, kept: list[str]) -> bool:
+    """Whether `header` contains one of the patient's identifying strings, as a whole
+    word, outside text kept on purpose."""
     pattern = identity.pattern()
     if pattern is None:
         return False
-    data = path.read_bytes()
-    pixels = max(data.rfind(b"\xe0\x7f\x10\x00"), data.rfind(b"\x7f\xe0\x00\x10"))
-    header = data[:pixels] if pixels > 0 else data
     for codec in ("utf-8", "latin-1"):
         text = header.decode(codec, errors="ignore")
         for value in kept:
