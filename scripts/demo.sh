@@ -16,6 +16,9 @@ fi
 curate scan source="$DEMO/dicom" index="$DEMO/index"
 echo
 curate report index="$DEMO/index" out="$DEMO/report"
+echo "(The generated files carry small filler pixel data, shorter than their headers declare:"
+echo " the pixel_data_vs_transfer_syntax check is right to flag them. The broken files it"
+echo " reports as unreadable and not DICOM were planted on purpose.)"
 echo
 curate query "SELECT Modality, body_part, view, count(*) AS images FROM idx WHERE status = 'ok' GROUP BY ALL ORDER BY images DESC LIMIT 8" index="$DEMO/index"
 echo
