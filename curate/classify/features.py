@@ -1,0 +1,135 @@
+"""From index rows to a feature matrix: text as character n-grams, categories one-hot,
+multi-valued codes as tokens, numbers imputed and mapped to their quantiles, and every other informative
+column typed automatically. Identifiers, names, dates and demographics are never used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import OneHotEncoder, QuantileTransformer
+
+from curate.classify.table import as_frame, is_feature_column
+
+#: Free text: read as character n-grams (spelling, language and abbreviations vary).
+TEXT_COLUMNS = ("SeriesDescription", "ProtocolName", "StudyDescription", "BodyPartExamined",
+                "PerformedProcedureStepDescription", "DerivationDescription", "SequenceName")
+#: Backslash-separated or list-valued codes: read as a bag of their parts.
+TOKEN_COLUMNS = ("ImageType", "ScanningSequence", "SequenceVariant", "ScanOptions", "PatientOrientation")
+MAX_CATEGORIES = 50
+
+
+def _is_list(series: pd.Series) -> bool:
+    first = series.dropna()
+    return len(first) > 0 and isinstance(first.iloc[0], (list, tuple, np.ndarray))
+
+
+def _to_text(series: pd.Series) -> pd.Series:
+    def one(value):
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return "\\".join(str(v) for v in value)
+        return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+    return series.map(one)
+
+
+def _numeric(series: pd.Series) -> pd.Series:
+    if _is_list(series):
+        series = series.map(lambda v: v[0] if isinstance(v, (list, tuple, np.ndarray)) and len(v) else np.nan)
+    return pd.to_numeric(series, errors="coerce")
+
+
+class MetadataFeatures(BaseEstimator, TransformerMixin):
+    """Learns each column's role at fit; builds a sparse feature matrix."""
+
+    def __init__(self, text_features: int = 20000):
+        self.text_features = text_features
+
+    def _roles(self, frame: pd.DataFrame) -> dict[str, list[str]]:
+        roles = {"text": [], "tokens": [], "category": [], "number": []}
+        for name in frame.columns:
+            if not is_feature_column(str(name)):
+                continue
+            series = frame[name]
+            if name in TEXT_COLUMNS or "CodeMeaning" in str(name):
+                roles["text"].append(name)
+            elif name in TOKEN_COLUMNS or (_is_list(series) and not pd.api.types.is_numeric_dtype(_numeric(series))):
+                roles["tokens"].append(name)
+            elif pd.api.types.is_numeric_dtype(series) or _numeric(series).notna().mean() > 0.9 or _is_list(series):
+                roles["number"].append(name)
+            elif series.nunique(dropna=True) <= MAX_CATEGORIES:
+                roles["category"].append(name)
+            else:
+                roles["text"].append(name)  # many distinct strings: read them as text
+        return roles
+
+    def _text(self, frame: pd.DataFrame) -> list[str]:
+        if not self.roles_["text"]:
+            return [""] * len(frame)
+        parts = [_to_text(frame[c]) if c in frame else pd.Series([""] * len(frame), index=frame.index)
+                 for c in self.roles_["text"]]
+        return [" | ".join(values) for values in zip(*parts)]
+
+    def _tokens(self, frame: pd.DataFrame) -> list[str]:
+        rows = [[] for _ in range(len(frame))]
+        for name in self.roles_["tokens"]:
+            if name not in frame:
+                continue
+            for i, value in enumerate(_to_text(frame[name])):
+                rows[i].extend(f"{name}={p.strip().upper()}" for p in value.split("\\") if p.strip())
+        return [" ".join(r) for r in rows]
+
+    def _categories(self, frame: pd.DataFrame) -> pd.DataFrame:
+        data = {c: (_to_text(frame[c]).str.strip().str.upper() if c in frame else "") for c in self.roles_["category"]}
+        return pd.DataFrame(data, index=frame.index).replace("", "<missing>")
+
+    def _numbers(self, frame: pd.DataFrame) -> np.ndarray:
+        columns = {c: (_numeric(frame[c]) if c in frame else np.nan) for c in self.roles_["number"]}
+        numbers = pd.DataFrame(columns, index=frame.index, dtype=float)
+        rows, cols = numbers.get("Rows"), numbers.get("Columns")
+        numbers["aspect"] = rows / cols if rows is not None and cols is not None else np.nan
+        if "SeriesInstanceUID" in frame:
+            numbers["images_in_series"] = frame.groupby("SeriesInstanceUID")["SeriesInstanceUID"].transform("size")
+        else:
+            numbers["images_in_series"] = np.nan
+        return numbers.to_numpy(dtype=float)
+
+    def fit(self, X, y=None):
+        frame = as_frame(X)
+        self.roles_ = self._roles(frame)
+        text = self._text(frame)
+        self.text_ = None
+        if any(t.strip(" |") for t in text):
+            self.text_ = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), lowercase=True,
+                                         strip_accents="unicode", sublinear_tf=True, max_features=self.text_features)
+            self.text_.fit(text)
+        self.tokens_ = CountVectorizer(token_pattern=r"\S+", lowercase=False, binary=True)
+        tokens = self._tokens(frame)
+        self.tokens_.fit(tokens if any(tokens) else ["<none>"])
+        self.categories_ = OneHotEncoder(handle_unknown="ignore")
+        self.categories_.fit(self._categories(frame) if self.roles_["category"] else np.zeros((len(frame), 1)))
+        numbers = self._numbers(frame)
+        # keep_empty_features: a column absent from the training data stays a column (zero).
+        self.imputer_ = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True).fit(numbers)
+        # Quantiles, not z-scores: a value outside the training range (a 128-pixel CT on a
+        # model that saw only 512) maps to the edge instead of extrapolating without bound.
+        imputed = self.imputer_.transform(numbers)
+        self.scaler_ = QuantileTransformer(n_quantiles=max(2, min(200, len(imputed)))).fit(imputed)
+        self.n_features_in_ = frame.shape[1]
+        return self
+
+    def transform(self, X):
+        frame = as_frame(X)
+        blocks = [
+            self.text_.transform(self._text(frame)) if self.text_ is not None else sp.csr_matrix((len(frame), 0)),
+            self.tokens_.transform(self._tokens(frame)),
+            self.categories_.transform(
+                self._categories(frame) if self.roles_["category"] else np.zeros((len(frame), 1))
+            ),
+            sp.csr_matrix(np.nan_to_num(self.scaler_.transform(self.imputer_.transform(self._numbers(frame))))),
+        ]
+        return sp.hstack(blocks, format="csr")

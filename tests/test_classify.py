@@ -1,0 +1,89 @@
+"""The series-type classifier: a scikit-learn estimator that beats the header rules on
+hospitals it has never seen, tolerates missing columns, and never reads identifiers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import curate
+from conftest import testdata
+from curate.classify import UNKNOWN, RuleLabeler, SeriesTypeClassifier
+from curate.classify.synth import generate
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+HELD_OUT_SITES = {"site08", "site09"}
+
+
+@parametrize_with_checks([SeriesTypeClassifier()])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def split():
+    rows = generate(2500, sites=10, seed=7)
+    features = [c for c in rows.columns if c not in ("series_type", "site")]
+    train = rows[~rows.site.isin(HELD_OUT_SITES)]
+    test = rows[rows.site.isin(HELD_OUT_SITES)]
+    return train[features], train.series_type, test[features], test.series_type
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    X, y, _, _ = split
+    return SeriesTypeClassifier().fit(X, y)
+
+
+def test_beats_the_rules_on_unseen_hospitals(split, fitted):
+    _, _, X_test, y_test = split
+    model = f1_score(y_test, fitted.predict(X_test), average="macro")
+    rules = f1_score(y_test, RuleLabeler().predict(X_test), average="macro")
+    assert model >= rules + 0.10, (model, rules)
+    assert model >= 0.90
+
+
+def test_missing_columns_and_values_are_normal(split, fitted):
+    _, _, X_test, y_test = split
+    few = X_test[["Modality", "Rows", "Columns"]]
+    assert len(fitted.predict(few)) == len(few)
+    blank = X_test.copy()
+    blank["SeriesDescription"] = None
+    blank["ViewPosition"] = np.nan
+    assert set(fitted.predict(blank)) <= set(fitted.classes_)
+    # Fitting on a subset of columns works too, and still does better than chance.
+    small = SeriesTypeClassifier().fit(split[0][["Modality", "SeriesDescription", "Rows", "Columns"]], split[1])
+    assert f1_score(y_test, small.predict(X_test), average="macro") > 0.5
+
+
+def test_identifiers_are_never_features(fitted):
+    used = {column for columns in fitted.features_.roles_.values() for column in columns}
+    for never in ("PatientID", "SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID", "InstitutionName",
+                  "InstanceNumber"):
+        assert never not in used
+    assert {"SeriesDescription", "Modality", "Rows", "KVP"} <= used
+
+
+def test_threshold_abstains_and_series_are_aggregated(split, fitted):
+    _, _, X_test, y_test = split
+    cautious = SeriesTypeClassifier(threshold=0.999).fit(split[0], split[1])
+    predicted = cautious.predict(X_test)
+    answered = predicted != UNKNOWN
+    assert 0 < answered.mean() < 1, "some answers withheld, not all"
+    assert (predicted[answered] == y_test.to_numpy()[answered]).mean() > (fitted.predict(X_test) == y_test).mean() - 1e-9
+    series = fitted.predict_series(X_test)
+    assert len(series) == X_test.SeriesInstanceUID.nunique()
+    truth = pd.Series(y_test.to_numpy(), index=X_test.SeriesInstanceUID).groupby(level=0).first()
+    assert (series.set_index("SeriesInstanceUID").series_type == truth).mean() > 0.9
+    assert series.confidence.between(0, 1).all()
+
+
+def test_predicts_on_a_real_index_table(fitted):
+    table = curate.scan([testdata(n) for n in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")])
+    predicted = fitted.predict(table)
+    assert len(predicted) == 3
+    assert predicted[0].startswith("ct_") and predicted[1].startswith("mr_")
