@@ -87,3 +87,13 @@ def test_predicts_on_a_real_index_table(fitted):
     predicted = fitted.predict(table)
     assert len(predicted) == 3
     assert predicted[0].startswith("ct_") and predicted[1].startswith("mr_")
+
+
+def test_generator_and_rules_speak_the_taxonomy():
+    from curate.classify.taxonomy import series_types
+
+    known = set(series_types())
+    rows = generate(400, seed=3)
+    assert set(rows.series_type) <= known
+    assert set(RuleLabeler().predict(rows)) <= known | {UNKNOWN}
+    assert len(known) == 19
