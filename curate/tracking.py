@@ -65,21 +65,36 @@ def _store_uri(config: TrackingConfig) -> str:
 
 
 @contextlib.contextmanager
-def tracked_run(stage: str, config: TrackingConfig) -> Iterator[Run]:
-    """An MLflow run named after the stage, or a stand-in that records nothing."""
+def tracked_run(stage: str, config: TrackingConfig, sweep: str | None = None, name: str | None = None) -> Iterator[Run]:
+    """An MLflow run named after the stage, or a stand-in that records nothing. With
+    `sweep` (one id per Hydra multirun), the run is a child of that sweep's parent run."""
     if not config.enabled:
         yield Run()
         return
     import mlflow
 
     mlflow.set_tracking_uri(_store_uri(config))
-    name = config.experiment or "curate"
-    experiment = mlflow.get_experiment_by_name(name)
+    experiment_name = config.experiment or "curate"
+    experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
         location = Path(config.artifacts).resolve().as_uri() if config.artifacts else None
-        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+        experiment_id = mlflow.create_experiment(experiment_name, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage):
-        mlflow.set_tag("curate.stage", stage)
+    tags = {"curate.stage": stage}
+    if sweep is not None:
+        tags["mlflow.parentRunId"] = _sweep_parent(mlflow, experiment_id, stage, sweep)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name or stage, tags=tags):
         yield Run(mlflow)
+
+
+def _sweep_parent(mlflow, experiment_id: str, stage: str, sweep: str) -> str:
+    """The parent run of a sweep: found by its tag, created by the sweep's first job."""
+    client = mlflow.MlflowClient()
+    found = client.search_runs([experiment_id], filter_string=f"tags.`curate.sweep` = '{sweep}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    parent = client.create_run(experiment_id, run_name=f"{stage} sweep",
+                               tags={"curate.sweep": sweep, "curate.stage": f"{stage}-sweep"})
+    client.set_terminated(parent.info.run_id)
+    return parent.info.run_id

@@ -1,0 +1,115 @@
+"""How well a series-type model does: on held-out sites (what matters for a new hospital)
+and on a random split, side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
+from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
+
+from curate.classify.rules import UNKNOWN
+
+
+def coverage_at_precision(y_true, proba: np.ndarray, classes: np.ndarray, target: float) -> tuple[float, float | None]:
+    """The largest share of answers that keeps precision at or above `target` when only
+    the most confident answers are given, and the probability threshold that does it."""
+    y_true = np.asarray(y_true)
+    confidence = proba.max(axis=1)
+    correct = classes[proba.argmax(axis=1)] == y_true
+    order = np.argsort(-confidence, kind="stable")
+    precision = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    ok = np.nonzero(precision >= target)[0]
+    if len(ok) == 0:
+        return 0.0, None
+    last = ok[-1]
+    return (last + 1) / len(order), float(confidence[order][last])
+
+
+def scores(y_true, y_pred, proba: np.ndarray, classes: np.ndarray, target_precision: float) -> dict:
+    y_true = np.asarray(y_true)
+    coverage, threshold = coverage_at_precision(y_true, proba, classes, target_precision)
+    per_class = f1_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
+    return {
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        f"coverage_at_precision_{target_precision:g}": coverage,
+        "threshold_for_target_precision": threshold,
+        "per_class_f1": {str(c): float(f) for c, f in zip(classes, per_class)},
+    }
+
+
+def evaluate(
+    make_model: Callable[[], object],
+    X: pd.DataFrame,
+    y: pd.Series,
+    groups: pd.Series | None,
+    target_precision: float = 0.95,
+    test_size: float = 0.25,
+    seed: int = 0,
+) -> dict:
+    """Scores on a split by group (site) and on a random split; plus the confusion matrix
+    of the grouped split."""
+    y = pd.Series(np.asarray(y), index=X.index)
+    splits = {"random": StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(X, y)}
+    if groups is not None and pd.Series(groups).nunique() > 1:
+        splits["grouped"] = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(X, y, groups)
+    result: dict = {}
+    for name, split in splits.items():
+        train, test = next(split)
+        model = make_model().fit(X.iloc[train], y.iloc[train])
+        proba = model.predict_proba(X.iloc[test])
+        predicted = model.classes_[proba.argmax(axis=1)]
+        result[name] = scores(y.iloc[test], predicted, proba, model.classes_, target_precision)
+        result[name]["test_rows"] = len(test)
+        if name == "grouped" or "grouped" not in splits:
+            labels = sorted(set(y))
+            result["confusion"] = {
+                "labels": labels,
+                "matrix": confusion_matrix(y.iloc[test], predicted, labels=labels).tolist(),
+            }
+    return result
+
+
+def rule_scores(rules, X: pd.DataFrame, y) -> dict:
+    predicted = rules.predict(X)
+    y = np.asarray(y)
+    return {
+        "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0)),
+        "coverage": float(np.mean(predicted != UNKNOWN)),
+    }
+
+
+def confusion_png(confusion: dict, title: str) -> bytes:
+    """The confusion matrix as a PNG: rows are the truth, columns the prediction."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, matrix = confusion["labels"], np.array(confusion["matrix"])
+    size = max(4.0, 0.45 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=110)
+    try:
+        shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if matrix[i, j]:
+                    ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if shares[i, j] > 0.5 else "black")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title, fontsize=10)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()

@@ -1,0 +1,108 @@
+"""Training data, training, saving and applying series-type models.
+
+Training data is either generated (:mod:`curate.classify.synth`) or an index with a
+labels CSV (``SeriesInstanceUID`` or ``SOPInstanceUID``, and ``series_type``). Sites are
+the groups of the grouped evaluation: whole hospitals are held out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from curate.classify.model import SeriesTypeClassifier
+from curate.files import write_atomic
+
+SERIES_TYPES_FILE = "series_types.parquet"
+
+
+@dataclass
+class TrainingData:
+    X: pd.DataFrame
+    y: pd.Series
+    groups: pd.Series | None
+    #: What the data is, in words that identify no one (for tracking).
+    description: str
+    digest: str
+
+
+def _digest(frame: pd.DataFrame, y: pd.Series) -> str:
+    hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes()
+    return hashlib.sha256(hashed + "\x00".join(map(str, y)).encode()).hexdigest()[:16]
+
+
+def synthetic_data(series: int = 3000, sites: int = 10, seed: int = 0) -> TrainingData:
+    from curate.classify.synth import generate
+
+    rows = generate(series, sites=sites, seed=seed)
+    X = rows.drop(columns=["series_type", "site"])
+    return TrainingData(X, rows.series_type, rows.site, f"synthetic: {series} series, {sites} sites, seed {seed}",
+                        _digest(X, rows.series_type))
+
+
+def labelled_index(index_dir: str | os.PathLike[str], labels: str | os.PathLike[str],
+                   group_column: str = "InstitutionName") -> TrainingData:
+    """Index rows joined with their labels (by series or by instance)."""
+    from curate.index import read_index
+
+    frame = read_index(index_dir).to_pandas()
+    frame = frame[frame["status"] == "ok"]
+    table = pd.read_csv(labels, dtype=str)
+    if "series_type" not in table:
+        raise ValueError(f"{labels}: needs a series_type column")
+    key = next((k for k in ("SOPInstanceUID", "SeriesInstanceUID") if k in table), None)
+    if key is None:
+        raise ValueError(f"{labels}: needs a SeriesInstanceUID or SOPInstanceUID column")
+    if key not in frame:
+        raise ValueError(f"the index has no {key} column to join the labels on")
+    merged = frame.merge(table[[key, "series_type"]].drop_duplicates(key), on=key, how="inner")
+    if merged.empty:
+        raise ValueError(f"no row of the index matches a label in {labels}")
+    groups = merged[group_column] if group_column in merged else None
+    X = merged.drop(columns=["series_type"])
+    return TrainingData(X, merged["series_type"], groups,
+                        f"index with {len(merged)} labelled rows ({merged['series_type'].nunique()} types)",
+                        _digest(X[[c for c in X.columns if c != "path"]], merged["series_type"]))
+
+
+def save_model(model: SeriesTypeClassifier, path: str | os.PathLike[str]) -> Path:
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return write_atomic(path, buffer.getvalue())
+
+
+def load_model(where: str | os.PathLike[str]) -> SeriesTypeClassifier:
+    """A model from a file saved by :func:`save_model`, or an MLflow model URI
+    (``runs:/<run id>/model``, ``models:/<name>/<version>``)."""
+    text = str(where)
+    if "://" in text or text.startswith(("runs:/", "models:/")):
+        import mlflow.sklearn
+
+        return mlflow.sklearn.load_model(text)
+    import joblib
+
+    return joblib.load(Path(where))
+
+
+def classify_index(index_dir: str | os.PathLike[str], model: SeriesTypeClassifier, model_version: str = "") -> Path:
+    """Series types of every series in the index, written beside it
+    (``series_types.parquet``: SeriesInstanceUID, series_type, confidence, model_version)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.index import read_index
+
+    frame = read_index(index_dir).to_pandas()
+    frame = frame[(frame["status"] == "ok") & frame.get("SeriesInstanceUID", pd.Series(dtype=str)).notna()]
+    series = model.predict_series(frame)
+    series["model_version"] = model_version
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(series, preserve_index=False), buffer)
+    return write_atomic(Path(index_dir) / SERIES_TYPES_FILE, buffer.getvalue())

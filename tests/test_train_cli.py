@@ -1,0 +1,76 @@
+"""`curate train` and `curate classify` as a user runs them, with MLflow."""
+
+from __future__ import annotations
+
+import shutil
+
+import mlflow
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import testdata
+from curate.classify.synth import generate
+from curate.classify.train import load_model
+from curate.index import build_index
+from test_cli import run_curate
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+
+@pytest.fixture()
+def store(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    return uri, ["tracking.artifacts=" + str(tmp_path / "artifacts")]
+
+
+def test_train_logs_metrics_confusion_matrix_and_a_loadable_model(tmp_path, store):
+    uri, overrides = store
+    done = run_curate("train", "data.series=300", "data.sites=6", "out=model.joblib", *overrides,
+                      cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "grouped  macro-F1" in done.stdout and "rules    macro-F1" in done.stdout
+    mlflow.set_tracking_uri(uri)
+    [run] = mlflow.search_runs(experiment_names=["curate"]).to_dict("records")
+    assert run["params.model"] == "logreg" and run["metrics.grouped.macro_f1"] > run["metrics.rules.macro_f1"]
+    assert "metrics.random.macro_f1" in run and "metrics.grouped.f1.chest_pa" in run
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"])}
+    assert {"confusion_matrix.png", "evaluation.json"} <= artifacts
+    inputs = mlflow.get_run(run["run_id"]).inputs.dataset_inputs
+    assert inputs and inputs[0].dataset.digest
+    # The model logged to MLflow and the one saved to a file predict the same.
+    rows = generate(50, sites=3, seed=9).drop(columns=["series_type", "site"])
+    from_mlflow = load_model(f"runs:/{run['run_id']}/model")
+    from_file = load_model(tmp_path / "model.joblib")
+    assert list(from_mlflow.predict(rows)) == list(from_file.predict(rows))
+
+
+def test_a_sweep_puts_its_runs_under_one_parent(tmp_path, store):
+    uri, overrides = store
+    done = run_curate("train", "-m", "model=logreg,rf", "data.series=200", "data.sites=5", "n_estimators=20",
+                      *overrides, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    assert done.returncode == 0, done.stderr[-3000:]
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["curate"])
+    children = runs[runs["tags.curate.stage"] == "train"]
+    parents = runs[runs["tags.curate.stage"] == "train-sweep"]
+    assert sorted(children["params.model"]) == ["logreg", "rf"]
+    assert len(parents) == 1
+    assert set(children["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
+
+
+def test_classify_writes_series_types_beside_the_index(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copy(testdata(name), src / name)
+    build_index(src, tmp_path / "idx", progress=False)
+    trained = run_curate("train", "data.series=300", "out=model.joblib", "tracking=off", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    done = run_curate("classify", f"index={tmp_path / 'idx'}", "model=model.joblib", "tracking=off", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pq.read_table(tmp_path / "idx" / "series_types.parquet").to_pandas()
+    assert len(table) == 2 and set(table.columns) == {"SeriesInstanceUID", "series_type", "confidence", "model_version"}
+    by_family = set(table.series_type.str.split("_").str[0])
+    assert by_family == {"ct", "mr"}
+    assert (table.model_version == "model.joblib").all()
