@@ -97,3 +97,22 @@ def test_generator_and_rules_speak_the_taxonomy():
     assert set(rows.series_type) <= known
     assert set(RuleLabeler().predict(rows)) <= known | {UNKNOWN}
     assert len(known) == 19
+
+
+def test_default_model_is_ready_and_its_card_tells_the_truth():
+    import re
+
+    from curate.classify.default import CARD, evaluate_default_model, load_default_model
+
+    model = load_default_model()
+    rows = generate(60, sites=4, seed=11)
+    assert (model.predict(rows.drop(columns=["series_type", "site"])) == rows.series_type).mean() > 0.9
+    card = CARD.read_text()
+    report = evaluate_default_model()
+    grouped = re.search(r"held-out sites \(grouped\) \| ([\d.]+) \| ([\d.]+)", card)
+    random_rows = re.search(r"random rows \| ([\d.]+) \| ([\d.]+)", card)
+    assert float(grouped.group(1)) == pytest.approx(report["grouped"]["macro_f1"], abs=0.01)
+    assert float(grouped.group(2)) == pytest.approx(report["grouped"]["balanced_accuracy"], abs=0.01)
+    assert float(random_rows.group(1)) == pytest.approx(report["random"]["macro_f1"], abs=0.01)
+    rules = re.search(r"header rules .*? \| ([\d.]+) \|", card)
+    assert float(rules.group(1)) == pytest.approx(report["rules"]["macro_f1"], abs=0.01)
