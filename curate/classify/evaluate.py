@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
-from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
+from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
 
 from curate.classify.rules import UNKNOWN
 
@@ -53,7 +53,10 @@ def evaluate(
     """Scores on a split by group (site) and on a random split; plus the confusion matrix
     of the grouped split."""
     y = pd.Series(np.asarray(y), index=X.index)
-    splits = {"random": StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(X, y)}
+    # Stratify the random split, unless a class is too rare to be in both halves.
+    rare = y.value_counts().min() < 2
+    random_split = (ShuffleSplit if rare else StratifiedShuffleSplit)(n_splits=1, test_size=test_size, random_state=seed)
+    splits = {"random": random_split.split(X, y)}
     if groups is not None and pd.Series(groups).nunique() > 1:
         splits["grouped"] = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(X, y, groups)
     result: dict = {}

@@ -49,6 +49,7 @@ class Site:
     portrait_detector: bool  # how the site's detectors are mounted for chest PA
     body_part_style: str  # "standard", "local", "blank"
     mr_naming: str  # "plain", "vendor", "cryptic"
+    fills_orientation: float  # share of radiographs with PatientOrientation filled in
 
 
 def make_sites(count: int, rng: np.random.Generator) -> list[Site]:
@@ -64,6 +65,7 @@ def make_sites(count: int, rng: np.random.Generator) -> list[Site]:
             portrait_detector=bool(rng.random() < 0.6),
             body_part_style=["standard", "local", "blank"][int(rng.integers(3))],
             mr_naming=["plain", "vendor", "cryptic"][int(rng.integers(3))],
+            fills_orientation=float(rng.choice([0.0, 0.3, 0.9])),
         )
         for i in range(count)
     ]
@@ -115,7 +117,11 @@ def _chest_series(site: Site, kind: str, rng: np.random.Generator) -> dict:
         "SeriesDescription": description,
         "ProtocolName": str(rng.choice(words)) if rng.random() < 0.5 else "",
         "StudyDescription": f"{chest} X-ray" if kind != "not_chest" else f"{part_truth} X-ray",
-        "PatientOrientation": orientation if rng.random() > 0.2 else "",
+        # Many sites never fill it; those that do get it wrong now and then.
+        "PatientOrientation": (
+            "" if rng.random() >= site.fills_orientation
+            else (str(rng.choice(["L\\F", "R\\F", "P\\F"])) if rng.random() < 0.05 else orientation)
+        ),
         "Rows": rows,
         "Columns": cols,
         "KVP": float(kvp + rng.normal(0, 4)),
