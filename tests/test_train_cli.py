@@ -74,3 +74,27 @@ def test_classify_writes_series_types_beside_the_index(tmp_path):
     by_family = set(table.series_type.str.split("_").str[0])
     assert by_family == {"ct", "mr"}
     assert (table.model_version == "model.joblib").all()
+
+
+def test_labels_from_a_csv_or_from_the_rules(tmp_path):
+    from curate.classify.train import labelled_index
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm"):
+        shutil.copy(testdata(name), src / name)
+    build_index(src, tmp_path / "idx", progress=False)
+    index = pq.read_table(tmp_path / "idx" / "index.parquet").to_pandas()
+    labels = tmp_path / "labels.csv"
+    ct = index[index.Modality == "CT"].SeriesInstanceUID.iloc[0]
+    mr = index[index.Modality == "MR"].SeriesInstanceUID.iloc[0]
+    pd.DataFrame({"SeriesInstanceUID": [ct, mr], "series_type": ["ct_axial", "mr_t1"]}).to_csv(labels, index=False)
+    data = labelled_index(tmp_path / "idx", labels)
+    assert sorted(data.y) == ["ct_axial", "mr_t1"] and "path" in data.X
+    weak = labelled_index(tmp_path / "idx", "rules")
+    by_modality = dict(zip(weak.X.Modality, weak.y))
+    assert by_modality["CT"] == "ct_axial"  # ImageType ORIGINAL\PRIMARY\AXIAL
+    assert "RTPLAN" not in by_modality, "rows the rules cannot label are left out"
+    with pytest.raises(ValueError, match="series_type"):
+        pd.DataFrame({"SeriesInstanceUID": [ct]}).to_csv(tmp_path / "bad.csv", index=False)
+        labelled_index(tmp_path / "idx", tmp_path / "bad.csv")

@@ -1,8 +1,9 @@
 """Training data, training, saving and applying series-type models.
 
 Training data is either generated (:mod:`curate.classify.synth`) or an index with a
-labels CSV (``SeriesInstanceUID`` or ``SOPInstanceUID``, and ``series_type``). Sites are
-the groups of the grouped evaluation: whole hospitals are held out.
+labels CSV (``SeriesInstanceUID`` or ``SOPInstanceUID``, and ``series_type``), or with
+weak labels from the header rules (``labels="rules"``). Sites are the groups of the
+grouped evaluation: whole hospitals are held out.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def labelled_index(index_dir: str | os.PathLike[str], labels: str | os.PathLike[
 
     frame = read_index(index_dir).to_pandas()
     frame = frame[frame["status"] == "ok"]
+    if str(labels) == "rules":
+        return _weakly_labelled(frame, group_column)
     table = pd.read_csv(labels, dtype=str)
     if "series_type" not in table:
         raise ValueError(f"{labels}: needs a series_type column")
@@ -68,6 +71,22 @@ def labelled_index(index_dir: str | os.PathLike[str], labels: str | os.PathLike[
     return TrainingData(X, merged["series_type"], groups,
                         f"index with {len(merged)} labelled rows ({merged['series_type'].nunique()} types)",
                         _digest(X[[c for c in X.columns if c != "path"]], merged["series_type"]))
+
+
+def _weakly_labelled(frame: pd.DataFrame, group_column: str) -> TrainingData:
+    """Weak labels: what the header rules say, where they say something. A model trained
+    on them generalises the rules to rows they cannot read (a missing ViewPosition)."""
+    from curate.classify.rules import UNKNOWN, RuleLabeler
+
+    frame = frame.reset_index(drop=True)
+    labels = pd.Series(RuleLabeler().predict(frame), index=frame.index)
+    keep = labels != UNKNOWN
+    if not keep.any():
+        raise ValueError("the header rules label no row of this index: give a labels CSV")
+    X = frame[keep]
+    groups = X[group_column] if group_column in X else None
+    return TrainingData(X, labels[keep], groups, f"index with {int(keep.sum())} rows weakly labelled by the header rules",
+                        _digest(X[[c for c in X.columns if c != "path"]], labels[keep]))
 
 
 def save_model(model: SeriesTypeClassifier, path: str | os.PathLike[str]) -> Path:
