@@ -224,6 +224,17 @@ def set_pixel_data(ds: pydicom.Dataset, filler: bytes) -> None:
         element.is_undefined_length = False
 
 
+def stamp_pixels(ds: pydicom.Dataset, inst: Instance) -> None:
+    """Make each file's pixel data its own: the last 16 bytes become a digest of its SOP
+    Instance UID (the last bytes of the last fragment, so encapsulation stays valid).
+    Without it every clone of a template would carry the same image."""
+    value = ds.get("PixelData")
+    if value is None or len(value) <= 32:
+        return
+    stamp = hashlib.sha256(inst.sop_uid.encode()).digest()[:16]
+    ds.PixelData = bytes(value[:-16]) + stamp
+
+
 def apply_instance(ds: pydicom.Dataset, inst: Instance) -> None:
     """Give a template dataset the identity of one generated file.
 
@@ -313,6 +324,7 @@ def _write_chunk(args: tuple[Path, list[Instance]]) -> int:
     for inst in chunk:
         ds = _TEMPLATES[inst.template]
         apply_instance(ds, inst)
+        stamp_pixels(ds, inst)
         path = out / inst.relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".part")

@@ -238,6 +238,73 @@ def _classify(cfg: DictConfig) -> None:
     print(f"\nseries types  {path}")
 
 
+def _build(cfg: DictConfig) -> None:
+    from curate.dataset import DatasetSpec, build_dataset
+    from curate.deid import load_key
+    from curate.tracking import tracked_run
+
+    spec = DatasetSpec.from_dict(OmegaConf.to_container(cfg.dataset))
+    key = load_key(cfg.key_file)
+    with tracked_run("build", _tracking(cfg), name=f"build {spec.name}") as run:
+        result = build_dataset(spec, cfg.index, cfg.out, key, workers=cfg.workers or None)
+        run.params({"dataset": spec.name, "version_id": result.version_id, "spec_digest": spec.digest()[:16],
+                    "deid_options": ",".join(spec.deid.active()) or "basic"})
+        counts = result.counts
+        run.metrics({"instances": counts["instances"], "patients": counts.get("patients", 0),
+                     **{f"split.{k}": v for k, v in counts.get("by_split", {}).items()},
+                     **{f"excluded.{k.replace(' ', '_').replace(':', '')}": v
+                        for k, v in counts.get("excluded", {}).items()}})
+        if run.active:
+            _log_dataset(result, spec)
+    state = "built" if result.created else "already built (unchanged inputs)"
+    print(f"dataset {spec.name} version {result.version_id}: {state}")
+    print(f"  {counts['instances']:,} instances, {counts.get('patients', 0):,} patients; "
+          + ", ".join(f"{k} {v:,}" for k, v in counts.get("by_split", {}).items()))
+    if counts.get("excluded"):
+        print("  excluded: " + ", ".join(f"{k} {v:,}" for k, v in counts["excluded"].items()))
+    print(f"  {result.path}")
+
+
+def _log_dataset(result, spec) -> None:
+    """The version as an MLflow dataset input (its digest is the version id) and its card."""
+    import mlflow
+    import pandas as pd
+
+    from curate.dataset.build import CARD, MANIFEST
+
+    manifest = pd.read_parquet(result.path / MANIFEST, columns=["split", "label"])
+    dataset = mlflow.data.from_pandas(manifest, name=f"{spec.name}@{result.version_id}", digest=result.version_id)
+    mlflow.log_input(dataset, context="dataset")
+    mlflow.log_artifact(str(result.path / CARD))
+
+
+def _datasets(cfg: DictConfig) -> None:
+    import json
+
+    from curate.dataset import diff, list_versions, show
+
+    if cfg.action == "list":
+        versions = list_versions(cfg.root)
+        if not versions:
+            print(f"no dataset versions under {cfg.root}")
+        for v in versions:
+            parent = f" (parent {v['parent']})" if v["parent"] else ""
+            print(f"{v['name']:<24} {v['version_id']}  {v['created'][:19]}  {v['instances']:>9,} instances{parent}")
+    elif cfg.action == "show":
+        if not cfg.version:
+            raise ValueError("curate datasets show version=DATASETS/NAME/VERSION_ID")
+        print(json.dumps(show(cfg.version), indent=2))
+    elif cfg.action == "diff":
+        if not cfg.a or not cfg.b:
+            raise ValueError("curate datasets diff a=OLD_VERSION_DIR b=NEW_VERSION_DIR")
+        changes = diff(cfg.a, cfg.b)
+        for key in ("added", "removed", "label_changed", "split_changed"):
+            print(f"{key:<14} {len(changes[key]):>7,}")
+        print(f"{'unchanged':<14} {changes['unchanged']:>7,}")
+    else:
+        raise ValueError(f"curate datasets: action must be list, show or diff, not {cfg.action!r}")
+
+
 def _query(cfg: DictConfig) -> None:
     from curate import query
 
@@ -271,9 +338,18 @@ STAGES: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "deid": (_deid, "de-identify a DICOM tree (PS3.15 Annex E, keyed pseudonyms)"),
     "train": (_train, "train and evaluate a series-type classifier (MLflow, sweeps with -m)"),
     "classify": (_classify, "series types for every series of an index"),
+    "build": (_build, "build a versioned, de-identified, split dataset from the index"),
+    "datasets": (_datasets, "list, show and compare dataset versions"),
     "query": (_query, "run SQL over the index (DuckDB)"),
     "quality": (_quality, "data-quality and veracity checks over the index"),
 }
+
+
+def _positional_action(stage: str, args: list[str]) -> list[str]:
+    """`curate datasets list|show|diff ...`: the first argument is the action."""
+    if stage == "datasets" and args and args[0] in ("list", "show", "diff"):
+        return [f"action={args[0]}", *args[1:]]
+    return args
 
 
 def _positional_sql(stage: str, args: list[str]) -> list[str]:
@@ -312,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"curate: unknown stage {stage!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     run, _ = STAGES[stage]
-    args = _positional_sql(stage, args)
+    args = _positional_action(stage, _positional_sql(stage, args))
 
     def task(cfg: DictConfig) -> None:
         OmegaConf.resolve(cfg)

@@ -43,7 +43,7 @@ STAGING_DIR = ".staging"
 #: Parquet key-value metadata key that records how an index was built.
 METADATA_KEY = b"curate_index"
 #: Bumped when the index layout changes: an index of another format is rebuilt.
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 #: Rows per staged part (and Parquet row group): large enough for good compression,
 #: small enough that a killed scan loses little and memory stays flat.
 PART_ROWS = 32_768
@@ -162,6 +162,8 @@ def build_index(
     missing = [s for s in sources if not os.path.exists(s)]
     if missing:
         raise FileNotFoundError(f"source does not exist: {', '.join(missing)}")
+    # Absolute paths: the index is read from other folders (dataset builds, queries).
+    sources = [os.path.abspath(s) for s in sources]
     columns = resolve_tags(tags, extra_tags)
     signature = index_signature(columns)
     index_dir = Path(index_dir)

@@ -128,7 +128,7 @@ def output_path(output: Path, pseudo: Pseudonymizer, row: dict) -> Path:
     return output / parts[0] / parts[1] / f"{pseudo.uid(str(row['SOPInstanceUID']))}.dcm"
 
 
-def _deidentify_file(source: str, target: str, options: Options, key: bytes, uid_root: str) -> tuple[str, str | None]:
+def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_root: str) -> tuple[str, str | None]:
     """One worker task: read, de-identify, write under a temporary name, rename."""
     import logging
     import warnings
@@ -258,7 +258,7 @@ def deidentify_tree(
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool, progress_bar(
         len(tasks), "deid", enabled=progress
     ) as bar:
-        futures = [pool.submit(_deidentify_file, src, dst, options, key, uid_root) for src, dst in tasks]
+        futures = [pool.submit(deidentify_file, src, dst, options, key, uid_root) for src, dst in tasks]
         for future in as_completed(futures):
             status, reason = future.result()
             if status == "written":

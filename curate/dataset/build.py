@@ -1,0 +1,356 @@
+"""Building a dataset version: select, filter, dedupe, split by patient, de-identify.
+
+A version is an immutable folder ``<root>/<name>/<version_id>/`` holding
+``manifest.parquet`` (one row per instance), ``dataset.json``, ``DATASET_CARD.md`` and
+``files/``. ``version_id`` is a content hash of the selected instances (their bytes), the
+spec, the source index and the de-identification profile: the same inputs give the same
+id, and a build never overwrites a version. It is built in a hidden folder and renamed
+into place when complete, so a partly written version is never visible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from curate.dataset.spec import DatasetSpec
+from curate.deid.profile import TABLE_EDITION
+from curate.deid.pseudonym import Pseudonymizer
+from curate.deid.tree import deidentify_file
+from curate.index import INDEX_FILE
+
+MANIFEST = "manifest.parquet"
+DESCRIPTION = "dataset.json"
+CARD = "DATASET_CARD.md"
+SERIES_TYPES = "series_types.parquet"
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class BuildResult:
+    version_id: str
+    path: Path
+    created: bool
+    counts: dict = field(default_factory=dict)
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def select_candidates(index_dir: Path, spec: DatasetSpec) -> pd.DataFrame:
+    """Rows of the index that the spec selects (readable files only), with series types."""
+    import duckdb
+
+    index = index_dir / INDEX_FILE
+    if not index.exists():
+        raise FileNotFoundError(f"no index at {index_dir} (run `curate scan` first)")
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet('{_sql_path(index)}')")
+        types = index_dir / SERIES_TYPES
+        if types.exists():
+            con.execute(
+                f"CREATE VIEW idx AS SELECT raw.*, t.series_type, t.confidence AS series_confidence, "
+                f"t.model_version AS series_model FROM raw LEFT JOIN read_parquet('{_sql_path(types)}') t "
+                "USING (SeriesInstanceUID)"
+            )
+        elif spec.series_types:
+            raise ValueError(f"the spec keeps series types {spec.series_types}, but {index_dir} has no {SERIES_TYPES}: "
+                             "run `curate classify` first")
+        else:
+            con.execute("CREATE VIEW idx AS SELECT *, NULL AS series_type, NULL AS series_confidence, "
+                        "NULL AS series_model FROM raw")
+        where = f"status = 'ok' AND ({spec.select})"
+        if spec.series_types:
+            where += " AND series_type IN (" + ", ".join("'" + t.replace("'", "''") + "'" for t in spec.series_types) + ")"
+        try:
+            frame = con.execute(f"SELECT * FROM idx WHERE {where} ORDER BY path").df()
+        except duckdb.Error as err:
+            raise ValueError(f"the dataset's select cannot run: {str(err).strip()}") from None
+    finally:
+        con.close()
+    if spec.label and spec.label not in frame:
+        raise ValueError(f"label column {spec.label!r} is not in the index")
+    return frame
+
+
+def _quality(frame: pd.DataFrame, spec: DatasetSpec, excluded: Counter) -> pd.DataFrame:
+    def drop(mask: pd.Series, reason: str) -> None:
+        nonlocal frame
+        if mask.any():
+            excluded[reason] += int(mask.sum())
+            frame = frame[~mask]
+
+    drop(frame.get("SOPInstanceUID", pd.Series(None, index=frame.index)).isna(), "no SOPInstanceUID")
+    if spec.quality.exclude_burned_in and "BurnedInAnnotation" in frame:
+        drop(frame["BurnedInAnnotation"].fillna("").str.strip().str.upper() == "YES", "burned-in annotation")
+    if spec.quality.exclude_derived and "ImageType" in frame:
+        drop(frame["ImageType"].map(lambda v: v is not None and len(v) > 0 and str(v[0]).upper() == "DERIVED"), "derived")
+    for column, minimum in (("Rows", spec.quality.min_rows), ("Columns", spec.quality.min_columns)):
+        if minimum and column in frame:
+            drop(frame[column].fillna(0) < minimum, f"{column} below {minimum}")
+    return frame
+
+
+def _hash_file(path: str, pixel_offset) -> tuple[str, str | None]:
+    """(sha256 of the file, sha256 of its bytes from Pixel Data on)."""
+    whole, pixels = hashlib.sha256(), hashlib.sha256()
+    offset = None if pixel_offset is None or pd.isna(pixel_offset) else int(pixel_offset)
+    position = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            whole.update(block)
+            if offset is not None and position + len(block) > offset:
+                pixels.update(block[max(0, offset - position):])
+            position += len(block)
+    return whole.hexdigest(), pixels.hexdigest() if offset is not None else None
+
+
+def _dedupe(frame: pd.DataFrame, spec: DatasetSpec, excluded: Counter) -> pd.DataFrame:
+    before = len(frame)
+    frame = frame.drop_duplicates("SOPInstanceUID", keep="first")
+    excluded["duplicate SOPInstanceUID"] += before - len(frame)
+    offsets = frame["pixel_data_offset"] if "pixel_data_offset" in frame else [None] * len(frame)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        hashes = list(pool.map(_hash_file, frame["path"], offsets))
+    frame = frame.assign(source_sha256=[h[0] for h in hashes], pixel_sha256=[h[1] for h in hashes])
+    if spec.dedupe_pixels:
+        has_pixels = frame["pixel_sha256"].notna()
+        copies = has_pixels & frame.duplicated("pixel_sha256", keep="first")
+        excluded["same pixel data"] += int(copies.sum())
+        frame = frame[~copies]
+    return frame
+
+
+def _split(frame: pd.DataFrame, spec: DatasetSpec, pseudo: Pseudonymizer) -> tuple[pd.Series, pd.Series]:
+    """A split per instance, decided per patient: a patient is never in two splits. The
+    order of patients is keyed (HMAC), so it is stable and unguessable; with stratify,
+    each label's patients are dealt to the splits in proportion."""
+    ids = frame.get("PatientID", pd.Series("", index=frame.index)).fillna("")
+    issuers = frame.get("IssuerOfPatientID", pd.Series("", index=frame.index)).fillna("")
+    studies = frame["StudyInstanceUID"].fillna("") if "StudyInstanceUID" in frame else pd.Series("", index=frame.index)
+    # A file without PatientID is its own patient per study (it cannot be linked).
+    patients = [pseudo.patient_id(i, s) or f"study:{pseudo.uid(st)}" for i, s, st in zip(ids, issuers, studies)]
+    frame = frame.assign(patient=patients)
+    if spec.split.stratify and spec.label:
+        strata = frame.groupby("patient")[spec.label].agg(lambda v: str(v.mode().iloc[0]) if len(v.mode()) else "")
+    else:
+        strata = pd.Series("", index=sorted(set(patients)))
+    ratios = [spec.split.train, spec.split.val, spec.split.test]
+    assignment: dict[str, str] = {}
+    for _, group in strata.groupby(strata):
+        ordered = sorted(group.index, key=lambda p: pseudo.uid(f"split:{p}"))
+        bounds = [round(sum(ratios[: i + 1]) * len(ordered)) for i in range(3)]
+        for position, patient in enumerate(ordered):
+            assignment[patient] = next(SPLITS[i] for i, bound in enumerate(bounds) if position < bound or i == 2)
+    return frame["patient"].map(assignment), frame["patient"]
+
+
+def _index_digest(index_dir: Path) -> str:
+    digest = hashlib.sha256()
+    with open(index_dir / INDEX_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def version_id(instance_hashes: list[str], spec: DatasetSpec, index_digest: str) -> str:
+    payload = {
+        "instances": sorted(instance_hashes),
+        "spec": spec.digest(),
+        "index": index_digest,
+        "deid": {"edition": TABLE_EDITION, "options": spec.deid.active(), "uid_root": spec.uid_root},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                              timeout=5, check=False)
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
+def build_dataset(
+    spec: DatasetSpec,
+    index_dir: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    key: bytes,
+    workers: int | None = None,
+    on_file: callable | None = None,
+) -> BuildResult:
+    """Build (or find) the version of `spec` over the index; see the module text."""
+    from curate import __version__
+
+    index_dir, root = Path(index_dir), Path(root)
+    pseudo = Pseudonymizer(key, spec.uid_root)
+    excluded: Counter = Counter()
+    frame = select_candidates(index_dir, spec)
+    selected = len(frame)
+    frame = _quality(frame, spec, excluded)
+    if frame.empty:
+        reasons = ", ".join(f"{k} {v}" for k, v in excluded.items() if v) or "nothing matched the select"
+        raise ValueError(f"dataset {spec.name}: no instance left to build from ({selected} selected; {reasons})")
+    frame = _dedupe(frame, spec, excluded)
+    splits, patients = _split(frame, spec, pseudo)
+    frame = frame.assign(split=splits, patient=patients)
+    index_digest = _index_digest(index_dir)
+    vid = version_id(list(frame["source_sha256"]), spec, index_digest)
+    final = root / spec.name / vid
+    if final.exists():
+        return BuildResult(vid, final, created=False, counts=json.loads((final / DESCRIPTION).read_text())["counts"])
+    previous = latest_version(root / spec.name)
+    (root / spec.name).mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_builds(root / spec.name)
+    building = root / spec.name / f".building-{vid}-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    (building / "files").mkdir(parents=True)
+    try:
+        rows = _write_files(frame, building, spec, key, pseudo, workers, excluded, on_file)
+        manifest = pd.DataFrame(rows)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pandas(manifest, preserve_index=False), building / MANIFEST)
+        counts = {
+            "selected": selected,
+            "instances": len(manifest),
+            "patients": int(manifest["patient"].nunique()) if len(manifest) else 0,
+            "by_split": {s: int((manifest["split"] == s).sum()) for s in SPLITS} if len(manifest) else {},
+            "by_label": {str(k): int(v) for k, v in manifest["label"].value_counts().items()}
+            if spec.label and len(manifest) else {},
+            "excluded": {k: v for k, v in excluded.items() if v},
+        }
+        description = {
+            "name": spec.name,
+            "version_id": vid,
+            "parent_version": previous,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
+            "counts": counts,
+            "spec": spec.to_dict(),
+            "source_index_digest": index_digest,
+            "deid": {"profile": f"PS3.15 {TABLE_EDITION} Basic Application Level Confidentiality Profile",
+                     "options": spec.deid.active(), "uid_root": spec.uid_root},
+            "manifest_sha256": hashlib.sha256((building / MANIFEST).read_bytes()).hexdigest(),
+            "curate_version": __version__,
+            "git_commit": _git_commit(),
+        }
+        (building / DESCRIPTION).write_text(json.dumps(description, indent=2))
+        (building / CARD).write_text(render_card(description))
+        try:
+            os.rename(building, final)
+        except OSError:
+            if final.exists():  # another build of the same inputs got there first
+                shutil.rmtree(building, ignore_errors=True)
+                return BuildResult(vid, final, created=False, counts=counts)
+            raise
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return BuildResult(vid, final, created=True, counts=counts)
+
+
+def _write_files(frame, building: Path, spec: DatasetSpec, key: bytes, pseudo: Pseudonymizer, workers,
+                 excluded: Counter, on_file) -> list[dict]:
+    jobs = []
+    for row in frame.to_dict("records"):
+        study = pseudo.uid(str(row["StudyInstanceUID"])) if row.get("StudyInstanceUID") else "unknown"
+        series = pseudo.uid(str(row["SeriesInstanceUID"])) if row.get("SeriesInstanceUID") else "unknown"
+        instance = pseudo.uid(str(row["SOPInstanceUID"]))
+        relative = Path("files") / row["split"] / study / series / f"{instance}.dcm"
+        jobs.append((row, study, series, instance, relative))
+    rows = []
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        futures = [pool.submit(deidentify_file, row["path"], str(building / rel), spec.deid, key, spec.uid_root)
+                   for row, _, _, _, rel in jobs]
+        for (row, study, series, instance, relative), future in zip(jobs, futures):
+            status, reason = future.result()
+            if status != "written":
+                excluded[f"de-identification failed: {reason}"] += 1
+                continue
+            written = building / relative
+            rows.append({
+                "sop_instance_uid": instance,
+                "series_instance_uid": series,
+                "study_instance_uid": study,
+                "patient": row["patient"],
+                "path": relative.as_posix(),
+                "sha256": hashlib.sha256(written.read_bytes()).hexdigest(),
+                "split": row["split"],
+                "label": None if not spec.label or pd.isna(row.get(spec.label)) else str(row.get(spec.label)),
+                "series_type": None if pd.isna(row.get("series_type")) else row.get("series_type"),
+                "series_model": None if pd.isna(row.get("series_model")) else row.get("series_model"),
+                "rows": None if pd.isna(row.get("Rows")) else int(row.get("Rows")),
+                "columns": None if pd.isna(row.get("Columns")) else int(row.get("Columns")),
+                "photometric": row.get("PhotometricInterpretation"),
+            })
+            if on_file is not None:
+                on_file(len(rows))
+    return rows
+
+
+def _remove_abandoned_builds(folder: Path) -> None:
+    """Folders of builds whose process is gone (killed): never versions, only litter."""
+    for stale in folder.glob(".building-*"):
+        try:
+            pid = int(stale.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(stale, ignore_errors=True)
+        except PermissionError:
+            pass  # a live process of another user
+
+
+def latest_version(folder: Path) -> str | None:
+    """The most recently created version under a dataset folder."""
+    versions = []
+    for child in folder.glob("*") if folder.exists() else []:
+        description = child / DESCRIPTION
+        if child.is_dir() and not child.name.startswith(".") and description.exists():
+            versions.append((json.loads(description.read_text())["created"], child.name))
+    return max(versions)[1] if versions else None
+
+
+def render_card(d: dict) -> str:
+    c = d["counts"]
+    lines = [
+        f"# Dataset {d['name']}, version {d['version_id']}",
+        "",
+        f"Built {d['created']} by curate {d['curate_version']}" + (f" ({d['git_commit'][:12]})" if d["git_commit"] else "")
+        + "." + (f" Parent version: {d['parent_version']}." if d["parent_version"] else " First version."),
+        "",
+        "## Contents",
+        "",
+        f"- {c['instances']:,} instances from {c['patients']:,} patients ({c['selected']:,} selected by the query).",
+        "- Splits, by patient (no patient is in two): "
+        + ", ".join(f"{k} {v:,}" for k, v in c["by_split"].items()) + ".",
+    ]
+    if c["by_label"]:
+        lines.append("- Labels (`" + str(d["spec"]["label"]) + "`): " + ", ".join(f"{k} {v:,}" for k, v in c["by_label"].items()) + ".")
+    if c["excluded"]:
+        lines.append("- Excluded: " + ", ".join(f"{k} {v:,}" for k, v in c["excluded"].items()) + ".")
+    lines += [
+        "",
+        "## How it was made",
+        "",
+        f"- Selection: `{d['spec']['select']}`"
+        + (f"; series types {', '.join(d['spec']['series_types'])}" if d["spec"]["series_types"] else "") + ".",
+        f"- De-identification: {d['deid']['profile']}"
+        + (f" with {', '.join(d['deid']['options'])}" if d["deid"]["options"] else "") + "; keyed pseudonyms; pixel data unchanged.",
+        f"- Source index digest: `{d['source_index_digest'][:16]}`; manifest sha256: `{d['manifest_sha256'][:16]}`.",
+        "",
+    ]
+    return "\n".join(lines)
