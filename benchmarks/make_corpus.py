@@ -224,6 +224,27 @@ def set_pixel_data(ds: pydicom.Dataset, filler: bytes) -> None:
         element.is_undefined_length = False
 
 
+def make_decodable(ds: pydicom.Dataset, filler: bytes) -> None:
+    """Pixel data that decodes: native (a compressed template becomes Explicit VR Little
+    Endian) and exactly as large as Rows x Columns x frames say, with Rows and Columns
+    set to the square that the filler fills. The image is noise, but a real one."""
+    if PIXEL_DATA not in ds or not filler:
+        set_pixel_data(ds, filler)
+        return
+    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        ds.LossyImageCompression = "00"
+    frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    samples = max(1, int(ds.get("SamplesPerPixel", 1) or 1))
+    side = max(1, int((len(filler) * 8 / (frames * bits * samples)) ** 0.5))
+    ds.Rows = ds.Columns = side
+    size = -(-side * side * frames * bits * samples // 8)  # 1-bit segmentations pack 8 pixels a byte
+    element = ds[PIXEL_DATA]
+    element.value = filler[:size] + b"\0" * (size % 2)
+    element.is_undefined_length = False
+
+
 def stamp_pixels(ds: pydicom.Dataset, inst: Instance) -> None:
     """Make each file's pixel data its own: the last 16 bytes become a digest of its SOP
     Instance UID (the last bytes of the last fragment, so encapsulation stays valid).
@@ -280,7 +301,7 @@ def _probe_instance(template: str) -> Instance:
     )
 
 
-def load_template(name: str, filler: bytes) -> pydicom.Dataset | str:
+def load_template(name: str, filler: bytes, decodable: bool = False) -> pydicom.Dataset | str:
     """Read a template and check that pydicom can re-write it.
 
     Returns the dataset with its pixel data already replaced, or the reason it
@@ -293,7 +314,10 @@ def load_template(name: str, filler: bytes) -> pydicom.Dataset | str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path)
-            set_pixel_data(ds, filler)
+            if decodable:
+                make_decodable(ds, filler)
+            else:
+                set_pixel_data(ds, filler)
             probe = _probe_instance(name)
             apply_instance(ds, probe)
             buffer = io.BytesIO()
@@ -312,10 +336,10 @@ def load_template(name: str, filler: bytes) -> pydicom.Dataset | str:
 _TEMPLATES: dict[str, pydicom.Dataset] = {}
 
 
-def _init_worker(names: list[str], filler: bytes) -> None:
+def _init_worker(names: list[str], filler: bytes, decodable: bool) -> None:
     warnings.simplefilter("ignore")
     for name in names:
-        _TEMPLATES[name] = load_template(name, filler)
+        _TEMPLATES[name] = load_template(name, filler, decodable)
 
 
 def _write_chunk(args: tuple[Path, list[Instance]]) -> int:
@@ -333,14 +357,14 @@ def _write_chunk(args: tuple[Path, list[Instance]]) -> int:
     return len(chunk)
 
 
-def usable_templates(filler: bytes) -> dict[Template, str]:
+def usable_templates(filler: bytes, decodable: bool = False) -> dict[Template, str]:
     """The templates that load and round-trip, with their modality.
 
     Each template skipped is reported on stderr with the reason.
     """
     usable = {}
     for template in TEMPLATES:
-        result = load_template(template.name, filler)
+        result = load_template(template.name, filler, decodable)
         if isinstance(result, str):
             print(f"skipping template {template.name}: {result}", file=sys.stderr)
         else:
@@ -350,10 +374,10 @@ def usable_templates(filler: bytes) -> dict[Template, str]:
     return usable
 
 
-def generate(out: Path, count: int, pixel_bytes: int, seed: int, jobs: int) -> None:
+def generate(out: Path, count: int, pixel_bytes: int, seed: int, jobs: int, decodable: bool = False) -> None:
     """Write the corpus with `jobs` processes, printing progress."""
     filler = filler_bytes(pixel_bytes, seed)
-    templates = usable_templates(filler)
+    templates = usable_templates(filler, decodable)
     plan = plan_corpus(count, seed, templates)
     chunk_size = max(1, min(500, count // (jobs * 8)))
     chunks = [(out, plan[i : i + chunk_size]) for i in range(0, len(plan), chunk_size)]
@@ -362,7 +386,7 @@ def generate(out: Path, count: int, pixel_bytes: int, seed: int, jobs: int) -> N
     done = 0
     next_report = 0.0
     with multiprocessing.Pool(
-        jobs, initializer=_init_worker, initargs=(names, filler)
+        jobs, initializer=_init_worker, initargs=(names, filler, decodable)
     ) as pool:
         for written in pool.imap_unordered(_write_chunk, chunks):
             done += written
@@ -400,6 +424,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="bytes of pixel data per file, rounded up to even; 0 writes no pixel data "
         f"(default {DEFAULT_PIXEL_BYTES}, about a compressed chest radiograph)",
     )
+    parser.add_argument(
+        "--decodable",
+        action="store_true",
+        help="make pixel data decode: native syntax, and Rows/Columns set to the square the "
+        "filler fills (for demos and loaders; header scanners do not need it)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--jobs",
@@ -423,7 +453,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    generate(args.out, args.count, args.pixel_bytes, args.seed, args.jobs)
+    generate(args.out, args.count, args.pixel_bytes, args.seed, args.jobs, args.decodable)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,14 @@ bash scripts/setup.sh
 python -m pip install --quiet "pydicom-data>=1.0"   # real chest X-ray and enhanced MR templates
 DEMO="${DEMO_DIR:-demo}"
 if [ ! -d "$DEMO/dicom" ]; then
-    python benchmarks/make_corpus.py "$DEMO/dicom" --count "${DEMO_COUNT:-2000}" --pixel-bytes 16384
+    # 256 x 256 images that decode (noise, with real headers), so the dataset loads in PyTorch.
+    python benchmarks/make_corpus.py "$DEMO/dicom" --count "${DEMO_COUNT:-2000}" --pixel-bytes 131072 --decodable
     python scripts/plant_problems.py "$DEMO/dicom"
 fi
 curate scan source="$DEMO/dicom" index="$DEMO/index"
 echo
 curate report index="$DEMO/index" out="$DEMO/report"
-echo "(The generated files carry small filler pixel data, shorter than their headers declare:"
-echo " the pixel_data_vs_transfer_syntax check is right to flag them. The broken files it"
-echo " reports as unreadable and not DICOM were planted on purpose.)"
+echo "(The unreadable and non-DICOM files in the quality table were planted on purpose.)"
 echo
 curate query "SELECT Modality, body_part, view, count(*) AS images FROM idx WHERE status = 'ok' GROUP BY ALL ORDER BY images DESC LIMIT 8" index="$DEMO/index"
 echo
@@ -31,6 +30,24 @@ fi
 KEY_ARG=()
 [ -z "${CURATE_DEID_KEY:-}" ] && KEY_ARG=("key_file=$DEMO/deid.key")
 curate build dataset=chest_frontal index="$DEMO/index" out="$DEMO/datasets" "${KEY_ARG[@]}"
+echo
+VERSION_DIR=$(ls -d "$DEMO"/datasets/chest_frontal/*/ | head -n 1)
+if python -c "import torch" 2>/dev/null; then
+    python - "$VERSION_DIR" <<'PY'
+import sys
+import torch
+from torch.utils.data import DataLoader
+from curate.torch import CuratedDataset
+
+data = CuratedDataset(sys.argv[1], split="train", size=64)
+loader = DataLoader(data, batch_size=8, num_workers=2,
+                    collate_fn=lambda b: (torch.stack([torch.nn.functional.pad(x, (0, 64 - x.shape[-1], 0, 64 - x.shape[-2])) for x, _ in b]), torch.tensor([y for _, y in b])))
+images, labels = next(iter(loader))
+print(f"PyTorch: a batch of {tuple(images.shape)} images, labels {labels.tolist()} (classes {data.classes})")
+PY
+else
+    echo "PyTorch is not installed: CURATE_EXTRAS=torch bash scripts/setup.sh, then curate.torch.CuratedDataset(\"$VERSION_DIR\")"
+fi
 echo
 echo "index    $DEMO/index/index.parquet   (curate query \"SELECT ... FROM idx\" index=$DEMO/index)"
 echo "report   $DEMO/report/report.html"

@@ -9,5 +9,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e ".[dev]"
+# CURATE_EXTRAS adds optional parts, e.g. CURATE_EXTRAS=torch (several GB).
+python -m pip install --quiet -e ".[dev${CURATE_EXTRAS:+,$CURATE_EXTRAS}]"
 python -c "import curate; print(f'curate {curate.__version__} ready in .venv')"

@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from curate.dataset.spec import DatasetSpec
@@ -100,6 +101,15 @@ def _quality(frame: pd.DataFrame, spec: DatasetSpec, excluded: Counter) -> pd.Da
     for column, minimum in (("Rows", spec.quality.min_rows), ("Columns", spec.quality.min_columns)):
         if minimum and column in frame:
             drop(frame[column].fillna(0) < minimum, f"{column} below {minimum}")
+    if {"pixel_data_length", "Rows", "Columns", "BitsAllocated"} <= set(frame.columns):
+        # Native pixel data shorter than the image its header describes cannot be decoded.
+        def number(column: str, default: float) -> pd.Series:
+            return pd.to_numeric(frame[column], errors="coerce").fillna(default) if column in frame else default
+
+        expected = (number("Rows", 0) * number("Columns", 0) * number("SamplesPerPixel", 1)
+                    * number("NumberOfFrames", 1) * number("BitsAllocated", 16) / 8).apply(np.ceil)
+        length = pd.to_numeric(frame["pixel_data_length"], errors="coerce")
+        drop((length >= 0) & (length < expected), "pixel data shorter than its header says")
     return frame
 
 

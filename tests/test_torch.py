@@ -1,0 +1,91 @@
+"""CuratedDataset: tensors from a built version, MONOCHROME1 inverted, compressed files
+decoded, DataLoader with worker processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from dicom_factory import image_dataset, write
+
+from conftest import testdata
+from curate.dataset import DatasetSpec, build_dataset
+from curate.index import build_index
+from test_deid_engine import KEY
+
+try:
+    import torch
+    from torch.utils.data import DataLoader
+except ImportError:  # the [torch] extra is optional; CI installs it and requires it
+    if os.environ.get("CURATE_REQUIRE_TORCH"):
+        raise
+    pytest.skip("torch is not installed (pip install curate[torch])", allow_module_level=True)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def version(tmp_path_factory):
+    root = tmp_path_factory.mktemp("torch")
+    src = root / "src"
+    for i in range(8):
+        photometric = "MONOCHROME1" if i % 2 else "MONOCHROME2"
+        ds = image_dataset(PatientID=f"P{i}", PhotometricInterpretation=photometric, ViewPosition="PA" if i < 4 else "LL")
+        ds.PixelData = (np.arange(64, dtype=np.uint16) + i).tobytes()
+        write(ds, src / f"{i}.dcm")
+    shutil.copy(testdata("JPEG2000.dcm"), src / "j2k.dcm")
+    build_index(src, root / "idx", progress=False)
+    spec = DatasetSpec.from_dict({"name": "t", "label": "view", "split": {"train": 1.0, "val": 0.0, "test": 0.0}})
+    return build_dataset(spec, root / "idx", root / "datasets", KEY, workers=1).path
+
+
+def test_items_are_unit_range_tensors_with_labels(version):
+    from curate.torch import CuratedDataset
+
+    data = CuratedDataset(version, split="train")
+    assert len(data) == 9 and data.classes == ["LATERAL", "PA"]
+    image, label = data[0]
+    assert image.dtype == torch.float32 and image.shape[0] == 1
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert label in (0, 1, -1)
+
+
+def test_monochrome1_comes_out_inverted(version):
+    import pandas as pd
+
+    from curate.torch import CuratedDataset
+
+    data = CuratedDataset(version, split="train")
+    manifest = pd.read_parquet(version / "manifest.parquet")
+    kinds = dict(zip(manifest.path, manifest.photometric))
+    ramps = [data[i][0][0] for i, path in enumerate(data.paths) if kinds[path] in ("MONOCHROME1", "MONOCHROME2")
+             and data[i][0].shape[-1] == 8]
+    firsts = {kinds[p]: data[i][0][0] for i, p in enumerate(data.paths) if data[i][0].shape[-1] == 8}
+    assert len(ramps) == 8
+    # A ramp rising left to right: bright on the right in MONOCHROME2, dark in MONOCHROME1.
+    assert firsts["MONOCHROME2"][0, 0] < firsts["MONOCHROME2"][-1, -1]
+    assert firsts["MONOCHROME1"][0, 0] > firsts["MONOCHROME1"][-1, -1]
+
+
+def test_compressed_file_decodes(version):
+    from curate.torch import CuratedDataset
+
+    data = CuratedDataset(version, split="train", size=64)
+    shapes = [data[i][0].shape for i in range(len(data))]
+    assert (1, 64, 16) in shapes, shapes  # JPEG2000.dcm is 1024 x 256
+
+
+def test_dataloader_with_worker_processes(version):
+    from curate.torch import CuratedDataset
+
+    data = CuratedDataset(version, split="train", size=8)
+    loader = DataLoader(data, batch_size=3, num_workers=2, shuffle=False,
+                        collate_fn=lambda batch: (torch.stack([b[0] for b in batch if b[0].shape[-1] == 8]),
+                                                  [b[1] for b in batch]))
+    seen = 0
+    for images, labels in loader:
+        assert images.ndim == 4 and images.shape[1:] == (1, 8, 8)
+        seen += len(labels)
+    assert seen == 9
