@@ -188,3 +188,20 @@ def test_cli_build_and_datasets(archive):
     assert listed.returncode == 0 and "chest_frontal" in listed.stdout
     no_key = run_curate(*args, cwd=archive, env={"CURATE_DEID_KEY": ""})
     assert no_key.returncode == 2 and "CURATE_DEID_KEY" in no_key.stderr
+
+
+def test_diff_reports_label_and_split_changes(archive):
+    first = build(archive)
+    # Relabel one image (its ViewPosition was wrong): same instance, new label.
+    path = archive / "src" / "p001" / "0.dcm"
+    ds = pydicom.dcmread(path)
+    ds.ViewPosition = "LL"
+    ds.save_as(path, enforce_file_format=True)
+    build_index(archive / "src", archive / "idx", progress=False)
+    relabelled = build(archive)
+    changes = diff(first.path, relabelled.path)
+    assert len(changes["label_changed"]) == 1 and not changes["added"] and not changes["removed"]
+    # Other ratios move patients between splits: reported as split changes.
+    resplit = build(archive, split={"train": 0.34, "val": 0.33, "test": 0.33})
+    moved = diff(relabelled.path, resplit.path)
+    assert moved["split_changed"] and not moved["label_changed"]
