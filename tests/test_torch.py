@@ -89,3 +89,31 @@ def test_dataloader_with_worker_processes(version):
         assert images.ndim == 4 and images.shape[1:] == (1, 8, 8)
         seen += len(labels)
     assert seen == 9
+
+
+@pytest.mark.parametrize("format_", ["png16", "npy"])
+def test_exported_images_load_like_the_dicom(tmp_path, format_):
+    from curate.torch import CuratedDataset
+
+    src = tmp_path / "src"
+    for i in range(4):
+        ds = image_dataset(PatientID=f"E{i}", PhotometricInterpretation="MONOCHROME1" if i % 2 else "MONOCHROME2",
+                           ViewPosition="PA")
+        ds.PixelData = (np.arange(64, dtype=np.uint16) * (i + 1)).tobytes()
+        write(ds, src / f"{i}.dcm")
+    build_index(src, tmp_path / "idx", progress=False)
+    spec = DatasetSpec.from_dict({"name": "e", "label": "view", "split": {"train": 1.0, "val": 0.0, "test": 0.0},
+                                  "export": {"format": format_, "size": 8}})
+    version = build_dataset(spec, tmp_path / "idx", tmp_path / "datasets", KEY, workers=1).path
+    exported = CuratedDataset(version, split="train")
+    assert exported.from_export and all(p.startswith("images/") for p in exported.paths)
+    from_dicom = CuratedDataset(version, split="train", source="dicom")
+    for i in range(len(exported)):
+        assert torch.allclose(exported[i][0], from_dicom[i][0], atol=2e-3), "the export holds what the loader computes"
+    assert json_of(version)["export"]["format"] == format_
+
+
+def json_of(version):
+    import json
+
+    return json.loads((version / "dataset.json").read_text())

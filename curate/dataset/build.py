@@ -254,6 +254,11 @@ def build_dataset(
             "source_index_digest": index_digest,
             "deid": {"profile": f"PS3.15 {TABLE_EDITION} Basic Application Level Confidentiality Profile",
                      "options": spec.deid.active(), "uid_root": spec.uid_root},
+            "export": None if not spec.export.format else {
+                "format": spec.export.format, "size": spec.export.size,
+                "pixels": "Modality LUT, then the first window (else the VOI LUT, else the image's range) to [0, 1]; "
+                          "MONOCHROME1 inverted; resized (bilinear) to the longer side",
+            },
             "manifest_sha256": hashlib.sha256((building / MANIFEST).read_bytes()).hexdigest(),
             "curate_version": __version__,
             "git_commit": _git_commit(),
@@ -283,14 +288,16 @@ def _write_files(frame, building: Path, spec: DatasetSpec, key: bytes, pseudo: P
         relative = Path("files") / row["split"] / study / series / f"{instance}.dcm"
         jobs.append((row, study, series, instance, relative))
     rows = []
+    export = spec.export
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        futures = [pool.submit(deidentify_file, row["path"], str(building / rel), spec.deid, key, spec.uid_root)
-                   for row, _, _, _, rel in jobs]
+        futures = [pool.submit(_write_one, row["path"], building, rel.as_posix(), spec, key) for row, _, _, _, rel in jobs]
         for (row, study, series, instance, relative), future in zip(jobs, futures):
-            status, reason = future.result()
+            status, reason, image = future.result()
             if status != "written":
                 excluded[f"de-identification failed: {reason}"] += 1
                 continue
+            if export.format and image is None:
+                excluded[f"image export failed: {reason}"] += 1
             written = building / relative
             rows.append({
                 "sop_instance_uid": instance,
@@ -306,10 +313,49 @@ def _write_files(frame, building: Path, spec: DatasetSpec, key: bytes, pseudo: P
                 "rows": None if pd.isna(row.get("Rows")) else int(row.get("Rows")),
                 "columns": None if pd.isna(row.get("Columns")) else int(row.get("Columns")),
                 "photometric": row.get("PhotometricInterpretation"),
+                "image_path": image,
             })
             if on_file is not None:
                 on_file(len(rows))
     return rows
+
+
+def _write_one(source: str, building: Path, relative: str, spec: DatasetSpec, key: bytes):
+    """One worker task: de-identify a file and, when the spec asks, export its image
+    (from the de-identified file). Returns (status, reason, image path or None)."""
+    status, reason = deidentify_file(source, str(building / relative), spec.deid, key, spec.uid_root)
+    if status != "written" or not spec.export.format:
+        return status, reason, None
+    try:
+        image_relative = export_image(building / relative, building, relative, spec.export)
+    except Exception as err:  # a file whose pixels do not decode is kept, without an image
+        return status, type(err).__name__, None
+    return status, None, image_relative
+
+
+def export_image(dicom_path: Path, building: Path, relative: str, export) -> str:
+    """Write the model-ready image of a de-identified file under ``images/``."""
+    import io
+
+    import pydicom
+
+    from curate.dataset.images import resized, to_png16, to_unit_range
+    from curate.files import write_atomic
+
+    image = to_unit_range(pydicom.dcmread(dicom_path))
+    if image.ndim == 3:
+        image = image.mean(axis=-1)
+    image = resized(image, export.size)
+    stem = Path("images") / Path(relative).relative_to("files").with_suffix("")
+    if export.format == "png16":
+        target = stem.with_suffix(".png")
+        write_atomic(building / target, to_png16(image))
+    else:
+        target = stem.with_suffix(".npy")
+        buffer = io.BytesIO()
+        np.save(buffer, image.astype(np.float16))
+        write_atomic(building / target, buffer.getvalue())
+    return target.as_posix()
 
 
 def _remove_abandoned_builds(folder: Path) -> None:

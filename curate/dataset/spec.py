@@ -34,6 +34,22 @@ class QualitySpec:
 
 
 @dataclass
+class ExportSpec:
+    """Images written beside the DICOM files for fast training: ``png16`` (16-bit
+    greyscale) or ``npy`` (float16), the longer side `size` pixels, after the same LUT,
+    window and MONOCHROME1 handling as the loader applies. None: no export."""
+
+    format: str | None = None
+    size: int = 512
+
+    def __post_init__(self) -> None:
+        if self.format not in (None, "png16", "npy"):
+            raise ValueError(f"export.format must be png16, npy or null, not {self.format!r}")
+        if self.size < 8:
+            raise ValueError(f"export.size must be at least 8, not {self.size}")
+
+
+@dataclass
 class DatasetSpec:
     name: str
     #: A SQL condition over the index (view ``idx``, joined with series types when the
@@ -49,6 +65,7 @@ class DatasetSpec:
     split: SplitSpec = field(default_factory=SplitSpec)
     deid: Options = field(default_factory=Options)
     uid_root: str = "2.25"
+    export: ExportSpec = field(default_factory=ExportSpec)
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):
@@ -67,6 +84,7 @@ class DatasetSpec:
             split=SplitSpec(**(raw.pop("split", None) or {})),
             deid=Options(**(raw.pop("deid", None) or {})),
             uid_root=str(raw.pop("uid_root", "2.25")),
+            export=ExportSpec(**(raw.pop("export", None) or {})),
             **raw,
         )
 
