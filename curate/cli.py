@@ -247,8 +247,13 @@ def _build(cfg: DictConfig) -> None:
     key = load_key(cfg.key_file)
     with tracked_run("build", _tracking(cfg), name=f"build {spec.name}") as run:
         result = build_dataset(spec, cfg.index, cfg.out, key, workers=cfg.workers or None)
+        import json as _json
+
+        description = _json.loads((result.path / "dataset.json").read_text())
         run.params({"dataset": spec.name, "version_id": result.version_id, "spec_digest": spec.digest()[:16],
-                    "deid_options": ",".join(spec.deid.active()) or "basic"})
+                    "manifest_sha256": description["manifest_sha256"], "parent_version": description["parent_version"],
+                    "deid_options": ",".join(spec.deid.active()) or "basic",
+                    "export": spec.export.format or "none"})
         counts = result.counts
         run.metrics({"instances": counts["instances"], "patients": counts.get("patients", 0),
                      **{f"split.{k}": v for k, v in counts.get("by_split", {}).items()},

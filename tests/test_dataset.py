@@ -205,3 +205,27 @@ def test_diff_reports_label_and_split_changes(archive):
     resplit = build(archive, split={"train": 0.34, "val": 0.33, "test": 0.33})
     moved = diff(relabelled.path, resplit.path)
     assert moved["split_changed"] and not moved["label_changed"]
+
+
+def test_build_is_an_mlflow_run_without_patient_data(archive):
+    import mlflow
+
+    from test_cli import run_curate
+
+    uri = f"sqlite:///{archive}/mlflow.db"
+    env = {"CURATE_DEID_KEY": KEY.decode(), "MLFLOW_TRACKING_URI": uri}
+    done = run_curate("build", f"index={archive / 'idx'}", "out=ds", "workers=1", "dataset.label=view",
+                      "dataset.quality.min_rows=0", "dataset.quality.min_columns=0",
+                      'dataset.select="body_part = \'CHEST\'"', f"tracking.artifacts={archive / 'artifacts'}",
+                      cwd=archive, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    mlflow.set_tracking_uri(uri)
+    [run] = mlflow.search_runs(experiment_names=["curate"]).to_dict("records")
+    version = run["params.version_id"]
+    assert run["metrics.instances"] == 30 and run["params.manifest_sha256"]
+    [dataset_input] = mlflow.get_run(run["run_id"]).inputs.dataset_inputs
+    assert dataset_input.dataset.digest == version
+    for path in list((archive / "artifacts").rglob("*")) + [archive / "mlflow.db"]:
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"Doe^Patient" not in data and b"PAT00" not in data, path
