@@ -127,96 +127,24 @@ def _sweep_id() -> str | None:
 
 
 def _train(cfg: DictConfig) -> None:
-    from curate.classify import RuleLabeler, SeriesTypeClassifier
-    from curate.classify.evaluate import evaluate, rule_scores
-    from curate.classify.train import labelled_index, save_model, synthetic_data
+    from curate.classify.experiment import Experiment, training_data
+    from curate.classify.train import save_model
     from curate.tracking import tracked_run
 
-    if cfg.data.source == "synthetic":
-        data = synthetic_data(cfg.data.series, cfg.data.sites, cfg.seed)
-    elif cfg.data.source == "index":
-        if not cfg.data.index or not cfg.data.labels:
-            raise ValueError("data.source=index needs data.index=DIR and data.labels=CSV")
-        data = labelled_index(cfg.data.index, cfg.data.labels, cfg.data.group_column)
-    else:
-        raise ValueError(f"data.source must be 'synthetic' or 'index', not {cfg.data.source!r}")
-
-    def make():
-        return SeriesTypeClassifier(model=cfg.model, C=cfg.C, n_estimators=cfg.n_estimators,
-                                    threshold=cfg.threshold, random_state=cfg.seed)
-
+    data = training_data(cfg.data.source, cfg.data.series, cfg.data.sites, cfg.seed, cfg.data.index,
+                         cfg.data.labels, cfg.data.group_column)
+    experiment = Experiment(model=cfg.model, C=cfg.C, n_estimators=cfg.n_estimators, threshold=cfg.threshold,
+                            target_precision=cfg.target_precision, test_size=cfg.test_size, seed=cfg.seed)
     with tracked_run("train", _tracking(cfg), sweep=_sweep_id(), name=f"train {cfg.model}") as run:
-        report = evaluate(make, data.X, data.y, data.groups, cfg.target_precision, cfg.test_size, cfg.seed)
-        report["rules"] = rule_scores(RuleLabeler(), data.X, data.y)
-        model = make().fit(data.X, data.y)
-        run.params({"model": cfg.model, "C": cfg.C, "n_estimators": cfg.n_estimators, "threshold": cfg.threshold,
-                    "target_precision": cfg.target_precision, "data": data.description, "rows": len(data.X)})
-        for split in ("grouped", "random"):
-            if split in report:
-                numbers = {k: v for k, v in report[split].items() if isinstance(v, (int, float))}
-                run.metrics({f"{split}.{k}": v for k, v in numbers.items()})
-                run.metrics({f"{split}.f1.{c}": f for c, f in report[split]["per_class_f1"].items()})
-        run.metrics({f"rules.{k}": v for k, v in report["rules"].items()})
-        if run.active:
-            _log_model(run, model, data, report, cfg)
+        model, report = experiment.run(data)
+        experiment.log(run, model, data, report)
         if cfg.out:
             save_model(model, cfg.out)
-    for split in ("grouped", "random"):
-        if split in report:
-            r = report[split]
-            print(f"{split:<8} macro-F1 {r['macro_f1']:.3f}  balanced accuracy {r['balanced_accuracy']:.3f}  "
-                  f"coverage at precision {cfg.target_precision:g}: "
-                  f"{r[f'coverage_at_precision_{cfg.target_precision:g}']:.1%}")
-    print(f"rules    macro-F1 {report['rules']['macro_f1']:.3f}  (answers {report['rules']['coverage']:.1%})")
+    print(experiment.summary(report))
     if run.active:
         print(f"MLflow run {run.run_id}: model at runs:/{run.run_id}/model")
     if cfg.out:
         print(f"model    {cfg.out}")
-
-
-def _own_types(model) -> list[str]:
-    """The types in `model` that skops does not trust by default, where they come from
-    curate, scikit-learn, numpy or scipy (the parts curate builds its models from)."""
-    import skops.io
-
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    return [t for t in untrusted if t.split(".")[0] in ("curate", "sklearn", "numpy", "scipy")]
-
-
-def _log_model(run, model, data, report: dict, cfg: DictConfig) -> None:
-    """The model with its signature and an input example, the training data as an MLflow
-    dataset (digest and schema, no rows) and the confusion matrix."""
-    import json
-    import tempfile
-
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    from curate.classify.evaluate import confusion_png
-    from curate.classify.synth import generate
-
-    # The input example is generated, never taken from the training rows (they may be
-    # patient data), restricted to the columns the model reads.
-    used = [c for columns in model.features_.roles_.values() for c in columns]
-    example = generate(5, sites=2, seed=1).reindex(columns=used).head(5)
-    # Numbers as floats: real index columns hold missing values, which integers cannot.
-    example = example.astype({c: float for c in example.select_dtypes("number").columns})
-    mlflow.sklearn.log_model(
-        model, name="model", signature=infer_signature(example, model.predict(example)), input_example=example,
-        # skops loads only the types it is told to trust. This model was built here, by
-        # curate, from scikit-learn parts: trust exactly the types it is made of.
-        skops_trusted_types=_own_types(model),
-    )
-    dataset = mlflow.data.from_pandas(data.X.head(0), name="training data", digest=data.digest)
-    mlflow.log_input(dataset, context="training")
-    with tempfile.TemporaryDirectory() as folder:
-        png = Path(folder) / "confusion_matrix.png"
-        png.write_bytes(confusion_png(report["confusion"], f"{cfg.model}: held-out sites"))
-        mlflow.log_artifact(str(png))
-        summary = Path(folder) / "evaluation.json"
-        summary.write_text(json.dumps(report, indent=2))
-        mlflow.log_artifact(str(summary))
 
 
 def _classify(cfg: DictConfig) -> None:

@@ -31,15 +31,10 @@ def load_default_model() -> SeriesTypeClassifier:
 
 def evaluate_default_model() -> dict:
     """The card's numbers, computed again: held-out sites and a random split."""
-    from curate.classify.evaluate import evaluate, rule_scores
-    from curate.classify.rules import RuleLabeler
+    from curate.classify.experiment import Experiment
     from curate.classify.train import synthetic_data
 
     data = synthetic_data(RECIPE["series"], RECIPE["sites"], RECIPE["seed"])
-
-    def make():
-        return SeriesTypeClassifier(model=RECIPE["model"], C=RECIPE["C"], random_state=RECIPE["seed"])
-
-    report = evaluate(make, data.X, data.y, data.groups, target_precision=0.95, test_size=0.25, seed=RECIPE["seed"])
-    report["rules"] = rule_scores(RuleLabeler(), data.X, data.y)
-    return report
+    experiment = Experiment(model=RECIPE["model"], C=RECIPE["C"], target_precision=0.95, test_size=0.25,
+                            seed=RECIPE["seed"])
+    return experiment.run(data)[1]

@@ -1,0 +1,109 @@
+"""One training experiment: evaluate, fit, and log to MLflow what identifies no one."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from curate.classify.evaluate import confusion_png, evaluate, rule_scores
+from curate.classify.model import SeriesTypeClassifier
+from curate.classify.rules import RuleLabeler
+from curate.classify.train import TrainingData, labelled_index, synthetic_data
+
+
+def training_data(source: str, series: int, sites: int, seed: int, index: str | None, labels: str | None,
+                  group_column: str) -> TrainingData:
+    if source == "synthetic":
+        return synthetic_data(series, sites, seed)
+    if source == "index":
+        if not index or not labels:
+            raise ValueError("data.source=index needs data.index=DIR and data.labels=CSV (or data.labels=rules)")
+        return labelled_index(index, labels, group_column)
+    raise ValueError(f"data.source must be 'synthetic' or 'index', not {source!r}")
+
+
+@dataclass
+class Experiment:
+    model: str = "logreg"
+    C: float = 10.0
+    n_estimators: int = 200
+    threshold: float | None = None
+    target_precision: float = 0.95
+    test_size: float = 0.25
+    seed: int = 0
+
+    def make(self) -> SeriesTypeClassifier:
+        return SeriesTypeClassifier(model=self.model, C=self.C, n_estimators=self.n_estimators,
+                                    threshold=self.threshold, random_state=self.seed)
+
+    def run(self, data: TrainingData) -> tuple[SeriesTypeClassifier, dict]:
+        """Scores on held-out sites and on a random split (and the rules'), then the
+        model fitted on all the data."""
+        report = evaluate(self.make, data.X, data.y, data.groups, self.target_precision, self.test_size, self.seed)
+        report["rules"] = rule_scores(RuleLabeler(), data.X, data.y)
+        return self.make().fit(data.X, data.y), report
+
+    def log(self, run, model: SeriesTypeClassifier, data: TrainingData, report: dict) -> None:
+        run.params({"model": self.model, "C": self.C, "n_estimators": self.n_estimators, "threshold": self.threshold,
+                    "target_precision": self.target_precision, "data": data.description, "rows": len(data.X)})
+        for split in ("grouped", "random"):
+            if split in report:
+                numbers = {k: v for k, v in report[split].items() if isinstance(v, (int, float))}
+                run.metrics({f"{split}.{k}": v for k, v in numbers.items()})
+                run.metrics({f"{split}.f1.{c}": f for c, f in report[split]["per_class_f1"].items()})
+        run.metrics({f"rules.{k}": v for k, v in report["rules"].items()})
+        if run.active:
+            self._log_model(model, data, report)
+
+    def _log_model(self, model: SeriesTypeClassifier, data: TrainingData, report: dict) -> None:
+        """The model with its signature and an input example, the training data as an
+        MLflow dataset (digest and schema, no rows), the confusion matrix, the scores."""
+        import mlflow
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        from curate.classify.synth import generate
+
+        # The input example is generated, never taken from the training rows (they may
+        # be patient data), restricted to the columns the model reads; numbers as floats,
+        # as real index columns hold missing values.
+        used = [c for columns in model.features_.roles_.values() for c in columns]
+        example = generate(5, sites=2, seed=1).reindex(columns=used).head(5)
+        example = example.astype({c: float for c in example.select_dtypes("number").columns})
+        mlflow.sklearn.log_model(
+            model, name="model", signature=infer_signature(example, model.predict(example)), input_example=example,
+            skops_trusted_types=own_types(model),
+        )
+        mlflow.log_input(mlflow.data.from_pandas(data.X.head(0), name="training data", digest=data.digest),
+                         context="training")
+        with tempfile.TemporaryDirectory() as folder:
+            png = Path(folder) / "confusion_matrix.png"
+            png.write_bytes(confusion_png(report["confusion"], f"{self.model}: held-out sites"))
+            mlflow.log_artifact(str(png))
+            summary = Path(folder) / "evaluation.json"
+            summary.write_text(json.dumps(report, indent=2))
+            mlflow.log_artifact(str(summary))
+
+    def summary(self, report: dict) -> str:
+        lines = []
+        for split in ("grouped", "random"):
+            if split in report:
+                r = report[split]
+                coverage = r[f"coverage_at_precision_{self.target_precision:g}"]
+                lines.append(f"{split:<8} macro-F1 {r['macro_f1']:.3f}  balanced accuracy {r['balanced_accuracy']:.3f}  "
+                             f"coverage at precision {self.target_precision:g}: {coverage:.1%}")
+        rules = report["rules"]
+        lines.append(f"rules    macro-F1 {rules['macro_f1']:.3f}  (answers {rules['coverage']:.1%})")
+        return "\n".join(lines)
+
+
+def own_types(model) -> list[str]:
+    """The types in `model` that skops does not trust by default, where they come from
+    curate, scikit-learn, numpy or scipy: the model was built here from those parts, so
+    exactly its own types are trusted when MLflow loads it."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    return [t for t in untrusted if t.split(".")[0] in ("curate", "sklearn", "numpy", "scipy")]
