@@ -390,7 +390,7 @@ def _merge(index_dir: Path, listing: pa.Table | None, previous: Path | None, sta
     con = duckdb.connect()
     # Bounded memory: DuckDB spills the sort to disk rather than holding the index.
     con.execute(f"SET memory_limit = '{MERGE_MEMORY}'")
-    con.execute(f"SET temp_directory = '{_sql_path(index_dir / STAGING_DIR / 'spill')}'")
+    con.execute(f"SET temp_directory = {sql_string(index_dir / STAGING_DIR / 'spill')}")
     try:
         selects = []
         if listing is not None:
@@ -398,7 +398,7 @@ def _merge(index_dir: Path, listing: pa.Table | None, previous: Path | None, sta
         if parts:
             # The newest staged row of a path wins (a file that changed again after a
             # killed scan was staged twice); only rows that match the listing count.
-            files = ", ".join(f"'{_sql_path(Path(p))}'" for p in parts)
+            files = ", ".join(sql_string(p) for p in parts)
             current = "SEMI JOIN listing USING (path, file_size, mtime) " if listing is not None else ""
             con.execute(
                 f"CREATE TEMP VIEW fresh AS SELECT * EXCLUDE (filename) FROM read_parquet([{files}], filename=true) "
@@ -406,7 +406,7 @@ def _merge(index_dir: Path, listing: pa.Table | None, previous: Path | None, sta
             )
             selects.append("SELECT * FROM fresh")
         if previous is not None:
-            con.execute(f"CREATE TEMP VIEW old AS SELECT * FROM read_parquet('{_sql_path(previous)}')")
+            con.execute(f"CREATE TEMP VIEW old AS SELECT * FROM read_parquet({sql_string(previous)})")
             kept = "SELECT * FROM old SEMI JOIN listing USING (path)"
             if parts:
                 kept += " ANTI JOIN fresh USING (path)"
@@ -417,7 +417,7 @@ def _merge(index_dir: Path, listing: pa.Table | None, previous: Path | None, sta
         query = " UNION ALL BY NAME ".join(f"({s})" for s in selects) + " ORDER BY path"
         metadata = json.dumps(signature).replace("'", "''")
         con.execute(
-            f"COPY ({query}) TO '{_sql_path(partial)}' "
+            f"COPY ({query}) TO {sql_string(partial)} "
             f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {PART_ROWS}, KV_METADATA {{curate_index: '{metadata}'}})"
         )
     finally:
@@ -425,8 +425,23 @@ def _merge(index_dir: Path, listing: pa.Table | None, previous: Path | None, sta
     os.replace(partial, final)
 
 
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
+def sql_string(text) -> str:
+    """`text` as a quoted SQL string literal (a path, a constant)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def connect_index(index_dir: str | os.PathLike[str], view: str = "idx", file_row_number: bool = False):
+    """A DuckDB connection with ``<index_dir>/index.parquet`` as the view `view` (with
+    ``file_row_number``, the row numbers quality reports give as examples)."""
+    import duckdb
+
+    index = Path(index_dir) / INDEX_FILE
+    if not index.exists():
+        raise FileNotFoundError(f"no index at {index_dir} (run `curate scan` first)")
+    con = duckdb.connect()
+    options = ", file_row_number=true" if file_row_number else ""
+    con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({sql_string(index)}{options})")
+    return con
 
 
 def _count_final(summary: ScanSummary) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from curate.index import INDEX_FILE
+from curate.index import connect_index
 
 #: Default small-cell threshold: counts from 1 to min_cell - 1 are not shown.
 MIN_CELL = 5
@@ -32,13 +32,9 @@ TOP_UTILISERS = 10
 
 
 class _Stats:
-    def __init__(self, index: Path, min_cell: int):
-        import duckdb
-
+    def __init__(self, index_dir: Path, min_cell: int):
         self.min_cell = min_cell
-        self.con = duckdb.connect()
-        path = str(index).replace("'", "''")
-        self.con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet('{path}')")
+        self.con = connect_index(index_dir, "raw")
         self.columns = {r[0] for r in self.con.execute("DESCRIBE raw").fetchall()}
         # One row per image: readable, current files. Missing columns read as NULL so
         # that every statistic works on any tag set.
@@ -64,10 +60,7 @@ class _Stats:
 
 def population(index_dir: str | os.PathLike[str], min_cell: int = MIN_CELL) -> dict:
     """Every statistic of the report, as plain data (JSON-ready, suppressed)."""
-    index = Path(index_dir) / INDEX_FILE
-    if not index.exists():
-        raise FileNotFoundError(f"no index at {index_dir} (run `curate scan` first)")
-    s = _Stats(index, min_cell)
+    s = _Stats(index_dir, min_cell)
     try:
         return {
             "min_cell": min_cell,

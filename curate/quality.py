@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from curate.index import INDEX_FILE
+from curate.index import connect_index
 
 SEVERITIES = ("error", "warning", "info")
 EXAMPLES = 5
@@ -82,13 +82,8 @@ class QualityReport:
 class _Checker:
     """Runs checks against one index in one DuckDB connection."""
 
-    def __init__(self, index: Path):
-        import duckdb
-
-        self.index = index
-        self.con = duckdb.connect()
-        path = str(index).replace("'", "''")
-        self.con.execute(f"CREATE VIEW idx AS SELECT * FROM read_parquet('{path}', file_row_number=true)")
+    def __init__(self, index_dir: Path):
+        self.con = connect_index(index_dir, "idx", file_row_number=True)
         self.columns = {row[0] for row in self.con.execute("DESCRIBE idx").fetchall()}
 
     def missing(self, *columns: str) -> str | None:
@@ -327,10 +322,7 @@ CHECKS: list[tuple[str, str, str, Callable[[_Checker, CheckResult], None]]] = [
 
 def check_index(index_dir: str | os.PathLike[str]) -> QualityReport:
     """Run every check of the catalogue over ``<index_dir>/index.parquet``."""
-    index = Path(index_dir) / INDEX_FILE
-    if not index.exists():
-        raise FileNotFoundError(f"no index at {index_dir} (run `curate scan` first)")
-    q = _Checker(index)
+    q = _Checker(index_dir)
     try:
         files = q.scalar("SELECT count(*) FROM idx")
         results = []

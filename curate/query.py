@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curate.index import INDEX_FILE
+from curate.index import connect_index, sql_string
 
 VIEW = "idx"
 FORMATS = {".csv": "FORMAT csv, HEADER true", ".parquet": "FORMAT parquet, COMPRESSION zstd"}
@@ -26,19 +26,7 @@ class QueryError(ValueError):
 
 
 def _connect(index_dir: str | os.PathLike[str]):
-    import duckdb
-
-    index = Path(index_dir) / INDEX_FILE
-    if not index.exists():
-        raise FileNotFoundError(f"no index at {index_dir} (run `curate scan` first)")
-    con = duckdb.connect()
-    # file_row_number: the row numbers that quality reports give as examples.
-    con.execute(f"CREATE VIEW {VIEW} AS SELECT * FROM read_parquet('{_quote(index)}', file_row_number=true)")
-    return con
-
-
-def _quote(path: Path) -> str:
-    return str(path).replace("'", "''")
+    return connect_index(index_dir, VIEW, file_row_number=True)
 
 
 def _run(con, sql: str):
@@ -91,7 +79,7 @@ def write(index_dir: str | os.PathLike[str], sql: str, out: str | os.PathLike[st
             raise QueryError("the statement returns no rows to write")
         rows = relation.shape[0]
         try:
-            relation.query("result", f"COPY result TO '{_quote(partial)}' ({options})")
+            relation.query("result", f"COPY result TO {sql_string(partial)} ({options})")
         except Exception as err:  # DuckDB errors while writing
             raise QueryError(str(err).strip()) from None
         os.replace(partial, out)

@@ -28,7 +28,7 @@ from curate.dataset.spec import DatasetSpec
 from curate.deid.profile import TABLE_EDITION
 from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.tree import deidentify_file
-from curate.index import INDEX_FILE
+from curate.index import INDEX_FILE, connect_index, sql_string
 
 MANIFEST = "manifest.parquet"
 DESCRIPTION = "dataset.json"
@@ -45,25 +45,17 @@ class BuildResult:
     counts: dict = field(default_factory=dict)
 
 
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
 def select_candidates(index_dir: Path, spec: DatasetSpec) -> pd.DataFrame:
     """Rows of the index that the spec selects (readable files only), with series types."""
     import duckdb
 
-    index = index_dir / INDEX_FILE
-    if not index.exists():
-        raise FileNotFoundError(f"no index at {index_dir} (run `curate scan` first)")
-    con = duckdb.connect()
+    con = connect_index(index_dir, "raw")
     try:
-        con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet('{_sql_path(index)}')")
         types = index_dir / SERIES_TYPES
         if types.exists():
             con.execute(
                 f"CREATE VIEW idx AS SELECT raw.*, t.series_type, t.confidence AS series_confidence, "
-                f"t.model_version AS series_model FROM raw LEFT JOIN read_parquet('{_sql_path(types)}') t "
+                f"t.model_version AS series_model FROM raw LEFT JOIN read_parquet({sql_string(types)}) t "
                 "USING (SeriesInstanceUID)"
             )
         elif spec.series_types:
@@ -74,7 +66,7 @@ def select_candidates(index_dir: Path, spec: DatasetSpec) -> pd.DataFrame:
                         "NULL AS series_model FROM raw")
         where = f"status = 'ok' AND ({spec.select})"
         if spec.series_types:
-            where += " AND series_type IN (" + ", ".join("'" + t.replace("'", "''") + "'" for t in spec.series_types) + ")"
+            where += " AND series_type IN (" + ", ".join(sql_string(t) for t in spec.series_types) + ")"
         try:
             frame = con.execute(f"SELECT * FROM idx WHERE {where} ORDER BY path").df()
         except duckdb.Error as err:
