@@ -148,15 +148,14 @@ def _train(cfg: DictConfig) -> None:
 
 
 def _classify(cfg: DictConfig) -> None:
-    from curate.classify.train import classify_index, load_model
+    from curate.classify.train import classify_index, load_model, model_version
     from curate.tracking import tracked_run
 
     model = load_model(cfg.model)
     if cfg.threshold is not None:
         model.threshold = cfg.threshold
     with tracked_run("classify", _tracking(cfg)) as run:
-        path = classify_index(cfg.index, model, model_version=str(cfg.model) if "://" in str(cfg.model)
-                              or str(cfg.model).startswith("runs:/") else Path(str(cfg.model)).name)
+        path = classify_index(cfg.index, model, model_version=model_version(cfg.model))
         import pyarrow.parquet as pq
 
         table = pq.read_table(path).to_pandas()

@@ -97,14 +97,23 @@ def save_model(model: SeriesTypeClassifier, path: str | os.PathLike[str]) -> Pat
     return write_atomic(path, buffer.getvalue())
 
 
+def is_mlflow_uri(where) -> bool:
+    text = str(where)
+    return "://" in text or text.startswith(("runs:/", "models:/"))
+
+
+def model_version(where) -> str:
+    """How series types name the model that made them: the MLflow URI, or the file's name."""
+    return str(where) if is_mlflow_uri(where) else Path(where).name
+
+
 def load_model(where: str | os.PathLike[str]) -> SeriesTypeClassifier:
     """A model from a file saved by :func:`save_model`, or an MLflow model URI
     (``runs:/<run id>/model``, ``models:/<name>/<version>``)."""
-    text = str(where)
-    if "://" in text or text.startswith(("runs:/", "models:/")):
+    if is_mlflow_uri(where):
         import mlflow.sklearn
 
-        return mlflow.sklearn.load_model(text)
+        return mlflow.sklearn.load_model(str(where))
     import joblib
 
     return joblib.load(Path(where))
