@@ -196,3 +196,53 @@ def test_other_people_in_free_text_are_scrubbed_and_empty_ids_stay_empty():
     assert deid(ds, clean_descriptors=True).ImageComments == "* * asked for a repeat"
     a, b = planted(pid=""), planted(pid="", patient="Other^Person")
     assert deid(a).PatientID == "" and deid(b).PatientID == ""
+
+
+def _compound_attributes(ds: Dataset, sop_class: str, parent: str | None = None):
+    """(parent sequence, keyword, Type, has a value) of every compound-coded attribute of
+    Type 1 or 2 in `ds`, at any depth."""
+    from curate.deid.profile import attribute_type
+
+    for element in ds:
+        kind = attribute_type(element.keyword, sop_class, parent) if element.keyword else None
+        if kind is not None:
+            yield parent, element.keyword, kind, element.VR == "SQ" or element.value not in (None, "", b"")
+        if element.VR == "SQ":
+            for item in element.value:
+                yield from _compound_attributes(item, sop_class, element.keyword)
+
+
+@pytest.mark.parametrize(
+    "name", ["emri_small.dcm", "eCT_Supplemental.dcm", "liver.dcm", "RG1_UNCI.dcm", "CT_small.dcm", "MR_small.dcm",
+             "JPEG2000.dcm"]
+)
+def test_type_1_and_2_attributes_stay_so_the_file_stays_valid(name):
+    """Compound codes (X/Z/D ...) follow the attribute's Type in the file's IOD: a Type 1
+    attribute keeps a (dummy) value, a Type 2 one stays present."""
+    original = pydicom.dcmread(testdata(name))
+    sop_class = str(original.SOPClassUID)
+    required = list(_compound_attributes(original, sop_class))
+    out = pydicom.dcmread(io.BytesIO(written(deid(original))))
+    present = {(parent, keyword): has_value for parent, keyword, _, has_value in _compound_attributes(out, sop_class)}
+    kept_sequences = {e.keyword for e in out.iterall() if e.VR == "SQ"}
+    checked = 0
+    for parent, keyword, kind, _ in required:
+        if parent is not None and parent not in kept_sequences:
+            continue  # the whole sequence went, by its own action
+        checked += 1
+        assert (parent, keyword) in present, f"Type {kind} {keyword} (in {parent or 'the data set'}) was removed"
+        if kind == 1:
+            assert present[(parent, keyword)], f"Type 1 {keyword} (in {parent or 'the data set'}) was emptied"
+    assert checked, f"{name} has no compound-coded attribute of Type 1 or 2"
+
+
+def test_type_1_dummies_carry_nothing_of_the_source():
+    original = pydicom.dcmread(testdata("emri_small.dcm"))
+    assert original.AcquisitionDateTime.startswith("2012")
+    out = deid(original)
+    assert out.AcquisitionDateTime == "19000101000000", "a dummy date, not the source's"
+    assert out.ContentDate == "19000101"
+    shifted = deid(pydicom.dcmread(testdata("emri_small.dcm")), retain_longitudinal_modified_dates=True)
+    assert shifted.AcquisitionDateTime[:8] not in ("20120820", "19000101"), "with Modified Dates the date moves"
+    cr = deid(pydicom.dcmread(testdata("RG1_UNCI.dcm")))
+    assert "DeviceSerialNumber" not in cr, "Type 3 in CR: removed"

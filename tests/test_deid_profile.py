@@ -11,7 +11,7 @@ import pytest
 from pydicom.datadict import tag_for_keyword
 
 from curate.deid import DeidKeyError, Options, Profile, Pseudonymizer, load_key, rules
-from curate.deid.profile import TABLE_EDITION, TABLE_FILE, rule_for
+from curate.deid.profile import TABLE_EDITION, TABLE_FILE, TYPES_FILE, attribute_type, rule_for
 
 SHARED_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ps3.15-table-e1-1.json"
 
@@ -60,6 +60,69 @@ def test_project_copy_is_the_shared_table():
 )
 def test_basic_profile_actions(keyword, action):
     assert Profile().action(tag(keyword)) == action
+
+
+CR = "1.2.840.10008.5.1.4.1.1.1"
+ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
+SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def test_types_file_covers_exactly_the_compound_coded_attributes():
+    data = json.loads(TYPES_FILE.read_text())
+    compound = {r.keyword for r in rules() if r.keyword and ("/" in r.basic or any("/" in c for c in r.options.values()))}
+    assert set(data["attributes"]) == compound and len(compound) == 50
+    types = [t for a in data["attributes"].values() for part in ("top", "nested") for t in a[part].values()]
+    assert set(types) == {1, 2}, "only Types 1 and 2 are recorded; Type 3 resolves like an absent attribute"
+    assert set(data["sop_class_iod"].values()) >= {i for a in data["attributes"].values() for i in a["top"]}
+
+
+@pytest.mark.parametrize(
+    "keyword, sop_class, parent, expected",
+    [
+        # PS3.3: Enhanced MR Image module, Acquisition DateTime 1C; Enhanced General
+        # Equipment, Device Serial Number 1; General Image, Content Date 2C; Patient, Patient ID 2.
+        ("AcquisitionDateTime", ENHANCED_MR, None, 1),
+        ("DeviceSerialNumber", ENHANCED_MR, None, 1),
+        ("DeviceSerialNumber", SEGMENTATION, None, 1),
+        ("DeviceSerialNumber", CR, None, None),  # General Equipment: Type 3
+        ("ContentDate", CR, None, 2),
+        ("PatientID", CR, None, 2),
+        ("AcquisitionDateTime", CR, None, None),
+        ("AcquisitionDateTime", "1.2.3.4.private", None, None),  # a SOP class nobody knows
+        ("ReferencedImageSequence", CR, "ReferencedSeriesSequence", 1),
+        ("InstitutionName", CR, "OperatorIdentificationSequence", 1),  # Person Identification Macro 1C
+        ("StudyDescription", CR, None, None),  # not compound-coded
+    ],
+)
+def test_attribute_types_from_ps3_3(keyword, sop_class, parent, expected):
+    assert attribute_type(keyword, sop_class, parent) == expected
+
+
+@pytest.mark.parametrize(
+    "keyword, sop_class, parent, action",
+    [
+        ("AcquisitionDateTime", ENHANCED_MR, None, "D"),  # X/Z/D, Type 1: a dummy keeps the file valid
+        ("AcquisitionDateTime", CR, None, "X"),  # not in the IOD: removed
+        ("AcquisitionDateTime", None, None, "X"),  # no SOP class: the first, most removing code
+        ("DeviceSerialNumber", ENHANCED_MR, None, "D"),
+        ("DeviceSerialNumber", CR, None, "X"),
+        ("ContentDate", ENHANCED_MR, None, "D"),  # Z/D, Type 1
+        ("ContentDate", CR, None, "Z"),  # Z/D, Type 2
+        ("SeriesDate", CR, None, "X"),  # X/D, Type 3
+        ("ReferencedImageSequence", CR, "ReferencedSeriesSequence", "U"),  # X/Z/U*, Type 1
+        ("SourceImageSequence", CR, "DerivationImageSequence", "Z"),  # X/Z/U*, Type 2
+        ("InstitutionName", CR, "OperatorIdentificationSequence", "D"),
+        ("PatientID", CR, "OtherPatientIDsSequence", "D"),  # the keyed pseudonym everywhere
+    ],
+)
+def test_compound_actions_follow_the_type(keyword, sop_class, parent, action):
+    assert Profile().action(tag(keyword), sop_class, parent) == action
+
+
+def test_options_override_compound_codes_whatever_the_type():
+    dates = Profile(Options(retain_longitudinal_modified_dates=True))
+    assert dates.action(tag("AcquisitionDateTime"), ENHANCED_MR) == "C"
+    assert Profile(Options(retain_device_identity=True)).action(tag("DeviceSerialNumber"), ENHANCED_MR) == "K"
 
 
 def test_groups_private_and_unknown_attributes():

@@ -162,6 +162,15 @@ def _values(value) -> list:
     return [value]
 
 
+@dataclass(frozen=True)
+class _File:
+    """What the walk of one file needs at every depth."""
+
+    identity: Identity
+    shift: dt.timedelta
+    sop_class: str
+
+
 class Deidentifier:
     """Applies one profile with one key; reusable across files (it holds no file state)."""
 
@@ -173,44 +182,46 @@ class Deidentifier:
     def deidentify(self, ds: Dataset) -> Dataset:
         """De-identify `ds` in place (its file meta group included) and return it."""
         identity = Identity.of(ds)
-        shift = self.pseudo.date_shift(identity.patient_key)
-        self._dataset(ds, identity, shift)
+        # The IOD decides compound actions (X/Z/D ...): its SOP class is read before anything changes.
+        file = _File(identity, self.pseudo.date_shift(identity.patient_key), str(ds.get("SOPClassUID", "") or ""))
+        self._dataset(ds, file, None)
         self._record_method(ds)
         self._rebuild_meta(ds)
         return ds
 
     # --- the walk -----------------------------------------------------------------------
 
-    def _dataset(self, ds: Dataset, identity: Identity, shift: dt.timedelta) -> None:
+    def _dataset(self, ds: Dataset, file: _File, parent: str | None) -> None:
+        """Clean `ds`, the file's data set (`parent` None) or an item of the sequence `parent`."""
         for tag in list(ds.keys()):
             element = ds[tag]
-            action = self.profile.action(int(tag))
+            action = self.profile.action(int(tag), file.sop_class, parent)
             if action == "C" and element.VR in BINARY_VRS:
                 action = "X"  # bytes nobody can read (UN) or bitmaps (overlays) cannot be cleaned
             if action == "X":
                 del ds[tag]
             elif element.VR == "SQ":
-                self._sequence(ds, element, action, identity, shift)
+                self._sequence(element, action, file)
             elif action == "Z":
                 element.value = b"" if element.VR in BINARY_VRS else ""
             elif action == "D":
-                element.value = self._dummy(element, identity)
+                element.value = self._dummy(element, file.identity)
             elif action == "U":
                 element.value = self._uids(element.value)
             elif action == "C":
-                element.value = self._clean(element, identity, shift)
+                element.value = self._clean(element, file.identity, file.shift)
             elif action == "K" and int(tag) == PATIENT_AGE:
                 element.value = _cap_age(element.value)
 
-    def _sequence(self, ds: Dataset, element: DataElement, action: str, identity: Identity, shift) -> None:
+    def _sequence(self, element: DataElement, action: str, file: _File) -> None:
         if action == "Z":
             element.value = Sequence([])
-        elif action == "D":
-            # A non-empty dummy: one item with nothing in it.
-            element.value = Sequence([Dataset()])
-        else:  # K, C, U (X/Z/U*): keep the items, clean what is inside them
-            for item in element.value:
-                self._dataset(item, identity, shift)
+            return
+        # K, C, U (X/Z/U*) and D: keep the items, with everything inside them cleaned by
+        # the profile. For D (a Type 1 sequence) the cleaned items are the dummy value: they
+        # keep the structure a reader needs (the Type 1 attributes of each item).
+        for item in element.value:
+            self._dataset(item, file, element.keyword or None)
 
     def _dummy(self, element: DataElement, identity: Identity):
         if element.keyword == "PatientID":

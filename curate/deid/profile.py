@@ -15,9 +15,12 @@ options in use, one of the actions of E.1.1:
 ====== ==========================================================================
 
 Compound codes (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) depend on the attribute's
-Type in the IOD. Where :data:`KNOWN_TYPES` gives it, Type 1 takes ``D`` (``U`` for
-``X/Z/U*``), Type 2 ``Z``, Type 3 ``X``; elsewhere the first, most removing code is
-taken (the safer choice).
+Type in the IOD, looked up in ``data/compound-types.json`` (PS3.3 Types per IOD, and per
+enclosing sequence for nested attributes; see :func:`attribute_type`): Type 1 takes
+``U`` or ``D``, Type 2 ``Z`` (``D`` for ``X/D``), so that the file stays valid. Type 3,
+an unknown SOP class or an unknown context take the first, most removing code (the
+safer choice). A condition (Type 1C, 2C) is taken as met: the attribute is present in
+the file being cleaned.
 
 Not in the table: a standard attribute the table does not list is kept when its VR
 cannot carry a name, a date or free text (Rows, Pixel Data, Modality, Manufacturer ...);
@@ -41,13 +44,7 @@ ACTIONS = ("X", "Z", "D", "K", "C", "U")
 #: From most to least removing: when two active options disagree, the first wins.
 PRIVACY_ORDER = ("X", "Z", "D", "U", "C", "K")
 
-#: Types (PS3.3) of compound-coded attributes in the common image IODs, where the first
-#: code would be wrong: keeping a Type 2 attribute present (empty) keeps the file valid.
-KNOWN_TYPES: dict[str, int] = {
-    "ContrastBolusAgent": 2,  # Contrast/Bolus module
-    "ContentDate": 2,  # General Image module (2C)
-    "ContentTime": 2,
-}
+TYPES_FILE = Path(__file__).parent / "data" / "compound-types.json"
 
 #: Compound-coded identifiers replaced by a keyed pseudonym (their ``D``), so that the
 #: images of one patient stay linked in the output.
@@ -149,16 +146,39 @@ def rule_for(tag: int) -> Rule | None:
     return None
 
 
-def _resolve_compound(code: str, keyword: str | None) -> str:
+@lru_cache(maxsize=1)
+def _types() -> dict:
+    return json.loads(TYPES_FILE.read_text(encoding="utf-8"))
+
+
+def attribute_type(keyword: str | None, sop_class: str | None = None, parent: str | None = None) -> int | None:
+    """The PS3.3 Type (1 or 2) of a compound-coded attribute: in the IOD of `sop_class`
+    when it sits in the data set itself, or inside the sequence `parent`. None for Type 3,
+    an attribute the IOD does not have, or a SOP class the data does not know."""
+    data = _types()
+    entry = data["attributes"].get(keyword or "")
+    if entry is None:
+        return None
+    if parent is not None:
+        return entry["nested"].get(parent)
+    iod = data["sop_class_iod"].get(sop_class or "")
+    return entry["top"].get(iod) if iod else None
+
+
+#: The choice for each Type, in order of preference among the codes offered: a Type 1
+#: attribute needs a value, a Type 2 one needs to be present, a Type 3 one can go.
+_BY_TYPE = {1: ("U", "D", "Z", "X"), 2: ("Z", "D", "X")}
+
+
+def _resolve_compound(code: str, keyword: str | None, kind: int | None) -> str:
     if "/" not in code:
         return code
     choices = code.replace("*", "").split("/")
     if keyword in PSEUDONYMISED and "D" in choices:
         return "D"
-    kind = KNOWN_TYPES.get(keyword or "")
-    by_type = {1: "U" if "U" in choices else "D", 2: "Z", 3: "X"}
-    if kind is not None and by_type[kind] in choices:
-        return by_type[kind]
+    for choice in _BY_TYPE.get(kind or 3, ()):
+        if choice in choices:
+            return choice
     return choices[0]
 
 
@@ -169,8 +189,9 @@ class Profile:
         self.options = options or Options()
         self._active = self.options.active()
 
-    def action(self, tag: int) -> str:
-        """One of X, Z, D, K, C, U for `tag` (group length and private creators included)."""
+    def action(self, tag: int, sop_class: str | None = None, parent: str | None = None) -> str:
+        """One of X, Z, D, K, C, U for `tag` (group length and private creators included),
+        in a file of `sop_class`, inside the sequence keyword `parent` (None at the top)."""
         group, element = tag >> 16, tag & 0xFFFF
         if element == 0x0000:
             return "X"  # group lengths: recomputed by the writer, never carried over
@@ -181,7 +202,7 @@ class Profile:
         rule = rule_for(tag)
         if rule is None:
             return self._unlisted_action(tag)
-        return self.rule_action(rule)
+        return self.rule_action(rule, sop_class, parent)
 
     def _unlisted_action(self, tag: int) -> str:
         """A standard attribute the table does not list: kept when its VR cannot carry a
@@ -202,10 +223,12 @@ class Profile:
             return "X"
         return "K"
 
-    def rule_action(self, rule: Rule) -> str:
+    def rule_action(self, rule: Rule, sop_class: str | None = None, parent: str | None = None) -> str:
         candidates = [rule.options[o] for o in self._active if o in rule.options]
         code = min(candidates, key=PRIVACY_ORDER.index) if candidates else rule.basic
-        return _resolve_compound(code, rule.keyword)
+        if "/" not in code:
+            return code
+        return _resolve_compound(code, rule.keyword, attribute_type(rule.keyword, sop_class, parent))
 
     @staticmethod
     def _is_safe_private(tag: int) -> bool:
