@@ -246,3 +246,29 @@ def test_type_1_dummies_carry_nothing_of_the_source():
     assert shifted.AcquisitionDateTime[:8] not in ("20120820", "19000101"), "with Modified Dates the date moves"
     cr = deid(pydicom.dcmread(testdata("RG1_UNCI.dcm")))
     assert "DeviceSerialNumber" not in cr, "Type 3 in CR: removed"
+
+
+SAFE_IN_CT_SMALL = {0x00191023, 0x00191024, 0x00191027, 0x00251007, 0x00431027}  # GE, listed in Table E.3.10-1
+
+
+def test_retain_safe_private_keeps_exactly_the_listed_private_attributes():
+    """CT_small.dcm is a real GE file: five of its private attributes are in Table
+    E.3.10-1. Listed numbers under another creator, or unlisted ones under a listed
+    creator, still go."""
+    original = planted()
+    source = {int(e.tag): e.value for e in original if int(e.tag) in SAFE_IN_CT_SMALL}
+    assert set(source) == SAFE_IN_CT_SMALL
+    original.add_new(0x00191099, "LO", "Quux Zebulon")  # GEMS_ACQU_01, element not listed
+    original.add_new(0x00190011, "LO", "ACME")
+    original.add_new(0x00191123, "LO", "Quux Zebulon")  # a listed number, ACME's block
+    out = written(deid(original, retain_safe_private=True))
+    back = pydicom.dcmread(io.BytesIO(out))
+    kept = {int(e.tag): e.value for e in back if e.tag.is_private and e.tag.element >= 0x1000}
+    assert kept == source, "the safe ones, with their values"
+    creators = {str(e.value) for e in back if e.tag.is_private and e.tag.element < 0x1000}
+    assert creators == {"GEMS_ACQU_01", "GEMS_SERS_01", "GEMS_PARM_01"}, "creators of emptied blocks go"
+    for value in [*PLANTED, "ACME", "GEMS_PATI_01"]:
+        assert value.encode() not in out, value
+    assert "113111" in [item.CodeValue for item in back.DeidentificationMethodCodeSequence]
+    without = pydicom.dcmread(io.BytesIO(written(deid(planted()))))
+    assert not [e for e in without if e.tag.is_private], "without the option no private attribute stays"

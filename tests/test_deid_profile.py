@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -11,7 +12,15 @@ import pytest
 from pydicom.datadict import tag_for_keyword
 
 from curate.deid import DeidKeyError, Options, Profile, Pseudonymizer, load_key, rules
-from curate.deid.profile import TABLE_EDITION, TABLE_FILE, TYPES_FILE, attribute_type, rule_for
+from curate.deid.profile import (
+    SAFE_PRIVATE_FILE,
+    TABLE_EDITION,
+    TABLE_FILE,
+    TYPES_FILE,
+    attribute_type,
+    rule_for,
+    safe_private,
+)
 
 SHARED_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ps3.15-table-e1-1.json"
 
@@ -125,12 +134,43 @@ def test_options_override_compound_codes_whatever_the_type():
     assert Profile(Options(retain_device_identity=True)).action(tag("DeviceSerialNumber"), ENHANCED_MR) == "K"
 
 
+def test_safe_private_table_is_the_standards():
+    raw = json.loads(SAFE_PRIVATE_FILE.read_text())
+    assert raw["edition"] == TABLE_EDITION
+    # The source's checksum of its rows, recomputed over the project's copy.
+    canonical = json.dumps(raw["rows"], sort_keys=True, separators=(",", ":")).encode()
+    assert hashlib.sha256(canonical).hexdigest() == raw["source"]["content_sha256"]
+    assert len(raw["rows"]) == 479 and len(safe_private()) == 479
+    creators = collections.Counter(r["private_creator"] for r in raw["rows"])
+    assert len(creators) == 20 and creators["Philips Imaging DD 001"] == 184 and creators["GEMS_ACQU_01"] == 4
+
+
+@pytest.mark.parametrize(
+    "tag_, creator, vr, action",
+    [
+        (0x00191023, "GEMS_ACQU_01", "DS", "K"),  # Table Speed
+        (0x00191123, "GEMS_ACQU_01", "DS", "K"),  # the same attribute in another block
+        (0x00191023, "GEMS_ACQU_01 ", "UN", "K"),  # padded creator, implicit VR
+        (0x00191023, "GEMS_ACQU_01", "LO", "X"),  # a listed number holding text: not that attribute
+        (0x00191023, "ACME", "DS", "X"),  # a listed number under another creator
+        (0x00191099, "GEMS_ACQU_01", "LO", "X"),  # not listed
+        (0x00190010, "GEMS_ACQU_01", "LO", "K"),  # the creator of a listed block
+        (0x00190010, "GEMS_PATI_01", "LO", "X"),
+        (0x20011003, "Philips Imaging DD 001", "FL", "K"),  # MR Image Diffusion B-Factor
+        (0x20011003, None, "FL", "X"),  # no creator: nothing to go by
+    ],
+)
+def test_safe_private_attributes(tag_, creator, vr, action):
+    assert Profile(Options(retain_safe_private=True)).private_action(tag_, creator, vr) == action
+    assert Profile().private_action(tag_, creator, vr) == "X", "without the option every private attribute goes"
+
+
 def test_groups_private_and_unknown_attributes():
     profile = Profile(Options(retain_safe_private=True))
     assert profile.action(0x60003000) == "X"  # overlay data, (60xx,3000)
     assert profile.action(0x60223000) == "X"
     assert profile.action(0x50000010) == "X"  # curve data, (50xx,xxxx)
-    assert profile.action(0x00091001) == "X"  # private: no safe-private attribute is recognised yet
+    assert profile.action(0x00091001) == "X"  # private, its creator unknown
     assert profile.action(0x00190010) == "X"  # private creator
     assert profile.action(0x00080000) == "X"  # group length
     assert profile.action(0x00291234) == "X"  # odd group

@@ -193,9 +193,14 @@ class Deidentifier:
 
     def _dataset(self, ds: Dataset, file: _File, parent: str | None) -> None:
         """Clean `ds`, the file's data set (`parent` None) or an item of the sequence `parent`."""
+        private = False
         for tag in list(ds.keys()):
             element = ds[tag]
-            action = self.profile.action(int(tag), file.sop_class, parent)
+            if tag.is_private:
+                private = True
+                action = self.profile.private_action(int(tag), _private_creator(ds, element), element.VR)
+            else:
+                action = self.profile.action(int(tag), file.sop_class, parent)
             if action == "C" and element.VR in BINARY_VRS:
                 action = "X"  # bytes nobody can read (UN) or bitmaps (overlays) cannot be cleaned
             if action == "X":
@@ -212,6 +217,8 @@ class Deidentifier:
                 element.value = self._clean(element, file.identity, file.shift)
             elif action == "K" and int(tag) == PATIENT_AGE:
                 element.value = _cap_age(element.value)
+        if private:
+            _drop_empty_private_blocks(ds)
 
     def _sequence(self, element: DataElement, action: str, file: _File) -> None:
         if action == "Z":
@@ -284,6 +291,23 @@ class Deidentifier:
         meta.ImplementationClassUID = IMPLEMENTATION_UID
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION
         ds.file_meta = meta
+
+
+def _private_creator(ds: Dataset, element: DataElement) -> str | None:
+    """The creator of a private element's block (for a creator element, its own value)."""
+    group, number = element.tag.group, element.tag.element
+    if 0x0010 <= number <= 0x00FF:
+        return str(element.value or "")
+    creator = ds.get((group << 16) | (number >> 8))
+    return str(creator.value or "") if creator is not None and number >> 8 >= 0x10 else None
+
+
+def _drop_empty_private_blocks(ds: Dataset) -> None:
+    """Private creator elements whose block has nothing left in it."""
+    used = {(t.group, t.element >> 8) for t in ds.keys() if t.is_private and t.element >= 0x1000}
+    for tag in [t for t in ds.keys() if t.is_private and 0x0010 <= t.element <= 0x00FF]:
+        if (tag.group, tag.element) not in used:
+            del ds[tag]
 
 
 def _shift_dates(value, vr: str, shift: dt.timedelta):

@@ -27,7 +27,8 @@ cannot carry a name, a date or free text (Rows, Pixel Data, Modality, Manufactur
 unlisted person names and URLs are removed, unlisted dates and times are handled as the
 listed ones (removed, shifted or kept by the temporal options), unlisted free text is
 removed (or cleaned with Clean Descriptors). An attribute the data dictionary does not
-know is removed, as are private attributes unless Retain Safe Private keeps a safe one.
+know is removed, as are private attributes unless Retain Safe Private keeps one that Table
+E.3.10-1 (``data/ps3.15-table-e3-10-1.json``) lists as safe.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ ACTIONS = ("X", "Z", "D", "K", "C", "U")
 PRIVACY_ORDER = ("X", "Z", "D", "U", "C", "K")
 
 TYPES_FILE = Path(__file__).parent / "data" / "compound-types.json"
+SAFE_PRIVATE_FILE = Path(__file__).parent / "data" / "ps3.15-table-e3-10-1.json"
 
 #: Compound-coded identifiers replaced by a keyed pseudonym (their ``D``), so that the
 #: images of one patient stay linked in the output.
@@ -196,9 +198,7 @@ class Profile:
         if element == 0x0000:
             return "X"  # group lengths: recomputed by the writer, never carried over
         if group & 1:
-            # Private attributes: removed, unless Retain Safe Private keeps the safe ones
-            # (decided per attribute by the safe-private list, not here).
-            return "K" if self.options.retain_safe_private and self._is_safe_private(tag) else "X"
+            return self.private_action(tag, None, None)
         rule = rule_for(tag)
         if rule is None:
             return self._unlisted_action(tag)
@@ -230,8 +230,36 @@ class Profile:
             return code
         return _resolve_compound(code, rule.keyword, attribute_type(rule.keyword, sop_class, parent))
 
-    @staticmethod
-    def _is_safe_private(tag: int) -> bool:
-        # Table E.3.10-1 lists safe private attributes by creator; none is recognised yet,
-        # so every private attribute is removed even with the option on.
-        return False
+    def private_action(self, tag: int, creator: str | None, vr: str | None) -> str:
+        """K or X for a private attribute, whose meaning depends on its block's `creator`
+        (for a private creator element, its own value). Removed, unless Retain Safe Private
+        is on and Table E.3.10-1 lists it (creator, group and element, with a matching VR
+        where the file states one); a creator element is kept when the table lists it."""
+        if not self.options.retain_safe_private or not creator:
+            return "X"
+        group, element = tag >> 16, tag & 0xFFFF
+        creator = creator.strip()
+        if 0x0010 <= element <= 0x00FF:
+            return "K" if creator in _safe_creators() else "X"
+        vrs = safe_private().get((creator, group, element & 0xFF))
+        if vrs is None or (vr not in (None, "UN") and vrs and vr not in vrs):
+            return "X"  # not listed, or a different attribute under a listed number
+        return "K"
+
+
+@lru_cache(maxsize=1)
+def safe_private() -> dict[tuple[str, int, int], frozenset[str]]:
+    """Table E.3.10-1 (2026d): (private creator, group, element byte) -> the listed VRs
+    (empty where the table gives none)."""
+    raw = json.loads(SAFE_PRIVATE_FILE.read_text(encoding="utf-8"))
+    table: dict[tuple[str, int, int], frozenset[str]] = {}
+    for row in raw["rows"]:
+        group, element = row["tag"][1:-1].split(",")
+        vrs = frozenset(v for v in row["vr"].split("/") if v)
+        table[(row["private_creator"], int(group, 16), int(element[2:], 16))] = vrs
+    return table
+
+
+@lru_cache(maxsize=1)
+def _safe_creators() -> frozenset[str]:
+    return frozenset(creator for creator, _, _ in safe_private())
