@@ -185,6 +185,7 @@ class Deidentifier:
         # The IOD decides compound actions (X/Z/D ...): its SOP class is read before anything changes.
         file = _File(identity, self.pseudo.date_shift(identity.patient_key), str(ds.get("SOPClassUID", "") or ""))
         self._dataset(ds, file, None)
+        _declare_undeclared_latin1(ds)
         self._record_method(ds)
         self._rebuild_meta(ds)
         return ds
@@ -291,6 +292,19 @@ class Deidentifier:
         meta.ImplementationClassUID = IMPLEMENTATION_UID
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION
         ds.file_meta = meta
+
+
+def _declare_undeclared_latin1(ds: Dataset) -> None:
+    """Text outside ASCII with no Specific Character Set (common in the wild) was read as
+    ISO 8859-1 and is written back as such: say so, so that the file is consistent."""
+    if "SpecificCharacterSet" in ds:
+        return
+    for element in ds.iterall():
+        if element.VR in ("SH", "LO", "ST", "LT", "UC", "UT", "PN") and any(
+            not str(v).isascii() for v in _values(element.value)
+        ):
+            ds.SpecificCharacterSet = "ISO_IR 100"
+            return
 
 
 def _private_creator(ds: Dataset, element: DataElement) -> str | None:

@@ -7,8 +7,9 @@
    written, counted by reason.
 3. Every other file is de-identified in a worker process and written under a name built
    from its pseudonymous UIDs only (``<study>/<series>/<instance>.dcm``), to a temporary
-   name first, then renamed. A rerun skips files already written, so a killed run
-   resumes and gives the same bytes.
+   name first, then renamed. Before that, its header must pass :mod:`curate.deid.check`
+   (text consistent with its Specific Character Set, none of the patient's identifiers).
+   A rerun skips files already written, so a killed run resumes and gives the same bytes.
 4. The output is scanned again; the run fails if any attribute the profile removes or
    replaces still holds one of the source's values.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from curate.deid.check import HEADER_LEAK, header_problem
 from curate.deid.engine import Deidentifier, Identity
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
@@ -36,7 +38,6 @@ PLAN_TAGS = [
     "BurnedInAnnotation", "RecognizableVisualFeatures", "ImageType", "PatientID", "IssuerOfPatientID",
 ]
 MANIFEST = ".curate-deid.json"
-HEADER_LEAK = "identifying text left in the header"
 #: Attributes whose source values must not reappear in the output (checked after writing).
 VERIFY_TAGS = [
     "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "AccessionNumber", "InstitutionName",
@@ -147,16 +148,15 @@ def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_
         identity = Identity.of(ds)
         profile = Profile(options)
         Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds)
-        kept = _kept_text(ds, profile)
         target_path = Path(target)
         target_path.parent.mkdir(parents=True, exist_ok=True)
         partial = target_path.with_name(f".{target_path.name}.{os.getpid()}.partial")
         try:
-            # The header as it will be written (preamble, file meta and every sequence
-            # included) must not hold the patient's names, IDs or birth date: such a file
-            # is never written. Checked without the pixels, which can be large.
-            if _identifying_text(_header_bytes(ds), identity, kept):
-                return "failed", HEADER_LEAK
+            # The header as it will be written must decode under its own character set and
+            # must not hold the patient's names, IDs or birth date: else it is not written.
+            problem = header_problem(ds, identity, profile)
+            if problem:
+                return "failed", problem
             ds.save_as(partial, enforce_file_format=True)
             os.replace(partial, target_path)
         finally:
@@ -164,49 +164,6 @@ def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_
     except Exception as err:
         return "failed", f"cannot write: {type(err).__name__}"
     return "written", None
-
-
-TEXT_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
-
-
-def _kept_text(ds, profile: Profile) -> list[str]:
-    """Text the profile keeps on purpose (an option such as Retain Institution Identity):
-    not a leak, even where it shares a word with the patient's name."""
-    return [str(e.value) for e in ds.iterall() if e.VR in TEXT_VRS and e.value and profile.action(int(e.tag)) == "K"]
-
-
-def _header_bytes(ds) -> bytes:
-    """`ds` encoded as its file will be, without Pixel Data."""
-    import io
-
-    from pydicom.dataset import Dataset
-
-    # A new data set sharing the elements (a copy.copy would share the element dict, and
-    # deleting Pixel Data from it would delete it from `ds`).
-    header = Dataset()
-    for element in ds:
-        if element.tag not in (0x7FE00010, 0x7FE00008, 0x7FE00009):
-            header.add(element)
-    header.file_meta = ds.file_meta
-    header.preamble = ds.preamble
-    buffer = io.BytesIO()
-    header.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def _identifying_text(header: bytes, identity: Identity, kept: list[str]) -> bool:
-    """Whether `header` contains one of the patient's identifying strings, as a whole
-    word, outside text kept on purpose."""
-    pattern = identity.pattern()
-    if pattern is None:
-        return False
-    for codec in ("utf-8", "latin-1"):
-        text = header.decode(codec, errors="ignore")
-        for value in kept:
-            text = text.replace(value, " ")
-        if pattern.search(text):
-            return True
-    return False
 
 
 def deidentify_tree(

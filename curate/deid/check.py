@@ -1,0 +1,106 @@
+"""Checks on a de-identified data set before its file is written.
+
+The header is encoded exactly as it will be written (preamble, file meta group, every
+sequence; Pixel Data left out, as it can be large), read back, and must pass two checks:
+
+* every value of a VR that the Specific Character Set governs (SH, LO, ST, LT, UC, UT, PN)
+  decodes, strictly, under the character set in force where it sits (PS3.5 6.1): a
+  reader must see the characters curate wrote;
+* no text value holds one of the patient's identifying strings (names, IDs, birth date)
+  as a whole word, outside text an option keeps on purpose. Values are searched as
+  decoded under their character set (so Cyrillic, Greek or ISO 2022 Japanese names are
+  found) and the raw bytes as UTF-8 and Latin-1 as well.
+
+:func:`header_problem` says which check fails, or None.
+"""
+
+from __future__ import annotations
+
+import io
+
+from pydicom import config, dcmread
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.dataset import Dataset
+from pydicom.values import TEXT_VR_DELIMS
+
+from curate.deid.engine import Identity
+from curate.deid.profile import Profile
+
+HEADER_LEAK = "identifying text left in the header"
+CHARSET_MISMATCH = "text not in the declared Specific Character Set"
+TEXT_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
+#: The VRs whose values the Specific Character Set governs (PS3.5 6.1.2.3).
+CHARSET_VRS = {"LO", "LT", "PN", "SH", "ST", "UC", "UT"}
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+
+def header_problem(ds: Dataset, identity: Identity, profile: Profile) -> str | None:
+    """Why `ds` must not be written (:data:`CHARSET_MISMATCH` or :data:`HEADER_LEAK`), or None."""
+    header = header_bytes(ds)
+    try:
+        texts = decoded_text(header)
+    except (UnicodeError, LookupError):  # bytes that do not fit, or a set no codec reads
+        return CHARSET_MISMATCH
+    pattern = identity.pattern()
+    if pattern is None:
+        return None
+    kept = kept_text(ds, profile)
+    for text in ["\n".join(texts), header.decode("utf-8", errors="ignore"), header.decode("latin-1")]:
+        for value in kept:
+            text = text.replace(value, " ")
+        if pattern.search(text):
+            return HEADER_LEAK
+    return None
+
+
+def header_bytes(ds: Dataset) -> bytes:
+    """`ds` encoded as its file will be, without Pixel Data."""
+    # A new data set sharing the elements (a copy.copy would share the element dict, and
+    # deleting Pixel Data from it would delete it from `ds`).
+    header = Dataset()
+    for element in ds:
+        if element.tag not in PIXEL_TAGS:
+            header.add(element)
+    header.file_meta = ds.file_meta
+    header.preamble = ds.preamble
+    buffer = io.BytesIO()
+    header.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def decoded_text(header: bytes) -> list[str]:
+    """Every text value of an encoded header, decoded strictly under the character set in
+    force where it sits; raises UnicodeError where a value's bytes do not fit it."""
+    out: list[str] = []
+    _decode_all(dcmread(io.BytesIO(header), force=True), None, out)
+    return out
+
+
+def _decode_all(ds: Dataset, inherited, out: list[str]) -> None:
+    charset = ds.SpecificCharacterSet if "SpecificCharacterSet" in ds else inherited
+    # No Specific Character Set means the default repertoire (ASCII); otherwise pydicom's
+    # reading of the terms (with its fix-ups of misspellings) gives the codecs.
+    encodings = convert_encodings(charset) if charset else ["ascii"]
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        value = getattr(raw, "value", None)
+        element = ds[tag]  # the VR, from the dictionary where the file is implicit VR
+        if element.VR == "SQ":
+            for item in element.value:
+                _decode_all(item, charset, out)
+        elif not isinstance(value, (bytes, bytearray)) or not value:
+            continue
+        elif element.VR in CHARSET_VRS:
+            delimiters = {0x5E, 0x3D} if element.VR == "PN" else TEXT_VR_DELIMS
+            with config.strict_reading():  # strict for this value's bytes only
+                out.append(decode_bytes(bytes(value), encodings, delimiters))
+        elif element.VR in TEXT_VRS:
+            # Code strings, AE titles, URIs: the default repertoire, which the character
+            # set does not change; read leniently (searched, not judged).
+            out.append(bytes(value).decode("latin-1"))
+
+
+def kept_text(ds: Dataset, profile: Profile) -> list[str]:
+    """Text the profile keeps on purpose (an option such as Retain Institution Identity):
+    not a leak, even where it shares a word with the patient's name."""
+    return [str(e.value) for e in ds.iterall() if e.VR in TEXT_VRS and e.value and profile.action(int(e.tag)) == "K"]
