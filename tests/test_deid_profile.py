@@ -65,10 +65,16 @@ def test_project_copy_is_the_shared_table():
         ("Rows", "K"),  # not in the table: a standard attribute that identifies nobody
         ("PixelData", "K"),
         ("Modality", "K"),
+        ("Manufacturer", "C"),  # unlisted short text: kept, cleaned of the patient's names
     ],
 )
 def test_basic_profile_actions(keyword, action):
     assert Profile().action(tag(keyword)) == action
+
+
+def test_repeating_groups_follow_their_vr():
+    assert Profile().action(0x60220022) == "C"  # Overlay Description (60xx,0022), LO, not in the table
+    assert Profile().action(0x60220010) == "K"  # Overlay Rows
 
 
 CR = "1.2.840.10008.5.1.4.1.1.1"

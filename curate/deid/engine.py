@@ -225,9 +225,12 @@ class Deidentifier:
         if action == "Z":
             element.value = Sequence([])
             return
-        # K, C, U (X/Z/U*) and D: keep the items, with everything inside them cleaned by
-        # the profile. For D (a Type 1 sequence) the cleaned items are the dummy value: they
-        # keep the structure a reader needs (the Type 1 attributes of each item).
+        if action == "D":
+            # A non-empty dummy: one item with nothing in it. Not a cleaned copy: items such
+            # as Person Identification codes hold names in attributes kept elsewhere.
+            element.value = Sequence([Dataset()])
+            return
+        # K, C and U (X/Z/U*): keep the items, with everything inside them cleaned by the profile.
         for item in element.value:
             self._dataset(item, file, element.keyword or None)
 

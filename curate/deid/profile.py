@@ -23,10 +23,11 @@ safer choice). A condition (Type 1C, 2C) is taken as met: the attribute is prese
 the file being cleaned.
 
 Not in the table: a standard attribute the table does not list is kept when its VR
-cannot carry a name, a date or free text (Rows, Pixel Data, Modality, Manufacturer ...);
-unlisted person names and URLs are removed, unlisted dates and times are handled as the
-listed ones (removed, shifted or kept by the temporal options), unlisted free text is
-removed (or cleaned with Clean Descriptors). An attribute the data dictionary does not
+cannot carry a name, a date or free text (Rows, Pixel Data, Modality ...); unlisted
+short text (SH, LO: Manufacturer, but also Overlay Description) is kept cleaned of the
+patient's names and identifiers (C); unlisted person names and URLs are removed,
+unlisted dates and times are handled as the listed ones (removed, shifted or kept by the
+temporal options), unlisted free text is removed (or cleaned with Clean Descriptors). An attribute the data dictionary does not
 know is removed, as are private attributes unless Retain Safe Private keeps one that Table
 E.3.10-1 (``data/ps3.15-table-e3-10-1.json``) lists as safe.
 """
@@ -47,6 +48,8 @@ PRIVACY_ORDER = ("X", "Z", "D", "U", "C", "K")
 
 TYPES_FILE = Path(__file__).parent / "data" / "compound-types.json"
 SAFE_PRIVATE_FILE = Path(__file__).parent / "data" / "ps3.15-table-e3-10-1.json"
+
+TEXT_VALUE = 0x0040A160  # Text Value of a structured content item (not in Table E.1-1)
 
 #: Compound-coded identifiers replaced by a keyed pseudonym (their ``D``), so that the
 #: images of one patient stay linked in the output.
@@ -218,9 +221,13 @@ class Profile:
                 return "K"
             return "C" if self.options.retain_longitudinal_modified_dates else "X"
         if vr in ("LT", "ST", "UT", "UC"):
+            if tag == TEXT_VALUE and self.options.clean_structured_content:
+                return "C"  # the text of a content item, which that option cleans, not removes
             return "C" if self.options.clean_descriptors else "X"
         if vr in ("PN", "UR"):
             return "X"
+        if vr in ("SH", "LO"):
+            return "C"  # names and labels the table does not foresee (Overlay Description ...)
         return "K"
 
     def rule_action(self, rule: Rule, sop_class: str | None = None, parent: str | None = None) -> str:
