@@ -134,6 +134,18 @@ def test_scan_batches_concatenate_to_scan(tree):
     assert len(list(curate.scan_batches(tree))) == 1
 
 
+def test_a_small_tree_is_shared_between_threads(tmp_path):
+    template = make_dataset()
+    for i in range(130):
+        template.SOPInstanceUID = f"1.2.3.{i}"
+        write(template, tmp_path / f"{i:03}.dcm")
+    # Fewer files than one default batch: split in two, one share a thread, in order.
+    batches = list(curate.scan_batches(tmp_path, threads=2))
+    assert [b.num_rows for b in batches] == [65, 65]
+    assert pa.Table.from_batches(batches)["path"].to_pylist() == sorted(str(p) for p in tmp_path.iterdir())
+    assert [b.num_rows for b in curate.scan_batches(tmp_path, threads=1)] == [130]
+
+
 def test_open_scan_reports_progress(tree):
     (tree / "link.dcm").symlink_to(tree / "gone.dcm")
     handle = curate.open_scan(tree, batch_size=2)

@@ -24,9 +24,14 @@ use walk::Entry;
 
 pub use record::Status;
 
-/// Rows per record batch unless the caller asks otherwise: small enough that every
-/// thread gets work on a small tree and progress moves smoothly.
-pub const DEFAULT_BATCH_SIZE: usize = 256;
+/// Rows per record batch unless the caller asks otherwise: large enough that building,
+/// exporting and importing a batch (a hundred columns) costs little per row. A short
+/// wave (a small tree, the end of a walk) is split smaller so every thread gets a share.
+pub const DEFAULT_BATCH_SIZE: usize = 1024;
+
+/// The smallest share a short wave is split into: below this, more batches cost more
+/// than the parallelism gains.
+const MIN_SPLIT: usize = 64;
 
 /// Counters of a running scan, readable from any thread.
 #[derive(Debug, Default)]
@@ -128,14 +133,16 @@ impl Scan {
                 let _ = wave_tx.send(files);
             }
         })?;
+        let threads = pool.current_num_threads();
         let (tx, rx) = sync_channel(2);
         let producer_schema = schema.clone();
         spawn("curate-scan-batches", move || {
             let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 for files in wave_rx {
+                    let chunk = batch_size.min(files.len().div_ceil(threads).max(MIN_SPLIT));
                     let batches: Vec<_> = pool.install(|| {
                         files
-                            .par_chunks(batch_size)
+                            .par_chunks(chunk)
                             .map(|part| {
                                 let mut builder = BatchBuilder::new(producer_schema.clone(), &selection, part.len());
                                 for entry in part {

@@ -7,6 +7,7 @@
 //! that cannot be listed becomes an entry with an error, so that it shows up in the
 //! index instead of vanishing from it.
 
+use ahash::RandomState;
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::fs;
@@ -88,8 +89,11 @@ pub fn walk(
     // grow with the tree): listed files are remembered, as the caller holds their list
     // anyway, and a listed folder inside another listed folder is left to the outer walk.
     let is_folder = |k: &io::Result<fs::Metadata>| k.as_ref().is_ok_and(fs::Metadata::is_dir);
-    let listed_files: HashSet<&Path> =
-        roots.iter().zip(&kinds).filter(|(_, k)| !is_folder(k)).map(|(r, _)| r.as_path()).collect();
+    let mut listed_files: HashSet<&Path, RandomState> = HashSet::default();
+    let mut listed_twice = false;
+    for (root, _) in roots.iter().zip(&kinds).filter(|(_, k)| !is_folder(k)) {
+        listed_twice |= !listed_files.insert(root.as_path());
+    }
     let folders: Vec<(usize, &Path)> = roots
         .iter()
         .zip(&kinds)
@@ -100,9 +104,12 @@ pub fn walk(
     let walked_by_another = |i: usize, root: &Path| {
         folders.iter().any(|&(j, other)| if root == other { j < i } else { root.starts_with(other) })
     };
-    let mut emitted: HashSet<PathBuf> = HashSet::new();
+    // A plain list of distinct files (a manifest) needs no bookkeeping at all.
+    let may_repeat = listed_twice || !folders.is_empty();
+    let mut emitted: HashSet<PathBuf, RandomState> = HashSet::default();
     let mut emit_once = |entry: Entry| {
-        let repeated = listed_files.contains(entry.path.as_path()) && !emitted.insert(entry.path.clone());
+        let repeated =
+            may_repeat && listed_files.contains(entry.path.as_path()) && !emitted.insert(entry.path.clone());
         repeated || emit(entry)
     };
     let mut walker = Walker { emit: &mut emit_once, folders: Vec::new(), stopped: false };
@@ -365,6 +372,22 @@ mod tests {
             collect(&roots).into_iter().map(|e| e.path.strip_prefix(&root).unwrap().to_path_buf()).collect();
         let expected: Vec<PathBuf> = ["a.dcm", "b/1.dcm", "b/c/2.dcm"].iter().map(PathBuf::from).collect();
         assert_eq!(found, expected, "nested and repeated folders and files are walked once, in the outer walk's order");
+    }
+
+    #[test]
+    fn a_list_of_files_keeps_its_order_and_drops_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.dcm", "b.dcm", "c.dcm"] {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let named = |names: &[&str]| names.iter().map(|n| dir.path().join(n)).collect::<Vec<_>>();
+        let listed = |roots: &[PathBuf]| collect(roots).into_iter().map(|e| e.path).collect::<Vec<_>>();
+        let distinct = named(&["c.dcm", "a.dcm", "b.dcm"]);
+        assert_eq!(listed(&distinct), distinct, "a manifest is scanned in its own order");
+        // The same file twice, once through a redundant separator: one row.
+        let mut repeated = named(&["c.dcm", "a.dcm"]);
+        repeated.push(PathBuf::from(format!("{}//c.dcm", dir.path().display())));
+        assert_eq!(listed(&repeated), named(&["c.dcm", "a.dcm"]));
     }
 
     #[cfg(unix)]
