@@ -11,6 +11,8 @@ use std::io::{self, Read};
 /// Bytes fetched per read from a random-access source: most headers fit in one, and
 /// the few that do not cost one more small read.
 const CHUNK: usize = 8 * 1024;
+/// The first read of a file: most headers end within it.
+const FIRST_READ: usize = 4 * 1024;
 
 /// Something that can be read at an absolute offset without a shared cursor.
 pub trait ReadAt {
@@ -166,7 +168,12 @@ impl<'a> Input<'a> {
             self.buf.resize(n.max(CHUNK), 0);
         }
         while self.end < n {
-            let room = &mut self.buf[self.end..];
+            // Read what is needed, at least a chunk, never the whole of a buffer that an
+            // earlier file's large value grew: a read costs the bytes it copies.
+            let first = self.base == 0 && self.end == 0;
+            let want = (n - self.end).max(if first { FIRST_READ } else { CHUNK });
+            let stop = self.buf.len().min(self.end + want);
+            let room = &mut self.buf[self.end..stop];
             let got = match &mut self.source {
                 Source::Random { src, size } => {
                     let offset = self.base + self.end as u64;
@@ -356,6 +363,20 @@ mod tests {
         input.skip(40_000).unwrap();
         assert_eq!(input.take(1).unwrap()[0], (40_000 % 256) as u8);
         assert!(matches!(input.skip(20_000), Err(InputError::Eof { .. })));
+    }
+
+    #[test]
+    fn reads_copy_what_is_needed_not_the_whole_buffer() {
+        let data = vec![3u8; 100_000];
+        // A large value grows this thread's buffer, which the next file reuses.
+        let mut first = Input::random(data.as_slice(), data.len() as u64);
+        first.take(24_000).unwrap();
+        drop(first);
+        let mut next = Input::random(data.as_slice(), data.len() as u64);
+        next.take(10).unwrap();
+        assert_eq!(next.bytes_read(), FIRST_READ as u64, "a header starts with one small read");
+        next.take(5_000).unwrap();
+        assert_eq!(next.bytes_read(), (FIRST_READ + CHUNK) as u64, "then a chunk at a time");
     }
 
     #[test]
