@@ -1,11 +1,11 @@
 //! `curate-scan`: scan many DICOM files on all cores into Arrow record batches.
 //!
 //! One thread walks the paths in a deterministic order (name order within each folder)
-//! and hands the files on in waves; a private thread pool parses each wave, every thread
-//! turning a run of consecutive files into one record batch with values parsed straight
-//! into Arrow builders; the batches go out in file order through a bounded channel.
-//! Walking overlaps parsing, and neither the file list nor the rows are ever held whole,
-//! so memory stays flat at any corpus size.
+//! and hands the files on in chunks of a batch; a private thread pool turns each chunk
+//! into one record batch, values parsed straight into Arrow builders, with no barrier
+//! between chunks; the batches go out in file order through a bounded channel. Walking
+//! overlaps parsing, and neither the file list nor the rows are ever held whole, so
+//! memory stays flat at any corpus size.
 
 pub mod batch;
 pub mod record;
@@ -15,9 +15,9 @@ use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::{ArrowError, SchemaRef};
 use batch::BatchBuilder;
 use curate_dicom::Selection;
-use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use walk::Entry;
@@ -106,75 +106,85 @@ impl Scan {
     pub fn run(self) -> Result<BatchStream, ArrowError> {
         let schema = self.schema();
         let Scan { roots, selection, pool, batch_size, progress, parse } = self;
-        // A wave gives every thread a couple of batches; two waves in flight keep the
-        // walk ahead of the parsers while bounding memory.
-        let wave = batch_size.saturating_mul(pool.current_num_threads() * 2).min(MAX_WAVE);
-        let (wave_tx, wave_rx) = sync_channel::<Vec<Entry>>(1);
+        let threads = pool.current_num_threads();
+        // Each thread has a couple of batches queued or being built: enough to never wait
+        // for the walk, few enough that memory stays flat.
+        let in_flight = threads * 2;
+        let (chunk_tx, chunk_rx) = sync_channel::<Vec<Entry>>(in_flight);
         let walk_progress = progress.clone();
         let pool = Arc::new(pool);
         let walk_pool = pool.clone();
         // A panic in either thread must end the stream with an error, never look like a
-        // shorter scan: the walk records how it ended, and the parsing thread reports it.
+        // shorter scan: the walk records how it ended, and the batch thread reports it.
         spawn("curate-scan-walk", move || {
-            let mut files = Vec::with_capacity(wave.min(4096));
+            let mut files = Vec::with_capacity(batch_size.min(4096));
             let mut consumer_gone = false;
             // A listing is collected whole anyway: walk its subtrees in parallel.
             walk::walk(&roots, Some(&walk_pool), !parse, &mut |entry| {
                 files.push(entry);
                 walk_progress.found.fetch_add(1, Ordering::Relaxed);
-                if files.len() == wave {
+                if files.len() == batch_size {
                     consumer_gone =
-                        wave_tx.send(std::mem::replace(&mut files, Vec::with_capacity(wave.min(4096)))).is_err();
+                        chunk_tx.send(std::mem::replace(&mut files, Vec::with_capacity(batch_size.min(4096)))).is_err();
                 }
                 !consumer_gone
             });
             walk_progress.walked.store(true, Ordering::Release);
-            if !files.is_empty() && !consumer_gone {
-                let _ = wave_tx.send(files);
+            // The last, short chunk (all of a small tree) is shared between the threads.
+            let share = files.len().div_ceil(threads).max(MIN_SPLIT);
+            while !files.is_empty() && !consumer_gone {
+                let rest = files.split_off(share.min(files.len()));
+                consumer_gone = chunk_tx.send(std::mem::replace(&mut files, rest)).is_err();
             }
         })?;
-        let threads = pool.current_num_threads();
         let (tx, rx) = sync_channel(2);
         let producer_schema = schema.clone();
         spawn("curate-scan-batches", move || {
-            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                for files in wave_rx {
-                    let chunk = batch_size.min(files.len().div_ceil(threads).max(MIN_SPLIT));
-                    let batches: Vec<_> = pool.install(|| {
-                        files
-                            .par_chunks(chunk)
-                            .map(|part| {
-                                let mut builder = BatchBuilder::new(producer_schema.clone(), &selection, part.len());
-                                for entry in part {
-                                    builder.add(entry, parse);
-                                    progress.done.fetch_add(1, Ordering::Relaxed);
-                                }
-                                builder.finish()
-                            })
-                            .collect()
-                    });
-                    for batch in batches {
-                        // The consumer hung up: stop parsing (and, by dropping the wave
-                        // receiver, walking).
-                        if tx.send(batch).is_err() {
-                            return;
+            // Chunks are built on the pool as they come, with no barrier between them; the
+            // batches go out in walk order.
+            let mut pending: VecDeque<Receiver<Result<RecordBatch, ArrowError>>> = VecDeque::new();
+            let forward = |done: Receiver<Result<RecordBatch, ArrowError>>| {
+                let batch = done.recv().unwrap_or_else(|_| Err(scan_failed("a batch was lost")));
+                tx.send(batch).is_ok()
+            };
+            for files in chunk_rx {
+                let (done_tx, done_rx) = sync_channel(1);
+                let (schema, selection, progress) = (producer_schema.clone(), selection.clone(), progress.clone());
+                pool.spawn(move || {
+                    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let mut builder = BatchBuilder::new(schema, &selection, files.len());
+                        for entry in &files {
+                            builder.add(entry, parse);
+                            progress.done.fetch_add(1, Ordering::Relaxed);
                         }
+                        builder.finish()
+                    }));
+                    let batch = built.unwrap_or_else(|panic| {
+                        Err(scan_failed(&format!("parsing failed: {}", panic_message(&panic))))
+                    });
+                    let _ = done_tx.send(batch);
+                });
+                pending.push_back(done_rx);
+                // The consumer hung up: stop parsing (and, by dropping the chunk receiver,
+                // walking).
+                while pending.len() >= in_flight {
+                    if !forward(pending.pop_front().expect("pending is not empty")) {
+                        return;
                     }
                 }
-                if !progress.walked() {
-                    let _ = tx.send(Err(scan_failed("the walk stopped before its end")));
+            }
+            while let Some(done) = pending.pop_front() {
+                if !forward(done) {
+                    return;
                 }
-            }));
-            if let Err(panic) = parsed {
-                let _ = tx.send(Err(scan_failed(&format!("parsing failed: {}", panic_message(&panic)))));
+            }
+            if !progress.walked() {
+                let _ = tx.send(Err(scan_failed("the walk stopped before its end")));
             }
         })?;
         Ok(BatchStream { schema, rx })
     }
 }
-
-/// Files handed from the walk to the parsers at a time, at most (whatever the batch size).
-const MAX_WAVE: usize = 1 << 16;
 
 fn scan_failed(message: &str) -> ArrowError {
     ArrowError::ExternalError(format!("curate scan failed: {message}; the rows so far are incomplete").into())
