@@ -190,13 +190,18 @@ impl<'s> BatchBuilder<'s> {
         }
     }
 
-    /// Scan one walk entry into the next row (`parse = false`: only stat it).
-    pub fn add(&mut self, entry: &Entry, parse: bool) {
+    /// Scan one walk entry into the next row (`parse = false`: only stat it). An unchecked
+    /// entry that turns out to be a folder adds no row: false, and its files are the
+    /// caller's to add.
+    pub fn add(&mut self, entry: &Entry, parse: bool) -> bool {
         let row = match &entry.error {
             Some(err) => walk_error(err),
-            None if parse => scan_file(&entry.path, entry.stat, self.selection, &mut self.attributes),
+            None if parse => scan_file(&entry.path, entry.stat, entry.unchecked, self.selection, &mut self.attributes),
             None => stat_file(&entry.path, entry.stat),
         };
+        if row.folder && entry.unchecked {
+            return false;
+        }
         self.attributes.end_row();
         self.path.append_value(entry.path.to_string_lossy());
         self.size.append_option(row.file_size.map(|s| s as i64));
@@ -213,6 +218,16 @@ impl<'s> BatchBuilder<'s> {
             let names = row.header.invalid.iter().map(|&i| Some(self.selection.columns[i].name.as_str()));
             self.invalid.append_value(names);
         }
+        true
+    }
+
+    /// Rows added so far.
+    pub fn len(&self) -> usize {
+        arrow_array::builder::ArrayBuilder::len(&self.path)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {

@@ -11,14 +11,16 @@ pub mod batch;
 pub mod record;
 pub mod walk;
 
+use ahash::RandomState;
 use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::{ArrowError, SchemaRef};
 use batch::BatchBuilder;
 use curate_dicom::Selection;
+use std::collections::{HashSet, VecDeque};
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::collections::VecDeque;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use walk::Entry;
 
@@ -106,6 +108,8 @@ impl Scan {
     pub fn run(self) -> Result<BatchStream, ArrowError> {
         let schema = self.schema();
         let Scan { roots, selection, pool, batch_size, progress, parse } = self;
+        let roots = Arc::new(roots);
+        let walk_roots = roots.clone();
         let threads = pool.current_num_threads();
         // Each thread has a couple of batches queued or being built: enough to never wait
         // for the walk, few enough that memory stays flat.
@@ -119,8 +123,9 @@ impl Scan {
         spawn("curate-scan-walk", move || {
             let mut files = Vec::with_capacity(batch_size.min(4096));
             let mut consumer_gone = false;
-            // A listing is collected whole anyway: walk its subtrees in parallel.
-            walk::walk(&roots, Some(&walk_pool), !parse, &mut |entry| {
+            // A listing is collected whole anyway: walk its subtrees in parallel. A scan
+            // leaves a list of files unchecked: opening each file tells what it is.
+            walk::walk_roots(&walk_roots, Some(&walk_pool), !parse, parse, &mut |entry| {
                 files.push(entry);
                 walk_progress.found.fetch_add(1, Ordering::Relaxed);
                 if files.len() == batch_size {
@@ -138,31 +143,23 @@ impl Scan {
             }
         })?;
         let (tx, rx) = sync_channel(2);
-        let producer_schema = schema.clone();
+        let chunks = Arc::new(Chunks { schema: schema.clone(), selection, progress, roots, parse, batch_size });
         spawn("curate-scan-batches", move || {
-            // Chunks are built on the pool as they come, with no barrier between them; the
-            // batches go out in walk order.
+            // Chunks are built on the pool as they come, with no barrier between them; their
+            // batches go out in walk order. Each chunk sends on its own channel: one batch,
+            // or several where a folder in a list of files is walked in its place.
             let mut pending: VecDeque<Receiver<Result<RecordBatch, ArrowError>>> = VecDeque::new();
-            let forward = |done: Receiver<Result<RecordBatch, ArrowError>>| {
-                let batch = done.recv().unwrap_or_else(|_| Err(scan_failed("a batch was lost")));
-                tx.send(batch).is_ok()
-            };
+            let forward =
+                |done: Receiver<Result<RecordBatch, ArrowError>>| done.iter().all(|batch| tx.send(batch).is_ok());
             for files in chunk_rx {
                 let (done_tx, done_rx) = sync_channel(1);
-                let (schema, selection, progress) = (producer_schema.clone(), selection.clone(), progress.clone());
+                let chunks = chunks.clone();
                 pool.spawn(move || {
-                    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        let mut builder = BatchBuilder::new(schema, &selection, files.len());
-                        for entry in &files {
-                            builder.add(entry, parse);
-                            progress.done.fetch_add(1, Ordering::Relaxed);
-                        }
-                        builder.finish()
-                    }));
-                    let batch = built.unwrap_or_else(|panic| {
-                        Err(scan_failed(&format!("parsing failed: {}", panic_message(&panic))))
-                    });
-                    let _ = done_tx.send(batch);
+                    let built =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chunks.build(&files, &done_tx)));
+                    if let Err(panic) = built {
+                        let _ = done_tx.send(Err(scan_failed(&format!("parsing failed: {}", panic_message(&panic)))));
+                    }
                 });
                 pending.push_back(done_rx);
                 // The consumer hung up: stop parsing (and, by dropping the chunk receiver,
@@ -178,11 +175,60 @@ impl Scan {
                     return;
                 }
             }
-            if !progress.walked() {
+            if !chunks.progress.walked() {
                 let _ = tx.send(Err(scan_failed("the walk stopped before its end")));
             }
         })?;
         Ok(BatchStream { schema, rx })
+    }
+}
+
+/// What turning a chunk of the walk into record batches needs.
+struct Chunks {
+    schema: SchemaRef,
+    selection: Arc<Selection>,
+    progress: Arc<Progress>,
+    roots: Arc<Vec<PathBuf>>,
+    parse: bool,
+    batch_size: usize,
+}
+
+type BatchSender = SyncSender<Result<RecordBatch, ArrowError>>;
+
+impl Chunks {
+    /// Scan `files` into batches sent on `out`: one, unless a path from a list of files is
+    /// a folder, which is walked here, in its place, a batch at a time. False when the
+    /// consumer has gone.
+    fn build(&self, files: &[Entry], out: &BatchSender) -> bool {
+        let mut builder = BatchBuilder::new(self.schema.clone(), &self.selection, files.len());
+        let mut listed: Option<HashSet<&Path, RandomState>> = None;
+        for entry in files {
+            if builder.add(entry, self.parse) {
+                self.progress.done.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let listed = listed.get_or_insert_with(|| self.roots.iter().map(PathBuf::as_path).collect());
+            let mut open = true;
+            walk::walk_listed_folder(&entry.path, listed, &mut |found| {
+                builder.add(&found, self.parse);
+                self.progress.found.fetch_add(1, Ordering::Relaxed);
+                self.progress.done.fetch_add(1, Ordering::Relaxed);
+                if builder.len() >= self.batch_size {
+                    let full = std::mem::replace(
+                        &mut builder,
+                        BatchBuilder::new(self.schema.clone(), &self.selection, self.batch_size),
+                    );
+                    open = out.send(full.finish()).is_ok();
+                }
+                open
+            });
+            // The walk counted the folder as one row; its files took its place.
+            self.progress.found.fetch_sub(1, Ordering::Relaxed);
+            if !open {
+                return false;
+            }
+        }
+        builder.is_empty() || out.send(builder.finish()).is_ok()
     }
 }
 
@@ -223,5 +269,98 @@ impl Iterator for BatchStream {
 impl RecordBatchReader for BatchStream {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, StringArray};
+    use std::fs;
+
+    fn scanned(roots: &[PathBuf], threads: usize) -> Vec<(String, String, Option<String>)> {
+        let scan = Scan::new(roots, Selection::new(vec![]).unwrap(), threads, DEFAULT_BATCH_SIZE).unwrap();
+        let progress = scan.progress();
+        let mut rows = Vec::new();
+        for batch in scan.run().unwrap() {
+            let batch = batch.unwrap();
+            let column = |name: &str| {
+                batch.column_by_name(name).unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone()
+            };
+            let (path, status, error) = (column("path"), column("status"), column("error"));
+            for i in 0..batch.num_rows() {
+                let error = (!error.is_null(i)).then(|| error.value(i).to_string());
+                rows.push((path.value(i).to_string(), status.value(i).to_string(), error));
+            }
+        }
+        assert_eq!(progress.found() as usize, rows.len(), "the count the progress bar shows is the row count");
+        assert_eq!(progress.done() as usize, rows.len());
+        rows
+    }
+
+    #[test]
+    fn a_folder_in_a_long_list_of_files_is_walked_in_its_place_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let files: Vec<PathBuf> = (0..300).map(|i| root.join(format!("f{i:03}.dcm"))).collect();
+        for f in &files {
+            fs::write(f, b"not dicom").unwrap();
+        }
+        fs::create_dir_all(root.join("sub/inner")).unwrap();
+        for name in ["sub/a.dcm", "sub/b.dcm", "sub/inner/x.dcm", "sub/inner/y.dcm"] {
+            fs::write(root.join(name), b"not dicom").unwrap();
+        }
+        // A list of files naming, where the sample that tells a list does not look, a folder,
+        // a file and a folder inside it, and a file twice.
+        let mut roots = files.clone();
+        let sampled: HashSet<usize> = (0..64).map(|i| i * 304 / 64).collect();
+        let mut free = (1..305).filter(|i| !sampled.contains(i) && !sampled.contains(&(i + 1)));
+        let (at_sub, at_inner, at_a) = (free.next().unwrap(), free.nth(20).unwrap(), free.nth(20).unwrap());
+        roots.insert(at_a, root.join("sub/a.dcm"));
+        roots.insert(at_inner, root.join("sub/inner"));
+        roots.insert(at_sub, root.join("sub"));
+        roots.push(files[7].clone());
+        assert_eq!(roots.len(), 304);
+        assert!(walk::looks_like_file_list(&roots), "the sample sees files only");
+
+        let rows = scanned(&roots, 2);
+        let paths: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r.0)).collect();
+        let mut expected = Vec::new();
+        for r in &roots[..roots.len() - 1] {
+            match r.strip_prefix(root).unwrap().to_str().unwrap() {
+                "sub" => expected.push(root.join("sub/b.dcm")), // a.dcm and inner/ are listed themselves
+                "sub/inner" => expected.extend([root.join("sub/inner/x.dcm"), root.join("sub/inner/y.dcm")]),
+                _ => expected.push(r.clone()),
+            }
+        }
+        assert_eq!(paths, expected);
+        assert!(rows.iter().all(|r| r.1 == "not_dicom"), "every file was opened and read");
+        // Where the sample finds a folder, the list is stat-ed whole: the folder's files come
+        // in its walk, and listed ones inside it are not repeated.
+        roots.insert(0, root.join("sub"));
+        let paths: Vec<PathBuf> = scanned(&roots, 2).into_iter().map(|r| PathBuf::from(r.0)).collect();
+        let sub = ["sub/a.dcm", "sub/b.dcm", "sub/inner/x.dcm", "sub/inner/y.dcm"].map(|n| root.join(n));
+        assert_eq!(paths[..4], sub);
+        assert_eq!(paths[4..], files[..]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_in_a_long_list_is_reported_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut roots: Vec<PathBuf> = (0..300).map(|i| dir.path().join(format!("f{i:03}"))).collect();
+        for f in &roots {
+            fs::write(f, b"x").unwrap();
+        }
+        let pipe = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&pipe).status().map(|s| s.success());
+        if made.ok() != Some(true) {
+            return; // no mkfifo here
+        }
+        roots.insert(1, pipe.clone());
+        let rows = scanned(&roots, 2);
+        let row = rows.iter().find(|r| Path::new(&r.0) == pipe).unwrap();
+        assert_eq!(row.1, "error");
+        assert!(row.2.as_deref().unwrap().starts_with("not_a_file: a named pipe"), "{row:?}");
     }
 }

@@ -1,6 +1,6 @@
 //! Scanning one file: open, stat, parse the header into a sink, and classify the outcome.
 
-use crate::walk::FileStat;
+use crate::walk::{not_a_file, FileStat};
 use curate_dicom::{parse_into, ErrorKind, Header, Input, Selection, Sink};
 use std::fs::File;
 use std::path::Path;
@@ -34,6 +34,8 @@ pub struct FileRecord {
     pub status: Option<Status>,
     pub error: Option<String>,
     pub header: Header,
+    /// The path is a folder (only an unchecked path from a list can be one).
+    pub folder: bool,
 }
 
 impl FileRecord {
@@ -49,8 +51,16 @@ impl FileRecord {
 /// Scan one file. Never panics and never fails: every problem becomes the row's status.
 /// `known` is the file's stat from the walk, where it made one: the size and time taken
 /// before the file is read, so a later rescan that finds them changed reads it again.
-pub fn scan_file(path: &Path, known: Option<FileStat>, selection: &Selection, sink: &mut dyn Sink) -> FileRecord {
-    let file = match File::open(path) {
+/// An `unchecked` path (from a list, never looked at) may be anything: it is opened so
+/// that a named pipe cannot block, and a folder comes back as `folder`, with no row.
+pub fn scan_file(
+    path: &Path,
+    known: Option<FileStat>,
+    unchecked: bool,
+    selection: &Selection,
+    sink: &mut dyn Sink,
+) -> FileRecord {
+    let file = match open(path, unchecked) {
         Ok(f) => f,
         Err(e) => return FileRecord::failed(Status::Error, open_error(&e)),
     };
@@ -58,8 +68,11 @@ pub fn scan_file(path: &Path, known: Option<FileStat>, selection: &Selection, si
         Some(stat) => stat,
         None => match file.metadata() {
             Ok(meta) if meta.is_dir() => {
-                return FileRecord::failed(Status::Error, "is_directory: a folder, not a file".into())
+                let mut row = FileRecord::failed(Status::Error, "is_directory: a folder, not a file".into());
+                row.folder = true;
+                return row;
             }
+            Ok(meta) if !meta.is_file() => return FileRecord::failed(Status::Error, not_a_file(&meta)),
             Ok(meta) => FileStat::of(&meta),
             Err(e) => return FileRecord::failed(Status::Error, format!("unreadable: cannot stat: {e}")),
         },
@@ -71,7 +84,7 @@ pub fn scan_file(path: &Path, known: Option<FileStat>, selection: &Selection, si
         Some(e) if e.kind == ErrorKind::NotDicom => (Status::NotDicom, Some(e.to_string())),
         Some(e) => (Status::Error, Some(e.to_string())),
     };
-    FileRecord { file_size: Some(size), mtime_us, status: Some(status), error, header }
+    FileRecord { file_size: Some(size), mtime_us, status: Some(status), error, header, folder: false }
 }
 
 /// Stat one file without reading it: the listing an incremental rescan compares with
@@ -95,6 +108,17 @@ pub fn stat_file(path: &Path, known: Option<FileStat>) -> FileRecord {
 /// A row for a path the walk could not enter.
 pub fn walk_error(error: &str) -> FileRecord {
     FileRecord::failed(Status::Error, error.to_string())
+}
+
+fn open(path: &Path, unchecked: bool) -> std::io::Result<File> {
+    #[cfg(unix)]
+    if unchecked {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A named pipe would wait for a writer; a terminal must not become ours.
+        return std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path);
+    }
+    let _ = unchecked;
+    File::open(path)
 }
 
 fn open_error(e: &std::io::Error) -> String {

@@ -6,6 +6,10 @@
 //! a folder being walked is reported as a loop rather than followed forever. Anything
 //! that cannot be listed becomes an entry with an error, so that it shows up in the
 //! index instead of vanishing from it.
+//!
+//! A long list of files (a manifest) is handed on unchecked: the scan opens every file
+//! anyway and learns its size and type from the open file, which saves a path lookup a
+//! file. A folder such a list names after all is walked by the scan, in its place.
 
 use ahash::RandomState;
 use rayon::prelude::*;
@@ -22,6 +26,9 @@ pub struct Entry {
     pub error: Option<String>,
     /// Size and modification time, when the walk already had to stat the file.
     pub stat: Option<FileStat>,
+    /// A path from a list of files, not looked at: a file, unless opening it finds a
+    /// folder (see [`walk`]).
+    pub unchecked: bool,
 }
 
 /// What a `stat` says about a file that the index keeps.
@@ -45,17 +52,46 @@ impl FileStat {
 
 impl Entry {
     fn file(path: PathBuf) -> Self {
-        Entry { path, error: None, stat: None }
+        Entry { path, error: None, stat: None, unchecked: false }
     }
 
     /// A file the walk has stat-ed already: the scan need not ask again.
     fn file_with(path: PathBuf, meta: &fs::Metadata) -> Self {
-        Entry { path, error: None, stat: Some(FileStat::of(meta)) }
+        Entry { path, error: None, stat: Some(FileStat::of(meta)), unchecked: false }
     }
 
     fn failed(path: PathBuf, error: String) -> Self {
-        Entry { path, error: Some(error), stat: None }
+        Entry { path, error: Some(error), stat: None, unchecked: false }
     }
+
+    fn unchecked(path: PathBuf) -> Self {
+        Entry { path, error: None, stat: None, unchecked: true }
+    }
+}
+
+/// Below this many paths a list is stat-ed whole: it costs nothing worth saving.
+const LIST_MIN: usize = 256;
+/// Paths of a long list stat-ed to tell a list of files from one that names folders.
+const LIST_SAMPLE: usize = 64;
+
+/// Whether `roots` look like a list of files (a manifest, a query result): long, and an
+/// even sample of it holds regular files only. Such a list is scanned without a `stat` a
+/// path; a folder the sample missed is found when the scan opens it.
+pub fn looks_like_file_list(roots: &[PathBuf]) -> bool {
+    roots.len() >= LIST_MIN
+        && (0..LIST_SAMPLE).all(|i| fs::metadata(&roots[i * roots.len() / LIST_SAMPLE]).is_ok_and(|m| m.is_file()))
+}
+
+/// The files in `folder` (found in a list of files, see [`looks_like_file_list`]), in
+/// walk order, leaving out what the list names itself: a listed file, or everything
+/// under a listed folder, has its own place in the list.
+pub fn walk_listed_folder(folder: &Path, listed: &HashSet<&Path, RandomState>, emit: &mut dyn FnMut(Entry) -> bool) {
+    let mut keep = |entry: Entry| {
+        let named = entry.path.ancestors().take_while(|a| *a != folder).any(|a| listed.contains(a));
+        named || emit(entry)
+    };
+    let mut walker = Walker { emit: &mut keep, folders: Vec::new(), stopped: false };
+    walker.root(folder, fs::metadata(folder), None);
 }
 
 /// Every file under `roots`, in name order within each root; a file named twice is kept once.
@@ -80,6 +116,28 @@ pub fn walk(
     parallel_subtrees: bool,
     emit: &mut dyn FnMut(Entry) -> bool,
 ) {
+    walk_roots(roots, pool, parallel_subtrees, false, emit)
+}
+
+/// [`walk`]; with `unchecked_lists`, a list of files ([`looks_like_file_list`]) is handed
+/// on as it is, each path once, as [`Entry::unchecked`] entries: the scan that opens each
+/// file finds its size and type anyway, and saves a `stat` (a path lookup) a file.
+pub fn walk_roots(
+    roots: &[PathBuf],
+    pool: Option<&rayon::ThreadPool>,
+    parallel_subtrees: bool,
+    unchecked_lists: bool,
+    emit: &mut dyn FnMut(Entry) -> bool,
+) {
+    if unchecked_lists && looks_like_file_list(roots) {
+        let mut seen: HashSet<&Path, RandomState> = HashSet::default();
+        for root in roots {
+            if seen.insert(root.as_path()) && !emit(Entry::unchecked(root.clone())) {
+                return;
+            }
+        }
+        return;
+    }
     let stat_all = || roots.par_iter().map(fs::metadata).collect::<Vec<io::Result<fs::Metadata>>>();
     let kinds = match pool {
         Some(pool) => pool.install(stat_all),
@@ -108,8 +166,7 @@ pub fn walk(
     let may_repeat = listed_twice || !folders.is_empty();
     let mut emitted: HashSet<PathBuf, RandomState> = HashSet::default();
     let mut emit_once = |entry: Entry| {
-        let repeated =
-            may_repeat && listed_files.contains(entry.path.as_path()) && !emitted.insert(entry.path.clone());
+        let repeated = may_repeat && listed_files.contains(entry.path.as_path()) && !emitted.insert(entry.path.clone());
         repeated || emit(entry)
     };
     let mut walker = Walker { emit: &mut emit_once, folders: Vec::new(), stopped: false };
@@ -281,7 +338,7 @@ fn rand_unique() -> u64 {
 }
 
 /// The row for something in the tree that is neither a file nor a folder.
-fn not_a_file(meta: &fs::Metadata) -> String {
+pub(crate) fn not_a_file(meta: &fs::Metadata) -> String {
     #[cfg(unix)]
     let what = {
         use std::os::unix::fs::FileTypeExt;
