@@ -96,15 +96,22 @@ impl ColumnBuilder {
     }
 
     fn append_null(&mut self) {
+        self.append_nulls(1)
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
         match self {
-            Self::Text(b) => b.append_null(),
-            Self::Int(b) => b.append_null(),
-            Self::Float(b) => b.append_null(),
-            Self::Date(b) => b.append_null(),
-            Self::TextList(b) => b.append_null(),
-            Self::IntList(b) => b.append_null(),
-            Self::FloatList(b) => b.append_null(),
-            Self::DateList(b) => b.append_null(),
+            Self::Text(b) => b.append_nulls(n),
+            Self::Int(b) => b.append_nulls(n),
+            Self::Float(b) => b.append_nulls(n),
+            Self::Date(b) => b.append_nulls(n),
+            Self::TextList(b) => (0..n).for_each(|_| b.append_null()),
+            Self::IntList(b) => (0..n).for_each(|_| b.append_null()),
+            Self::FloatList(b) => (0..n).for_each(|_| b.append_null()),
+            Self::DateList(b) => (0..n).for_each(|_| b.append_null()),
         }
     }
 
@@ -122,33 +129,50 @@ impl ColumnBuilder {
     }
 }
 
-/// The attribute columns of the rows being built: the parser's sink.
+/// The attribute columns of the rows being built: the parser's sink. Most attributes are
+/// absent from most files, so nulls are not appended row by row: a column catches up
+/// with the rows when it next gets a value, and at the end of the batch.
 struct AttributeColumns {
     builders: Vec<ColumnBuilder>,
-    /// Columns filled for the current row.
-    filled: Vec<bool>,
+    /// Rows each column holds so far (values and nulls).
+    lengths: Vec<usize>,
+    /// Rows finished so far: the current row's index.
+    row: usize,
 }
 
 impl Sink for AttributeColumns {
     fn is_set(&self, col: usize) -> bool {
-        self.filled[col]
+        self.lengths[col] > self.row
     }
 
     fn put(&mut self, col: usize, value: Decoded<'_>) {
-        self.builders[col].append(value);
-        self.filled[col] = true;
+        let builder = &mut self.builders[col];
+        builder.append_nulls(self.row - self.lengths[col]);
+        builder.append(value);
+        self.lengths[col] = self.row + 1;
     }
 }
 
 impl AttributeColumns {
+    fn new(selection: &Selection, rows: usize) -> Self {
+        AttributeColumns {
+            builders: selection.columns.iter().map(|c| ColumnBuilder::new(c, rows)).collect(),
+            lengths: vec![0; selection.columns.len()],
+            row: 0,
+        }
+    }
+
     /// Close the current row: columns the file did not fill are null.
     fn end_row(&mut self) {
-        for (builder, filled) in self.builders.iter_mut().zip(self.filled.iter_mut()) {
-            if !*filled {
-                builder.append_null();
-            }
-            *filled = false;
-        }
+        self.row += 1;
+    }
+
+    fn finish(&mut self) -> impl Iterator<Item = ArrayRef> + '_ {
+        let row = self.row;
+        self.builders.iter_mut().zip(&self.lengths).map(move |(builder, &length)| {
+            builder.append_nulls(row - length);
+            builder.finish()
+        })
     }
 }
 
@@ -170,7 +194,6 @@ pub struct BatchBuilder<'s> {
 
 impl<'s> BatchBuilder<'s> {
     pub fn new(schema: SchemaRef, selection: &'s Selection, rows: usize) -> Self {
-        let columns = selection.columns.len();
         BatchBuilder {
             schema,
             selection,
@@ -183,10 +206,7 @@ impl<'s> BatchBuilder<'s> {
             pixel_data_offset: Int64Builder::with_capacity(rows),
             pixel_data_length: Int64Builder::with_capacity(rows),
             invalid: ListBuilder::new(StringBuilder::new()),
-            attributes: AttributeColumns {
-                builders: selection.columns.iter().map(|c| ColumnBuilder::new(c, rows)).collect(),
-                filled: vec![false; columns],
-            },
+            attributes: AttributeColumns::new(selection, rows),
         }
     }
 
@@ -242,7 +262,7 @@ impl<'s> BatchBuilder<'s> {
             Arc::new(self.pixel_data_length.finish()),
             Arc::new(self.invalid.finish()),
         ];
-        arrays.extend(self.attributes.builders.iter_mut().map(ColumnBuilder::finish));
+        arrays.extend(self.attributes.finish());
         RecordBatch::try_new(self.schema, arrays)
     }
 }
