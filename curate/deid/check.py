@@ -1,7 +1,7 @@
 """Checks on a de-identified data set before its file is written.
 
-The header is encoded exactly as it will be written (preamble, file meta group, every
-sequence; Pixel Data left out, as it can be large), read back, and must pass two checks:
+The header as written (preamble, file meta group, every sequence, up to Pixel Data) is
+read back from the file and must pass two checks:
 
 * every value of a VR that the Specific Character Set governs (SH, LO, ST, LT, UC, UT, PN)
   decodes, strictly, under the character set in force where it sits (PS3.5 6.1): a
@@ -11,7 +11,7 @@ sequence; Pixel Data left out, as it can be large), read back, and must pass two
   decoded under their character set (so Cyrillic, Greek or ISO 2022 Japanese names are
   found) and the raw bytes as UTF-8 and Latin-1 as well.
 
-:func:`header_problem` says which check fails, or None.
+:func:`file_problem` says which check fails for a file just written, or None.
 """
 
 from __future__ import annotations
@@ -34,11 +34,28 @@ CHARSET_VRS = {"LO", "LT", "PN", "SH", "ST", "UC", "UT"}
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
+def file_problem(path, ds: Dataset, identity: Identity, profile: Profile) -> str | None:
+    """Why the file just written at `path` from `ds` must not be put in place, or None.
+    Its header is read back from the file, up to Pixel Data: the bytes as written."""
+    with open(path, "rb") as fp:
+        written = dcmread(fp, stop_before_pixels=True, force=True)
+        end = fp.tell()  # pydicom stops at the start of the Pixel Data element
+        fp.seek(0)
+        header = fp.read(end)
+    return _problem(header, written, ds, identity, profile)
+
+
 def header_problem(ds: Dataset, identity: Identity, profile: Profile) -> str | None:
-    """Why `ds` must not be written (:data:`CHARSET_MISMATCH` or :data:`HEADER_LEAK`), or None."""
+    """Why `ds` must not be written (:data:`CHARSET_MISMATCH` or :data:`HEADER_LEAK`), or
+    None: :func:`file_problem` for a data set not written yet."""
     header = header_bytes(ds)
+    return _problem(header, dcmread(io.BytesIO(header), force=True), ds, identity, profile)
+
+
+def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, profile: Profile) -> str | None:
+    texts: list[str] = []
     try:
-        texts = decoded_text(header)
+        _decode_all(written, None, texts)
     except (UnicodeError, LookupError):  # bytes that do not fit, or a set no codec reads
         return CHARSET_MISMATCH
     pattern = identity.pattern()

@@ -7,9 +7,10 @@
    written, counted by reason.
 3. Every other file is de-identified in a worker process and written under a name built
    from its pseudonymous UIDs only (``<study>/<series>/<instance>.dcm``), to a temporary
-   name first, then renamed. Before that, its header must pass :mod:`curate.deid.check`
-   (text consistent with its Specific Character Set, none of the patient's identifiers).
-   A rerun skips files already written, so a killed run resumes and gives the same bytes.
+   name first; its header, read back, must pass :mod:`curate.deid.check` (text
+   consistent with its Specific Character Set, none of the patient's identifiers) before
+   it is renamed into place, else it is deleted. A rerun skips files already written
+   and deletes what a killed run left half-done, so it resumes and gives the same bytes.
 4. The output is scanned again; the run fails if any attribute the profile removes or
    replaces still holds one of the source's values.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curate.deid.check import HEADER_LEAK, header_problem
+from curate.deid.check import HEADER_LEAK, file_problem
 from curate.deid.engine import Deidentifier, Identity
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
@@ -152,12 +153,12 @@ def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_
         target_path.parent.mkdir(parents=True, exist_ok=True)
         partial = target_path.with_name(f".{target_path.name}.{os.getpid()}.partial")
         try:
-            # The header as it will be written must decode under its own character set and
-            # must not hold the patient's names, IDs or birth date: else it is not written.
-            problem = header_problem(ds, identity, profile)
+            ds.save_as(partial, enforce_file_format=True)
+            # The header as written must decode under its own character set and must not
+            # hold the patient's names, IDs or birth date: else the file is not put in place.
+            problem = file_problem(partial, ds, identity, profile)
             if problem:
                 return "failed", problem
-            ds.save_as(partial, enforce_file_format=True)
             os.replace(partial, target_path)
         finally:
             partial.unlink(missing_ok=True)
@@ -191,6 +192,7 @@ def deidentify_tree(
         raise ValueError("the identifier mapping must not be written inside the output folder")
     pseudo = Pseudonymizer(key, uid_root)
     _check_manifest(output, _manifest(options, uid_root, quarantine, pseudo))
+    _remove_partials(output)
     started = time.perf_counter()
     summary = DeidSummary()
     plan = scan(source, tags=PLAN_TAGS + VERIFY_TAGS).to_pylist()
@@ -230,6 +232,13 @@ def deidentify_tree(
     summary.leaks += _verify(output, plan, Profile(options))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _remove_partials(output: Path) -> None:
+    """Files a killed run was writing, or had written but not checked: never kept."""
+    if output.exists():
+        for partial in output.rglob(".*.partial"):
+            partial.unlink(missing_ok=True)
 
 
 def _manifest(options: Options, uid_root: str, quarantine: bool, pseudo: Pseudonymizer) -> dict:
