@@ -15,6 +15,8 @@ and attributes that may hold several values become lists.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -99,8 +101,15 @@ def parse_tag_spec(spec: str) -> ColumnSpec:
 
 @lru_cache(maxsize=1)
 def default_tags() -> tuple[str, ...]:
-    """The default tag set, from ``conf/tags/default.yaml``."""
-    return tuple(load_tag_file(conf_dir() / "tags" / "default.yaml"))
+    """The default tag set, from ``conf/tags/default.yaml`` (read again when it changes)."""
+    path = conf_dir() / "tags" / "default.yaml"
+    return _tag_file(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _tag_file(path: str, mtime_ns: int) -> tuple[str, ...]:
+    # Parsing the YAML took longer than scanning a few hundred files.
+    return tuple(load_tag_file(Path(path)))
 
 
 def load_tag_file(path: Path) -> list[str]:
@@ -118,7 +127,11 @@ def resolve_tags(tags: list[str] | tuple[str, ...] | None = None, extra: list[st
     A spec listed twice yields one column; two specs that would produce the same column
     name are an error.
     """
-    specs = list(default_tags() if tags is None else tags) + list(extra)
+    return list(_resolve(tuple(default_tags() if tags is None else tags) + tuple(extra)))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolve(specs: tuple[str, ...]) -> tuple[ColumnSpec, ...]:
     columns: dict[str, ColumnSpec] = {}
     for spec in specs:
         column = parse_tag_spec(spec)
@@ -126,4 +139,4 @@ def resolve_tags(tags: list[str] | tuple[str, ...] | None = None, extra: list[st
         if previous is not None and previous != column:
             raise TagSpecError(f"two tag specs give the column name {column.name!r}; rename one with NAME=SPEC")
         columns[column.name] = column
-    return list(columns.values())
+    return tuple(columns.values())

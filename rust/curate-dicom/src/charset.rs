@@ -198,11 +198,24 @@ fn decode_with<'b>(enc: &'static Encoding, bytes: &'b [u8]) -> Cow<'b, str> {
     enc.decode_without_bom_handling(bytes).0
 }
 
+/// `bytes` as text when they are all ASCII. Most header values are: one pass over them,
+/// not the two (an ASCII check, then UTF-8 validation) the safe conversion would make.
+pub(crate) fn ascii_str(bytes: &[u8]) -> Option<&str> {
+    if !bytes.is_ascii() {
+        return None;
+    }
+    // SAFETY: every ASCII byte sequence is valid UTF-8, and `bytes` was just checked to be
+    // ASCII.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+}
+
 fn decode_run(set: Set, bytes: &[u8]) -> Cow<'_, str> {
-    if bytes.is_ascii() && !matches!(set, Set::JisX0208 | Set::JisX0212) {
+    if !matches!(set, Set::JisX0208 | Set::JisX0212) {
         // Every set here agrees with ASCII below 0x80 (JIS X 0201 romaji differs only in
         // two glyphs that decoders map to ASCII too): ASCII text needs no decoder.
-        return Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default());
+        if let Some(text) = ascii_str(bytes) {
+            return Cow::Borrowed(text);
+        }
     }
     match set {
         Set::Latin1 => Cow::Owned(bytes.iter().map(|&b| b as char).collect()),

@@ -5,7 +5,7 @@
 //! that disagree with the dictionary. Values that do not parse become null and are
 //! reported as invalid, never guessed.
 
-use crate::charset::Charset;
+use crate::charset::{ascii_str, Charset};
 use crate::selection::{ColumnSpec, Kind};
 use crate::vr::Vr;
 use std::borrow::Cow;
@@ -130,7 +130,7 @@ fn numbers<T>(
 /// The `\`-separated parts of an ASCII value (numbers, dates), trimmed of padding. A part
 /// that is not ASCII comes back as a string no number parser accepts.
 fn ascii_parts(bytes: &[u8]) -> impl Iterator<Item = &str> {
-    bytes.split(|&b| b == b'\\').map(|part| std::str::from_utf8(trim_bytes(part, false)).unwrap_or("\u{fffd}"))
+    bytes.split(|&b| b == b'\\').map(|part| ascii_str(trim_bytes(part, false)).unwrap_or("\u{fffd}"))
 }
 
 /// Trailing spaces and NULs are padding everywhere; leading spaces too, except in free text.

@@ -87,7 +87,7 @@ fn open_scan(
 ) -> PyResult<PyScan> {
     let specs = columns.into_iter().map(to_spec).collect::<PyResult<Vec<_>>>()?;
     let selection = Selection::new(specs).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let scan = Scan::new(&paths, selection, threads, batch_size).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    let scan = Scan::new(paths, selection, threads, batch_size).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
     let scan = if parse { scan } else { scan.stat_only() };
     Ok(PyScan { progress: scan.progress(), pending: Mutex::new(Some(scan)) })
 }

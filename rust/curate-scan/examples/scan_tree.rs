@@ -33,7 +33,7 @@ fn main() {
         .collect();
     let selection = Selection::new(columns).expect("valid selection");
     let start = Instant::now();
-    let scan = Scan::new(&roots, selection, threads, curate_scan::DEFAULT_BATCH_SIZE).expect("thread pool");
+    let scan = Scan::new(roots, selection, threads, curate_scan::DEFAULT_BATCH_SIZE).expect("thread pool");
     let progress = scan.progress();
     let rows: usize = scan.run().expect("scan starts").map(|b| b.expect("batch").num_rows()).sum();
     let secs = start.elapsed().as_secs_f64();

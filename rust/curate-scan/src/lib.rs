@@ -72,14 +72,19 @@ pub struct Scan {
 
 impl Scan {
     /// Prepare a scan of `roots` (files and folders) on `threads` threads (0: every core).
-    pub fn new(roots: &[PathBuf], selection: Selection, threads: usize, batch_size: usize) -> Result<Scan, ArrowError> {
+    pub fn new(
+        roots: impl Into<Vec<PathBuf>>,
+        selection: Selection,
+        threads: usize,
+        batch_size: usize,
+    ) -> Result<Scan, ArrowError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("curate-scan-{i}"))
             .build()
             .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
         Ok(Scan {
-            roots: roots.to_vec(),
+            roots: roots.into(),
             selection: Arc::new(selection),
             pool,
             batch_size: batch_size.max(1),
