@@ -251,26 +251,38 @@ impl<'a> Parser<'a, '_> {
                     return Ok(Stop::End);
                 }
             }
-            if self.at_end()? {
-                if depth == 0 {
-                    return Ok(Stop::End);
-                }
-                return Err(self.truncated("inside a sequence item"));
-            }
             let element_start = self.input.pos();
-            let h = self.read_element_header()?;
-            match h.tag {
-                ITEM_END => return Ok(Stop::ItemEnd),
-                SEQUENCE_END => return Ok(Stop::SequenceEnd),
-                ITEM => {
-                    return Err(ParseError::new(
-                        ErrorKind::Corrupt,
-                        format!("item tag (FFFE,E000) at byte {element_start} outside a sequence"),
-                    ))
+            // Nearly every element header lies wholly in the buffer: then the data set
+            // cannot be at its end, and no further check is needed.
+            let h = match self.buffered_element_header() {
+                Some(h) => h,
+                None => {
+                    if self.at_end()? {
+                        if depth == 0 {
+                            return Ok(Stop::End);
+                        }
+                        return Err(self.truncated("inside a sequence item"));
+                    }
+                    self.read_element_header_slow()?
                 }
-                _ => {}
+            };
+            if h.tag >= ITEM {
+                match h.tag {
+                    ITEM_END => return Ok(Stop::ItemEnd),
+                    SEQUENCE_END => return Ok(Stop::SequenceEnd),
+                    ITEM => {
+                        return Err(ParseError::new(
+                            ErrorKind::Corrupt,
+                            format!("item tag (FFFE,E000) at byte {element_start} outside a sequence"),
+                        ))
+                    }
+                    _ => {}
+                }
             }
-            if depth == 0 && matches!(h.tag, 0x7fe0_0010 | 0x7fe0_0008 | 0x7fe0_0009) {
+            if depth == 0
+                && (0x7fe0_0008..=0x7fe0_0010).contains(&h.tag)
+                && matches!(h.tag, 0x7fe0_0010 | 0x7fe0_0008 | 0x7fe0_0009)
+            {
                 self.header.pixel_data_offset = Some(element_start);
                 self.header.pixel_data_length = Some(if h.len == UNDEFINED { None } else { Some(h.len) });
                 return Ok(Stop::PixelData);
@@ -443,16 +455,22 @@ impl<'a> Parser<'a, '_> {
     }
 
     fn read_element_header(&mut self) -> Result<ElementHeader> {
-        // Nearly every header lies wholly in the buffer: decode it there, without copies.
-        let Syntax { explicit, big_endian } = self.syntax;
-        if let Some(b) = self.input.buffered(12) {
-            let b: &[u8; 12] = b.try_into().expect("12 bytes");
-            let (h, size) = decode_element_header(b, explicit, big_endian);
-            self.element = Some(h.tag);
-            self.input.consume(size);
-            return Ok(h);
+        match self.buffered_element_header() {
+            Some(h) => Ok(h),
+            None => self.read_element_header_slow(),
         }
-        self.read_element_header_slow()
+    }
+
+    /// The next element header when it lies wholly in the buffer: decoded there, without
+    /// copies. None near the end of the input.
+    #[inline]
+    fn buffered_element_header(&mut self) -> Option<ElementHeader> {
+        let Syntax { explicit, big_endian } = self.syntax;
+        let b: &[u8; 12] = self.input.buffered(12)?.try_into().ok()?;
+        let (h, size) = decode_element_header(b, explicit, big_endian);
+        self.element = Some(h.tag);
+        self.input.consume(size);
+        Some(h)
     }
 
     /// Near the end of the input: fetch only as many bytes as the header needs, so that a
@@ -552,7 +570,9 @@ impl std::ops::Deref for Peek {
 /// Elements the parser reads for itself, selected or not.
 #[inline]
 fn is_parser_tag(tag: u32) -> bool {
-    matches!(tag, TRANSFER_SYNTAX | MEDIA_STORAGE_SOP_CLASS | SPECIFIC_CHARACTER_SET | META_GROUP_LENGTH)
+    // All in group 0002 or at (0008,0005): one comparison rules out nearly every element.
+    tag <= SPECIFIC_CHARACTER_SET
+        && matches!(tag, TRANSFER_SYNTAX | MEDIA_STORAGE_SOP_CLASS | SPECIFIC_CHARACTER_SET | META_GROUP_LENGTH)
 }
 
 /// Decode an element header from its first bytes (12 available; explicit VRs with a

@@ -29,6 +29,10 @@ pub enum Value {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decoded<'a> {
     Text(Cow<'a, str>),
+    /// Several numbers or dates, held in place: no allocation for the usual few.
+    Ints(Few<i64>),
+    Floats(Few<f64>),
+    Dates(Few<i32>),
     Value(Value),
 }
 
@@ -36,7 +40,45 @@ impl Decoded<'_> {
     pub fn into_value(self) -> Value {
         match self {
             Decoded::Text(t) => Value::Text(t.into_owned()),
+            Decoded::Ints(n) => Value::IntList(n.as_slice().to_vec()),
+            Decoded::Floats(n) => Value::FloatList(n.as_slice().to_vec()),
+            Decoded::Dates(n) => Value::DateList(n.as_slice().to_vec()),
             Decoded::Value(v) => v,
+        }
+    }
+}
+
+/// Values held in place up to eight (pixel spacing, window centres, orientation: most
+/// multi-valued numbers are two to six), on the heap beyond.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Few<T> {
+    len: usize,
+    inline: [T; 8],
+    heap: Vec<T>,
+}
+
+impl<T: Copy + Default> Few<T> {
+    fn new() -> Self {
+        Few { len: 0, inline: [T::default(); 8], heap: Vec::new() }
+    }
+
+    fn push(&mut self, x: T) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = x;
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.inline);
+            }
+            self.heap.push(x);
+        }
+        self.len += 1;
+    }
+
+    pub fn as_slice(&self) -> &[T] {
+        if self.len <= self.inline.len() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
         }
     }
 }
@@ -68,34 +110,34 @@ pub fn decode<'b>(
     match col.kind {
         Kind::Text => Ok(text(vr, big_endian, charset, bytes, col.multi)),
         Kind::Int => numbers(vr, big_endian, bytes, col.multi, parse_int, float_to_int)
-            .map(|v| v.map(|n| Decoded::Value(n.into_value(Value::Int, Value::IntList)))),
+            .map(|v| v.map(|n| n.into_decoded(Value::Int, Decoded::Ints))),
         Kind::Float => numbers(vr, big_endian, bytes, col.multi, parse_float, Some)
-            .map(|v| v.map(|n| Decoded::Value(n.into_value(Value::Float, Value::FloatList)))),
+            .map(|v| v.map(|n| n.into_decoded(Value::Float, Decoded::Floats))),
         Kind::Date => collect(ascii_parts(bytes), col.multi, parse_date)
-            .map(|v| v.map(|n| Decoded::Value(n.into_value(Value::Date, Value::DateList)))),
+            .map(|v| v.map(|n| n.into_decoded(Value::Date, Decoded::Dates))),
     }
 }
 
 /// One value or several, before choosing the variant.
 enum Parsed<T> {
     One(T),
-    Many(Vec<T>),
+    Many(Few<T>),
 }
 
 impl<T> Parsed<T> {
-    fn into_value(self, one: fn(T) -> Value, many: fn(Vec<T>) -> Value) -> Value {
+    fn into_decoded<'a>(self, one: fn(T) -> Value, many: fn(Few<T>) -> Decoded<'a>) -> Decoded<'a> {
         match self {
-            Parsed::One(x) => one(x),
+            Parsed::One(x) => Decoded::Value(one(x)),
             Parsed::Many(v) => many(v),
         }
     }
 }
 
 /// Parse every part (or only the first for single-valued columns); any bad part is invalid.
-fn collect<'t, T>(
-    mut parts: impl Iterator<Item = &'t str>,
+fn collect<P, T: Copy + Default>(
+    mut parts: impl Iterator<Item = P>,
     multi: bool,
-    parse: impl Fn(&str) -> Option<T>,
+    parse: impl Fn(P) -> Option<T>,
 ) -> Result<Option<Parsed<T>>, Invalid> {
     if !multi {
         return match parts.next() {
@@ -103,11 +145,14 @@ fn collect<'t, T>(
             None => Ok(None),
         };
     }
-    let values = parts.map(&parse).collect::<Option<Vec<T>>>().ok_or(Invalid)?;
-    Ok((!values.is_empty()).then_some(Parsed::Many(values)))
+    let mut values = Few::new();
+    for part in parts {
+        values.push(parse(part).ok_or(Invalid)?);
+    }
+    Ok((values.len > 0).then_some(Parsed::Many(values)))
 }
 
-fn numbers<T>(
+fn numbers<T: Copy + Default>(
     vr: Vr,
     big_endian: bool,
     bytes: &[u8],
@@ -117,12 +162,7 @@ fn numbers<T>(
 ) -> Result<Option<Parsed<T>>, Invalid> {
     // (Numbers and dates are ASCII in every character set: no decoding needed.)
     if is_binary(vr) {
-        let mut nums = binary_numbers(vr, big_endian, bytes);
-        if !multi {
-            return nums.next().map(|x| from_binary(x).map(Parsed::One).ok_or(Invalid)).transpose();
-        }
-        let values = nums.map(from_binary).collect::<Option<Vec<T>>>().ok_or(Invalid)?;
-        return Ok((!values.is_empty()).then_some(Parsed::Many(values)));
+        return collect(binary_numbers(vr, big_endian, bytes), multi, from_binary);
     }
     collect(ascii_parts(bytes), multi, parse_text)
 }
@@ -148,31 +188,64 @@ fn is_binary(vr: Vr) -> bool {
 }
 
 /// Numbers stored in a binary VR, in file order.
-fn binary_numbers(vr: Vr, big_endian: bool, b: &[u8]) -> impl Iterator<Item = f64> + '_ {
-    fn read<const N: usize>(
-        b: &[u8],
-        big_endian: bool,
-        conv: fn([u8; N], bool) -> f64,
-    ) -> impl Iterator<Item = f64> + '_ {
-        b.chunks_exact(N).map(move |c| conv(c.try_into().unwrap_or([0; N]), big_endian))
-    }
-    macro_rules! conv {
-        ($t:ty) => {
-            |a, be| (if be { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
-        };
-    }
-    let it: Box<dyn Iterator<Item = f64> + '_> = match &vr.0 {
-        b"US" | b"OW" => Box::new(read::<2>(b, big_endian, conv!(u16))),
-        b"SS" => Box::new(read::<2>(b, big_endian, conv!(i16))),
-        b"UL" | b"OL" => Box::new(read::<4>(b, big_endian, conv!(u32))),
-        b"SL" => Box::new(read::<4>(b, big_endian, conv!(i32))),
-        b"SV" => Box::new(read::<8>(b, big_endian, conv!(i64))),
-        b"UV" | b"OV" => Box::new(read::<8>(b, big_endian, conv!(u64))),
-        b"FL" | b"OF" => Box::new(read::<4>(b, big_endian, conv!(f32))),
-        b"FD" | b"OD" => Box::new(read::<8>(b, big_endian, conv!(f64))),
-        _ => Box::new(std::iter::empty()),
+fn binary_numbers(vr: Vr, big_endian: bool, b: &[u8]) -> BinaryNumbers<'_> {
+    let kind = match &vr.0 {
+        b"US" | b"OW" => BinaryKind::U16,
+        b"SS" => BinaryKind::I16,
+        b"UL" | b"OL" => BinaryKind::U32,
+        b"SL" => BinaryKind::I32,
+        b"SV" => BinaryKind::I64,
+        b"UV" | b"OV" => BinaryKind::U64,
+        b"FL" | b"OF" => BinaryKind::F32,
+        b"FD" | b"OD" => BinaryKind::F64,
+        _ => BinaryKind::None,
     };
-    it
+    BinaryNumbers { bytes: b, kind, big_endian }
+}
+
+#[derive(Clone, Copy)]
+enum BinaryKind {
+    U16,
+    I16,
+    U32,
+    I32,
+    I64,
+    U64,
+    F32,
+    F64,
+    None,
+}
+
+/// The numbers of a binary value, read in place (no boxed iterator a value).
+struct BinaryNumbers<'b> {
+    bytes: &'b [u8],
+    kind: BinaryKind,
+    big_endian: bool,
+}
+
+impl Iterator for BinaryNumbers<'_> {
+    type Item = f64;
+
+    fn next(&mut self) -> Option<f64> {
+        macro_rules! read {
+            ($t:ty, $n:expr) => {{
+                let (head, rest) = self.bytes.split_first_chunk::<$n>()?;
+                self.bytes = rest;
+                (if self.big_endian { <$t>::from_be_bytes(*head) } else { <$t>::from_le_bytes(*head) }) as f64
+            }};
+        }
+        Some(match self.kind {
+            BinaryKind::U16 => read!(u16, 2),
+            BinaryKind::I16 => read!(i16, 2),
+            BinaryKind::U32 => read!(u32, 4),
+            BinaryKind::I32 => read!(i32, 4),
+            BinaryKind::I64 => read!(i64, 8),
+            BinaryKind::U64 => read!(u64, 8),
+            BinaryKind::F32 => read!(f32, 4),
+            BinaryKind::F64 => read!(f64, 8),
+            BinaryKind::None => return None,
+        })
+    }
 }
 
 fn float_to_int(x: f64) -> Option<i64> {
@@ -340,6 +413,17 @@ mod tests {
         assert_eq!(dec(b"IS", false, b"12 "), Ok(Some(Value::Int(12))));
         assert_eq!(dec(b"IS", false, b"1.0"), Ok(Some(Value::Int(1))));
         assert_eq!(dec(b"IS", false, b"1.5"), Err(Invalid));
+    }
+
+    #[test]
+    fn many_values_spill_from_their_place() {
+        let text: Vec<String> = (1..=11).map(|i| format!("{i}.5")).collect();
+        let expected: Vec<f64> = (1..=11).map(|i| i as f64 + 0.5).collect();
+        assert_eq!(dec(b"DS", true, text.join("\\").as_bytes()), Ok(Some(Value::FloatList(expected))));
+        let bytes: Vec<u8> = (0..10u16).flat_map(|i| i.to_le_bytes()).collect();
+        assert_eq!(dec(b"US", true, &bytes), Ok(Some(Value::IntList((0..10).collect()))));
+        assert_eq!(dec(b"US", true, &[1, 0, 2]), Ok(Some(Value::IntList(vec![1]))), "a trailing odd byte is ignored");
+        assert_eq!(dec(b"DS", true, b"1\\x\\3"), Err(Invalid), "one bad value makes the whole invalid");
     }
 
     #[test]
