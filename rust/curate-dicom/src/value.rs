@@ -29,6 +29,9 @@ pub enum Value {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decoded<'a> {
     Text(Cow<'a, str>),
+    /// A multi-valued text value, whole: [`Decoded::parts`] gives its values, so that a
+    /// sink copies them straight into place.
+    TextParts(Cow<'a, str>, Vr),
     /// Several numbers or dates, held in place: no allocation for the usual few.
     Ints(Few<i64>),
     Floats(Few<f64>),
@@ -40,11 +43,23 @@ impl Decoded<'_> {
     pub fn into_value(self) -> Value {
         match self {
             Decoded::Text(t) => Value::Text(t.into_owned()),
+            Decoded::TextParts(t, vr) => Value::TextList(split_values(vr, &t).map(str::to_owned).collect()),
             Decoded::Ints(n) => Value::IntList(n.as_slice().to_vec()),
             Decoded::Floats(n) => Value::FloatList(n.as_slice().to_vec()),
             Decoded::Dates(n) => Value::DateList(n.as_slice().to_vec()),
             Decoded::Value(v) => v,
         }
+    }
+}
+
+impl<'a> Decoded<'a> {
+    /// The trimmed values of a multi-valued text value (none for any other value).
+    pub fn parts(&self) -> impl Iterator<Item = &str> {
+        let (text, vr) = match self {
+            Decoded::TextParts(t, vr) => (Some(t.as_ref()), *vr),
+            _ => (None, Vr::UN),
+        };
+        text.into_iter().flat_map(move |t| split_values(vr, t))
     }
 }
 
@@ -301,8 +316,12 @@ fn text<'b>(vr: Vr, big_endian: bool, charset: &Charset, bytes: &'b [u8], multi:
         return text_list(numbers, multi).map(Decoded::Value);
     }
     if multi {
-        let text = decode_str(vr, charset, bytes);
-        text_list(split_values(vr, &text).map(str::to_owned).collect(), true).map(Decoded::Value)
+        // Only separators and padding: no value. (No multi-byte character has all its
+        // bytes among these, so the raw bytes tell.)
+        if bytes.iter().all(|&b| matches!(b, b'\\' | b' ' | 0) || (b == b'=' && vr.0 == *b"PN")) {
+            return None;
+        }
+        Some(Decoded::TextParts(decode_str(vr, charset, bytes), vr))
     } else {
         // A single-valued column keeps the whole value, backslashes included.
         let text = match decode_str(vr, charset, trim_bytes(bytes, vr.single_valued_text())) {
@@ -436,6 +455,13 @@ mod tests {
         // UN is read by the dictionary VR, zero included.
         assert_eq!(decode(&c, Vr::UN, false, &Charset::default(), &[3, 0]).map(owned), Ok(Some(Value::Int(3))));
         assert_eq!(decode(&c, Vr::UN, false, &Charset::default(), &[0, 0]).map(owned), Ok(Some(Value::Int(0))));
+    }
+
+    #[test]
+    fn multi_valued_text_of_padding_only_is_empty() {
+        assert_eq!(dec(b"CS", true, b"\\ \\\0"), Ok(None));
+        assert_eq!(dec(b"PN", true, b"==\\ "), Ok(None));
+        assert_eq!(dec(b"CS", true, b" \\B"), Ok(Some(Value::TextList(vec!["".into(), "B".into()]))));
     }
 
     #[test]

@@ -90,6 +90,10 @@ impl ColumnBuilder {
             (Self::IntList(b), Decoded::Ints(v)) => b.append_value(v.as_slice().iter().map(|&x| Some(x))),
             (Self::FloatList(b), Decoded::Floats(v)) => b.append_value(v.as_slice().iter().map(|&x| Some(x))),
             (Self::DateList(b), Decoded::Dates(v)) => b.append_value(v.as_slice().iter().map(|&x| Some(x))),
+            (Self::TextList(b), value @ Decoded::TextParts(..)) => {
+                b.values().extend(value.parts().map(Some));
+                b.append(true);
+            }
             (Self::TextList(b), Decoded::Value(Value::TextList(v))) => b.append_value(v.into_iter().map(Some)),
             (Self::IntList(b), Decoded::Value(Value::IntList(v))) => b.append_value(v.into_iter().map(Some)),
             (Self::FloatList(b), Decoded::Value(Value::FloatList(v))) => b.append_value(v.into_iter().map(Some)),
