@@ -14,6 +14,7 @@ use crate::sink::{Collect, Sink};
 use crate::value::{self, Value};
 use crate::vr::Vr;
 use flate2::read::DeflateDecoder;
+use std::borrow::Cow;
 
 const UNDEFINED: u32 = 0xffff_ffff;
 const ITEM: u32 = 0xfffe_e000;
@@ -413,7 +414,9 @@ impl<'a> Parser<'a, '_> {
         };
         match h.tag {
             TRANSFER_SYNTAX => {
-                self.header.transfer_syntax = Some(String::from_utf8_lossy(trim_uid(bytes)).into_owned())
+                let uid = trim_uid(bytes);
+                let text = crate::charset::ascii_str(uid).map_or_else(|| String::from_utf8_lossy(uid), Cow::Borrowed);
+                self.header.transfer_syntax = Some(text.into_owned())
             }
             MEDIA_STORAGE_SOP_CLASS => self.header.dicomdir |= trim_uid(bytes) == DICOMDIR_SOP_CLASS.as_bytes(),
             SPECIFIC_CHARACTER_SET => self.charset = Charset::from_value(bytes),

@@ -230,7 +230,12 @@ impl<'s> BatchBuilder<'s> {
             return false;
         }
         self.attributes.end_row();
-        self.path.append_value(entry.path.to_string_lossy());
+        // Paths are nearly always valid UTF-8: checked in one pass (to_string_lossy walks
+        // them in chunks).
+        match entry.path.to_str() {
+            Some(path) => self.path.append_value(path),
+            None => self.path.append_value(entry.path.to_string_lossy()),
+        }
         self.size.append_option(row.file_size.map(|s| s as i64));
         self.mtime.append_option(row.mtime_us);
         self.status.append_value(row.status().as_str());

@@ -27,9 +27,10 @@ use walk::Entry;
 pub use record::Status;
 
 /// Rows per record batch unless the caller asks otherwise: large enough that building,
-/// exporting and importing a batch (a hundred columns) costs little per row. A short
-/// wave (a small tree, the end of a walk) is split smaller so every thread gets a share.
-pub const DEFAULT_BATCH_SIZE: usize = 1024;
+/// exporting and importing a batch (a hundred columns) costs little per row (measured:
+/// 512 rows 148k files/s, 1024 159k, 2048 165k, 4096 171k). The walk's last, short chunk
+/// (all of a small tree) is split smaller so every thread gets a share.
+pub const DEFAULT_BATCH_SIZE: usize = 4096;
 
 /// The smallest share a short wave is split into: below this, more batches cost more
 /// than the parallelism gains.
