@@ -586,9 +586,9 @@ fn decode_element_header(b: &[u8; 12], explicit: bool, big_endian: bool) -> (Ele
     if (tag >> 16) as u16 == 0xfffe {
         return (ElementHeader { tag, vr: Vr::UN, len: read_u32(&b[4..8], big_endian) }, 8);
     }
-    match explicit.then(|| Vr::parse([b[4], b[5]])).flatten() {
-        Some(vr) if vr.has_long_length() => (ElementHeader { tag, vr, len: read_u32(&b[8..12], big_endian) }, 12),
-        Some(vr) => (ElementHeader { tag, vr, len: read_u16(&b[6..8], big_endian) as u32 }, 8),
+    match explicit.then(|| Vr::parse_header([b[4], b[5]])).flatten() {
+        Some((vr, true)) => (ElementHeader { tag, vr, len: read_u32(&b[8..12], big_endian) }, 12),
+        Some((vr, false)) => (ElementHeader { tag, vr, len: read_u16(&b[6..8], big_endian) as u32 }, 8),
         // Implicit VR, or an explicit file with an implicit element in it. The VR is left
         // unknown: a skipped element needs only its length, and a selected one is read
         // by its column's dictionary VR (as UN values are).

@@ -11,13 +11,28 @@ const VR_CODES: [&[u8; 2]; 34] = [
     b"UT", b"UV",
 ];
 
-/// `KNOWN_VRS[(first - 'A') * 26 + (second - 'A')]`: whether two capitals name a VR.
-const KNOWN_VRS: [bool; 26 * 26] = {
-    let mut table = [false; 26 * 26];
+/// The VRs whose explicit header has two reserved bytes and a 32-bit length (PS3.5 7.1.2).
+const LONG_LENGTH_CODES: [&[u8; 2]; 13] =
+    [b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"];
+
+const KNOWN: u8 = 1;
+const LONG: u8 = 2;
+
+/// `HEADER_KINDS[(first - 'A') * 26 + (second - 'A')]`: whether two capitals name a VR
+/// (KNOWN), and whether its header has a 32-bit length (LONG). The parser asks both for
+/// every element header it reads: one lookup answers.
+const HEADER_KINDS: [u8; 26 * 26] = {
+    let mut table = [0u8; 26 * 26];
     let mut i = 0;
     while i < VR_CODES.len() {
         let code = VR_CODES[i];
-        table[(code[0] - b'A') as usize * 26 + (code[1] - b'A') as usize] = true;
+        table[(code[0] - b'A') as usize * 26 + (code[1] - b'A') as usize] = KNOWN;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < LONG_LENGTH_CODES.len() {
+        let code = LONG_LENGTH_CODES[i];
+        table[(code[0] - b'A') as usize * 26 + (code[1] - b'A') as usize] |= LONG;
         i += 1;
     }
     table
@@ -32,20 +47,34 @@ impl Vr {
     pub const SQ: Vr = Vr(*b"SQ");
     pub const UL: Vr = Vr(*b"UL");
 
+    #[inline]
+    fn header_kind(bytes: [u8; 2]) -> u8 {
+        let (a, b) = (bytes[0].wrapping_sub(b'A') as usize, bytes[1].wrapping_sub(b'A') as usize);
+        if a < 26 && b < 26 {
+            HEADER_KINDS[a * 26 + b]
+        } else {
+            0
+        }
+    }
+
     /// Parse a VR code; `None` for anything that is not one of the standard VRs.
     #[inline]
     pub fn parse(bytes: [u8; 2]) -> Option<Vr> {
-        // One table lookup: the parser asks this for every element header it reads.
-        let (a, b) = (bytes[0].wrapping_sub(b'A') as usize, bytes[1].wrapping_sub(b'A') as usize);
-        (a < 26 && b < 26 && KNOWN_VRS[a * 26 + b]).then_some(Vr(bytes))
+        (Self::header_kind(bytes) & KNOWN != 0).then_some(Vr(bytes))
+    }
+
+    /// An explicit element header's VR and whether its length takes 32 bits: `None` when
+    /// the bytes name no VR (an implicit element). One lookup, for every header read.
+    #[inline]
+    pub fn parse_header(bytes: [u8; 2]) -> Option<(Vr, bool)> {
+        let kind = Self::header_kind(bytes);
+        (kind & KNOWN != 0).then_some((Vr(bytes), kind & LONG != 0))
     }
 
     /// VRs whose explicit header has two reserved bytes and a 32-bit length.
+    #[inline]
     pub fn has_long_length(self) -> bool {
-        matches!(
-            &self.0,
-            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
-        )
+        Self::header_kind(self.0) & LONG != 0
     }
 
     /// Text whose bytes follow the Specific Character Set (others are ASCII only).
@@ -102,6 +131,18 @@ mod tests {
         assert!(Vr::parse(*b"ZZ").is_none());
         assert!(Vr::parse(*b"pn").is_none());
         assert!(Vr::parse(*b"A@").is_none());
+    }
+
+    #[test]
+    fn header_kinds() {
+        // PS3.5 Table 7.1-1 and 7.1-2: the VRs whose explicit headers carry a 32-bit length.
+        let long: Vec<&[u8]> = "OB OD OF OL OV OW SQ SV UC UN UR UT UV".split(' ').map(str::as_bytes).collect();
+        for code in VR_CODES {
+            let expected = long.contains(&&code[..]);
+            assert_eq!(Vr::parse_header(*code), Some((Vr(*code), expected)), "{code:?}");
+            assert_eq!(Vr(*code).has_long_length(), expected);
+        }
+        assert_eq!(Vr::parse_header(*b"\x10\x00"), None, "an implicit element's length bytes");
     }
 
     #[test]
