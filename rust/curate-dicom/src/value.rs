@@ -267,28 +267,40 @@ fn float_to_int(x: f64) -> Option<i64> {
     (x.fract() == 0.0 && x.abs() < 9.2e18).then_some(x as i64)
 }
 
+/// A VR code as one number, to match on: `code(b"PN")`.
+const fn code(vr: &[u8; 2]) -> u16 {
+    u16::from_be_bytes(*vr)
+}
+
+const PN: u16 = code(b"PN");
+
 /// Text in its character set: the Specific Character Set for SH/LO/ST/LT/UC/UT/PN (and
 /// unknown VRs, which are mostly vendor text), the default repertoire otherwise.
 fn decode_str<'b>(vr: Vr, charset: &Charset, bytes: &'b [u8]) -> Cow<'b, str> {
-    if &vr.0 == b"PN" {
-        charset.decode_person_name(bytes)
-    } else if vr.uses_charset() || vr == Vr::UN || vr.0 == *b"OB" {
-        charset.decode(bytes)
-    } else {
-        Charset::default().decode(bytes)
+    const SH: u16 = code(b"SH");
+    const LO: u16 = code(b"LO");
+    const ST: u16 = code(b"ST");
+    const LT: u16 = code(b"LT");
+    const UC: u16 = code(b"UC");
+    const UT: u16 = code(b"UT");
+    const UN: u16 = code(b"UN");
+    const OB: u16 = code(b"OB");
+    match code(&vr.0) {
+        PN => charset.decode_person_name(bytes),
+        SH | LO | ST | LT | UC | UT | UN | OB => charset.decode(bytes),
+        _ => Charset::default().decode(bytes),
     }
 }
 
 /// Trim padding: trailing spaces and NULs everywhere, leading spaces except in the free
 /// text VRs (LT, ST, UT, UR), empty trailing component groups of a person name.
 fn trim(vr: Vr, s: &str) -> &str {
-    let pad: &[char] = if &vr.0 == b"PN" { &[' ', '\0', '='] } else { &[' ', '\0'] };
-    let s = s.trim_end_matches(pad);
-    if vr.single_valued_text() {
-        s
-    } else {
-        s.trim_start_matches(' ')
-    }
+    // The padding is ASCII, so trimming bytes keeps `s` cut at character boundaries.
+    let person_name = code(&vr.0) == PN;
+    let bytes = s.as_bytes();
+    let end = bytes.iter().rposition(|&b| !(b == b' ' || b == 0 || (person_name && b == b'='))).map_or(0, |i| i + 1);
+    let start = if vr.single_valued_text() { 0 } else { bytes[..end].iter().position(|&b| b != b' ').unwrap_or(end) };
+    &s[start..end]
 }
 
 /// The trimmed values of a multi-valued text element.
