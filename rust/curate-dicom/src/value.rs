@@ -63,38 +63,44 @@ impl<'a> Decoded<'a> {
     }
 }
 
-/// Values held in place up to eight (pixel spacing, window centres, orientation: most
-/// multi-valued numbers are two to six), on the heap beyond.
+/// Values held in place up to six (pixel spacing, window centres, orientation: most
+/// multi-valued numbers are one to six), on the heap beyond. Small, as every decoded
+/// value is moved from the parser to the sink.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Few<T> {
-    len: usize,
-    inline: [T; 8],
-    heap: Vec<T>,
+pub enum Few<T> {
+    Inline(u8, [T; 6]),
+    Heap(Vec<T>),
 }
 
 impl<T: Copy + Default> Few<T> {
     fn new() -> Self {
-        Few { len: 0, inline: [T::default(); 8], heap: Vec::new() }
+        Few::Inline(0, [T::default(); 6])
     }
 
     fn push(&mut self, x: T) {
-        if self.len < self.inline.len() {
-            self.inline[self.len] = x;
-        } else {
-            if self.heap.is_empty() {
-                self.heap.extend_from_slice(&self.inline);
+        match self {
+            Few::Inline(len, items) if (*len as usize) < items.len() => {
+                items[*len as usize] = x;
+                *len += 1;
             }
-            self.heap.push(x);
+            Few::Inline(_, items) => {
+                let mut heap = items.to_vec();
+                heap.push(x);
+                *self = Few::Heap(heap);
+            }
+            Few::Heap(heap) => heap.push(x),
         }
-        self.len += 1;
     }
 
     pub fn as_slice(&self) -> &[T] {
-        if self.len <= self.inline.len() {
-            &self.inline[..self.len]
-        } else {
-            &self.heap
+        match self {
+            Few::Inline(len, items) => &items[..*len as usize],
+            Few::Heap(heap) => heap,
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
     }
 }
 
@@ -164,7 +170,7 @@ fn collect<P, T: Copy + Default>(
     for part in parts {
         values.push(parse(part).ok_or(Invalid)?);
     }
-    Ok((values.len > 0).then_some(Parsed::Many(values)))
+    Ok((!values.is_empty()).then_some(Parsed::Many(values)))
 }
 
 fn numbers<T: Copy + Default>(
