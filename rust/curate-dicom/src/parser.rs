@@ -140,7 +140,7 @@ type Result<T> = std::result::Result<T, ParseError>;
 
 impl<'a> Parser<'a, '_> {
     fn run(&mut self) -> Result<()> {
-        let start = self.peek_up_to(132)?;
+        let start = self.peek_up_to::<132>()?;
         if start.is_empty() {
             return Err(ParseError::new(ErrorKind::NotDicom, "empty file"));
         }
@@ -153,7 +153,7 @@ impl<'a> Parser<'a, '_> {
         if (has_preamble || start.starts_with(b"DICM")) && self.at_end()? {
             return Err(self.truncated("right after the 'DICM' marker"));
         }
-        let meta_follows = *self.peek_up_to(2)? == [2, 0];
+        let meta_follows = *self.peek_up_to::<2>()? == [2, 0];
         if meta_follows {
             self.syntax = EXPLICIT_LE;
             self.parse_meta()?;
@@ -189,7 +189,7 @@ impl<'a> Parser<'a, '_> {
                 self.parse_top_level()
             }
             None => {
-                self.syntax = if looks_explicit_be(&self.peek_up_to(8)?) {
+                self.syntax = if looks_explicit_be(&self.peek_up_to::<8>()?) {
                     EXPLICIT_BE
                 } else {
                     self.sniff_little_endian(IMPLICIT_LE)?
@@ -203,7 +203,7 @@ impl<'a> Parser<'a, '_> {
         let root = &self.selection.root;
         let start = self.input.pos();
         loop {
-            let next = self.peek_up_to(2)?;
+            let next = self.peek_up_to::<2>()?;
             if *next != [2, 0] {
                 // The group ends where its length says (the length counts the bytes after
                 // its own 12-byte element); a file that stops short of that, or before the
@@ -225,7 +225,7 @@ impl<'a> Parser<'a, '_> {
     /// Writers that label implicit data as explicit (and the reverse) are common enough
     /// that the first element decides, as other readers do.
     fn sniff_little_endian(&mut self, declared: Syntax) -> Result<Syntax> {
-        let b = self.peek_up_to(6)?;
+        let b = self.peek_up_to::<6>()?;
         if b.len() < 6 {
             return Ok(declared);
         }
@@ -525,11 +525,11 @@ impl<'a> Parser<'a, '_> {
         ParseError::new(ErrorKind::Truncated, format!("file ends at byte {} {context}", self.input.pos()))
     }
 
-    /// Up to `n` (at most 132) next bytes, copied so the parser can keep reading.
-    fn peek_up_to(&mut self, n: usize) -> Result<Peek> {
+    /// Up to `N` next bytes, copied so the parser can keep reading.
+    fn peek_up_to<const N: usize>(&mut self) -> Result<Peek<N>> {
         let element = self.element;
-        let b = self.input.peek_up_to(n.min(132)).map_err(|e| Self::input_error(e, element))?;
-        let mut peek = Peek { bytes: [0; 132], len: b.len() };
+        let b = self.input.peek_up_to(N).map_err(|e| Self::input_error(e, element))?;
+        let mut peek = Peek { bytes: [0; N], len: b.len() };
         peek.bytes[..b.len()].copy_from_slice(b);
         Ok(peek)
     }
@@ -558,12 +558,12 @@ impl<'a> Parser<'a, '_> {
 }
 
 /// A few bytes looked at ahead, without a heap allocation.
-struct Peek {
-    bytes: [u8; 132],
+struct Peek<const N: usize> {
+    bytes: [u8; N],
     len: usize,
 }
 
-impl std::ops::Deref for Peek {
+impl<const N: usize> std::ops::Deref for Peek<N> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         &self.bytes[..self.len]

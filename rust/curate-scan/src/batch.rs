@@ -154,7 +154,10 @@ impl Sink for AttributeColumns {
 
     fn put(&mut self, col: usize, value: Decoded<'_>) {
         let builder = &mut self.builders[col];
-        builder.append_nulls(self.row - self.lengths[col]);
+        let behind = self.row - self.lengths[col];
+        if behind > 0 {
+            builder.append_nulls(behind);
+        }
         builder.append(value);
         self.lengths[col] = self.row + 1;
     }
