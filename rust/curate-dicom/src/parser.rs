@@ -412,18 +412,8 @@ impl<'a> Parser<'a, '_> {
             Ok(b) => b,
             Err(e) => return Err(Self::input_error(e, Some(h.tag))),
         };
-        match h.tag {
-            TRANSFER_SYNTAX => {
-                let uid = trim_uid(bytes);
-                let text = crate::charset::ascii_str(uid).map_or_else(|| String::from_utf8_lossy(uid), Cow::Borrowed);
-                self.header.transfer_syntax = Some(text.into_owned())
-            }
-            MEDIA_STORAGE_SOP_CLASS => self.header.dicomdir |= trim_uid(bytes) == DICOMDIR_SOP_CLASS.as_bytes(),
-            SPECIFIC_CHARACTER_SET => self.charset = Charset::from_value(bytes),
-            META_GROUP_LENGTH if bytes.len() == 4 => {
-                self.meta_group_length = Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-            }
-            _ => {}
+        if h.tag <= SPECIFIC_CHARACTER_SET {
+            read_parser_tag(&mut self.header, &mut self.charset, &mut self.meta_group_length, h.tag, bytes);
         }
         for &col in columns {
             if !self.sink.is_set(col) {
@@ -567,6 +557,29 @@ impl<const N: usize> std::ops::Deref for Peek<N> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         &self.bytes[..self.len]
+    }
+}
+
+/// Keep what the parser itself needs from one of the elements it reads for itself.
+fn read_parser_tag(
+    header: &mut Header,
+    charset: &mut Charset,
+    meta_group_length: &mut Option<u32>,
+    tag: u32,
+    bytes: &[u8],
+) {
+    match tag {
+        TRANSFER_SYNTAX => {
+            let uid = trim_uid(bytes);
+            let text = crate::charset::ascii_str(uid).map_or_else(|| String::from_utf8_lossy(uid), Cow::Borrowed);
+            header.transfer_syntax = Some(text.into_owned())
+        }
+        MEDIA_STORAGE_SOP_CLASS => header.dicomdir |= trim_uid(bytes) == DICOMDIR_SOP_CLASS.as_bytes(),
+        SPECIFIC_CHARACTER_SET => *charset = Charset::from_value(bytes),
+        META_GROUP_LENGTH if bytes.len() == 4 => {
+            *meta_group_length = Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        }
+        _ => {}
     }
 }
 

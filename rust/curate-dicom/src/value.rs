@@ -202,10 +202,22 @@ fn trim_bytes(bytes: &[u8], keep_leading: bool) -> &[u8] {
 }
 
 fn is_binary(vr: Vr) -> bool {
-    matches!(
-        &vr.0,
-        b"US" | b"OW" | b"SS" | b"UL" | b"OL" | b"SL" | b"SV" | b"UV" | b"OV" | b"FL" | b"OF" | b"FD" | b"OD"
-    )
+    const BINARY: [u16; 13] = [
+        code(b"US"),
+        code(b"OW"),
+        code(b"SS"),
+        code(b"UL"),
+        code(b"OL"),
+        code(b"SL"),
+        code(b"SV"),
+        code(b"UV"),
+        code(b"OV"),
+        code(b"FL"),
+        code(b"OF"),
+        code(b"FD"),
+        code(b"OD"),
+    ];
+    BINARY.contains(&code(&vr.0))
 }
 
 /// Numbers stored in a binary VR, in file order.
@@ -343,6 +355,8 @@ fn text<'b>(vr: Vr, big_endian: bool, charset: &Charset, bytes: &'b [u8], multi:
     } else {
         // A single-valued column keeps the whole value, backslashes included.
         let text = match decode_str(vr, charset, trim_bytes(bytes, vr.single_valued_text())) {
+            // The bytes were trimmed already; only a person name has more padding ('=').
+            Cow::Borrowed(t) if code(&vr.0) != PN => Cow::Borrowed(t),
             Cow::Borrowed(t) => Cow::Borrowed(trim(vr, t)),
             Cow::Owned(t) => Cow::Owned(trim(vr, &t).to_owned()),
         };
