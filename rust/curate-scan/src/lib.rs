@@ -36,6 +36,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 4096;
 /// than the parallelism gains.
 const MIN_SPLIT: usize = 64;
 
+/// Files a parsing thread counts before it publishes them to the shared progress.
+const PROGRESS_STEP: u64 = 64;
+
 /// Counters of a running scan, readable from any thread.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -131,15 +134,18 @@ impl Scan {
             let mut consumer_gone = false;
             // A listing is collected whole anyway: walk its subtrees in parallel. A scan
             // leaves a list of files unchecked: opening each file tells what it is.
+            // The count shared with the parsing threads moves a chunk at a time: a shared
+            // counter touched for every file costs more than the file's own bookkeeping.
             walk::walk_roots(&walk_roots, Some(&walk_pool), !parse, parse, &mut |entry| {
                 files.push(entry);
-                walk_progress.found.fetch_add(1, Ordering::Relaxed);
                 if files.len() == batch_size {
+                    walk_progress.found.fetch_add(files.len() as u64, Ordering::Relaxed);
                     consumer_gone =
                         chunk_tx.send(std::mem::replace(&mut files, Vec::with_capacity(batch_size.min(4096)))).is_err();
                 }
                 !consumer_gone
             });
+            walk_progress.found.fetch_add(files.len() as u64, Ordering::Relaxed);
             walk_progress.walked.store(true, Ordering::Release);
             // The last, short chunk (all of a small tree) is shared between the threads.
             let share = files.len().div_ceil(threads).max(MIN_SPLIT);
@@ -208,9 +214,15 @@ impl Chunks {
     fn build(&self, files: &[Entry], out: &BatchSender) -> bool {
         let mut builder = BatchBuilder::new(self.schema.clone(), &self.selection, files.len());
         let mut listed: Option<HashSet<&Path, RandomState>> = None;
+        // Progress is shared between threads: counted here, published every few files.
+        let mut done = 0;
         for entry in files {
             if builder.add(entry, self.parse) {
-                self.progress.done.fetch_add(1, Ordering::Relaxed);
+                done += 1;
+                if done == PROGRESS_STEP {
+                    self.progress.done.fetch_add(done, Ordering::Relaxed);
+                    done = 0;
+                }
                 continue;
             }
             let listed = listed.get_or_insert_with(|| self.roots.iter().map(PathBuf::as_path).collect());
@@ -234,6 +246,7 @@ impl Chunks {
                 return false;
             }
         }
+        self.progress.done.fetch_add(done, Ordering::Relaxed);
         builder.is_empty() || out.send(builder.finish()).is_ok()
     }
 }
