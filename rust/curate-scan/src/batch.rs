@@ -68,7 +68,9 @@ enum ColumnBuilder {
 impl ColumnBuilder {
     fn new(col: &ColumnSpec, rows: usize) -> Self {
         match (col.kind, col.multi) {
-            (Kind::Text, false) => Self::Text(StringBuilder::with_capacity(rows, rows * 16)),
+            // No room reserved for text: most attributes are absent from most files, and
+            // reserved bytes, reused from earlier batches, stay resident.
+            (Kind::Text, false) => Self::Text(StringBuilder::with_capacity(rows, 0)),
             (Kind::Int, false) => Self::Int(Int64Builder::with_capacity(rows)),
             (Kind::Float, false) => Self::Float(Float64Builder::with_capacity(rows)),
             (Kind::Date, false) => Self::Date(Date32Builder::with_capacity(rows)),

@@ -120,9 +120,9 @@ impl Scan {
         let roots = Arc::new(roots);
         let walk_roots = roots.clone();
         let threads = pool.current_num_threads();
-        // Each thread has a couple of batches queued or being built: enough to never wait
-        // for the walk, few enough that memory stays flat.
-        let in_flight = threads * 2;
+        // Each thread builds a batch and one more chunk waits: enough that no thread waits
+        // for the walk, few enough that memory stays flat (a batch is megabytes).
+        let in_flight = threads + 1;
         let (chunk_tx, chunk_rx) = sync_channel::<Vec<Entry>>(in_flight);
         let walk_progress = progress.clone();
         let pool = Arc::new(pool);
@@ -154,7 +154,7 @@ impl Scan {
                 consumer_gone = chunk_tx.send(std::mem::replace(&mut files, rest)).is_err();
             }
         })?;
-        let (tx, rx) = sync_channel(2);
+        let (tx, rx) = sync_channel(1);
         let chunks = Arc::new(Chunks { schema: schema.clone(), selection, progress, roots, parse, batch_size });
         spawn("curate-scan-batches", move || {
             // Chunks are built on the pool as they come, with no barrier between them; their
