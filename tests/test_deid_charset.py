@@ -81,6 +81,49 @@ def test_undeclared_latin1_text_is_declared():
     assert "SpecificCharacterSet" not in deid(plain), "ASCII needs no declaration"
 
 
+@pytest.mark.parametrize("declared", ["", "ISO_IR 6"])
+def test_latin1_text_under_an_empty_or_ascii_declaration_is_declared(declared):
+    ds = pydicom.dcmread(testdata("CT_small.dcm"))
+    ds.SpecificCharacterSet = declared
+    ds.Manufacturer = "Müller Klinik"
+    raw = io.BytesIO()
+    ds.save_as(raw, enforce_file_format=True)
+    source = pydicom.dcmread(io.BytesIO(raw.getvalue()))
+    identity = Identity.of(source)
+    out = deid(source)
+    assert out.SpecificCharacterSet == "ISO_IR 100"
+    assert header_problem(out, identity, Profile()) is None
+    assert pydicom.dcmread(io.BytesIO(header_bytes(out))).Manufacturer == "Müller Klinik"
+
+
+def test_deflated_files_are_searched_as_they_read_not_as_compressed_bytes(tmp_path):
+    """A two-letter name part matches somewhere in any long run of compressed bytes; the
+    check must not fail a clean deflated file for that."""
+    import random
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from curate.deid.check import file_problem
+
+    ds = pydicom.dcmread(testdata("CT_small.dcm"))
+    ds.PatientName = "LI^NA"
+    ds.Rows = ds.Columns = 512
+    ds.PixelData = random.Random(1).randbytes(512 * 512 * 2)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    source = tmp_path / "source.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    read = pydicom.dcmread(source)
+    identity, profile = Identity.of(read), Profile()
+    out = deid(read)
+    written = tmp_path / "out.dcm"
+    out.save_as(written, enforce_file_format=True)
+    assert identity.pattern().search(written.read_bytes().decode("latin-1")), "the compressed bytes do match"
+    assert file_problem(written, out, identity, profile) is None
+    out.StudyDescription = "for Li Na"
+    out.save_as(written, enforce_file_format=True)
+    assert file_problem(written, out, identity, profile) == HEADER_LEAK, "a real leak is still found"
+
+
 def test_a_value_not_in_the_declared_set_is_caught():
     ds = deid(charset_file("chrFren.dcm"))
     identity = Identity.of(ds)

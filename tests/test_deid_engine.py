@@ -181,6 +181,9 @@ def test_overlays_and_unreadable_values_are_removed_not_cleaned():
         ("Müller^Jörg", "MULLER JORG chest", "* * chest"),
         ("山田^太郎", "山田太郎 CT", "** CT"),
         ("Ann^Lee", "scanner channel, Ann", "scanner channel, *"),
+        ("Doe^John", "DOE_JOHN annotated", "*_* annotated"),  # "_" and digits separate names
+        ("Doe^John", "JOHN1960 chest", "*1960 chest"),
+        ("Müller^Jörg", "Dose 5 µg for Müller ½", "Dose 5 µg for * ½"),  # the rest keeps its characters
     ],
 )
 def test_clean_descriptors_name_forms(name, text, expected):
@@ -272,3 +275,38 @@ def test_retain_safe_private_keeps_exactly_the_listed_private_attributes():
     assert "113111" in [item.CodeValue for item in back.DeidentificationMethodCodeSequence]
     without = pydicom.dcmread(io.BytesIO(written(deid(planted()))))
     assert not [e for e in without if e.tag.is_private], "without the option no private attribute stays"
+
+
+def test_ids_are_found_between_underscores_not_inside_longer_numbers():
+    ds = planted()
+    ds.StudyDescription = f"{PID}_1 and X{PID}0"
+    out = deid(ds, clean_descriptors=True)
+    assert out.StudyDescription == f"*_1 and X{PID}0"
+
+
+def test_other_patients_in_items_get_their_own_pseudonyms():
+    ds = planted()
+    members = []
+    for pid, issuer in (("GROUP-1", "SITE A"), ("GROUP-2", "SITE A"), ("GROUP-1", "SITE B")):
+        item = Dataset()
+        item.PatientID, item.IssuerOfPatientID = pid, issuer
+        members.append(item)
+    ds.GroupOfPatientsIdentificationSequence = Sequence(members)
+    out = deid(ds)
+    pseudonyms = [item.PatientID for item in out.GroupOfPatientsIdentificationSequence]
+    assert len(set(pseudonyms)) == 3 and out.PatientID not in pseudonyms
+    again = deid(planted())
+    assert again.PatientID == out.PatientID
+
+
+def test_unparsed_or_untyped_safe_private_values_are_not_kept():
+    """A safe-listed private sequence read as UN would keep its items' names unparsed;
+    a listed attribute with no VR in the table is kept only as a number."""
+    ds = planted()
+    ds.add_new(0x01190010, "LO", "SIEMENS Ultrasound SC2000")
+    ds.add_new(0x01191002, "UN", b"hidden sequence bytes Quux Zebulon")  # listed as SQ
+    ds.add_new(0x01191011, "LO", "Quux Zebulon")  # listed with no VR: Stage Timer Time
+    ds.add_new(0x01191012, "FL", 1.5)  # listed with no VR: Stop Watch Time
+    out = deid(ds, retain_safe_private=True)
+    assert 0x01191002 not in out and 0x01191011 not in out
+    assert out[0x01191012].value == 1.5

@@ -66,6 +66,10 @@ def test_project_copy_is_the_shared_table():
         ("PixelData", "K"),
         ("Modality", "K"),
         ("Manufacturer", "C"),  # unlisted short text: kept, cleaned of the patient's names
+        ("PatientBirthDateInAlternativeCalendar", "X"),  # not in the table, but a birth date
+        ("ContactDisplayName", "X"),
+        ("OwnerID", "X"),
+        ("RequestingPhysicianIdentificationSequence", "X"),
     ],
 )
 def test_basic_profile_actions(keyword, action):
@@ -164,6 +168,10 @@ def test_safe_private_table_is_the_standards():
         (0x00190010, "GEMS_PATI_01", "LO", "X"),
         (0x20011003, "Philips Imaging DD 001", "FL", "K"),  # MR Image Diffusion B-Factor
         (0x20011003, None, "FL", "X"),  # no creator: nothing to go by
+        (0x01191002, "SIEMENS Ultrasound SC2000", "UN", "X"),  # a listed sequence nobody parsed
+        (0x01191002, "SIEMENS Ultrasound SC2000", "SQ", "K"),  # parsed: its items are cleaned
+        (0x01191011, "SIEMENS Ultrasound SC2000", "LO", "X"),  # no VR in the table: numbers only
+        (0x01191011, "SIEMENS Ultrasound SC2000", "FD", "K"),
     ],
 )
 def test_safe_private_attributes(tag_, creator, vr, action):

@@ -146,6 +146,18 @@ def test_resuming_with_other_settings_is_refused(tree, tmp_path):
         deidentify_tree(tree, tmp_path / "full", KEY, progress=False)
 
 
+def test_output_of_other_rules_is_not_resumed(tree, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    deidentify_tree(tree, out, KEY, progress=False)
+    manifest = json.loads((out / ".curate-deid.json").read_text())
+    del manifest["rules"]  # as an earlier curate wrote it
+    (out / ".curate-deid.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="another version of curate's rules"):
+        deidentify_tree(tree, out, KEY, progress=False)
+
+
 def test_more_kinds_of_pictures_are_quarantined(tmp_path):
     src = tmp_path / "src"
     write(image_dataset(ImageType=["DERIVED", "SECONDARY", "SCREEN SAVE"]), src / "screen.dcm")

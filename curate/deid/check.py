@@ -21,6 +21,7 @@ import io
 from pydicom import config, dcmread
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataset import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.values import TEXT_VR_DELIMS
 
 from curate.deid.engine import Identity
@@ -42,7 +43,27 @@ def file_problem(path, ds: Dataset, identity: Identity, profile: Profile) -> str
         end = fp.tell()  # pydicom stops at the start of the Pixel Data element
         fp.seek(0)
         header = fp.read(end)
+    meta = getattr(written, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        # The file's bytes are compressed (and pydicom read them all): search the data set
+        # as it reads, encoded plainly, not bytes a name could only match by chance.
+        header = _plain_bytes(written)
     return _problem(header, written, ds, identity, profile)
+
+
+def _plain_bytes(ds: Dataset) -> bytes:
+    """`ds` without Pixel Data, encoded as explicit VR little endian."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    plain = Dataset()
+    for element in ds:
+        if element.tag not in PIXEL_TAGS:
+            plain.add(element)
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, plain)
+    return fp.getvalue()
 
 
 def header_problem(ds: Dataset, identity: Identity, profile: Profile) -> str | None:
@@ -95,9 +116,10 @@ def decoded_text(header: bytes) -> list[str]:
 
 def _decode_all(ds: Dataset, inherited, out: list[str]) -> None:
     charset = ds.SpecificCharacterSet if "SpecificCharacterSet" in ds else inherited
-    # No Specific Character Set means the default repertoire (ASCII); otherwise pydicom's
-    # reading of the terms (with its fix-ups of misspellings) gives the codecs.
-    encodings = convert_encodings(charset) if charset else ["ascii"]
+    # No Specific Character Set (or ISO_IR 6) means the default repertoire, ASCII, which
+    # pydicom reads leniently as Latin-1; otherwise pydicom's reading of the terms (with its
+    # fix-ups of misspellings) gives the codecs.
+    encodings = convert_encodings(charset) if charset not in (None, "", "ISO_IR 6") else ["ascii"]
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
         value = getattr(raw, "value", None)

@@ -117,13 +117,21 @@ class Identity:
 
     def pattern(self) -> re.Pattern | None:
         """One pattern for all the words: whole words for alphabetic scripts (so a name
-        "Ann" does not eat "scanner"), anywhere for scripts written without spaces."""
+        "Ann" does not eat "scanner", but "_" and digits separate words), anywhere for
+        scripts written without spaces."""
         if not self.words:
             return None
         alternatives = []
         for word in self.words:
             escaped = re.escape(word)
-            alternatives.append(escaped if not word.isascii() and _no_spaces_script(word) else rf"(?<!\w){escaped}(?!\w)")
+            if not word.isascii() and _no_spaces_script(word):
+                alternatives.append(escaped)
+            elif any(c.isdigit() for c in word):
+                # IDs and dates: not inside a longer number or word; "_" separates.
+                alternatives.append(rf"(?<![^\W_]){escaped}(?![^\W_])")
+            else:
+                # Names: not inside a longer word, but "DOE_JOHN" and "JOHN1960" are found.
+                alternatives.append(rf"(?<![^\W\d_]){escaped}(?![^\W\d_])")
         return re.compile("|".join(alternatives), re.IGNORECASE)
 
 
@@ -211,7 +219,7 @@ class Deidentifier:
             elif action == "Z":
                 element.value = b"" if element.VR in BINARY_VRS else ""
             elif action == "D":
-                element.value = self._dummy(element, file.identity)
+                element.value = self._dummy(element, file.identity, ds if parent else None)
             elif action == "U":
                 element.value = self._uids(element.value)
             elif action == "C":
@@ -234,9 +242,13 @@ class Deidentifier:
         for item in element.value:
             self._dataset(item, file, element.keyword or None)
 
-    def _dummy(self, element: DataElement, identity: Identity):
+    def _dummy(self, element: DataElement, identity: Identity, item: Dataset | None):
         if element.keyword == "PatientID":
-            return self.pseudo.patient_id(identity.patient_id, identity.issuer)
+            if item is None:
+                return self.pseudo.patient_id(identity.patient_id, identity.issuer)
+            # Another patient's ID in an item (a group of patients, other IDs): its own
+            # pseudonym, under the issuer the item names.
+            return self.pseudo.patient_id(str(element.value or ""), str(item.get("IssuerOfPatientID", "") or ""))
         if element.VR == "UI":
             return self._uids(element.value)
         if element.VR in BINARY_VRS:
@@ -298,9 +310,11 @@ class Deidentifier:
 
 
 def _declare_undeclared_latin1(ds: Dataset) -> None:
-    """Text outside ASCII with no Specific Character Set (common in the wild) was read as
-    ISO 8859-1 and is written back as such: say so, so that the file is consistent."""
-    if "SpecificCharacterSet" in ds:
+    """Text outside ASCII with no Specific Character Set, or an empty or ISO_IR 6 one
+    (common in the wild), was read as ISO 8859-1 and is written back as such: say so, so
+    that the file is consistent."""
+    declared = ds.get("SpecificCharacterSet")
+    if declared not in (None, "", "ISO_IR 6"):
         return
     for element in ds.iterall():
         if element.VR in ("SH", "LO", "ST", "LT", "UC", "UT", "PN") and any(
@@ -349,9 +363,31 @@ def _scrub(value, pattern: re.Pattern | None):
     if pattern is None:
         return text
     scrubbed = pattern.sub("*", text)
-    folded = _fold(scrubbed)
-    # A name written with accents in the header and without them in the text, or the reverse.
-    return pattern.sub("*", folded) if pattern.search(folded) else scrubbed
+    # A name written with accents in the header and without them in the text, or the
+    # reverse: matched on the text without accents, replaced in the text as written (the
+    # rest keeps its characters: "5 µg" must not become "5 μg").
+    folded, origin = _fold_indexed(scrubbed)
+    spans = [(origin[m.start()], origin[m.end() - 1] + 1) for m in pattern.finditer(folded) if m.end() > m.start()]
+    if not spans:
+        return scrubbed
+    out, last = [], 0
+    for start, end in spans:
+        if start >= last:
+            out += [scrubbed[last:start], "*"]
+            last = end
+    return "".join(out) + scrubbed[last:]
+
+
+def _fold_indexed(text: str) -> tuple[str, list[int]]:
+    """`text` without accents, and for each of its characters the index of the character
+    of `text` it came from."""
+    folded, origin = [], []
+    for i, c in enumerate(text):
+        for d in unicodedata.normalize("NFKD", c):
+            if not unicodedata.combining(d):
+                folded.append(d)
+                origin.append(i)
+    return "".join(folded), origin
 
 
 def _cap_age(value):

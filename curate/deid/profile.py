@@ -50,6 +50,18 @@ TYPES_FILE = Path(__file__).parent / "data" / "compound-types.json"
 SAFE_PRIVATE_FILE = Path(__file__).parent / "data" / "ps3.15-table-e3-10-1.json"
 
 TEXT_VALUE = 0x0040A160  # Text Value of a structured content item (not in Table E.1-1)
+NUMBER_VRS = frozenset({"DS", "IS", "FL", "FD", "SS", "US", "SL", "UL", "SV", "UV", "OF", "OD"})
+
+#: Standard attributes Table E.1-1 does not list that name people, their dates or their
+#: accounts: removed as the listed ones of their kind are.
+UNLISTED_IDENTIFYING: frozenset[str] = frozenset({
+    "PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar",
+    "IssuerOfPatientIDQualifiersSequence", "RequestingPhysicianIdentificationSequence",
+    "DocumentAuthorIdentifierCodeSequenceTrial", "DocumentingObserverIdentifierCodeSequenceTrial",
+    "HangingProtocolCreator", "HangingProtocolUserIdentificationCodeSequence", "HangingProtocolUserGroupName",
+    "ContactDisplayName", "OwnerID", "AuthorIdentificationSequence", "InterlockResolutionUserSequence",
+    "OOIOwnerSequence", "NTPSourceAddress",
+})
 
 #: Compound-coded identifiers replaced by a keyed pseudonym (their ``D``), so that the
 #: images of one patient stay linked in the output.
@@ -210,12 +222,14 @@ class Profile:
     def _unlisted_action(self, tag: int) -> str:
         """A standard attribute the table does not list: kept when its VR cannot carry a
         name, a date or free text; otherwise treated like the listed ones of its kind."""
-        from pydicom.datadict import dictionary_VR
+        from pydicom.datadict import dictionary_VR, keyword_for_tag
 
         try:
             vr = dictionary_VR(tag)  # repeating groups (60xx) included
         except KeyError:
             return "X"  # unknown to the dictionary
+        if keyword_for_tag(tag) in UNLISTED_IDENTIFYING:
+            return "X"
         if vr in ("DA", "DT", "TM"):
             if self.options.retain_longitudinal_full_dates:
                 return "K"
@@ -249,9 +263,15 @@ class Profile:
         if 0x0010 <= element <= 0x00FF:
             return "K" if creator in _safe_creators() else "X"
         vrs = safe_private().get((creator, group, element & 0xFF))
-        if vrs is None or (vr not in (None, "UN") and vrs and vr not in vrs):
-            return "X"  # not listed, or a different attribute under a listed number
-        return "K"
+        if vrs is None:
+            return "X"  # not listed
+        if vr in (None, "UN"):
+            # Bytes nobody parsed: a listed sequence would keep whatever its items hold.
+            return "X" if (not vrs or "SQ" in vrs) else "K"
+        if vrs:
+            return "K" if vr in vrs else "X"  # else a different attribute under a listed number
+        # The table gives no VR (a few vendor numbers): kept only as numbers.
+        return "K" if vr in NUMBER_VRS else "X"
 
 
 @lru_cache(maxsize=1)

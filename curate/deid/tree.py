@@ -39,6 +39,9 @@ PLAN_TAGS = [
     "BurnedInAnnotation", "RecognizableVisualFeatures", "ImageType", "PatientID", "IssuerOfPatientID",
 ]
 MANIFEST = ".curate-deid.json"
+#: Raised whenever what curate writes for the same input, settings and key changes: an
+#: output folder begun under other rules is not resumed (its files would differ).
+RULES_VERSION = 2
 #: Attributes whose source values must not reappear in the output (checked after writing).
 VERIFY_TAGS = [
     "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "AccessionNumber", "InstitutionName",
@@ -246,6 +249,7 @@ def _manifest(options: Options, uid_root: str, quarantine: bool, pseudo: Pseudon
     from curate.deid.profile import TABLE_EDITION
 
     return {
+        "rules": RULES_VERSION,
         "edition": TABLE_EDITION,
         "options": options.active(),
         "uid_root": uid_root,
@@ -267,7 +271,8 @@ def _check_manifest(output: Path, manifest: dict) -> None:
             found = None
         if found != manifest:
             raise ValueError(
-                f"{output} holds output written with other options, UID root or key; "
+                f"{output} holds output written with other options, UID root or key, or by another "
+                "version of curate's rules; "
                 "de-identify into a new folder (or remove it)"
             )
         return
