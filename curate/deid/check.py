@@ -56,14 +56,20 @@ def _plain_bytes(ds: Dataset) -> bytes:
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset
 
-    plain = Dataset()
-    for element in ds:
-        if element.tag not in PIXEL_TAGS:
-            plain.add(element)
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, False
-    write_dataset(fp, plain)
+    write_dataset(fp, _without_pixels(ds))
     return fp.getvalue()
+
+
+def _without_pixels(ds: Dataset) -> Dataset:
+    """A new data set sharing `ds`'s elements but Pixel Data (a copy.copy would share the
+    element dict, and deleting Pixel Data from it would delete it from `ds`)."""
+    header = Dataset()
+    for element in ds:
+        if element.tag not in PIXEL_TAGS:
+            header.add(element)
+    return header
 
 
 def header_problem(ds: Dataset, identity: Identity, profile: Profile) -> str | None:
@@ -93,12 +99,7 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
 
 def header_bytes(ds: Dataset) -> bytes:
     """`ds` encoded as its file will be, without Pixel Data."""
-    # A new data set sharing the elements (a copy.copy would share the element dict, and
-    # deleting Pixel Data from it would delete it from `ds`).
-    header = Dataset()
-    for element in ds:
-        if element.tag not in PIXEL_TAGS:
-            header.add(element)
+    header = _without_pixels(ds)
     header.file_meta = ds.file_meta
     header.preamble = ds.preamble
     buffer = io.BytesIO()

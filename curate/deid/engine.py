@@ -18,6 +18,7 @@ Pixel data is never touched: its bytes are written back as they were read.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 import uuid
@@ -118,7 +119,11 @@ class Identity:
     def pattern(self) -> re.Pattern | None:
         """One pattern for all the words: whole words for alphabetic scripts (so a name
         "Ann" does not eat "scanner", but "_" and digits separate words), anywhere for
-        scripts written without spaces."""
+        scripts written without spaces. Built once: every cleaned value asks for it."""
+        return self._pattern
+
+    @functools.cached_property
+    def _pattern(self) -> re.Pattern | None:
         if not self.words:
             return None
         alternatives = []
@@ -187,9 +192,11 @@ class Deidentifier:
         self.pseudo = pseudonymizer
         self.options: Options = profile.options
 
-    def deidentify(self, ds: Dataset) -> Dataset:
-        """De-identify `ds` in place (its file meta group included) and return it."""
-        identity = Identity.of(ds)
+    def deidentify(self, ds: Dataset, identity: Identity | None = None) -> Dataset:
+        """De-identify `ds` in place (its file meta group included) and return it.
+        `identity` is `Identity.of(ds)` where the caller already took it."""
+        if identity is None:
+            identity = Identity.of(ds)
         # The IOD decides compound actions (X/Z/D ...): its SOP class is read before anything changes.
         file = _File(identity, self.pseudo.date_shift(identity.patient_key), str(ds.get("SOPClassUID", "") or ""))
         self._dataset(ds, file, None)

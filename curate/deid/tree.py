@@ -151,7 +151,7 @@ def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_
     try:
         identity = Identity.of(ds)
         profile = Profile(options)
-        Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds)
+        Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity)
         target_path = Path(target)
         target_path.parent.mkdir(parents=True, exist_ok=True)
         partial = target_path.with_name(f".{target_path.name}.{os.getpid()}.partial")
