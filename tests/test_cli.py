@@ -69,6 +69,14 @@ def test_extra_tags_and_overrides(small_tree: Path, tmp_path: Path):
     assert "NumberOfFrames" in table.column_names  # also in the default set; 00280008 names it too
 
 
+@pytest.mark.parametrize("stage", ["scan", "report", "deid", "train", "classify", "build", "datasets", "query", "quality"])
+def test_every_stage_explains_itself(stage, tmp_path: Path):
+    helped = run_curate(stage, "--help", cwd=tmp_path)
+    assert helped.returncode == 0, helped.stderr[-2000:]
+    assert f"curate {stage}" in helped.stdout and "Configuration (defaults shown)" in helped.stdout
+    assert "$$" not in helped.stdout, "Hydra's template escapes are not shown"
+
+
 def test_help_and_cfg(tmp_path: Path):
     top = run_curate("--help", cwd=tmp_path)
     assert top.returncode == 0 and "scan" in top.stdout
