@@ -4,6 +4,7 @@
 //! `transfer_syntax`, `pixel_data_offset`, `pixel_data_length`, `invalid_attributes`), then one column per
 //! selected attribute, typed by its kind; multi-valued attributes are lists.
 
+use crate::error::RowError;
 use crate::record::{scan_file, stat_file, walk_error};
 use crate::walk::Entry;
 use arrow_array::builder::{
@@ -244,7 +245,7 @@ impl<'s> BatchBuilder<'s> {
         self.size.append_option(row.file_size.map(|s| s as i64));
         self.mtime.append_option(row.mtime_us);
         self.status.append_value(row.status().as_str());
-        self.error.append_option(row.error.as_deref());
+        self.error.append_option(row.error.as_ref().map(RowError::as_str));
         self.transfer_syntax.append_option(row.header.transfer_syntax.as_deref());
         self.pixel_data_offset.append_option(row.header.pixel_data_offset.map(|o| o as i64));
         // -1: undefined length, the encapsulated (compressed) form.

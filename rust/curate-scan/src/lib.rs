@@ -8,6 +8,7 @@
 //! memory stays flat at any corpus size.
 
 pub mod batch;
+pub mod error;
 pub mod record;
 pub mod walk;
 
@@ -24,6 +25,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use walk::Entry;
 
+pub use curate_dicom::ErrorKind;
+pub use error::RowError;
 pub use record::Status;
 
 /// Rows per record batch unless the caller asks otherwise: large enough that building,

@@ -1,5 +1,6 @@
 //! Scanning one file: open, stat, parse the header into a sink, and classify the outcome.
 
+use crate::error::RowError;
 use crate::walk::{not_a_file, FileStat};
 use curate_dicom::{parse_into, ErrorKind, Header, Input, Selection, Sink};
 use std::fs::File;
@@ -32,15 +33,15 @@ pub struct FileRecord {
     pub file_size: Option<u64>,
     pub mtime_us: Option<i64>,
     pub status: Option<Status>,
-    pub error: Option<String>,
+    pub error: Option<RowError>,
     pub header: Header,
     /// The path is a folder (only an unchecked path from a list can be one).
     pub folder: bool,
 }
 
 impl FileRecord {
-    fn failed(status: Status, error: String) -> Self {
-        FileRecord { status: Some(status), error: Some(error), ..FileRecord::default() }
+    fn failed(error: RowError) -> Self {
+        FileRecord { status: Some(Status::Error), error: Some(error), ..FileRecord::default() }
     }
 
     pub fn status(&self) -> Status {
@@ -62,27 +63,29 @@ pub fn scan_file(
 ) -> FileRecord {
     let file = match open(path, unchecked) {
         Ok(f) => f,
-        Err(e) => return FileRecord::failed(Status::Error, open_error(&e)),
+        Err(e) => return FileRecord::failed(open_error(&e)),
     };
     let FileStat { size, mtime_us } = match known {
         Some(stat) => stat,
         None => match file.metadata() {
             Ok(meta) if meta.is_dir() => {
-                let mut row = FileRecord::failed(Status::Error, "is_directory: a folder, not a file".into());
+                let mut row = FileRecord::failed(RowError::new(ErrorKind::IsDirectory, "a folder, not a file"));
                 row.folder = true;
                 return row;
             }
-            Ok(meta) if !meta.is_file() => return FileRecord::failed(Status::Error, not_a_file(&meta)),
+            Ok(meta) if !meta.is_file() => return FileRecord::failed(not_a_file(&meta)),
             Ok(meta) => FileStat::of(&meta),
-            Err(e) => return FileRecord::failed(Status::Error, format!("unreadable: cannot stat: {e}")),
+            Err(e) => {
+                return FileRecord::failed(RowError::new(ErrorKind::Unreadable, format_args!("cannot stat: {e}")))
+            }
         },
     };
     let (header, error) = parse_into(Input::random(&file, size), selection, sink);
     let (status, error) = match error {
         None if header.dicomdir => (Status::Dicomdir, None),
         None => (Status::Ok, None),
-        Some(e) if e.kind == ErrorKind::NotDicom => (Status::NotDicom, Some(e.to_string())),
-        Some(e) => (Status::Error, Some(e.to_string())),
+        Some(e) if e.kind == ErrorKind::NotDicom => (Status::NotDicom, Some(e.into())),
+        Some(e) => (Status::Error, Some(e.into())),
     };
     FileRecord { file_size: Some(size), mtime_us, status: Some(status), error, header, folder: false }
 }
@@ -94,7 +97,7 @@ pub fn stat_file(path: &Path, known: Option<FileStat>) -> FileRecord {
         Some(stat) => stat,
         None => match std::fs::metadata(path) {
             Ok(meta) => FileStat::of(&meta),
-            Err(e) => return FileRecord::failed(Status::Error, open_error(&e)),
+            Err(e) => return FileRecord::failed(open_error(&e)),
         },
     };
     FileRecord {
@@ -106,8 +109,8 @@ pub fn stat_file(path: &Path, known: Option<FileStat>) -> FileRecord {
 }
 
 /// A row for a path the walk could not enter.
-pub fn walk_error(error: &str) -> FileRecord {
-    FileRecord::failed(Status::Error, error.to_string())
+pub fn walk_error(error: &RowError) -> FileRecord {
+    FileRecord::failed(error.clone())
 }
 
 fn open(path: &Path, unchecked: bool) -> std::io::Result<File> {
@@ -121,9 +124,34 @@ fn open(path: &Path, unchecked: bool) -> std::io::Result<File> {
     File::open(path)
 }
 
-fn open_error(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => format!("vanished: cannot open: {e}"),
-        _ => format!("unreadable: cannot open: {e}"),
+fn open_error(e: &std::io::Error) -> RowError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::Vanished,
+        _ => ErrorKind::Unreadable,
+    };
+    RowError::new(kind, format_args!("cannot open: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_of_the_file_itself_keep_their_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let selection = Selection::new(vec![]).unwrap();
+        let mut sink = curate_dicom::Collect::new(0);
+        let gone = scan_file(&dir.path().join("gone.dcm"), None, false, &selection, &mut sink);
+        assert_eq!(gone.status(), Status::Error);
+        let error = gone.error.unwrap();
+        assert_eq!(error.kind(), ErrorKind::Vanished);
+        assert!(error.starts_with("vanished: cannot open: "), "{error}");
+        let folder = scan_file(dir.path(), None, true, &selection, &mut sink);
+        assert!(folder.folder);
+        assert_eq!(folder.error.as_deref(), Some("is_directory: a folder, not a file"));
+        std::fs::write(dir.path().join("text.dcm"), b"plain text, long enough to look at").unwrap();
+        let text = scan_file(&dir.path().join("text.dcm"), None, false, &selection, &mut sink);
+        assert_eq!(text.status(), Status::NotDicom);
+        assert!(text.error.unwrap().starts_with("not_dicom: no 'DICM' marker"));
     }
 }

@@ -11,7 +11,9 @@
 //! anyway and learns its size and type from the open file, which saves a path lookup a
 //! file. A folder such a list names after all is walked by the scan, in its place.
 
+use crate::error::RowError;
 use ahash::RandomState;
+use curate_dicom::ErrorKind;
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::fs;
@@ -22,8 +24,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub path: PathBuf,
-    /// Why this path could not be walked (`kind: message`); `None` for a file to parse.
-    pub error: Option<String>,
+    /// Why this path could not be walked; `None` for a file to parse.
+    pub error: Option<RowError>,
     /// Size and modification time, when the walk already had to stat the file.
     pub stat: Option<FileStat>,
     /// A path from a list of files, not looked at: a file, unless opening it finds a
@@ -60,7 +62,7 @@ impl Entry {
         Entry { path, error: None, stat: Some(FileStat::of(meta)), unchecked: false }
     }
 
-    fn failed(path: PathBuf, error: String) -> Self {
+    fn failed(path: PathBuf, error: RowError) -> Self {
         Entry { path, error: Some(error), stat: None, unchecked: false }
     }
 
@@ -268,8 +270,8 @@ impl Walker<'_> {
             return None;
         }
         if id.is_some_and(|id| self.is_ancestor(id)) {
-            let message = "symlink_loop: a link leads back to a folder that contains it".to_string();
-            self.push(Entry::failed(dir.to_path_buf(), message));
+            let error = RowError::new(ErrorKind::SymlinkLoop, "a link leads back to a folder that contains it");
+            self.push(Entry::failed(dir.to_path_buf(), error));
             return None;
         }
         let listing = match fs::read_dir(dir) {
@@ -338,7 +340,7 @@ fn rand_unique() -> u64 {
 }
 
 /// The row for something in the tree that is neither a file nor a folder.
-pub(crate) fn not_a_file(meta: &fs::Metadata) -> String {
+pub(crate) fn not_a_file(meta: &fs::Metadata) -> RowError {
     #[cfg(unix)]
     let what = {
         use std::os::unix::fs::FileTypeExt;
@@ -358,15 +360,17 @@ pub(crate) fn not_a_file(meta: &fs::Metadata) -> String {
         let _ = meta;
         "a special file"
     };
-    format!("not_a_file: {what}, not a regular file; not read")
+    RowError::new(ErrorKind::NotAFile, format_args!("{what}, not a regular file; not read"))
 }
 
-fn describe(e: &io::Error, action: &str) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => format!("vanished: {action}: {e}"),
-        _ if e.raw_os_error() == Some(40) => format!("symlink_loop: {action}: {e}"), // ELOOP
-        _ => format!("unreadable: {action}: {e}"),
-    }
+/// The row for a path the walk could not stat, list or follow.
+fn describe(e: &io::Error, action: &str) -> RowError {
+    let kind = match e.kind() {
+        io::ErrorKind::NotFound => ErrorKind::Vanished,
+        _ if e.raw_os_error() == Some(40) => ErrorKind::SymlinkLoop, // ELOOP
+        _ => ErrorKind::Unreadable,
+    };
+    RowError::new(kind, format_args!("{action}: {e}"))
 }
 
 #[cfg(test)]
