@@ -6,23 +6,40 @@ use curate_dicom::{parse_into, ErrorKind, Header, Input, Selection, Sink};
 use std::fs::File;
 use std::path::Path;
 
-/// The index's `status` column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The index's `status` column: every value it can hold. The scanner sets the first
+/// four; the others are set in Python, for rows no scan of a file produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Status {
+    /// The header was parsed to its end (Pixel Data, or the end of the file).
     Ok,
+    /// The file could not be read, or its header is broken (the row's `error` says why).
     Error,
+    /// The file is not DICOM.
     NotDicom,
     /// A media directory file: valid DICOM, but not an instance to curate.
     Dicomdir,
+    /// A file of an earlier scan that is no longer there: set by the index's merge of a
+    /// rescan with its previous rows, never by the scanner.
+    Vanished,
+    /// A row pulled from a PACS, not a local file: never set by the scanner.
+    Remote,
 }
 
 impl Status {
+    /// Every status, in a fixed order (the order `curate._native.STATUSES` has).
+    pub const ALL: &'static [Status] =
+        &[Status::Ok, Status::Error, Status::NotDicom, Status::Dicomdir, Status::Vanished, Status::Remote];
+
+    /// The status as the `status` column writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::Error => "error",
             Status::NotDicom => "not_dicom",
             Status::Dicomdir => "dicomdir",
+            Status::Vanished => "vanished",
+            Status::Remote => "remote",
         }
     }
 }
@@ -135,6 +152,12 @@ fn open_error(e: &std::io::Error) -> RowError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_status_is_listed_once_in_its_fixed_order() {
+        let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["ok", "error", "not_dicom", "dicomdir", "vanished", "remote"]);
+    }
 
     #[test]
     fn errors_of_the_file_itself_keep_their_text() {
