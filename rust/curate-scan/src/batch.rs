@@ -1,8 +1,7 @@
 //! Building Arrow record batches in the index schema from scanned rows.
 //!
-//! File columns first (`path`, `file_size`, `mtime`, `status`, `error`,
-//! `transfer_syntax`, `pixel_data_offset`, `pixel_data_length`, `invalid_attributes`), then one column per
-//! selected attribute, typed by its kind; multi-valued attributes are lists.
+//! File columns first ([`FILE_COLUMNS`]), then one column per selected attribute, typed
+//! by its kind; multi-valued attributes are lists.
 
 use crate::error::RowError;
 use crate::record::{scan_file, stat_file, walk_error};
@@ -37,18 +36,34 @@ fn column_type(col: &ColumnSpec) -> DataType {
     }
 }
 
+/// The file columns every index batch starts with, in schema order: the one place their
+/// names are written (Python reads them as `curate._native.FILE_COLUMNS`).
+pub const FILE_COLUMNS: [&str; 9] = [
+    "path",
+    "file_size",
+    "mtime",
+    "status",
+    "error",
+    "transfer_syntax",
+    "pixel_data_offset",
+    "pixel_data_length",
+    "invalid_attributes",
+];
+
 /// The index schema for a selection.
 pub fn schema(selection: &Selection) -> SchemaRef {
+    let [path, file_size, mtime, status, error, transfer_syntax, pixel_data_offset, pixel_data_length, invalid] =
+        FILE_COLUMNS;
     let mut fields = vec![
-        Field::new("path", DataType::Utf8, false),
-        Field::new("file_size", DataType::Int64, true),
-        Field::new("mtime", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("error", DataType::Utf8, true),
-        Field::new("transfer_syntax", DataType::Utf8, true),
-        Field::new("pixel_data_offset", DataType::Int64, true),
-        Field::new("pixel_data_length", DataType::Int64, true),
-        Field::new("invalid_attributes", list_of(DataType::Utf8), true),
+        Field::new(path, DataType::Utf8, false),
+        Field::new(file_size, DataType::Int64, true),
+        Field::new(mtime, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        Field::new(status, DataType::Utf8, false),
+        Field::new(error, DataType::Utf8, true),
+        Field::new(transfer_syntax, DataType::Utf8, true),
+        Field::new(pixel_data_offset, DataType::Int64, true),
+        Field::new(pixel_data_length, DataType::Int64, true),
+        Field::new(invalid, list_of(DataType::Utf8), true),
     ];
     fields.extend(selection.columns.iter().map(|c| Field::new(&c.name, column_type(c), true)));
     Arc::new(Schema::new(fields))
@@ -269,6 +284,7 @@ impl<'s> BatchBuilder<'s> {
     }
 
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        // In the order of FILE_COLUMNS.
         let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(self.path.finish()),
             Arc::new(self.size.finish()),
@@ -282,5 +298,42 @@ impl<'s> BatchBuilder<'s> {
         ];
         arrays.extend(self.attributes.finish());
         RecordBatch::try_new(self.schema, arrays)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curate_dicom::{ColumnSpec, Vr};
+
+    #[test]
+    fn the_schema_starts_with_the_file_columns() {
+        let selection = Selection::new(vec![ColumnSpec::top("PatientID", 0x0010_0020, Vr(*b"LO"), false)]).unwrap();
+        let schema = schema(&selection);
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names[..FILE_COLUMNS.len()], FILE_COLUMNS);
+        assert_eq!(names[FILE_COLUMNS.len()..], ["PatientID"]);
+    }
+
+    #[test]
+    fn each_file_column_holds_its_own_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        std::fs::write(&path, b"not a DICOM file at all").unwrap();
+        let selection = Selection::new(vec![]).unwrap();
+        let mut builder = BatchBuilder::new(schema(&selection), &selection, 1);
+        let entry = crate::walk::collect(std::slice::from_ref(&path)).remove(0);
+        assert!(builder.add(&entry, true));
+        let batch = builder.finish().unwrap();
+        let text = |name: &str| {
+            let column = batch.column_by_name(name).unwrap();
+            column.as_any().downcast_ref::<arrow_array::StringArray>().unwrap().value(0).to_string()
+        };
+        assert_eq!(text("path"), path.to_str().unwrap());
+        assert_eq!(text("status"), "not_dicom");
+        assert!(text("error").starts_with("not_dicom: "));
+        let size = batch.column_by_name("file_size").unwrap();
+        let size = size.as_any().downcast_ref::<arrow_array::Int64Array>().unwrap().value(0);
+        assert_eq!(size, 23);
     }
 }

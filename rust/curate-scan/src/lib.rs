@@ -25,6 +25,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use walk::Entry;
 
+pub use batch::FILE_COLUMNS;
 pub use curate_dicom::ErrorKind;
 pub use error::RowError;
 pub use record::Status;
