@@ -6,6 +6,14 @@ from typing import Sequence
 __version__: str
 #: Rows per record batch unless a caller asks otherwise.
 DEFAULT_BATCH_SIZE: int
+class CurateError(Exception):
+    """Base of every error curate raises."""
+
+class SelectionError(CurateError, ValueError):
+    """A column spec the scanner refuses."""
+
+class ScanError(CurateError, RuntimeError):
+    """A scan that cannot start or run."""
 
 ColumnTuple = tuple[str, Sequence[tuple[int, int | None]], str, bool]
 
@@ -25,7 +33,9 @@ class Scan:
         """Whether the walk is over, so that `total` is the final row count."""
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
-        """Start the scan; an Arrow C stream of record batches (PyCapsule protocol)."""
+        """Start the scan; an Arrow C stream of record batches (PyCapsule protocol).
+
+        Raises `ScanError` when the scan was already started or cannot start."""
 
 def open_scan(
     paths: Sequence[str | PathLike[str]],
@@ -35,7 +45,10 @@ def open_scan(
     parse: bool = True,
 ) -> Scan:
     """Prepare a scan of `columns` (name, path, VR, multi-valued) over `paths`; with
-    ``parse=False`` a listing: each file's size and modification time, no file read."""
+    ``parse=False`` a listing: each file's size and modification time, no file read.
+
+    Raises `SelectionError` for a column spec the scanner refuses, `ScanError` when the
+    scan's threads cannot be made."""
 
 def dictionary_vr(tag: int) -> str:
     """The VR the standard dictionary gives `tag`; "UN" for private or unknown tags."""

@@ -2,12 +2,15 @@
 //!
 //! Python hands in paths and resolved column specs; Rust walks and parses with the GIL
 //! released and hands record batches back through the Arrow C stream interface
-//! (`__arrow_c_stream__`), so no value crosses as a Python object.
+//! (`__arrow_c_stream__`), so no value crosses as a Python object. The module also
+//! exports the exceptions it raises.
+
+mod error;
 
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use curate_dicom::{ColumnSpec, PathStep, Selection, Vr};
 use curate_scan::{Progress, Scan};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use error::Error;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 use std::path::PathBuf;
@@ -16,12 +19,12 @@ use std::sync::{Arc, Mutex};
 /// (name, [(tag, item index or None), ...], dictionary VR, multi-valued)
 type ColumnTuple = (String, Vec<(u32, Option<u32>)>, String, bool);
 
-fn to_spec((name, path, vr, multi): ColumnTuple) -> PyResult<ColumnSpec> {
+fn to_spec((name, path, vr, multi): ColumnTuple) -> Result<ColumnSpec, Error> {
     let code: [u8; 2] = vr
         .as_bytes()
         .get(..2)
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| PyValueError::new_err(format!("column {name:?}: VR {vr:?} is not a two-letter code")))?;
+        .ok_or_else(|| Error::Selection(format!("column {name:?}: VR {vr:?} is not a two-letter code")))?;
     let vr = Vr::parse(code).unwrap_or(Vr::UN);
     let path = path.into_iter().map(|(tag, item)| PathStep { tag, item }).collect();
     Ok(ColumnSpec::new(name, path, vr, multi))
@@ -65,10 +68,10 @@ impl PyScan {
         let scan = self
             .pending
             .lock()
-            .map_err(|_| PyRuntimeError::new_err("scan state poisoned"))?
+            .map_err(|_| Error::Scan("scan state poisoned".into()))?
             .take()
-            .ok_or_else(|| PyRuntimeError::new_err("this scan was already started; open a new one"))?;
-        let stream = py.detach(|| scan.run()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            .ok_or_else(|| Error::Scan("this scan was already started; open a new one".into()))?;
+        let stream = py.detach(|| scan.run()).map_err(Error::from)?;
         let ffi = FFI_ArrowArrayStream::new(Box::new(stream));
         PyCapsule::new_with_value(py, ffi, c"arrow_array_stream")
     }
@@ -85,9 +88,9 @@ fn open_scan(
     batch_size: usize,
     parse: bool,
 ) -> PyResult<PyScan> {
-    let specs = columns.into_iter().map(to_spec).collect::<PyResult<Vec<_>>>()?;
-    let selection = Selection::new(specs).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let scan = Scan::new(paths, selection, threads, batch_size).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    let specs = columns.into_iter().map(to_spec).collect::<Result<Vec<_>, Error>>()?;
+    let selection = Selection::new(specs).map_err(Error::from)?;
+    let scan = Scan::new(paths, selection, threads, batch_size).map_err(Error::from)?;
     let scan = if parse { scan } else { scan.stat_only() };
     Ok(PyScan { progress: scan.progress(), pending: Mutex::new(Some(scan)) })
 }
@@ -102,6 +105,10 @@ fn dictionary_vr(tag: u32) -> String {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_BATCH_SIZE", curate_scan::DEFAULT_BATCH_SIZE)?;
+    let py = m.py();
+    m.add("CurateError", error::curate_error(py)?)?;
+    m.add("SelectionError", error::selection_error(py)?)?;
+    m.add("ScanError", error::scan_error(py)?)?;
     m.add_class::<PyScan>()?;
     m.add_function(wrap_pyfunction!(open_scan, m)?)?;
     m.add_function(wrap_pyfunction!(dictionary_vr, m)?)?;
