@@ -6,6 +6,18 @@ from typing import Sequence
 __version__: str
 #: Rows per record batch unless a caller asks otherwise.
 DEFAULT_BATCH_SIZE: int
+#: The file columns every index batch starts with, in schema order (the attribute
+#: columns follow): path, file_size, mtime, status, error, transfer_syntax,
+#: pixel_data_offset, pixel_data_length, invalid_attributes.
+FILE_COLUMNS: tuple[str, ...]
+#: Every value of the `status` column: ok, error, not_dicom, dicomdir (set by the
+#: scanner), vanished (set by the index's merge: a file gone since the last scan) and
+#: remote (a row pulled from a PACS, not a local file).
+STATUSES: tuple[str, ...]
+#: Every kind an `error` value (``kind: message``) can start with: not_dicom, truncated,
+#: corrupt, unreadable, vanished, symlink_loop, not_a_file, is_directory.
+ERROR_KINDS: tuple[str, ...]
+
 class CurateError(Exception):
     """Base of every error curate raises."""
 

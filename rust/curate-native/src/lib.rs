@@ -3,16 +3,17 @@
 //! Python hands in paths and resolved column specs; Rust walks and parses with the GIL
 //! released and hands record batches back through the Arrow C stream interface
 //! (`__arrow_c_stream__`), so no value crosses as a Python object. The module also
-//! exports the exceptions it raises.
+//! exports the index's row contract (`FILE_COLUMNS`, `STATUSES`, `ERROR_KINDS`) and the
+//! exceptions it raises.
 
 mod error;
 
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use curate_dicom::{ColumnSpec, PathStep, Selection, Vr};
-use curate_scan::{Progress, Scan};
+use curate_scan::{ErrorKind, Progress, Scan, Status, FILE_COLUMNS};
 use error::Error;
 use pyo3::prelude::*;
-use pyo3::types::PyCapsule;
+use pyo3::types::{PyCapsule, PyTuple};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -106,6 +107,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_BATCH_SIZE", curate_scan::DEFAULT_BATCH_SIZE)?;
     let py = m.py();
+    m.add("FILE_COLUMNS", PyTuple::new(py, FILE_COLUMNS)?)?;
+    m.add("STATUSES", PyTuple::new(py, Status::ALL.iter().map(|s| s.as_str()))?)?;
+    m.add("ERROR_KINDS", PyTuple::new(py, ErrorKind::ALL.iter().map(|k| k.as_str()))?)?;
     m.add("CurateError", error::curate_error(py)?)?;
     m.add("SelectionError", error::selection_error(py)?)?;
     m.add("ScanError", error::scan_error(py)?)?;
