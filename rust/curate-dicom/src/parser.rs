@@ -9,7 +9,7 @@
 use crate::charset::Charset;
 use crate::error::{tag_str, ErrorKind, ParseError};
 use crate::input::{Input, InputError};
-use crate::selection::{Node, Selection};
+use crate::selection::{Node, Selection, Target};
 use crate::sink::{Collect, Sink};
 use crate::value::{self, Value};
 use crate::vr::Vr;
@@ -257,84 +257,87 @@ impl<'a> Parser<'a, '_> {
             // cannot be at its end, and no further check is needed.
             let h = match self.buffered_element_header() {
                 Some(h) => h,
-                None => {
-                    if self.at_end()? {
-                        if depth == 0 {
-                            return Ok(Stop::End);
-                        }
-                        return Err(self.truncated("inside a sequence item"));
-                    }
-                    self.read_element_header_slow()?
-                }
+                None if self.at_end()? => return self.end_of_input(depth),
+                None => self.read_element_header_slow()?,
             };
-            if h.tag >= ITEM {
-                match h.tag {
-                    ITEM_END => return Ok(Stop::ItemEnd),
-                    SEQUENCE_END => return Ok(Stop::SequenceEnd),
-                    ITEM => {
-                        return Err(ParseError::new(
-                            ErrorKind::Corrupt,
-                            format!("item tag (FFFE,E000) at byte {element_start} outside a sequence"),
-                        ))
-                    }
-                    _ => {}
-                }
+            if ends_data_set(h.tag, depth) {
+                return self.stop_at(&h, element_start);
             }
-            if depth == 0
-                && (0x7fe0_0008..=0x7fe0_0010).contains(&h.tag)
-                && matches!(h.tag, 0x7fe0_0010 | 0x7fe0_0008 | 0x7fe0_0009)
-            {
-                self.header.pixel_data_offset = Some(element_start);
-                self.header.pixel_data_length = Some(if h.len == UNDEFINED { None } else { Some(h.len) });
-                return Ok(Stop::PixelData);
-            }
-            if let Some(end) = end {
-                if h.len != UNDEFINED && self.input.pos() + h.len as u64 > end {
-                    return Err(ParseError::new(
-                        ErrorKind::Corrupt,
-                        format!(
-                            "element {} of length {} runs past the end of its item at byte {end}",
-                            tag_str(h.tag),
-                            h.len
-                        ),
-                    ));
-                }
+            if self.runs_past(&h, end) {
+                return Err(past_item_end(&h, end));
             }
             let target = node.find(h.tag, &mut cursor);
-            let into_items = target.filter(|t| !t.items.is_empty());
-            let is_sequence = h.vr == Vr::SQ || h.len == UNDEFINED || (into_items.is_some() && h.vr == Vr::UN);
-            if h.tag == DIRECTORY_RECORD_SEQUENCE && depth == 0 {
-                self.header.dicomdir = true;
-            }
-            if is_sequence {
-                if into_items.is_none() && h.len != UNDEFINED {
-                    self.skip_value(&h)?;
-                    continue;
-                }
-                // Undefined-length UN holds implicit little endian (PS3.5 6.2.2).
-                let inner = if h.vr == Vr::UN { IMPLICIT_LE } else { self.syntax };
-                let outer = std::mem::replace(&mut self.syntax, inner);
-                let result = self.parse_sequence(&h, into_items, depth + 1);
-                self.syntax = outer;
-                result?;
-                continue;
-            }
-            let columns = target.map_or(&[][..], |t| &t.columns);
-            if columns.is_empty() && !is_parser_tag(h.tag) {
-                // Most elements: nobody asked for them.
-                self.skip_value(&h)?;
-                continue;
-            }
-            self.element_value(&h, columns)?;
+            self.element(&h, target, depth)?;
         }
     }
 
-    fn parse_sequence(
-        &mut self,
-        h: &ElementHeader,
-        target: Option<&crate::selection::Target>,
-        depth: usize,
-    ) -> Result<()> {
+    /// The input ends where an element header would start: the end of a top-level data
+    /// set, or a file cut inside an item.
+    #[cold]
+    fn end_of_input(&self, depth: usize) -> Result<Stop> {
+        match depth {
+            0 => Ok(Stop::End),
+            _ => Err(self.truncated("inside a sequence item")),
+        }
+    }
+
+    /// How element `h`, which [`ends_data_set`], ends it: an item or sequence delimiter,
+    /// or Pixel Data at top level (whose place and length are kept); an item tag outside
+    /// a sequence is an error.
+    fn stop_at(&mut self, h: &ElementHeader, element_start: u64) -> Result<Stop> {
+        match h.tag {
+            ITEM_END => Ok(Stop::ItemEnd),
+            SEQUENCE_END => Ok(Stop::SequenceEnd),
+            ITEM => Err(stray_item(element_start)),
+            _ => {
+                self.header.pixel_data_offset = Some(element_start);
+                self.header.pixel_data_length = Some(if h.len == UNDEFINED { None } else { Some(h.len) });
+                Ok(Stop::PixelData)
+            }
+        }
+    }
+
+    /// Whether element `h`, of defined length, runs past `end`, where its item ends.
+    #[inline]
+    fn runs_past(&self, h: &ElementHeader, end: Option<u64>) -> bool {
+        end.is_some_and(|end| h.len != UNDEFINED && self.input.pos() + h.len as u64 > end)
+    }
+
+    /// Read, skip or descend into the element whose header `h` was just read; `target`
+    /// is what the selection wants of its tag here.
+    #[inline]
+    fn element(&mut self, h: &ElementHeader, target: Option<&Target>, depth: usize) -> Result<()> {
+        let into_items = target.filter(|t| !t.items.is_empty());
+        let is_sequence = h.vr == Vr::SQ || h.len == UNDEFINED || (into_items.is_some() && h.vr == Vr::UN);
+        if h.tag == DIRECTORY_RECORD_SEQUENCE && depth == 0 {
+            self.header.dicomdir = true;
+        }
+        if is_sequence {
+            return self.sequence(h, into_items, depth);
+        }
+        let columns = target.map_or(&[][..], |t| &t.columns);
+        if columns.is_empty() && !is_parser_tag(h.tag) {
+            // Most elements: nobody asked for them.
+            return self.skip_value(h);
+        }
+        self.element_value(h, columns)
+    }
+
+    /// A sequence: skipped whole where nothing in it is wanted and its length is known,
+    /// else walked item by item in its own syntax.
+    fn sequence(&mut self, h: &ElementHeader, into_items: Option<&Target>, depth: usize) -> Result<()> {
+        if into_items.is_none() && h.len != UNDEFINED {
+            return self.skip_value(h);
+        }
+        // Undefined-length UN holds implicit little endian (PS3.5 6.2.2).
+        let inner = if h.vr == Vr::UN { IMPLICIT_LE } else { self.syntax };
+        let outer = std::mem::replace(&mut self.syntax, inner);
+        let result = self.parse_sequence(h, into_items, depth + 1);
+        self.syntax = outer;
+        result
+    }
+
+    fn parse_sequence(&mut self, h: &ElementHeader, target: Option<&Target>, depth: usize) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(ParseError::new(
                 ErrorKind::Corrupt,
@@ -581,6 +584,32 @@ fn read_parser_tag(
         }
         _ => {}
     }
+}
+
+/// Whether an element with `tag` ends the data set it is read in, at `depth`: a delimiter
+/// or an item tag (out of place here), or Pixel Data at top level (Float, Double Float,
+/// or Pixel Data itself).
+#[inline]
+fn ends_data_set(tag: u32, depth: usize) -> bool {
+    // One comparison rules out nearly every element for each half.
+    (tag >= ITEM && matches!(tag, ITEM | ITEM_END | SEQUENCE_END))
+        || (depth == 0
+            && (0x7fe0_0008..=0x7fe0_0010).contains(&tag)
+            && matches!(tag, 0x7fe0_0010 | 0x7fe0_0008 | 0x7fe0_0009))
+}
+
+/// An item tag outside any sequence.
+#[cold]
+fn stray_item(element_start: u64) -> ParseError {
+    ParseError::new(ErrorKind::Corrupt, format!("item tag (FFFE,E000) at byte {element_start} outside a sequence"))
+}
+
+/// An element runs past the end of its item (`end`, known: see [`Parser::runs_past`]).
+#[cold]
+fn past_item_end(h: &ElementHeader, end: Option<u64>) -> ParseError {
+    let end = end.unwrap_or_default();
+    let message = format!("element {} of length {} runs past the end of its item at byte {end}", tag_str(h.tag), h.len);
+    ParseError::new(ErrorKind::Corrupt, message)
 }
 
 /// Elements the parser reads for itself, selected or not.
