@@ -122,81 +122,124 @@ impl Scan {
         let schema = self.schema();
         let Scan { roots, selection, pool, batch_size, progress, parse } = self;
         let roots = Arc::new(roots);
-        let walk_roots = roots.clone();
-        let threads = pool.current_num_threads();
+        let pool = Arc::new(pool);
         // Each thread builds a batch and one more chunk waits: enough that no thread waits
         // for the walk, few enough that memory stays flat (a batch is megabytes).
-        let in_flight = threads + 1;
+        let in_flight = pool.current_num_threads() + 1;
         let (chunk_tx, chunk_rx) = sync_channel::<Vec<Entry>>(in_flight);
-        let walk_progress = progress.clone();
-        let pool = Arc::new(pool);
-        let walk_pool = pool.clone();
         // A panic in either thread must end the stream with an error, never look like a
         // shorter scan: the walk records how it ended, and the batch thread reports it.
-        spawn("curate-scan-walk", move || {
-            let mut files = Vec::with_capacity(batch_size.min(4096));
-            let mut consumer_gone = false;
-            // A listing is collected whole anyway: walk its subtrees in parallel. A scan
-            // leaves a list of files unchecked: opening each file tells what it is.
-            // The count shared with the parsing threads moves a chunk at a time: a shared
-            // counter touched for every file costs more than the file's own bookkeeping.
-            walk::walk_roots(&walk_roots, Some(&walk_pool), !parse, parse, &mut |entry| {
-                files.push(entry);
-                if files.len() == batch_size {
-                    walk_progress.found.fetch_add(files.len() as u64, Ordering::Relaxed);
-                    consumer_gone =
-                        chunk_tx.send(std::mem::replace(&mut files, Vec::with_capacity(batch_size.min(4096)))).is_err();
-                }
-                !consumer_gone
-            });
-            walk_progress.found.fetch_add(files.len() as u64, Ordering::Relaxed);
-            walk_progress.walked.store(true, Ordering::Release);
-            // The last, short chunk (all of a small tree) is shared between the threads.
-            let share = files.len().div_ceil(threads).max(MIN_SPLIT);
-            while !files.is_empty() && !consumer_gone {
-                let rest = files.split_off(share.min(files.len()));
-                consumer_gone = chunk_tx.send(std::mem::replace(&mut files, rest)).is_err();
-            }
-        })?;
-        let (tx, rx) = sync_channel(1);
+        let walk = Walk { roots: roots.clone(), pool: pool.clone(), parse, batch_size, progress: progress.clone() };
+        spawn("curate-scan-walk", move || walk.run(chunk_tx))?;
         let chunks = Arc::new(Chunks { schema: schema.clone(), selection, progress, roots, parse, batch_size });
-        spawn("curate-scan-batches", move || {
-            // Chunks are built on the pool as they come, with no barrier between them; their
-            // batches go out in walk order. Each chunk sends on its own channel: one batch,
-            // or several where a folder in a list of files is walked in its place.
-            let mut pending: VecDeque<Receiver<Result<RecordBatch, ArrowError>>> = VecDeque::new();
-            let forward =
-                |done: Receiver<Result<RecordBatch, ArrowError>>| done.iter().all(|batch| tx.send(batch).is_ok());
-            for files in chunk_rx {
-                let (done_tx, done_rx) = sync_channel(1);
-                let chunks = chunks.clone();
-                pool.spawn(move || {
-                    let built =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chunks.build(&files, &done_tx)));
-                    if let Err(panic) = built {
-                        let _ = done_tx.send(Err(scan_failed(&format!("parsing failed: {}", panic_message(&panic)))));
-                    }
-                });
-                pending.push_back(done_rx);
-                // The consumer hung up: stop parsing (and, by dropping the chunk receiver,
-                // walking).
-                while pending.len() >= in_flight {
-                    if !forward(pending.pop_front().expect("pending is not empty")) {
-                        return;
-                    }
-                }
-            }
-            while let Some(done) = pending.pop_front() {
-                if !forward(done) {
-                    return;
-                }
-            }
-            if !chunks.progress.walked() {
-                let _ = tx.send(Err(scan_failed("the walk stopped before its end")));
-            }
-        })?;
+        let (tx, rx) = sync_channel(1);
+        spawn("curate-scan-batches", move || build_in_order(&pool, &chunks, chunk_rx, in_flight, &tx))?;
         Ok(BatchStream { schema, rx })
     }
+}
+
+/// The walk thread's share of a scan: the files to scan, in chunks of a batch.
+struct Walk {
+    roots: Arc<Vec<PathBuf>>,
+    pool: Arc<rayon::ThreadPool>,
+    parse: bool,
+    batch_size: usize,
+    progress: Arc<Progress>,
+}
+
+impl Walk {
+    /// Walk the roots, sending full chunks as they fill, then share the last, short
+    /// chunk between the threads.
+    fn run(self, chunks: SyncSender<Vec<Entry>>) {
+        let (rest, consumer_gone) = self.send_full_chunks(&chunks);
+        self.progress.found.fetch_add(rest.len() as u64, Ordering::Relaxed);
+        self.progress.walked.store(true, Ordering::Release);
+        if !consumer_gone {
+            send_shared(rest, self.pool.current_num_threads(), &chunks);
+        }
+    }
+
+    /// Walk, sending a chunk each time `batch_size` files are found: the files left over,
+    /// and whether the consumer has gone (which stops the walk).
+    fn send_full_chunks(&self, chunks: &SyncSender<Vec<Entry>>) -> (Vec<Entry>, bool) {
+        let chunk = || Vec::with_capacity(self.batch_size.min(4096));
+        let mut files = chunk();
+        let mut consumer_gone = false;
+        // A listing is collected whole anyway: walk its subtrees in parallel. A scan
+        // leaves a list of files unchecked: opening each file tells what it is.
+        // The count shared with the parsing threads moves a chunk at a time: a shared
+        // counter touched for every file costs more than the file's own bookkeeping.
+        walk::walk_roots(&self.roots, Some(&self.pool), !self.parse, self.parse, &mut |entry| {
+            files.push(entry);
+            if files.len() == self.batch_size {
+                self.progress.found.fetch_add(files.len() as u64, Ordering::Relaxed);
+                consumer_gone = chunks.send(std::mem::replace(&mut files, chunk())).is_err();
+            }
+            !consumer_gone
+        });
+        (files, consumer_gone)
+    }
+}
+
+/// The last, short chunk (all of a small tree) is sent in shares, one for each thread.
+fn send_shared(mut files: Vec<Entry>, threads: usize, chunks: &SyncSender<Vec<Entry>>) {
+    let share = files.len().div_ceil(threads).max(MIN_SPLIT);
+    while !files.is_empty() {
+        let rest = files.split_off(share.min(files.len()));
+        if chunks.send(std::mem::replace(&mut files, rest)).is_err() {
+            return;
+        }
+    }
+}
+
+type BatchSender = SyncSender<Result<RecordBatch, ArrowError>>;
+type BatchReceiver = Receiver<Result<RecordBatch, ArrowError>>;
+
+/// The batch thread's share of a scan: build the walk's chunks on the pool as they come,
+/// with no barrier between them, and send their batches on `out` in walk order, at most
+/// `in_flight` chunks ahead of the consumer.
+fn build_in_order(
+    pool: &rayon::ThreadPool,
+    chunks: &Arc<Chunks>,
+    walked: Receiver<Vec<Entry>>,
+    in_flight: usize,
+    out: &BatchSender,
+) {
+    // Each chunk sends on its own channel: one batch, or several where a folder in a list
+    // of files is walked in its place.
+    let mut pending: VecDeque<BatchReceiver> = VecDeque::new();
+    let forward = |done: BatchReceiver| done.iter().all(|batch| out.send(batch).is_ok());
+    for files in walked {
+        pending.push_back(build_on(pool, chunks.clone(), files));
+        // The consumer hung up: stop parsing (and, by dropping the chunk receiver,
+        // walking).
+        while pending.len() >= in_flight {
+            if !forward(pending.pop_front().expect("pending is not empty")) {
+                return;
+            }
+        }
+    }
+    while let Some(done) = pending.pop_front() {
+        if !forward(done) {
+            return;
+        }
+    }
+    if !chunks.progress.walked() {
+        let _ = out.send(Err(scan_failed("the walk stopped before its end")));
+    }
+}
+
+/// Build one chunk's batches on the pool; they come on the receiver returned. A panic
+/// while building becomes an error there.
+fn build_on(pool: &rayon::ThreadPool, chunks: Arc<Chunks>, files: Vec<Entry>) -> BatchReceiver {
+    let (done_tx, done_rx) = sync_channel(1);
+    pool.spawn(move || {
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chunks.build(&files, &done_tx)));
+        if let Err(panic) = built {
+            let _ = done_tx.send(Err(scan_failed(&format!("parsing failed: {}", panic_message(&panic)))));
+        }
+    });
+    done_rx
 }
 
 /// What turning a chunk of the walk into record batches needs.
@@ -208,8 +251,6 @@ struct Chunks {
     parse: bool,
     batch_size: usize,
 }
-
-type BatchSender = SyncSender<Result<RecordBatch, ArrowError>>;
 
 impl Chunks {
     /// Scan `files` into batches sent on `out`: one, unless a path from a list of files is
