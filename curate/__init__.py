@@ -9,8 +9,8 @@ The scanner is the entry point::
 """
 
 from curate._native import __version__
-from curate.scan import open_scan, scan, scan_batches
-from curate.tags import ColumnSpec, default_tags, resolve_tags
+from curate.index.scan import open_scan, scan, scan_batches
+from curate.index.tags import ColumnSpec, default_tags, resolve_tags
 
 __all__ = [
     "__version__",

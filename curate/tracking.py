@@ -32,13 +32,44 @@ class TrackingConfig:
         return cls(**{k: cfg.get(k) for k in ("enabled", "uri", "artifacts", "experiment")})
 
 
+class StageResult:
+    """What a stage function returns: it knows what to log and what to print.
+
+    Stages override what they have; the CLI logs ``params()``, ``metrics()`` and
+    ``artifacts()`` to the run, lets ``log_extras`` add the rest (models, dataset
+    inputs), prints ``format()``, and exits with ``exit_code`` (``failure`` says why).
+    Nothing logged may identify anyone: settings, counts and aggregates only.
+    """
+
+    #: Non-zero when the stage ran but its output must not be used.
+    exit_code: int = 0
+    failure: str | None = None
+
+    def params(self) -> Mapping[str, object]:
+        return {}
+
+    def metrics(self) -> Mapping[str, float]:
+        return {}
+
+    def artifacts(self) -> list[Path]:
+        return []
+
+    def log_extras(self, run: Run) -> None:
+        """Log what params, metrics and artifacts cannot hold (called with a live run)."""
+
+    def format(self) -> str:
+        return ""
+
+
 class Run:
     """The stage's view of its MLflow run (or of no run, when tracking is off)."""
 
-    def __init__(self, mlflow=None):
+    def __init__(self, mlflow=None, store_uri: str | None = None):
         self._mlflow = mlflow
         #: The MLflow run's id (kept: it is printed after the run has ended).
         self.run_id: str | None = mlflow.active_run().info.run_id if mlflow else None
+        #: The store the run went to (the environment's choice wins over the config's).
+        self.store_uri = store_uri
 
     @property
     def active(self) -> bool:
@@ -55,6 +86,28 @@ class Run:
     def artifact(self, path: str | os.PathLike[str]) -> None:
         if self._mlflow:
             self._mlflow.log_artifact(str(path))
+
+    def log(self, result: StageResult) -> None:
+        """Everything a stage's result says should be tracked."""
+        self.params(result.params())
+        self.metrics(result.metrics())
+        for path in result.artifacts():
+            self.artifact(path)
+        if self._mlflow:
+            result.log_extras(self)
+
+    def log_dataset(self, frame, name: str, digest: str, context: str) -> None:
+        """A table as an MLflow dataset input, under our own digest (MLflow's hashes only
+        the first rows)."""
+        if self._mlflow:
+            dataset = self._mlflow.data.from_pandas(frame, name=name, digest=digest)
+            self._mlflow.log_input(dataset, context=context)
+
+    def hint(self) -> str | None:
+        """Where to look at the run, for the terminal."""
+        if not self._mlflow:
+            return None
+        return f"MLflow run {self.run_id} (mlflow ui --backend-store-uri {self.store_uri})"
 
 
 def _store_uri(config: TrackingConfig) -> str:
@@ -73,7 +126,8 @@ def tracked_run(stage: str, config: TrackingConfig, sweep: str | None = None, na
         return
     import mlflow
 
-    mlflow.set_tracking_uri(_store_uri(config))
+    store_uri = _store_uri(config)
+    mlflow.set_tracking_uri(store_uri)
     experiment_name = config.experiment or "curate"
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
@@ -85,7 +139,7 @@ def tracked_run(stage: str, config: TrackingConfig, sweep: str | None = None, na
     if sweep is not None:
         tags["mlflow.parentRunId"] = _sweep_parent(mlflow, experiment_id, stage, sweep)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name or stage, tags=tags):
-        yield Run(mlflow)
+        yield Run(mlflow, store_uri)
 
 
 def _sweep_parent(mlflow, experiment_id: str, stage: str, sweep: str) -> str:

@@ -18,7 +18,7 @@ from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
 import curate
-from curate.tags import resolve_tags
+from curate.index.tags import resolve_tags
 
 # (file name, column) -> why the two readers differ.
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}

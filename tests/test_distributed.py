@@ -8,7 +8,7 @@ import pytest
 from dicom_factory import make_dataset, write
 
 from conftest import testdata
-from curate.distributed import DaskOptions
+from curate.index.dask import DaskOptions
 from curate.index import build_index, read_index
 from test_cli import run_curate
 

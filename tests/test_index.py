@@ -16,7 +16,9 @@ import pytest
 from dicom_factory import make_dataset, write
 
 from conftest import testdata
-from curate.index import INDEX_FILE, STAGING_DIR, IndexBusyError, build_index, read_index
+from curate.errors import IndexBusyError
+from curate.index import build_index, read_index
+from curate.index.store import INDEX_FILE, STAGING_DIR
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -99,6 +101,32 @@ def test_rescan_parses_exactly_the_new_and_changed_files(tmp_path):
     back = build_index(src, idx, progress=False)
     assert back.scanned == 1
     assert rows_by_rel(read_index(idx), src)[deleted]["status"] == "ok"
+
+
+def test_a_file_keeps_its_row_id_across_rescans(tmp_path):
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    make_tree(src, 12)
+    build_index(src, idx, progress=False)
+    first = {rel: row["row_id"] for rel, row in rows_by_rel(read_index(idx), src).items()}
+    assert sorted(first.values()) == list(range(12))
+
+    # New files that sort before and among the old ones, one changed file, one deleted.
+    write(make_dataset(PatientID="EARLY"), src / "a0" / "first.dcm")
+    make_tree(src, 2, start=100)
+    changed = "p1/s1/im0001.dcm"
+    write(make_dataset(PatientID="CHANGED"), src / changed)
+    os.utime(src / changed, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    deleted = "p2/s2/im0002.dcm"
+    (src / deleted).unlink()
+    build_index(src, idx, progress=False)
+    after = {rel: row["row_id"] for rel, row in rows_by_rel(read_index(idx), src).items()}
+    assert {rel: after[rel] for rel in first} == first, "old paths (changed and vanished too) keep their ids"
+    new = sorted(after[rel] for rel in set(after) - set(first))
+    assert new == [12, 13, 14], "paths new to the index get ids after the largest so far"
+    build_index(src, idx, progress=False, rescan="all")
+    assert {rel: row["row_id"] for rel, row in rows_by_rel(read_index(idx), src).items()} == {
+        rel: i for rel, i in after.items() if rel != deleted
+    }, "a full rescan keeps the ids too"
 
 
 def test_rescan_all_and_a_new_tag_set_parse_everything(tmp_path):

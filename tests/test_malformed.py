@@ -39,7 +39,7 @@ from pydicom.filereader import data_element_generator
 from pydicom.uid import UID
 
 import curate
-from curate.tags import resolve_tags
+from curate.index.tags import resolve_tags
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -11,9 +11,9 @@ from dicom_factory import image_dataset, write
 from pydicom.uid import generate_uid
 
 from conftest import testdata
-from curate import query
+from curate.inspect import query
 from curate.index import build_index
-from curate.quality import CHECKS, check_index
+from curate.inspect.quality import CHECKS, check_index
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -127,11 +127,11 @@ def test_each_check_finds_exactly_what_was_planted(planted, name):
     assert len(result.examples) == min(count, 5)
 
 
-def test_examples_are_row_numbers_that_lead_back_to_the_files(planted):
+def test_examples_are_row_ids_that_lead_back_to_the_files(planted):
     src, idx = planted
     report = check_index(idx).by_name()
     [row] = report["burned_in_annotation"].examples
-    found = query.query(idx, f"SELECT path FROM idx WHERE file_row_number = {row}")
+    found = query.query(idx, f"SELECT path FROM idx WHERE row_id = {row}")
     assert Path(found.column("path")[0].as_py()).name == "burned.dcm"
     text = check_index(idx).format()
     assert "burned.dcm" not in text and "INCONSISTENT" not in text, "the report names no file and no patient"

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import testdata
-from curate import query
+from curate.inspect import query
 from curate.index import build_index
 from test_cli import run_curate
 

@@ -14,8 +14,8 @@ from dicom_factory import make_dataset, write
 from pydicom.uid import generate_uid
 
 from curate.index import build_index
-from curate.population import SUPPRESSED, population
-from curate.report import build_report
+from curate.inspect.population import SUPPRESSED, population
+from curate.inspect.report import build_report
 from test_cli import run_curate
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

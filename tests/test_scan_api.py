@@ -35,7 +35,7 @@ from pydicom.sequence import Sequence
 from conftest import testdata
 
 import curate
-from curate.tags import TagSpecError
+from curate.errors import TagSpecError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -11,6 +11,7 @@ from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
 
 from curate.classify.rules import UNKNOWN
+from curate.figures import figure_png
 
 
 def coverage_at_precision(y_true, proba: np.ndarray, classes: np.ndarray, target: float) -> tuple[float, float | None]:
@@ -87,17 +88,10 @@ def rule_scores(rules, X: pd.DataFrame, y) -> dict:
 
 def confusion_png(confusion: dict, title: str) -> bytes:
     """The confusion matrix as a PNG: rows are the truth, columns the prediction."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels, matrix = confusion["labels"], np.array(confusion["matrix"])
     size = max(4.0, 0.45 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size), dpi=110)
-    try:
+
+    def draw(fig, ax) -> None:
         shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
         ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
         ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
@@ -110,9 +104,5 @@ def confusion_png(confusion: dict, title: str) -> bytes:
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=10)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()
+
+    return figure_png(draw, size, size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 from curate.classify.evaluate import confusion_png, evaluate, rule_scores
 from curate.classify.model import SeriesTypeClassifier
 from curate.classify.rules import RuleLabeler
-from curate.classify.train import TrainingData, labelled_index, synthetic_data
+from curate.classify.train import TrainingData, labelled_index, save_model, synthetic_data
+from curate.errors import ConfigError
+from curate.tracking import StageResult
 
 
 def training_data(source: str, series: int, sites: int, seed: int, index: str | None, labels: str | None,
@@ -19,9 +22,9 @@ def training_data(source: str, series: int, sites: int, seed: int, index: str | 
         return synthetic_data(series, sites, seed)
     if source == "index":
         if not index or not labels:
-            raise ValueError("data.source=index needs data.index=DIR and data.labels=CSV (or data.labels=rules)")
+            raise ConfigError("data.source=index needs data.index=DIR and data.labels=CSV (or data.labels=rules)")
         return labelled_index(index, labels, group_column)
-    raise ValueError(f"data.source must be 'synthetic' or 'index', not {source!r}")
+    raise ConfigError(f"data.source must be 'synthetic' or 'index', not {source!r}")
 
 
 @dataclass
@@ -45,17 +48,19 @@ class Experiment:
         report["rules"] = rule_scores(RuleLabeler(), data.X, data.y)
         return self.make().fit(data.X, data.y), report
 
-    def log(self, run, model: SeriesTypeClassifier, data: TrainingData, report: dict) -> None:
-        run.params({"model": self.model, "C": self.C, "n_estimators": self.n_estimators, "threshold": self.threshold,
-                    "target_precision": self.target_precision, "data": data.description, "rows": len(data.X)})
+    def params(self, data: TrainingData) -> dict[str, object]:
+        return {"model": self.model, "C": self.C, "n_estimators": self.n_estimators, "threshold": self.threshold,
+                "target_precision": self.target_precision, "data": data.description, "rows": len(data.X)}
+
+    @staticmethod
+    def metrics(report: dict) -> dict[str, float]:
+        values: dict[str, float] = {}
         for split in ("grouped", "random"):
             if split in report:
-                numbers = {k: v for k, v in report[split].items() if isinstance(v, (int, float))}
-                run.metrics({f"{split}.{k}": v for k, v in numbers.items()})
-                run.metrics({f"{split}.f1.{c}": f for c, f in report[split]["per_class_f1"].items()})
-        run.metrics({f"rules.{k}": v for k, v in report["rules"].items()})
-        if run.active:
-            self._log_model(model, data, report)
+                values.update({f"{split}.{k}": v for k, v in report[split].items() if isinstance(v, (int, float))})
+                values.update({f"{split}.f1.{c}": f for c, f in report[split]["per_class_f1"].items()})
+        values.update({f"rules.{k}": v for k, v in report["rules"].items()})
+        return values
 
     def _log_model(self, model: SeriesTypeClassifier, data: TrainingData, report: dict) -> None:
         """The model with its signature and an input example, the training data as an
@@ -97,6 +102,44 @@ class Experiment:
         rules = report["rules"]
         lines.append(f"rules    macro-F1 {rules['macro_f1']:.3f}  (answers {rules['coverage']:.1%})")
         return "\n".join(lines)
+
+
+@dataclass
+class TrainResult(StageResult):
+    """A fitted model, the evaluation that came before it, and where it was saved."""
+
+    experiment: Experiment
+    data: TrainingData
+    model: SeriesTypeClassifier
+    report: dict
+    saved_to: Path | None = None
+    #: The model in MLflow, once logged there.
+    model_uri: str | None = None
+
+    def params(self) -> dict[str, object]:
+        return self.experiment.params(self.data)
+
+    def metrics(self) -> dict[str, float]:
+        return self.experiment.metrics(self.report)
+
+    def log_extras(self, run) -> None:
+        self.experiment._log_model(self.model, self.data, self.report)
+        self.model_uri = f"runs:/{run.run_id}/model"
+
+    def format(self) -> str:
+        lines = [self.experiment.summary(self.report)]
+        if self.model_uri:
+            lines.append(f"model at {self.model_uri}")
+        if self.saved_to is not None:
+            lines.append(f"model    {self.saved_to}")
+        return "\n".join(lines)
+
+
+def train(experiment: Experiment, data: TrainingData, out: str | os.PathLike[str] | None = None) -> TrainResult:
+    """Evaluate `experiment` on `data`, fit its model on all of it, and save it to `out`."""
+    model, report = experiment.run(data)
+    saved_to = save_model(model, out) if out else None
+    return TrainResult(experiment, data, model, report, saved_to)
 
 
 def own_types(model) -> list[str]:

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from curate.classify.features import MetadataFeatures
 from curate.classify.rules import UNKNOWN
 from curate.classify.table import as_frame
+from curate.errors import ConfigError
 
 MODELS = ("logreg", "rf", "hgb")
 
@@ -58,7 +59,7 @@ class SeriesTypeClassifier(ClassifierMixin, BaseEstimator):
                                           class_weight="balanced_subsample")
         if self.model == "hgb":
             return HistGradientBoostingClassifier(max_iter=self.n_estimators, random_state=self.random_state)
-        raise ValueError(f"model must be one of {', '.join(MODELS)}, not {self.model!r}")
+        raise ConfigError(f"model must be one of {', '.join(MODELS)}, not {self.model!r}")
 
     def fit(self, X, y=None):
         if y is None:

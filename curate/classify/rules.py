@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from curate.classify.table import as_frame
-from curate.derive import BODY_PART_SYNONYMS, VIEW_SYNONYMS
+from curate.index.derive import BODY_PART_SYNONYMS, VIEW_SYNONYMS
 
 UNKNOWN = "unknown"
 XRAY = {"CR", "DX", "DR", "RG"}

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from curate.classify.model import SeriesTypeClassifier
+from curate.errors import LabelsError, ModelNotFoundError
 from curate.files import write_atomic
-
-SERIES_TYPES_FILE = "series_types.parquet"
+from curate.tracking import StageResult
 
 
 @dataclass
@@ -49,23 +49,23 @@ def synthetic_data(series: int = 3000, sites: int = 10, seed: int = 0) -> Traini
 def labelled_index(index_dir: str | os.PathLike[str], labels: str | os.PathLike[str],
                    group_column: str = "InstitutionName") -> TrainingData:
     """Index rows joined with their labels (by series or by instance)."""
-    from curate.index import read_index
+    from curate.index.store import open_index
 
-    frame = read_index(index_dir).to_pandas()
+    frame = open_index(index_dir).read().to_pandas()
     frame = frame[frame["status"] == "ok"]
     if str(labels) == "rules":
         return _weakly_labelled(frame, group_column)
     table = pd.read_csv(labels, dtype=str)
     if "series_type" not in table:
-        raise ValueError(f"{labels}: needs a series_type column")
+        raise LabelsError(f"{labels}: needs a series_type column")
     key = next((k for k in ("SOPInstanceUID", "SeriesInstanceUID") if k in table), None)
     if key is None:
-        raise ValueError(f"{labels}: needs a SeriesInstanceUID or SOPInstanceUID column")
+        raise LabelsError(f"{labels}: needs a SeriesInstanceUID or SOPInstanceUID column")
     if key not in frame:
-        raise ValueError(f"the index has no {key} column to join the labels on")
+        raise LabelsError(f"the index has no {key} column to join the labels on")
     merged = frame.merge(table[[key, "series_type"]].drop_duplicates(key), on=key, how="inner")
     if merged.empty:
-        raise ValueError(f"no row of the index matches a label in {labels}")
+        raise LabelsError(f"no row of the index matches a label in {labels}")
     groups = merged[group_column] if group_column in merged else None
     X = merged.drop(columns=["series_type"])
     return TrainingData(X, merged["series_type"], groups,
@@ -82,7 +82,7 @@ def _weakly_labelled(frame: pd.DataFrame, group_column: str) -> TrainingData:
     labels = pd.Series(RuleLabeler().predict(frame), index=frame.index)
     keep = labels != UNKNOWN
     if not keep.any():
-        raise ValueError("the header rules label no row of this index: give a labels CSV")
+        raise LabelsError("the header rules label no row of this index: give a labels CSV")
     X = frame[keep]
     groups = X[group_column] if group_column in X else None
     return TrainingData(X, labels[keep], groups, f"index with {int(keep.sum())} rows weakly labelled by the header rules",
@@ -116,21 +116,43 @@ def load_model(where: str | os.PathLike[str]) -> SeriesTypeClassifier:
         return mlflow.sklearn.load_model(str(where))
     import joblib
 
+    if not Path(where).is_file():
+        raise ModelNotFoundError(f"no model file at {where} (curate train out=FILE writes one)")
     return joblib.load(Path(where))
 
 
-def classify_index(index_dir: str | os.PathLike[str], model: SeriesTypeClassifier, model_version: str = "") -> Path:
-    """Series types of every series in the index, written beside it
-    (``series_types.parquet``: SeriesInstanceUID, series_type, confidence, model_version)."""
+@dataclass
+class ClassifyResult(StageResult):
+    """Series types written beside an index, counted by type."""
+
+    counts: dict[str, int]
+    model_version: str
+
+    def params(self) -> dict[str, object]:
+        return {}  # the model's name can be a file name: not logged
+
+    def metrics(self) -> dict[str, float]:
+        return {f"series.{k}": v for k, v in self.counts.items()}
+
+    def format(self) -> str:
+        width = max((len(k) for k in self.counts), default=0)
+        lines = [f"{k.ljust(width)}  {v:>9,}" for k, v in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+        return "\n".join([*lines, "", "series types written beside the index"])
+
+
+def classify_index(index_dir: str | os.PathLike[str], model: SeriesTypeClassifier,
+                   model_version: str = "") -> ClassifyResult:
+    """Series types of every series in the index, written beside it (SeriesInstanceUID,
+    series_type, confidence, model_version); the counts by type."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from curate.index import read_index
+    from curate.index.store import open_index
 
-    frame = read_index(index_dir).to_pandas()
+    store = open_index(index_dir)
+    frame = store.read().to_pandas()
     frame = frame[(frame["status"] == "ok") & frame.get("SeriesInstanceUID", pd.Series(dtype=str)).notna()]
     series = model.predict_series(frame)
     series["model_version"] = model_version
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(series, preserve_index=False), buffer)
-    return write_atomic(Path(index_dir) / SERIES_TYPES_FILE, buffer.getvalue())
+    store.write_series_types(pa.Table.from_pandas(series, preserve_index=False))
+    counts = series["series_type"].value_counts()
+    return ClassifyResult({str(k): int(v) for k, v in counts.items()}, model_version)

@@ -24,57 +24,89 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from curate.dataset.layout import BUILDING_PREFIX, CARD, DESCRIPTION, FILES, IMAGES, MANIFEST
 from curate.dataset.spec import DatasetSpec
 from curate.deid.profile import TABLE_EDITION
 from curate.deid.pseudonym import Pseudonymizer
-from curate.deid.tree import deidentify_file
-from curate.index import INDEX_FILE, connect_index, sql_string
+from curate.deid.worker import deidentify_file, output_path, pseudonymous_uids
+from curate.errors import DatasetError
+from curate.files import file_sha256, sha256_of, write_atomic
+from curate.index.store import IndexStore, open_index, sql_string
+from curate.tracking import StageResult
 
-MANIFEST = "manifest.parquet"
-DESCRIPTION = "dataset.json"
-CARD = "DATASET_CARD.md"
-SERIES_TYPES = "series_types.parquet"
 SPLITS = ("train", "val", "test")
 
 
 @dataclass
-class BuildResult:
+class BuildResult(StageResult):
+    """A version of a dataset: the one just built, or the one the same inputs built before."""
+
     version_id: str
     path: Path
     created: bool
-    counts: dict = field(default_factory=dict)
+    spec: DatasetSpec
+    #: What the version's ``dataset.json`` says.
+    description: dict = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict:
+        return self.description.get("counts", {})
+
+    def params(self) -> dict[str, object]:
+        """Settings and digests for experiment tracking: no path, no header value."""
+        return {"dataset": self.spec.name, "version_id": self.version_id, "spec_digest": self.spec.digest()[:16],
+                "manifest_sha256": self.description.get("manifest_sha256"),
+                "parent_version": self.description.get("parent_version"),
+                "deid_options": ",".join(self.spec.deid.active()) or "basic",
+                "export": self.spec.export.format or "none"}
+
+    def metrics(self) -> dict[str, float]:
+        counts = self.counts
+        return {"instances": counts["instances"], "patients": counts.get("patients", 0),
+                **{f"split.{k}": v for k, v in counts.get("by_split", {}).items()},
+                **{f"excluded.{k.replace(' ', '_').replace(':', '')}": v
+                   for k, v in counts.get("excluded", {}).items()}}
+
+    def artifacts(self) -> list[Path]:
+        return [self.path / CARD] if self.created else []
+
+    def log_extras(self, run) -> None:
+        """The version as a dataset input: its digest is the version id."""
+        manifest = pd.read_parquet(self.path / MANIFEST, columns=["split", "label"])
+        run.log_dataset(manifest, f"{self.spec.name}@{self.version_id}", self.version_id, context="dataset")
+
+    def format(self) -> str:
+        counts = self.counts
+        state = "built" if self.created else "already built (unchanged inputs)"
+        lines = [f"dataset {self.spec.name} version {self.version_id}: {state}",
+                 f"  {counts['instances']:,} instances, {counts.get('patients', 0):,} patients; "
+                 + ", ".join(f"{k} {v:,}" for k, v in counts.get("by_split", {}).items())]
+        if counts.get("excluded"):
+            lines.append("  excluded: " + ", ".join(f"{k} {v:,}" for k, v in counts["excluded"].items()))
+        lines.append(f"  {self.path}")
+        return "\n".join(lines)
 
 
-def select_candidates(index_dir: Path, spec: DatasetSpec) -> pd.DataFrame:
+def select_candidates(store: IndexStore, spec: DatasetSpec) -> pd.DataFrame:
     """Rows of the index that the spec selects (readable files only), with series types."""
     import duckdb
 
-    con = connect_index(index_dir, "raw")
+    if spec.series_types and not store.has_series_types():
+        raise DatasetError(f"the spec keeps series types {spec.series_types}, but the index in {store.root} has "
+                           "no series types: run `curate classify` first")
+    con = store.connect("idx", series_types=True)
     try:
-        types = index_dir / SERIES_TYPES
-        if types.exists():
-            con.execute(
-                f"CREATE VIEW idx AS SELECT raw.*, t.series_type, t.confidence AS series_confidence, "
-                f"t.model_version AS series_model FROM raw LEFT JOIN read_parquet({sql_string(types)}) t "
-                "USING (SeriesInstanceUID)"
-            )
-        elif spec.series_types:
-            raise ValueError(f"the spec keeps series types {spec.series_types}, but {index_dir} has no {SERIES_TYPES}: "
-                             "run `curate classify` first")
-        else:
-            con.execute("CREATE VIEW idx AS SELECT *, NULL AS series_type, NULL AS series_confidence, "
-                        "NULL AS series_model FROM raw")
         where = f"status = 'ok' AND ({spec.select})"
         if spec.series_types:
             where += " AND series_type IN (" + ", ".join(sql_string(t) for t in spec.series_types) + ")"
         try:
             frame = con.execute(f"SELECT * FROM idx WHERE {where} ORDER BY path").df()
         except duckdb.Error as err:
-            raise ValueError(f"the dataset's select cannot run: {str(err).strip()}") from None
+            raise DatasetError(f"the dataset's select cannot run: {str(err).strip()}") from None
     finally:
         con.close()
     if spec.label and spec.label not in frame:
-        raise ValueError(f"label column {spec.label!r} is not in the index")
+        raise DatasetError(f"label column {spec.label!r} is not in the index")
     return frame
 
 
@@ -107,16 +139,8 @@ def _quality(frame: pd.DataFrame, spec: DatasetSpec, excluded: Counter) -> pd.Da
 
 def _hash_file(path: str, pixel_offset) -> tuple[str, str | None]:
     """(sha256 of the file, sha256 of its bytes from Pixel Data on)."""
-    whole, pixels = hashlib.sha256(), hashlib.sha256()
     offset = None if pixel_offset is None or pd.isna(pixel_offset) else int(pixel_offset)
-    position = 0
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            whole.update(block)
-            if offset is not None and position + len(block) > offset:
-                pixels.update(block[max(0, offset - position):])
-            position += len(block)
-    return whole.hexdigest(), pixels.hexdigest() if offset is not None else None
+    return file_sha256(path, offset)
 
 
 def _dedupe(frame: pd.DataFrame, spec: DatasetSpec, excluded: Counter) -> pd.DataFrame:
@@ -159,14 +183,6 @@ def _split(frame: pd.DataFrame, spec: DatasetSpec, pseudo: Pseudonymizer) -> tup
     return frame["patient"].map(assignment), frame["patient"]
 
 
-def _index_digest(index_dir: Path) -> str:
-    digest = hashlib.sha256()
-    with open(index_dir / INDEX_FILE, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def version_id(instance_hashes: list[str], spec: DatasetSpec, index_digest: str) -> str:
     payload = {
         "instances": sorted(instance_hashes),
@@ -195,89 +211,115 @@ def build_dataset(
     on_file: callable | None = None,
 ) -> BuildResult:
     """Build (or find) the version of `spec` over the index; see the module text."""
-    from curate import __version__
-
-    index_dir, root = Path(index_dir), Path(root)
+    store = open_index(index_dir)
     pseudo = Pseudonymizer(key, spec.uid_root)
     excluded: Counter = Counter()
-    frame = select_candidates(index_dir, spec)
+    frame = select_candidates(store, spec)
     selected = len(frame)
     frame = _quality(frame, spec, excluded)
     if frame.empty:
         reasons = ", ".join(f"{k} {v}" for k, v in excluded.items() if v) or "nothing matched the select"
-        raise ValueError(f"dataset {spec.name}: no instance left to build from ({selected} selected; {reasons})")
+        raise DatasetError(f"dataset {spec.name}: no instance left to build from ({selected} selected; {reasons})")
     frame = _dedupe(frame, spec, excluded)
     splits, patients = _split(frame, spec, pseudo)
     frame = frame.assign(split=splits, patient=patients)
-    index_digest = _index_digest(index_dir)
+    index_digest = store.digest()
     vid = version_id(list(frame["source_sha256"]), spec, index_digest)
-    final = root / spec.name / vid
+    folder = Path(root) / spec.name
+    final = folder / vid
     if final.exists():
-        return BuildResult(vid, final, created=False, counts=json.loads((final / DESCRIPTION).read_text())["counts"])
-    previous = latest_version(root / spec.name)
-    (root / spec.name).mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_builds(root / spec.name)
-    building = root / spec.name / f".building-{vid}-{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
-    (building / "files").mkdir(parents=True)
+        return BuildResult(vid, final, created=False, spec=spec, description=_read_description(final))
+    previous = latest_version(folder)
+    building = _start_build(folder, vid)
     try:
         rows = _write_files(frame, building, spec, key, pseudo, workers, excluded, on_file)
-        manifest = pd.DataFrame(rows)
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pandas(manifest, preserve_index=False), building / MANIFEST)
-        counts = {
-            "selected": selected,
-            "instances": len(manifest),
-            "patients": int(manifest["patient"].nunique()) if len(manifest) else 0,
-            "by_split": {s: int((manifest["split"] == s).sum()) for s in SPLITS} if len(manifest) else {},
-            "by_label": {str(k): int(v) for k, v in manifest["label"].value_counts().items()}
-            if spec.label and len(manifest) else {},
-            "excluded": {k: v for k, v in excluded.items() if v},
-        }
-        description = {
-            "name": spec.name,
-            "version_id": vid,
-            "parent_version": previous,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
-            "counts": counts,
-            "spec": spec.to_dict(),
-            "source_index_digest": index_digest,
-            "deid": {"profile": f"PS3.15 {TABLE_EDITION} Basic Application Level Confidentiality Profile",
-                     "options": spec.deid.active(), "uid_root": spec.uid_root},
-            "export": None if not spec.export.format else {
-                "format": spec.export.format, "size": spec.export.size,
-                "pixels": "Modality LUT, then the first window (else the VOI LUT, else the image's range) to [0, 1]; "
-                          "MONOCHROME1 inverted; resized (bilinear) to the longer side",
-            },
-            "manifest_sha256": hashlib.sha256((building / MANIFEST).read_bytes()).hexdigest(),
-            "curate_version": __version__,
-            "git_commit": _git_commit(),
-        }
-        (building / DESCRIPTION).write_text(json.dumps(description, indent=2))
-        (building / CARD).write_text(render_card(description))
-        try:
-            os.rename(building, final)
-        except OSError:
-            if final.exists():  # another build of the same inputs got there first
-                shutil.rmtree(building, ignore_errors=True)
-                return BuildResult(vid, final, created=False, counts=counts)
-            raise
+        counts = _write_manifest(building, rows, spec, selected, excluded)
+        description = _describe(spec, vid, previous, counts, index_digest, building)
+        write_atomic(building / DESCRIPTION, json.dumps(description, indent=2))
+        write_atomic(building / CARD, render_card(description))
+        return _publish(building, final, spec, description)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    return BuildResult(vid, final, created=True, counts=counts)
+
+
+def _read_description(version: Path) -> dict:
+    return json.loads((version / DESCRIPTION).read_text())
+
+
+def _start_build(folder: Path, vid: str) -> Path:
+    """A fresh hidden folder to build the version in (with litter of killed builds gone)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_builds(folder)
+    building = folder / f"{BUILDING_PREFIX}{vid}-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    (building / FILES).mkdir(parents=True)
+    return building
+
+
+def _write_manifest(building: Path, rows: list[dict], spec: DatasetSpec, selected: int, excluded: Counter) -> dict:
+    """Write the manifest; the version's counts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    manifest = pd.DataFrame(rows)
+    pq.write_table(pa.Table.from_pandas(manifest, preserve_index=False), building / MANIFEST)
+    return {
+        "selected": selected,
+        "instances": len(manifest),
+        "patients": int(manifest["patient"].nunique()) if len(manifest) else 0,
+        "by_split": {s: int((manifest["split"] == s).sum()) for s in SPLITS} if len(manifest) else {},
+        "by_label": {str(k): int(v) for k, v in manifest["label"].value_counts().items()}
+        if spec.label and len(manifest) else {},
+        "excluded": {k: v for k, v in excluded.items() if v},
+    }
+
+
+def _describe(spec: DatasetSpec, vid: str, previous: str | None, counts: dict, index_digest: str,
+              building: Path) -> dict:
+    """What ``dataset.json`` says of the version."""
+    from curate import __version__
+
+    return {
+        "name": spec.name,
+        "version_id": vid,
+        "parent_version": previous,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
+        "counts": counts,
+        "spec": spec.to_dict(),
+        "source_index_digest": index_digest,
+        "deid": {"profile": f"PS3.15 {TABLE_EDITION} Basic Application Level Confidentiality Profile",
+                 "options": spec.deid.active(), "uid_root": spec.uid_root},
+        "export": None if not spec.export.format else {
+            "format": spec.export.format, "size": spec.export.size,
+            "pixels": "Modality LUT, then the first window (else the VOI LUT, else the image's range) to [0, 1]; "
+                      "MONOCHROME1 inverted; resized (bilinear) to the longer side",
+        },
+        "manifest_sha256": sha256_of(building / MANIFEST),
+        "curate_version": __version__,
+        "git_commit": _git_commit(),
+    }
+
+
+def _publish(building: Path, final: Path, spec: DatasetSpec, description: dict) -> BuildResult:
+    """Rename the built folder into place: from here on the version is visible."""
+    try:
+        os.rename(building, final)
+    except OSError:
+        if final.exists():  # another build of the same inputs got there first
+            shutil.rmtree(building, ignore_errors=True)
+            return BuildResult(description["version_id"], final, created=False, spec=spec,
+                               description=_read_description(final))
+        raise
+    return BuildResult(description["version_id"], final, created=True, spec=spec, description=description)
 
 
 def _write_files(frame, building: Path, spec: DatasetSpec, key: bytes, pseudo: Pseudonymizer, workers,
                  excluded: Counter, on_file) -> list[dict]:
     jobs = []
     for row in frame.to_dict("records"):
-        study = pseudo.uid(str(row["StudyInstanceUID"])) if row.get("StudyInstanceUID") else "unknown"
-        series = pseudo.uid(str(row["SeriesInstanceUID"])) if row.get("SeriesInstanceUID") else "unknown"
-        instance = pseudo.uid(str(row["SOPInstanceUID"]))
-        relative = Path("files") / row["split"] / study / series / f"{instance}.dcm"
+        study, series, instance = pseudonymous_uids(pseudo, row)
+        relative = output_path(Path(FILES) / row["split"], pseudo, row)
         jobs.append((row, study, series, instance, relative))
     rows = []
     export = spec.export
@@ -290,14 +332,13 @@ def _write_files(frame, building: Path, spec: DatasetSpec, key: bytes, pseudo: P
                 continue
             if export.format and image is None:
                 excluded[f"image export failed: {reason}"] += 1
-            written = building / relative
             rows.append({
                 "sop_instance_uid": instance,
                 "series_instance_uid": series,
                 "study_instance_uid": study,
                 "patient": row["patient"],
                 "path": relative.as_posix(),
-                "sha256": hashlib.sha256(written.read_bytes()).hexdigest(),
+                "sha256": sha256_of(building / relative),
                 "split": row["split"],
                 "label": None if not spec.label or pd.isna(row.get(spec.label)) else str(row.get(spec.label)),
                 "series_type": None if pd.isna(row.get("series_type")) else row.get("series_type"),
@@ -338,7 +379,7 @@ def export_image(dicom_path: Path, building: Path, relative: str, export) -> str
     if image.ndim == 3:
         image = image.mean(axis=-1)
     image = resized(image, export.size)
-    stem = Path("images") / Path(relative).relative_to("files").with_suffix("")
+    stem = Path(IMAGES) / Path(relative).relative_to(FILES).with_suffix("")
     if export.format == "png16":
         target = stem.with_suffix(".png")
         write_atomic(building / target, to_png16(image))
@@ -352,7 +393,7 @@ def export_image(dicom_path: Path, building: Path, relative: str, export) -> str
 
 def _remove_abandoned_builds(folder: Path) -> None:
     """Folders of builds whose process is gone (killed): never versions, only litter."""
-    for stale in folder.glob(".building-*"):
+    for stale in folder.glob(f"{BUILDING_PREFIX}*"):
         try:
             pid = int(stale.name.rsplit("-", 1)[1])
             os.kill(pid, 0)

@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from curate.deid.profile import Options
+from curate.errors import ConfigError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -22,7 +23,7 @@ class SplitSpec:
 
     def __post_init__(self) -> None:
         if min(self.train, self.val, self.test) < 0 or abs(self.train + self.val + self.test - 1) > 1e-6:
-            raise ValueError(f"split ratios must be non-negative and sum to 1, not {self.train}/{self.val}/{self.test}")
+            raise ConfigError(f"split ratios must be non-negative and sum to 1, not {self.train}/{self.val}/{self.test}")
 
 
 @dataclass
@@ -44,9 +45,9 @@ class ExportSpec:
 
     def __post_init__(self) -> None:
         if self.format not in (None, "png16", "npy"):
-            raise ValueError(f"export.format must be png16, npy or null, not {self.format!r}")
+            raise ConfigError(f"export.format must be png16, npy or null, not {self.format!r}")
         if self.size < 8:
-            raise ValueError(f"export.size must be at least 8, not {self.size}")
+            raise ConfigError(f"export.size must be at least 8, not {self.size}")
 
 
 @dataclass
@@ -69,7 +70,7 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):
-            raise ValueError(f"dataset name {self.name!r}: letters, digits, '.', '_', '-' only (it names a folder)")
+            raise ConfigError(f"dataset name {self.name!r}: letters, digits, '.', '_', '-' only (it names a folder)")
 
     @classmethod
     def from_dict(cls, raw: dict) -> DatasetSpec:

@@ -2,6 +2,7 @@
 and keyed pseudonyms (:mod:`.pseudonym`)."""
 
 from curate.deid.profile import Options, Profile, rules
-from curate.deid.pseudonym import DeidKeyError, Pseudonymizer, load_key
+from curate.deid.pseudonym import Pseudonymizer, load_key
+from curate.errors import DeidKeyError
 
 __all__ = ["DeidKeyError", "Options", "Profile", "Pseudonymizer", "load_key", "rules"]

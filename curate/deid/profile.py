@@ -39,6 +39,7 @@ import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
+from curate.errors import ConfigError
 
 TABLE_FILE = Path(__file__).parent / "data" / "ps3.15-table-e1-1.json"
 TABLE_EDITION = "2026d"
@@ -85,7 +86,7 @@ class Options:
 
     def __post_init__(self) -> None:
         if self.retain_longitudinal_full_dates and self.retain_longitudinal_modified_dates:
-            raise ValueError(
+            raise ConfigError(
                 "retain_longitudinal_full_dates and retain_longitudinal_modified_dates exclude each other: choose one"
             )
 

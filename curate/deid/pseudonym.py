@@ -16,6 +16,8 @@ import hmac
 import os
 from pathlib import Path
 
+from curate.errors import ConfigError, DeidKeyError
+
 KEY_VARIABLE = "CURATE_DEID_KEY"
 MIN_KEY_BYTES = 32
 #: Decimal digits a configured root must leave for the keyed part (about 100 bits).
@@ -25,10 +27,6 @@ UUID_ROOT = "2.25"
 MAX_UID_LENGTH = 64
 #: Dates move back by 1 to this many days, the same for every date of one patient.
 MAX_DATE_SHIFT_DAYS = 3650
-
-
-class DeidKeyError(RuntimeError):
-    """No usable pseudonymisation key."""
 
 
 def load_key(key_file: str | os.PathLike[str] | None = None) -> bytes:
@@ -61,7 +59,7 @@ class Pseudonymizer:
         if len(key) < MIN_KEY_BYTES:
             raise DeidKeyError(f"the key is too short: at least {MIN_KEY_BYTES} characters")
         if not _valid_root(uid_root):
-            raise ValueError(
+            raise ConfigError(
                 f"uid_root {uid_root!r} is not a usable UID root: digits and dots, no leading zeros, at most "
                 f"{MAX_UID_LENGTH - 1 - MIN_UID_DIGITS} characters (the rest of the 64 holds the keyed part)"
             )

@@ -27,11 +27,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curate.deid.check import HEADER_LEAK, file_problem
-from curate.deid.engine import Deidentifier, Identity
+from curate.deid.check import HEADER_LEAK
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
-from curate.files import write_atomic
+from curate.deid.worker import deidentify_file, output_path
+from curate.errors import DeidOutputError, SourceNotFoundError
+from curate.files import is_partial, write_atomic
+from curate.index.schema import error_kind
+from curate.tracking import StageResult
 
 #: What the run reads from every header before deciding what to do with the file.
 PLAN_TAGS = [
@@ -78,7 +81,7 @@ QUARANTINED_MODALITIES = {
 
 
 @dataclass
-class DeidSummary:
+class DeidSummary(StageResult):
     files: int = 0
     written: int = 0
     already_done: int = 0
@@ -86,10 +89,25 @@ class DeidSummary:
     failed: Counter = field(default_factory=Counter)
     leaks: int = 0
     seconds: float = 0.0
+    #: The settings of the run (logged beside the counts).
+    options: list[str] = field(default_factory=list)
+    quarantine: bool = True
 
     @property
     def ok(self) -> bool:
         return self.leaks == 0
+
+    @property
+    def exit_code(self) -> int:
+        """3 when the output still holds source values: it must not be released."""
+        return 0 if self.ok else 3
+
+    @property
+    def failure(self) -> str | None:
+        return None if self.ok else "the output still holds source values: do not release it"
+
+    def params(self) -> dict[str, object]:
+        return {"options": ",".join(self.options) or "basic", "quarantine": self.quarantine}
 
     def metrics(self) -> dict[str, float]:
         values = {"files": self.files, "written": self.written, "already_done": self.already_done,
@@ -127,49 +145,6 @@ def _quarantine_reason(row: dict) -> str | None:
     return QUARANTINED_MODALITIES.get(str(row.get("Modality") or "").strip().upper())
 
 
-def output_path(output: Path, pseudo: Pseudonymizer, row: dict) -> Path:
-    """Where a file goes: built from its pseudonymous UIDs only, never from header text."""
-    parts = [pseudo.uid(str(row[k])) if row.get(k) else "unknown" for k in ("StudyInstanceUID", "SeriesInstanceUID")]
-    return output / parts[0] / parts[1] / f"{pseudo.uid(str(row['SOPInstanceUID']))}.dcm"
-
-
-def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_root: str) -> tuple[str, str | None]:
-    """One worker task: read, de-identify, write under a temporary name, rename."""
-    import logging
-    import warnings
-
-    import pydicom
-
-    # Invalid values in the source are the quality report's business, not this log's.
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
-
-    try:
-        ds = pydicom.dcmread(source)
-    except Exception as err:  # pydicom raises many kinds on broken files
-        return "failed", f"unreadable: {type(err).__name__}"
-    try:
-        identity = Identity.of(ds)
-        profile = Profile(options)
-        Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity)
-        target_path = Path(target)
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = target_path.with_name(f".{target_path.name}.{os.getpid()}.partial")
-        try:
-            ds.save_as(partial, enforce_file_format=True)
-            # The header as written must decode under its own character set and must not
-            # hold the patient's names, IDs or birth date: else the file is not put in place.
-            problem = file_problem(partial, ds, identity, profile)
-            if problem:
-                return "failed", problem
-            os.replace(partial, target_path)
-        finally:
-            partial.unlink(missing_ok=True)
-    except Exception as err:
-        return "failed", f"cannot write: {type(err).__name__}"
-    return "written", None
-
-
 def deidentify_tree(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -182,28 +157,44 @@ def deidentify_tree(
     progress: bool = True,
 ) -> DeidSummary:
     """De-identify every DICOM file under `source` into `output`; see the module text."""
-    from curate.progress import progress_bar
-    from curate.scan import scan
+    from curate.index.scan import scan
 
     options = options or Options()
     source, output = Path(source), Path(output)
-    if not source.exists():
-        raise FileNotFoundError(f"source does not exist: {source}")
-    if output.resolve().is_relative_to(source.resolve()):
-        raise ValueError("the output folder must not be inside the source")
-    if mapping is not None and Path(mapping).resolve().is_relative_to(output.resolve()):
-        raise ValueError("the identifier mapping must not be written inside the output folder")
+    _check_paths(source, output, mapping)
     pseudo = Pseudonymizer(key, uid_root)
     _check_manifest(output, _manifest(options, uid_root, quarantine, pseudo))
     _remove_partials(output)
     started = time.perf_counter()
-    summary = DeidSummary()
+    summary = DeidSummary(options=options.active(), quarantine=quarantine)
     plan = scan(source, tags=PLAN_TAGS + VERIFY_TAGS).to_pylist()
+    tasks = _tasks(plan, output, pseudo, quarantine, summary)
+    output.mkdir(parents=True, exist_ok=True)
+    _run_tasks(tasks, options, key, uid_root, workers, progress, summary)
+    if mapping is not None:
+        _write_mapping(Path(mapping), plan, pseudo)
+    summary.leaks += _verify(output, plan, Profile(options))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _check_paths(source: Path, output: Path, mapping: str | os.PathLike[str] | None) -> None:
+    if not source.exists():
+        raise SourceNotFoundError(f"source does not exist: {source}")
+    if output.resolve().is_relative_to(source.resolve()):
+        raise DeidOutputError("the output folder must not be inside the source")
+    if mapping is not None and Path(mapping).resolve().is_relative_to(output.resolve()):
+        raise DeidOutputError("the identifier mapping must not be written inside the output folder")
+
+
+def _tasks(plan: list[dict], output: Path, pseudo: Pseudonymizer, quarantine: bool,
+           summary: DeidSummary) -> list[tuple[str, str]]:
+    """(source, target) of every file to write now; the others are counted, by reason."""
     summary.files = len(plan)
     tasks: list[tuple[str, str]] = []
     for row in plan:
         if row["status"] != "ok":
-            summary.failed[(row["error"] or row["status"]).split(":", 1)[0]] += 1
+            summary.failed[error_kind(row["error"] or row["status"])] += 1
             continue
         if not row.get("SOPInstanceUID"):
             summary.failed["no SOPInstanceUID"] += 1
@@ -216,7 +207,14 @@ def deidentify_tree(
             summary.already_done += 1
             continue
         tasks.append((row["path"], str(target)))
-    output.mkdir(parents=True, exist_ok=True)
+    return tasks
+
+
+def _run_tasks(tasks: list[tuple[str, str]], options: Options, key: bytes, uid_root: str, workers: int | None,
+               progress: bool, summary: DeidSummary) -> None:
+    """De-identify the files in worker processes, counting what each one gave."""
+    from curate.progress import progress_bar
+
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool, progress_bar(
         len(tasks), "deid", enabled=progress
     ) as bar:
@@ -230,18 +228,14 @@ def deidentify_tree(
                 if reason == HEADER_LEAK:
                     summary.leaks += 1
             bar.update(1)
-    if mapping is not None:
-        _write_mapping(Path(mapping), plan, pseudo)
-    summary.leaks += _verify(output, plan, Profile(options))
-    summary.seconds = time.perf_counter() - started
-    return summary
 
 
 def _remove_partials(output: Path) -> None:
     """Files a killed run was writing, or had written but not checked: never kept."""
     if output.exists():
-        for partial in output.rglob(".*.partial"):
-            partial.unlink(missing_ok=True)
+        for partial in output.rglob(".*"):
+            if is_partial(partial):
+                partial.unlink(missing_ok=True)
 
 
 def _manifest(options: Options, uid_root: str, quarantine: bool, pseudo: Pseudonymizer) -> dict:
@@ -270,14 +264,14 @@ def _check_manifest(output: Path, manifest: dict) -> None:
         except ValueError:
             found = None
         if found != manifest:
-            raise ValueError(
+            raise DeidOutputError(
                 f"{output} holds output written with other options, UID root or key, or by another "
                 "version of curate's rules; "
                 "de-identify into a new folder (or remove it)"
             )
         return
     if output.exists() and any(output.iterdir()):
-        raise ValueError(f"{output} is not empty and was not written by curate deid; choose an empty folder")
+        raise DeidOutputError(f"{output} is not empty and was not written by curate deid; choose an empty folder")
     write_atomic(path, json.dumps(manifest, indent=2))
 
 
@@ -311,7 +305,7 @@ def _verify(output: Path, plan: list[dict], profile: Profile) -> int:
     removes or replaces (kept ones, under an option, are not checked)."""
     from pydicom.datadict import tag_for_keyword
 
-    from curate.scan import scan
+    from curate.index.scan import scan
 
     checked = [k for k in VERIFY_TAGS if profile.action(int(tag_for_keyword(k))) != "K"]
     originals: dict[str, set] = {k: set() for k in checked}

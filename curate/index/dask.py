@@ -10,13 +10,12 @@ folder at the same paths (a shared filesystem).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from curate.derive import DeriveCounts
-from curate.tags import ColumnSpec
+from curate.index.derive import DeriveCounts
+from curate.index.tags import ColumnSpec
 
 
 @dataclass
@@ -38,15 +37,15 @@ def scan_shard(paths: list[str], columns: list[ColumnSpec], threads: int, target
     import pyarrow.parquet as pq
 
     from curate import _native
-    from curate.derive import add_derived_columns
+    from curate.files import atomic_path
+    from curate.index.derive import add_derived_columns
 
     native = _native.open_scan(paths, [c.as_native() for c in columns], threads, _native.DEFAULT_BATCH_SIZE)
     table = pa.RecordBatchReader.from_stream(native).read_all()
     counts = DeriveCounts()
     table = add_derived_columns(table, counts)
-    partial = f"{target}.partial"
-    pq.write_table(table, partial, compression="zstd")
-    os.replace(partial, target)
+    with atomic_path(target) as partial:
+        pq.write_table(table, partial, compression="zstd")
     return table.num_rows, counts.nulled
 
 

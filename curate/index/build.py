@@ -1,16 +1,17 @@
-"""The Parquet index of a source tree: built once, then kept up to date.
+"""Building the Parquet index of a source tree, then keeping it up to date.
 
-``<index>/index.parquet`` holds one row per file, sorted by path: the scanner's columns
-plus the derived columns of :mod:`curate.derive`. A rescan lists the tree (size and
+The index (see :mod:`curate.index.store` for its files) holds one row per file, sorted
+by path: the scanner's columns, the derived columns of :mod:`curate.index.derive`, and
+a ``row_id`` that a path keeps across rescans. A rescan lists the tree (size and
 modification time of every file, no file read) and parses only the files that are new
 or changed; files that are gone keep their row with ``status = 'vanished'``.
 
-Crash safety: parsed rows go to ``<index>/.staging/part-NNNNNN.parquet``, each part
-written under a temporary name and renamed. A scan that is killed leaves those parts;
-the next scan of the same tree with the same tag set reuses every part whose files have
-not changed since, and parses only the rest. The visible ``index.parquet`` is only ever
-replaced whole, by a rename, when a scan completes: a reader sees the previous complete
-index or the new one, never a half-written file.
+Crash safety: parsed rows go to staged parts in the index folder, each written under a
+temporary name and renamed. A scan that is killed leaves those parts; the next scan of
+the same tree with the same tag set reuses every part whose files have not changed
+since, and parses only the rest. The visible index is only ever replaced whole, by a
+rename, when a scan completes: a reader sees the previous complete index or the new
+one, never a half-written file.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ import json
 import os
 import shutil
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,93 +31,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate import _native
-from curate.derive import DERIVE_VERSION, DeriveCounts, add_derived_columns
-from curate.distributed import DaskOptions
+from curate.errors import ConfigError, IndexBusyError, SourceNotFoundError
+from curate.files import atomic_path, is_partial
+from curate.index.dask import DaskOptions
+from curate.index.derive import DERIVE_VERSION, DeriveCounts, add_derived_columns
+from curate.index.scan import PathsLike, as_path_list, open_columns
+from curate.index.schema import ROW_ID, error_message
+from curate.index.store import INDEX_FILE, INDEX_FORMAT, METADATA_KEY, STAGING_DIR, IndexStore, sql_string
+from curate.index.summary import ScanSummary
+from curate.index.tags import ColumnSpec, resolve_tags
 from curate.progress import progress_bar
-from curate.scan import PathsLike, open_columns
-from curate.tags import ColumnSpec, resolve_tags
 
-INDEX_FILE = "index.parquet"
-STAGING_DIR = ".staging"
-#: Parquet key-value metadata key that records how an index was built.
-METADATA_KEY = b"curate_index"
-#: Bumped when the index layout changes: an index of another format is rebuilt.
-INDEX_FORMAT = 3
 #: Rows per staged part (and Parquet row group): large enough for good compression,
 #: small enough that a killed scan loses little and memory stays flat.
 PART_ROWS = 32_768
-VANISHED_ERROR = "vanished: no longer under the scanned source"
+VANISHED_ERROR = error_message("vanished", "no longer under the scanned source")
 #: DuckDB's memory for merging the index; past it the sort spills to the staging folder.
 MERGE_MEMORY = "256MB"
-
-
-class IndexBusyError(RuntimeError):
-    """Another scan is writing the same index."""
-
-
-@dataclass
-class ScanSummary:
-    """What a scan found and did, in counts only (nothing identifying)."""
-
-    listed: int = 0
-    unchanged: int = 0
-    scanned: int = 0
-    resumed: int = 0
-    vanished: int = 0
-    rows: int = 0
-    by_status: Counter = field(default_factory=Counter)
-    errors_by_kind: Counter = field(default_factory=Counter)
-    derive: DeriveCounts = field(default_factory=DeriveCounts)
-    full_rescan_reason: str | None = None
-    seconds: float = 0.0
-    index_path: Path | None = None
-
-    @property
-    def rate(self) -> float:
-        """Files covered per second: parsed, or found unchanged."""
-        return self.listed / self.seconds if self.seconds > 0 else 0.0
-
-    def metrics(self) -> dict[str, float]:
-        """Counts for experiment tracking (nothing identifying)."""
-        values = {
-            "files": self.listed,
-            "parsed": self.scanned,
-            "unchanged": self.unchanged,
-            "resumed": self.resumed,
-            "seconds": self.seconds,
-            "files_per_s": self.rate,
-        }
-        values.update({f"status.{k}": v for k, v in self.by_status.items()})
-        values.update({f"errors.{k}": v for k, v in self.errors_by_kind.items()})
-        values.update({f"nulled.{k.replace(' ', '_')}": v for k, v in self.derive.nulled.items()})
-        return values
-
-    def format(self) -> str:
-        """A short table for the terminal."""
-        rows = [("files", f"{self.listed:,}")]
-        if self.unchanged or self.vanished or self.resumed:
-            rows += [("  unchanged", f"{self.unchanged:,}"), ("  parsed", f"{self.scanned:,}")]
-            if self.resumed:
-                rows.append(("  from the interrupted scan", f"{self.resumed:,}"))
-            if self.vanished:
-                rows.append(("  vanished", f"{self.vanished:,}"))
-        for status in ("ok", "not_dicom", "dicomdir", "vanished", "error"):
-            if self.by_status.get(status):
-                rows.append((status, f"{self.by_status[status]:,}"))
-        for kind, count in sorted(self.errors_by_kind.items(), key=lambda kv: (-kv[1], kv[0])):
-            rows.append((f"  {kind}", f"{count:,}"))
-        for reason, count in sorted(self.derive.nulled.items()):
-            rows.append((f"nulled: {reason}", f"{count:,}"))
-        rows.append(("time", f"{self.seconds:.2f} s"))
-        rows.append(("rate", f"{self.rate:,.0f} files/s"))
-        width = max(len(k) for k, _ in rows)
-        number_width = max(len(v) for _, v in rows)
-        lines = [f"{k.ljust(width)}  {v.rjust(number_width)}" for k, v in rows]
-        if self.full_rescan_reason:
-            lines.append(f"(every file parsed: {self.full_rescan_reason})")
-        if self.index_path is not None:
-            lines.append(f"{'index'.ljust(width)}  {self.index_path}")
-        return "\n".join(lines)
+RESCAN_MODES = ("changed", "all")
 
 
 def index_signature(columns: Sequence[ColumnSpec]) -> dict:
@@ -130,8 +60,7 @@ def index_signature(columns: Sequence[ColumnSpec]) -> dict:
 
 def list_files(paths: PathsLike, threads: int | None = None) -> pa.Table:
     """Every file under `paths` with its size and modification time, none of them read."""
-    sources = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-    native = _native.open_scan(sources, [], threads or 0, _native.DEFAULT_BATCH_SIZE, False)
+    native = _native.open_scan(as_path_list(paths), [], threads or 0, _native.DEFAULT_BATCH_SIZE, False)
     table = pa.RecordBatchReader.from_stream(native).read_all()
     return table.select(["path", "file_size", "mtime", "status", "error"])
 
@@ -149,76 +78,41 @@ def build_index(
     on_part: Callable[[int], None] | None = None,
     dask: DaskOptions | None = None,
 ) -> ScanSummary:
-    """Scan `source` into ``<index_dir>/index.parquet`` and return the summary.
+    """Scan `source` into the index in `index_dir` and return the summary.
 
     ``rescan="changed"`` parses only files that are new or changed since the index was
     built (and reuses the parts of an interrupted scan); ``"all"`` parses every file.
     `on_part` is called with the number of parts staged so far after each one is safely
     on disk. With `dask`, the files are parsed by Dask tasks, a shard each.
     """
-    if rescan not in ("changed", "all"):
-        raise ValueError(f"rescan must be 'changed' or 'all', not {rescan!r}")
-    sources = [os.fspath(s) for s in ([source] if isinstance(source, (str, os.PathLike)) else source)]
-    missing = [s for s in sources if not os.path.exists(s)]
-    if missing:
-        raise FileNotFoundError(f"source does not exist: {', '.join(missing)}")
-    # Absolute paths: the index is read from other folders (dataset builds, queries).
-    sources = [os.path.abspath(s) for s in sources]
+    if rescan not in RESCAN_MODES:
+        raise ConfigError(f"rescan must be 'changed' or 'all', not {rescan!r}")
+    sources = _existing_sources(source)
     columns = resolve_tags(tags, extra_tags)
     signature = index_signature(columns)
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with _exclusive(index_dir):
-        summary = ScanSummary(index_path=index_dir / INDEX_FILE)
+        summary = ScanSummary(index_path=index_dir / INDEX_FILE, threads=threads, rescan=rescan,
+                              backend="local" if dask is None else "dask", columns=len(columns))
         previous, summary.full_rescan_reason = _reusable_index(index_dir, signature, rescan)
         staging = _staging(index_dir, signature, fresh=rescan == "all")
-        staged = _staged_keys(staging)
-        if previous is None and staged.num_rows == 0 and dask is None:
-            # A first local scan: walk and parse in one pass; there is nothing to compare with.
-            listing, to_parse = None, sources
-        else:
-            listing = list_files(sources, threads)
-            to_parse = _files_to_parse(listing, previous, staged).column("path").to_pylist()
-            summary.resumed = _count_reusable(listing, staged)
+        listing, to_parse = _plan(sources, previous, staging, threads, dask is not None, summary)
         if dask is None:
             parts, summary.scanned = _scan_into_parts(
                 to_parse, staging, columns, threads, batch_size, part_rows, progress, summary.derive, on_part
             )
         else:
-            from curate import distributed
-
-            def bar(total: int):
-                return progress_bar(total, "scan (dask)", enabled=progress)
-
-            first = len(_part_files(staging))
-            parts, summary.scanned = distributed.scan_into_parts(
-                to_parse, staging, first, columns, dask, bar, summary.derive, on_part
-            )
+            parts, summary.scanned = _scan_on_dask(to_parse, staging, columns, dask, progress, summary.derive, on_part)
         summary.listed = summary.scanned if listing is None else listing.num_rows
         summary.unchanged = summary.listed - summary.scanned - summary.resumed
         if parts or previous is None or (listing is not None and _vanished_count(listing, previous)):
-            _merge(index_dir, listing, previous, staging, signature)
+            _merge(index_dir, listing, previous, staging, signature, _row_ids_of(index_dir))
         shutil.rmtree(staging, ignore_errors=True)
         _count_final(summary)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def outdated(index_dir: str | os.PathLike[str]) -> str | None:
-    """Why the index at `index_dir` lacks what this curate writes (None when it is current)."""
-    found = _signature_of(Path(index_dir) / INDEX_FILE)
-    if found is None or found.get("format") != INDEX_FORMAT or found.get("derive") != DERIVE_VERSION:
-        return "this index was built by another version of curate: run `curate scan` on it again"
-    return None
-
-
-def read_index(index_dir: str | os.PathLike[str]) -> pa.Table:
-    """Load the index written by :func:`build_index`."""
-    table = pq.read_table(Path(index_dir) / INDEX_FILE)
-    # Every column may hold nulls; the Parquet writer marks some as required when none
-    # happen to, which would make equal indexes compare unequal.
-    return table.cast(pa.schema([f.with_nullable(True) for f in table.schema], metadata=table.schema.metadata))
 
 
 # --- the steps of a scan -----------------------------------------------------------------
@@ -239,14 +133,6 @@ def _exclusive(index_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _signature_of(path: Path) -> dict | None:
-    try:
-        raw = (pq.read_metadata(path).metadata or {}).get(METADATA_KEY)
-        return json.loads(raw) if raw else None
-    except (OSError, ValueError, pa.ArrowException):
-        return None
-
-
 def _reusable_index(index_dir: Path, signature: dict, rescan: str) -> tuple[Path | None, str | None]:
     """The existing index when its rows can be kept, else why every file is parsed (the
     index is then rebuilt from what is under the source now)."""
@@ -255,7 +141,7 @@ def _reusable_index(index_dir: Path, signature: dict, rescan: str) -> tuple[Path
         return None, None
     if rescan == "all":
         return None, "rescan=all"
-    if _signature_of(path) != signature:
+    if IndexStore(index_dir).signature() != signature:
         return None, "the index was built with another tag set or curate version"
     return path, None
 
@@ -271,11 +157,37 @@ def _staging(index_dir: Path, signature: dict, fresh: bool) -> Path:
             same = False
         if fresh or not same:
             shutil.rmtree(staging)
-    for partial in staging.glob("*.partial") if staging.exists() else ():
-        partial.unlink()  # a part that was being written when a scan was killed
+    for partial in staging.iterdir() if staging.exists() else ():
+        if is_partial(partial):
+            partial.unlink()  # a part that was being written when a scan was killed
     staging.mkdir(exist_ok=True)
     marker.write_text(json.dumps(signature))
     return staging
+
+
+def _existing_sources(source: PathsLike) -> list[str]:
+    """The source paths, absolute (the index is read from other folders: dataset builds,
+    queries); :class:`SourceNotFoundError` names those that do not exist."""
+    sources = as_path_list(source)
+    missing = [s for s in sources if not os.path.exists(s)]
+    if missing:
+        raise SourceNotFoundError(f"source does not exist: {', '.join(missing)}")
+    return [os.path.abspath(s) for s in sources]
+
+
+def _plan(
+    sources: list[str], previous: Path | None, staging: Path, threads: int | None, listed_first: bool,
+    summary: ScanSummary,
+) -> tuple[pa.Table | None, list[str]]:
+    """(the listing of the tree, or None; the paths to parse). A first local scan walks
+    and parses in one pass, with nothing to compare with; every other scan lists the
+    tree first and parses only what no reusable row covers."""
+    staged = _staged_keys(staging)
+    if previous is None and staged.num_rows == 0 and not listed_first:
+        return None, sources
+    listing = list_files(sources, threads)
+    summary.resumed = _count_reusable(listing, staged)
+    return listing, _files_to_parse(listing, previous, staged).column("path").to_pylist()
 
 
 def _part_files(staging: Path) -> list[Path]:
@@ -354,10 +266,8 @@ def _scan_into_parts(
         # Derived columns are computed on the whole part: per-batch overhead would cost
         # more than the work itself.
         table = add_derived_columns(pa.Table.from_batches(pending), derive_counts)
-        target = staging / f"part-{first + written:06d}.parquet"
-        partial = target.with_suffix(".parquet.partial")
-        pq.write_table(table, partial, compression="zstd")
-        os.replace(partial, target)
+        with atomic_path(staging / f"part-{first + written:06d}.parquet") as partial:
+            pq.write_table(table, partial, compression="zstd")
         written += 1
         pending, pending_rows = [], 0
         if on_part is not None:
@@ -378,14 +288,46 @@ def _scan_into_parts(
     return written, rows
 
 
-def _merge(index_dir: Path, listing: pa.Table | None, previous: Path | None, staging: Path, signature: dict) -> None:
-    """Write the new index: fresh rows, unchanged old rows, vanished rows; by path."""
+def _scan_on_dask(
+    paths: list[str],
+    staging: Path,
+    columns: Sequence[ColumnSpec],
+    options: DaskOptions,
+    progress: bool,
+    derive_counts: DeriveCounts,
+    on_part: Callable[[int], None] | None,
+) -> tuple[int, int]:
+    """:func:`_scan_into_parts` with the parsing done by Dask tasks, a shard each."""
+    from curate.index import dask
+
+    def bar(total: int):
+        return progress_bar(total, "scan (dask)", enabled=progress)
+
+    first = len(_part_files(staging))
+    return dask.scan_into_parts(paths, staging, first, columns, options, bar, derive_counts, on_part)
+
+
+def _row_ids_of(index_dir: Path) -> Path | None:
+    """The index whose row ids the new one keeps: the current one, even when its rows are
+    not reused (rescan=all, another tag set), as long as it has ids."""
+    path = index_dir / INDEX_FILE
+    try:
+        return path if ROW_ID in pq.read_schema(path).names else None
+    except (OSError, pa.ArrowException):
+        return None
+
+
+def _merge(
+    index_dir: Path, listing: pa.Table | None, previous: Path | None, staging: Path, signature: dict,
+    ids_from: Path | None,
+) -> None:
+    """Write the new index: fresh rows, unchanged old rows, vanished rows; by path. A
+    path keeps its row id; paths new to the index get ids after the largest so far."""
     import duckdb
 
-    final = index_dir / INDEX_FILE
-    partial = index_dir / f".{INDEX_FILE}.{os.getpid()}.partial"
-    for stale in index_dir.glob(f".{INDEX_FILE}.*.partial"):
-        stale.unlink()
+    for stale in index_dir.iterdir():
+        if is_partial(stale):
+            stale.unlink()  # an index a killed scan was writing
     parts = [str(p) for p in _part_files(staging)]
     con = duckdb.connect()
     # Bounded memory: DuckDB spills the sort to disk rather than holding the index.
@@ -404,9 +346,21 @@ def _merge(index_dir: Path, listing: pa.Table | None, previous: Path | None, sta
                 f"CREATE TEMP VIEW fresh AS SELECT * EXCLUDE (filename) FROM read_parquet([{files}], filename=true) "
                 f"{current}QUALIFY row_number() OVER (PARTITION BY path ORDER BY filename DESC) = 1"
             )
-            selects.append("SELECT * FROM fresh")
         if previous is not None:
             con.execute(f"CREATE TEMP VIEW old AS SELECT * FROM read_parquet({sql_string(previous)})")
+        if parts:
+            if ids_from is not None:
+                con.execute(f"CREATE TEMP VIEW ids AS SELECT path, {ROW_ID} FROM read_parquet({sql_string(ids_from)})")
+                known = f"LEFT JOIN (SELECT path, {ROW_ID} AS known_id FROM ids) USING (path)"
+                first_new = f"(SELECT coalesce(max({ROW_ID}) + 1, 0) FROM ids)"
+            else:
+                known, first_new = ", (SELECT NULL::BIGINT AS known_id)", "0"
+            selects.append(
+                f"SELECT * EXCLUDE (known_id), coalesce(known_id, {first_new} - 1 + "
+                f"row_number() OVER (PARTITION BY known_id IS NULL ORDER BY path))::BIGINT AS {ROW_ID} "
+                f"FROM fresh {known}"
+            )
+        if previous is not None:
             kept = "SELECT * FROM old SEMI JOIN listing USING (path)"
             if parts:
                 kept += " ANTI JOIN fresh USING (path)"
@@ -416,32 +370,13 @@ def _merge(index_dir: Path, listing: pa.Table | None, previous: Path | None, sta
             )
         query = " UNION ALL BY NAME ".join(f"({s})" for s in selects) + " ORDER BY path"
         metadata = json.dumps(signature).replace("'", "''")
-        con.execute(
-            f"COPY ({query}) TO {sql_string(partial)} "
-            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {PART_ROWS}, KV_METADATA {{curate_index: '{metadata}'}})"
-        )
+        with atomic_path(index_dir / INDEX_FILE) as partial:
+            con.execute(
+                f"COPY ({query}) TO {sql_string(partial)} (FORMAT parquet, COMPRESSION zstd, "
+                f"ROW_GROUP_SIZE {PART_ROWS}, KV_METADATA {{{METADATA_KEY.decode()}: '{metadata}'}})"
+            )
     finally:
         con.close()
-    os.replace(partial, final)
-
-
-def sql_string(text) -> str:
-    """`text` as a quoted SQL string literal (a path, a constant)."""
-    return "'" + str(text).replace("'", "''") + "'"
-
-
-def connect_index(index_dir: str | os.PathLike[str], view: str = "idx", file_row_number: bool = False):
-    """A DuckDB connection with ``<index_dir>/index.parquet`` as the view `view` (with
-    ``file_row_number``, the row numbers quality reports give as examples)."""
-    import duckdb
-
-    index = Path(index_dir) / INDEX_FILE
-    if not index.exists():
-        raise FileNotFoundError(f"no index at {index_dir} (run `curate scan` first)")
-    con = duckdb.connect()
-    options = ", file_row_number=true" if file_row_number else ""
-    con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({sql_string(index)}{options})")
-    return con
 
 
 def _count_final(summary: ScanSummary) -> None:
@@ -453,6 +388,7 @@ def _count_final(summary: ScanSummary) -> None:
         summary.by_status[value] += count
     summary.vanished = summary.by_status.get("vanished", 0)
     errors = pc.filter(table.column("error"), pc.equal(status, "error"))
+    # error_kind, in Arrow: the text before the first colon.
     kinds = pc.list_element(pc.split_pattern(errors, ":", max_splits=1), 0)
     for kind, count in _value_counts(kinds):
         summary.errors_by_kind[kind] += count

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from curate.index import connect_index
+from curate.index.store import open_index
 
 #: Default small-cell threshold: counts from 1 to min_cell - 1 are not shown.
 MIN_CELL = 5
@@ -34,7 +34,7 @@ TOP_UTILISERS = 10
 class _Stats:
     def __init__(self, index_dir: Path, min_cell: int):
         self.min_cell = min_cell
-        self.con = connect_index(index_dir, "raw")
+        self.con = open_index(index_dir).connect("raw")
         self.columns = {r[0] for r in self.con.execute("DESCRIBE raw").fetchall()}
         # One row per image: readable, current files. Missing columns read as NULL so
         # that every statistic works on any tag set.

@@ -15,18 +15,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curate.index import connect_index, sql_string
+from curate.errors import ConfigError, QueryError
+from curate.files import atomic_path
+from curate.index.store import open_index, sql_string
 
 VIEW = "idx"
 FORMATS = {".csv": "FORMAT csv, HEADER true", ".parquet": "FORMAT parquet, COMPRESSION zstd"}
 
 
-class QueryError(ValueError):
-    """The SQL could not run; the message is DuckDB's."""
-
-
 def _connect(index_dir: str | os.PathLike[str]):
-    return connect_index(index_dir, VIEW, file_row_number=True)
+    return open_index(index_dir).connect(VIEW)
 
 
 def _run(con, sql: str):
@@ -69,21 +67,18 @@ def write(index_dir: str | os.PathLike[str], sql: str, out: str | os.PathLike[st
     out = Path(out)
     options = FORMATS.get(out.suffix.lower())
     if options is None:
-        raise ValueError(f"out={out}: the file must end in .csv or .parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+        raise ConfigError(f"out={out}: the file must end in .csv or .parquet")
     con = _connect(index_dir)
     try:
         relation = _run(con, sql)
         if relation is None:
             raise QueryError("the statement returns no rows to write")
         rows = relation.shape[0]
-        try:
-            relation.query("result", f"COPY result TO {sql_string(partial)} ({options})")
-        except Exception as err:  # DuckDB errors while writing
-            raise QueryError(str(err).strip()) from None
-        os.replace(partial, out)
+        with atomic_path(out) as partial:
+            try:
+                relation.query("result", f"COPY result TO {sql_string(partial)} ({options})")
+            except Exception as err:  # DuckDB errors while writing
+                raise QueryError(str(err).strip()) from None
         return rows
     finally:
-        partial.unlink(missing_ok=True)
         con.close()

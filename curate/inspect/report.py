@@ -1,7 +1,7 @@
 """The population and quality report: one self-contained HTML file and summary.json.
 
 The HTML opens offline: plots are PNG images embedded in the page, styles are inline,
-nothing is fetched. It holds aggregates only (see :mod:`curate.population` for the
+nothing is fetched. It holds aggregates only (see :mod:`curate.inspect.population` for the
 small-cell rule) and quality counts with index row numbers, never a path or a header
 value, so it can be shared.
 """
@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from curate.figures import figure_png
 from curate.files import write_atomic
-from curate.population import SUPPRESSED, band_labels, population
-from curate.quality import QualityReport, check_index
+from curate.inspect.population import SUPPRESSED, band_labels, population
+from curate.inspect.quality import QualityReport, check_index
+from curate.tracking import StageResult
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.json"
@@ -26,11 +27,25 @@ COLORS = {"M": "#3b6ea5", "F": "#c0504d", "O": "#7f7f7f", "unknown": "#bbbbbb"}
 
 
 @dataclass
-class Report:
+class Report(StageResult):
     summary: dict
     quality: QualityReport
     html_path: Path
     summary_path: Path
+    min_cell: int = 5
+
+    def params(self) -> dict[str, object]:
+        return {"min_cell": self.min_cell}
+
+    def metrics(self) -> dict[str, float]:
+        totals = self.summary["population"]["totals"]
+        return {**{f"population.{k}": v for k, v in totals.items()}, **self.quality.metrics()}
+
+    def artifacts(self) -> list[Path]:
+        return [self.html_path, self.summary_path]
+
+    def format(self) -> str:
+        return f"{self.quality.format()}\n\nreport   {self.html_path}\nsummary  {self.summary_path}"
 
 
 def build_report(index_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], min_cell: int = 5) -> Report:
@@ -41,7 +56,7 @@ def build_report(index_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     out_dir = Path(out_dir)
     summary_path = write_atomic(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
     html_path = write_atomic(out_dir / REPORT_FILE, render_html(stats, quality))
-    return Report(summary=summary, quality=quality, html_path=html_path, summary_path=summary_path)
+    return Report(summary=summary, quality=quality, html_path=html_path, summary_path=summary_path, min_cell=min_cell)
 
 
 # --- numbers -----------------------------------------------------------------------------
@@ -69,21 +84,12 @@ def _shown(value, min_cell: int) -> str:
 
 def _figure(draw, width: float = 7.0, height: float = 3.2) -> str:
     """Run `draw(ax)` on a new figure; the PNG as a data URI."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
-    try:
+    def styled(fig, ax) -> None:
         draw(ax)
         ax.spines[["top", "right"]].set_visible(False)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-    finally:
-        plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    return "data:image/png;base64," + base64.b64encode(figure_png(styled, width, height)).decode("ascii")
 
 
 def _modality_plot(stats: dict) -> str | None:

@@ -1,11 +1,11 @@
 """Data quality and veracity checks over the index.
 
 Each check has a name, a severity, a count, a breakdown where one helps, and a few
-examples. Examples are row numbers of ``index.parquet`` (the ``file_row_number`` column
-of ``curate query``'s view), never paths or header values: a quality report can be
-shared, and only someone holding the index can turn a row number back into a file::
+examples. Examples are row ids (the index's ``row_id`` column, which a file keeps
+across rescans), never paths or header values: a quality report can be shared, and only
+someone holding the index can turn a row id back into a file::
 
-    curate query "SELECT path FROM idx WHERE file_row_number IN (12, 57)" index=DIR
+    curate query "SELECT path FROM idx WHERE row_id IN (12, 57)" index=DIR
 
 Checks run as SQL in DuckDB over the Parquet index, so they scale with it. A check that
 needs a column the index does not have (a reduced tag set) is reported as skipped.
@@ -13,13 +13,16 @@ needs a column the index does not have (a reduced tag set) is reported as skippe
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from curate.index import connect_index
+from curate.files import sha256_of, write_atomic
+from curate.index.schema import ERROR_KIND_SQL, ROW_ID
+from curate.index.store import open_index
+from curate.tracking import StageResult
 
 SEVERITIES = ("error", "warning", "info")
 EXAMPLES = 5
@@ -51,7 +54,7 @@ class CheckResult:
 
 
 @dataclass
-class QualityReport:
+class QualityReport(StageResult):
     files: int
     checks: list[CheckResult]
 
@@ -60,6 +63,9 @@ class QualityReport:
 
     def to_dict(self) -> dict:
         return {"files": self.files, "checks": [asdict(c) for c in self.checks]}
+
+    def write_json(self, path: str | os.PathLike[str]) -> None:
+        write_atomic(path, json.dumps(self.to_dict(), indent=2))
 
     def metrics(self) -> dict[str, int]:
         """One number per check, for experiment tracking."""
@@ -83,7 +89,7 @@ class _Checker:
     """Runs checks against one index in one DuckDB connection."""
 
     def __init__(self, index_dir: Path):
-        self.con = connect_index(index_dir, "idx", file_row_number=True)
+        self.con = open_index(index_dir).connect("idx")
         self.columns = {row[0] for row in self.con.execute("DESCRIBE idx").fetchall()}
 
     def missing(self, *columns: str) -> str | None:
@@ -99,14 +105,14 @@ class _Checker:
         examples = [
             r[0]
             for r in self.con.execute(
-                f"SELECT file_row_number FROM idx WHERE {where} ORDER BY file_row_number LIMIT {EXAMPLES}"
+                f"SELECT {ROW_ID} FROM idx WHERE {where} ORDER BY {ROW_ID} LIMIT {EXAMPLES}"
             ).fetchall()
         ]
         return count, examples
 
     def groups(self, key: str, having: str, where: str = LIVE) -> tuple[int, list[int]]:
         """Groups of `key` whose rows satisfy `having`; examples are one row per group."""
-        grouped = f"SELECT {key} AS k, min(file_row_number) AS r FROM idx WHERE {where} AND {key} IS NOT NULL GROUP BY {key} HAVING {having}"
+        grouped = f"SELECT {key} AS k, min({ROW_ID}) AS r FROM idx WHERE {where} AND {key} IS NOT NULL GROUP BY {key} HAVING {having}"
         count = self.scalar(f"SELECT count(*) FROM ({grouped})")
         examples = [r[0] for r in self.con.execute(f"SELECT r FROM ({grouped}) ORDER BY r LIMIT {EXAMPLES}").fetchall()]
         return count, examples
@@ -121,7 +127,7 @@ class _Checker:
 
 def _unreadable(q: _Checker, c: CheckResult) -> None:
     c.count, c.examples = q.rows("status = 'error'")
-    c.details = q.breakdown("split_part(error, ':', 1)", "status = 'error'")
+    c.details = q.breakdown(ERROR_KIND_SQL, "status = 'error'")
 
 
 def _not_dicom(q: _Checker, c: CheckResult) -> None:
@@ -224,14 +230,10 @@ def _duplicate_instances(q: _Checker, c: CheckResult) -> None:
 
 
 def _sha256(path: str) -> str | None:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        return sha256_of(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def _mixed_modality_series(q: _Checker, c: CheckResult) -> None:

@@ -13,25 +13,12 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 
 from curate import _native
-from curate.tags import ColumnSpec, resolve_tags
+from curate.index.tags import ColumnSpec, resolve_tags
 
 PathsLike = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
-#: Index columns that describe the file rather than an attribute.
-FILE_COLUMNS = (
-    "path",
-    "file_size",
-    "mtime",
-    "status",
-    "error",
-    "transfer_syntax",
-    "pixel_data_offset",
-    "pixel_data_length",
-    "invalid_attributes",
-)
-
-
-def _as_path_list(paths: PathsLike) -> list[str]:
+def as_path_list(paths: PathsLike) -> list[str]:
+    """One path or many, as a list of strings."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     return [os.fspath(p) for p in paths]
@@ -86,7 +73,7 @@ def open_columns(
     batch_size: int = _native.DEFAULT_BATCH_SIZE,
 ) -> ScanHandle:
     """:func:`open_scan` with columns already resolved."""
-    native = _native.open_scan(_as_path_list(paths), [c.as_native() for c in columns], threads or 0, batch_size)
+    native = _native.open_scan(as_path_list(paths), [c.as_native() for c in columns], threads or 0, batch_size)
     return ScanHandle(native)
 
 

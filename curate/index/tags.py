@@ -26,6 +26,7 @@ import yaml
 from pydicom import datadict
 
 from curate import _native
+from curate.errors import TagSpecError
 from curate.paths import conf_dir
 
 _TAG = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,?\s*([0-9A-Fa-f]{4})\s*\)?$")
@@ -43,10 +44,6 @@ class ColumnSpec:
 
     def as_native(self) -> tuple[str, list[tuple[int, int | None]], str, bool]:
         return (self.name, list(self.path), self.vr, self.multi)
-
-
-class TagSpecError(ValueError):
-    """A tag spec that names no attribute."""
 
 
 def _parse_attribute(text: str, spec: str) -> int:
