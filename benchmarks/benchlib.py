@@ -31,9 +31,7 @@ def list_files(root: Path) -> list[str]:
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(
-            os.path.join(folder, name)
-            for name in files
-            if not name.startswith(".") and not name.endswith(".part")
+            os.path.join(folder, name) for name in files if not name.startswith(".") and not name.endswith(".part")
         )
     found.sort()
     return found

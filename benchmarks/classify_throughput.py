@@ -44,22 +44,40 @@ def main() -> None:
         for _ in range(repeats):
             model.predict(X_chunk)
         predict_s = time.perf_counter() - start
-        rows.append({"model": name, "train_series": len(X_train), "fit_s": fit_s,
-                     "train_series_per_s": len(X_train) / fit_s,
-                     "predicted_series": len(X_chunk) * repeats, "predict_s": predict_s,
-                     "predict_series_per_s": len(X_chunk) * repeats / predict_s})
+        rows.append(
+            {
+                "model": name,
+                "train_series": len(X_train),
+                "fit_s": fit_s,
+                "train_series_per_s": len(X_train) / fit_s,
+                "predicted_series": len(X_chunk) * repeats,
+                "predict_s": predict_s,
+                "predict_series_per_s": len(X_chunk) * repeats / predict_s,
+            }
+        )
     start = time.perf_counter()
     RuleLabeler().predict(X_chunk)
     rules_s = time.perf_counter() - start
-    rows.append({"model": "rules", "train_series": 0, "fit_s": 0.0, "train_series_per_s": None,
-                 "predicted_series": len(X_chunk), "predict_s": rules_s, "predict_series_per_s": len(X_chunk) / rules_s})
+    rows.append(
+        {
+            "model": "rules",
+            "train_series": 0,
+            "fit_s": 0.0,
+            "train_series_per_s": None,
+            "predicted_series": len(X_chunk),
+            "predict_s": rules_s,
+            "predict_series_per_s": len(X_chunk) / rules_s,
+        }
+    )
 
     print(f"\ngenerated {len(train) + len(chunk):,} series in {generated:.1f} s\n")
     print(f"{'model':<8}{'train':>10}{'fit s':>9}{'train/s':>11}{'predicted':>12}{'predict s':>11}{'predict/s':>12}")
     for r in rows:
         train_rate = f"{r['train_series_per_s']:,.0f}" if r["train_series_per_s"] else "-"
-        print(f"{r['model']:<8}{r['train_series']:>10,}{r['fit_s']:>9.1f}{train_rate:>11}"
-              f"{r['predicted_series']:>12,}{r['predict_s']:>11.1f}{r['predict_series_per_s']:>12,.0f}")
+        print(
+            f"{r['model']:<8}{r['train_series']:>10,}{r['fit_s']:>9.1f}{train_rate:>11}"
+            f"{r['predicted_series']:>12,}{r['predict_s']:>11.1f}{r['predict_series_per_s']:>12,.0f}"
+        )
     write_json(args.json, {"results": rows})
 
 

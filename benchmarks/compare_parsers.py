@@ -105,17 +105,12 @@ def spread_subset(paths: list[str], size: int) -> list[str]:
     return [paths[i * len(paths) // size] for i in range(size)]
 
 
-def tool_command(
-    tool: str, list_file: str, threads: int, native_dir: Path
-) -> list[str] | str:
+def tool_command(tool: str, list_file: str, threads: int, native_dir: Path) -> list[str] | str:
     """The command that runs one tool once, or why it cannot run."""
     if tool in NATIVE_TOOLS:
         binary = native_dir / tool
         if not binary.is_file():
-            return (
-                f"{binary} not built (cargo build --release --manifest-path "
-                f"benchmarks/native-baselines/Cargo.toml)"
-            )
+            return f"{binary} not built (cargo build --release --manifest-path benchmarks/native-baselines/Cargo.toml)"
         return [str(binary), "--list", list_file, "--threads", str(threads)]
     return [
         sys.executable,
@@ -127,13 +122,9 @@ def tool_command(
     ]
 
 
-def measure_tool(
-    tool: str, paths: list[str], args: argparse.Namespace, workdir: str
-) -> dict:
+def measure_tool(tool: str, paths: list[str], args: argparse.Namespace, workdir: str) -> dict:
     """Run one tool `args.repeat` times; keep the fastest run and the highest memory."""
-    subset = (
-        tool in SLOW_TOOLS and args.max_files_slow and len(paths) > args.max_files_slow
-    )
+    subset = tool in SLOW_TOOLS and args.max_files_slow and len(paths) > args.max_files_slow
     files = spread_subset(paths, args.max_files_slow) if subset else paths
     list_file = os.path.join(workdir, f"{tool}.txt")
     with open(list_file, "w") as f:
@@ -190,9 +181,7 @@ def check_targets(rows: list[dict]) -> list[dict]:
     for text, reference, compare, factor in targets:
         ref = speed.get(reference)
         ratio = curate / ref if curate and ref else None
-        verdict = (
-            "n/a" if ratio is None else ("met" if compare(ratio, factor) else "missed")
-        )
+        verdict = "n/a" if ratio is None else ("met" if compare(ratio, factor) else "missed")
         checked.append({"target": text, "ratio": ratio, "verdict": verdict})
     return checked
 
@@ -233,9 +222,7 @@ def print_targets(targets: list[dict]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("corpus", nargs="?", type=Path, help="folder of DICOM files")
     source.add_argument(
@@ -248,12 +235,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pixel-bytes",
         type=int,
         default=DEFAULT_PIXEL_BYTES,
-        help="with --generate: pixel data bytes per file "
-        f"(default {DEFAULT_PIXEL_BYTES})",
+        help=f"with --generate: pixel data bytes per file (default {DEFAULT_PIXEL_BYTES})",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="with --generate: seed (default 0)"
-    )
+    parser.add_argument("--seed", type=int, default=0, help="with --generate: seed (default 0)")
     parser.add_argument(
         "--tools",
         default=",".join(TOOLS),
@@ -276,8 +260,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=10000,
         metavar="M",
-        help="time gdcm, dcmtk and pydicom on at most M files "
-        "(default 10000; 0 = all files)",
+        help="time gdcm, dcmtk and pydicom on at most M files (default 10000; 0 = all files)",
     )
     parser.add_argument(
         "--native-dir",
@@ -297,9 +280,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown tools {unknown}; choose from {TOOLS}")
     if args.repeat < 1 or args.threads < 1 or args.max_files_slow < 0:
-        parser.error(
-            "--repeat and --threads must be positive, --max-files-slow not negative"
-        )
+        parser.error("--repeat and --threads must be positive, --max-files-slow not negative")
     return args
 
 
@@ -334,9 +315,7 @@ def main(argv: list[str] | None = None) -> None:
                 "platform": platform.platform(),
                 "python": platform.python_version(),
             },
-            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"
-            ),
+            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "results": rows,
             "targets": targets,
         },

@@ -90,7 +90,9 @@ def main() -> None:
         rows.append(("copy", len(files), _per_file(_copy, files, work / "copy", args.workers)))
         seconds, written = _curate(source, work / "curate", args.workers)
         rows.append(("curate", written, seconds))
-        rows.append(("pydicom (minimal)", len(files), _per_file(_pydicom_minimal, files, work / "pydicom", args.workers)))
+        rows.append(
+            ("pydicom (minimal)", len(files), _per_file(_pydicom_minimal, files, work / "pydicom", args.workers))
+        )
         try:
             import dicognito  # noqa: F401
 
@@ -108,8 +110,16 @@ def main() -> None:
         rate = count / seconds
         mb = megabytes * count / len(files) / seconds
         print(f"{name:<20}{count:>7,}{seconds:>10.2f}{rate:>10.1f}{mb:>9.0f}{rate / copy_rate:>8.2f}")
-        results.append({"tool": name, "files": count, "seconds": seconds, "files_per_s": rate, "mb_per_s": mb,
-                        "x_copy": rate / copy_rate})
+        results.append(
+            {
+                "tool": name,
+                "files": count,
+                "seconds": seconds,
+                "files_per_s": rate,
+                "mb_per_s": mb,
+                "x_copy": rate / copy_rate,
+            }
+        )
     write_json(args.json, {"files": len(files), "megabytes": megabytes, "workers": args.workers, "results": results})
 
 

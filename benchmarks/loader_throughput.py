@@ -43,25 +43,41 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="curate-loader-bench-"))
     try:
-        subprocess.run([sys.executable, str(BENCH_DIR / "make_corpus.py"), str(work / "dicom"), "--count",
-                        str(args.count), "--pixel-bytes", str(args.pixel_bytes), "--decodable"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(BENCH_DIR / "make_corpus.py"),
+                str(work / "dicom"),
+                "--count",
+                str(args.count),
+                "--pixel-bytes",
+                str(args.pixel_bytes),
+                "--decodable",
+            ],
+            check=True,
+        )
         build_index(work / "dicom", work / "index", progress=False)
         base = {"select": "Rows IS NOT NULL", "split": {"train": 1.0, "val": 0.0, "test": 0.0}}
         versions = {}
-        for name, export in (("png16", {"format": "png16", "size": args.size}),
-                             ("npy", {"format": "npy", "size": args.size})):
+        for name, export in (
+            ("png16", {"format": "png16", "size": args.size}),
+            ("npy", {"format": "npy", "size": args.size}),
+        ):
             spec = DatasetSpec.from_dict({**base, "name": f"bench_{name}", "export": export})
             versions[name] = build_dataset(spec, work / "index", work / "datasets", KEY).path
 
         def pad(batch):
-            images = [torch.nn.functional.pad(x, (0, args.size - x.shape[-1], 0, args.size - x.shape[-2]))
-                      for x, _ in batch]
+            images = [
+                torch.nn.functional.pad(x, (0, args.size - x.shape[-1], 0, args.size - x.shape[-2])) for x, _ in batch
+            ]
             return torch.stack(images), torch.tensor([y for _, y in batch])
 
         rows = []
-        for label, version, source in (("DICOM (decode, LUT, resize)", versions["png16"], "dicom"),
-                                       ("exported PNG16", versions["png16"], "export"),
-                                       ("exported NPY (float16)", versions["npy"], "export")):
+        for label, version, source in (
+            ("DICOM (decode, LUT, resize)", versions["png16"], "dicom"),
+            ("exported PNG16", versions["png16"], "export"),
+            ("exported NPY (float16)", versions["npy"], "export"),
+        ):
             data = CuratedDataset(version, split="train", size=args.size, source=source)
             loader = DataLoader(data, batch_size=args.batch, num_workers=args.workers, collate_fn=pad)
             start = time.perf_counter()

@@ -123,9 +123,7 @@ def random_date(rng: random.Random, first_year: int, last_year: int) -> str:
     return f"{year}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
 
 
-def plan_corpus(
-    count: int, seed: int, templates: dict[Template, str]
-) -> list[Instance]:
+def plan_corpus(count: int, seed: int, templates: dict[Template, str]) -> list[Instance]:
     """Lay out `count` files as patients > studies > series > instances.
 
     `templates` maps each usable template to its modality, which names the
@@ -149,9 +147,7 @@ def plan_corpus(
         )
         for study in range(1, rng.randint(1, 3) + 1):
             template = rng.choices(choices, weights)[0]
-            plan.extend(
-                _plan_study(rng, seed, template, templates[template], person, study)
-            )
+            plan.extend(_plan_study(rng, seed, template, templates[template], person, study))
             if len(plan) >= count:
                 break
     return plan[:count]
@@ -215,9 +211,7 @@ def set_pixel_data(ds: pydicom.Dataset, filler: bytes) -> None:
         frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
         step = -(-len(filler) // frames)
         step += step % 2  # fragments must have even length
-        element.value = encapsulate(
-            [filler[i : i + step] for i in range(0, len(filler), step)]
-        )
+        element.value = encapsulate([filler[i : i + step] for i in range(0, len(filler), step)])
         element.is_undefined_length = True
     else:
         element.value = filler
@@ -322,9 +316,7 @@ def load_template(name: str, filler: bytes, decodable: bool = False) -> pydicom.
             apply_instance(ds, probe)
             buffer = io.BytesIO()
             ds.save_as(buffer, enforce_file_format=True)
-            back = pydicom.dcmread(
-                io.BytesIO(buffer.getvalue()), stop_before_pixels=True
-            )
+            back = pydicom.dcmread(io.BytesIO(buffer.getvalue()), stop_before_pixels=True)
             if back.SOPInstanceUID != probe.sop_uid:
                 return "round trip changed SOPInstanceUID"
     except Exception as exc:  # any failure means: do not use this template
@@ -385,9 +377,7 @@ def generate(out: Path, count: int, pixel_bytes: int, seed: int, jobs: int, deco
     start = time.perf_counter()
     done = 0
     next_report = 0.0
-    with multiprocessing.Pool(
-        jobs, initializer=_init_worker, initargs=(names, filler, decodable)
-    ) as pool:
+    with multiprocessing.Pool(jobs, initializer=_init_worker, initargs=(names, filler, decodable)) as pool:
         for written in pool.imap_unordered(_write_chunk, chunks):
             done += written
             elapsed = time.perf_counter() - start
@@ -410,13 +400,9 @@ def generate(out: Path, count: int, pixel_bytes: int, seed: int, jobs: int, deco
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="output folder (created if missing)")
-    parser.add_argument(
-        "--count", type=int, default=2000, help="number of files (default 2000)"
-    )
+    parser.add_argument("--count", type=int, default=2000, help="number of files (default 2000)")
     parser.add_argument(
         "--pixel-bytes",
         type=int,

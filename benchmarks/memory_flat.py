@@ -41,11 +41,7 @@ def child(folder: str, threads: int) -> None:
         scan_batches = curate.scan_batches
     # ImportError, or AttributeError from a package built without its native module.
     except Exception as exc:
-        print(
-            json.dumps(
-                {"unavailable": f"import curate failed: {type(exc).__name__}: {exc}"}
-            )
-        )
+        print(json.dumps({"unavailable": f"import curate failed: {type(exc).__name__}: {exc}"}))
         return
     after_import = peak_rss_kib()
     rows = ok = 0
@@ -71,9 +67,7 @@ def child(folder: str, threads: int) -> None:
 def measure(folder: Path, threads: int) -> dict:
     """Run the child on one corpus; exits with the reason if curate cannot run."""
     files = len(list_files(folder))
-    run = run_measured(
-        [sys.executable, __file__, "--child", str(folder), "--threads", str(threads)]
-    )
+    run = run_measured([sys.executable, __file__, "--child", str(folder), "--threads", str(threads)])
     result = run.last_json()
     if run.returncode != 0 or result is None:
         sys.exit(f"scan of {folder} failed: {run.error_tail()}")
@@ -113,9 +107,7 @@ def report(small: dict, large: dict, tolerance: float) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "folders",
         nargs="*",
@@ -133,9 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="pixel data bytes per generated file (default 0)",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the generated corpora"
-    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated corpora")
     parser.add_argument(
         "--threads",
         type=int,

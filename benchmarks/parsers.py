@@ -66,9 +66,7 @@ def run_curate(paths: list[str], threads: int) -> dict:
     else:
         ok = table.num_rows
     version = getattr(curate, "__version__", "unknown")
-    return dict(
-        files=len(paths), ok=ok, seconds=seconds, workers=threads, version=version
-    )
+    return dict(files=len(paths), ok=ok, seconds=seconds, workers=threads, version=version)
 
 
 def _pydicom_chunk(paths: list[str]) -> int:
@@ -115,9 +113,7 @@ def run_pydicom_mp(paths: list[str], threads: int) -> dict:
     with multiprocessing.Pool(threads) as pool:
         ok = sum(pool.imap_unordered(_pydicom_chunk, chunks))
     seconds = time.perf_counter() - start
-    return dict(
-        files=len(paths), ok=ok, seconds=seconds, workers=threads, version=version
-    )
+    return dict(files=len(paths), ok=ok, seconds=seconds, workers=threads, version=version)
 
 
 def run_gdcm(paths: list[str], threads: int) -> dict:
@@ -125,9 +121,7 @@ def run_gdcm(paths: list[str], threads: int) -> dict:
     try:
         import gdcm
     except ImportError as exc:
-        raise Unavailable(
-            f"import gdcm failed (pip install python-gdcm): {exc}"
-        ) from exc
+        raise Unavailable(f"import gdcm failed (pip install python-gdcm): {exc}") from exc
     start = start_clock()
     scanner = gdcm.Scanner()
     for group, element in TAG_NUMBERS:
@@ -146,9 +140,7 @@ def _dcmdump_command(paths: list[str]) -> list[str]:
 
 
 def _dcmdump_ok(paths: list[str]) -> bool:
-    done = subprocess.run(
-        _dcmdump_command(paths), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    done = subprocess.run(_dcmdump_command(paths), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return done.returncode == 0
 
 
@@ -161,12 +153,8 @@ def run_dcmtk(paths: list[str], threads: int) -> dict:
     dcmdump = shutil.which("dcmdump")
     if dcmdump is None:
         raise Unavailable("dcmdump not found (apt-get install dcmtk)")
-    banner = subprocess.run(
-        [dcmdump, "--version"], capture_output=True, text=True
-    ).stdout
-    version = next(
-        (w for w in banner.split() if w[:1] == "v" and w[1:2].isdigit()), "unknown"
-    )
+    banner = subprocess.run([dcmdump, "--version"], capture_output=True, text=True).stdout
+    version = next((w for w in banner.split() if w[:1] == "v" and w[1:2].isdigit()), "unknown")
     size = max(1, min(DCMDUMP_BATCH, math.ceil(len(paths) / (threads * 4))))
     batches = [paths[i : i + size] for i in range(0, len(paths), size)]
     start = start_clock()
@@ -177,9 +165,7 @@ def run_dcmtk(paths: list[str], threads: int) -> dict:
         len(batch) if good else sum(_dcmdump_ok([p]) for p in batch)
         for batch, good in zip(batches, batch_ok, strict=True)
     )
-    return dict(
-        files=len(paths), ok=ok, seconds=seconds, workers=threads, version=version
-    )
+    return dict(files=len(paths), ok=ok, seconds=seconds, workers=threads, version=version)
 
 
 RUNNERS = {
@@ -192,9 +178,7 @@ RUNNERS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tool", choices=sorted(RUNNERS))
     parser.add_argument("list_file", help="file with one path per line")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)

@@ -85,7 +85,9 @@ def main() -> None:
         peak = (r["peak_kib"] or 0) / 1024
         per_file = (r["peak_kib"] or 0) / max(1, r["files"])
         ratio = r["seconds"] / first["seconds"]
-        print(f"{name:<26}{r['files']:>10,}{r['parsed']:>10,}{r['seconds']:>10.2f}{ratio:>9.2f}{peak:>10.1f}{per_file:>10.2f}")
+        print(
+            f"{name:<26}{r['files']:>10,}{r['parsed']:>10,}{r['seconds']:>10.2f}{ratio:>9.2f}{peak:>10.1f}{per_file:>10.2f}"
+        )
     print(f"\nindex.parquet: {size / 2**20:.1f} MiB, {size / max(1, len(files)):.0f} bytes per file")
     write_json(
         args.json,

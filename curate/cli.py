@@ -77,18 +77,39 @@ def _deid(cfg: DictConfig) -> StageResult:
     options = Options(**_container(cfg.options))
     key = load_key(cfg.key_file)
     return deidentify_tree(
-        cfg.source, cfg.output, key, options, uid_root=str(cfg.uid_root), quarantine=cfg.quarantine,
-        mapping=cfg.mapping, workers=cfg.workers or None, progress=cfg.progress,
+        cfg.source,
+        cfg.output,
+        key,
+        options,
+        uid_root=str(cfg.uid_root),
+        quarantine=cfg.quarantine,
+        mapping=cfg.mapping,
+        workers=cfg.workers or None,
+        progress=cfg.progress,
     )
 
 
 def _train(cfg: DictConfig) -> StageResult:
     from curate.classify.experiment import Experiment, train, training_data
 
-    data = training_data(cfg.data.source, cfg.data.series, cfg.data.sites, cfg.seed, cfg.data.index,
-                         cfg.data.labels, cfg.data.group_column)
-    experiment = Experiment(model=cfg.model, C=cfg.C, n_estimators=cfg.n_estimators, threshold=cfg.threshold,
-                            target_precision=cfg.target_precision, test_size=cfg.test_size, seed=cfg.seed)
+    data = training_data(
+        cfg.data.source,
+        cfg.data.series,
+        cfg.data.sites,
+        cfg.seed,
+        cfg.data.index,
+        cfg.data.labels,
+        cfg.data.group_column,
+    )
+    experiment = Experiment(
+        model=cfg.model,
+        C=cfg.C,
+        n_estimators=cfg.n_estimators,
+        threshold=cfg.threshold,
+        target_precision=cfg.target_precision,
+        test_size=cfg.test_size,
+        seed=cfg.seed,
+    )
     return train(experiment, data, cfg.out)
 
 
@@ -223,8 +244,11 @@ def _register_resolvers() -> None:
     exports it, so that the help cannot drift from the index."""
     from curate.index import schema
 
-    values = {"index_file_columns": schema.INDEX_FILE_COLUMNS, "statuses": schema.STATUSES,
-              "error_kinds": schema.ERROR_KINDS}
+    values = {
+        "index_file_columns": schema.INDEX_FILE_COLUMNS,
+        "statuses": schema.STATUSES,
+        "error_kinds": schema.ERROR_KINDS,
+    }
     for name, names in values.items():
         if not OmegaConf.has_resolver(f"curate.{name}"):
             OmegaConf.register_new_resolver(f"curate.{name}", lambda names=names: ", ".join(names))

@@ -148,7 +148,8 @@ def _sweep_parent(mlflow, experiment_id: str, stage: str, sweep: str) -> str:
     found = client.search_runs([experiment_id], filter_string=f"tags.`curate.sweep` = '{sweep}'", max_results=1)
     if found:
         return found[0].info.run_id
-    parent = client.create_run(experiment_id, run_name=f"{stage} sweep",
-                               tags={"curate.sweep": sweep, "curate.stage": f"{stage}-sweep"})
+    parent = client.create_run(
+        experiment_id, run_name=f"{stage} sweep", tags={"curate.sweep": sweep, "curate.stage": f"{stage}-sweep"}
+    )
     client.set_terminated(parent.info.run_id)
     return parent.info.run_id

@@ -200,7 +200,9 @@ def sequence(
     delimiter; `None` declares the items' total size; any other number is written as is."""
     body = b"".join(items)
     if length == UNDEFINED:
-        return element(tag, vr, body + sequence_end(little), explicit=explicit, little=little, length=UNDEFINED, pad=False)
+        return element(
+            tag, vr, body + sequence_end(little), explicit=explicit, little=little, length=UNDEFINED, pad=False
+        )
     declared = len(body) if length is None else length
     return element(tag, vr, body, explicit=explicit, little=little, length=declared, pad=False)
 

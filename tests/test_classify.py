@@ -62,8 +62,14 @@ def test_missing_columns_and_values_are_normal(split, fitted):
 
 def test_identifiers_are_never_features(fitted):
     used = {column for columns in fitted.features_.roles_.values() for column in columns}
-    for never in ("PatientID", "SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID", "InstitutionName",
-                  "InstanceNumber"):
+    for never in (
+        "PatientID",
+        "SeriesInstanceUID",
+        "StudyInstanceUID",
+        "SOPInstanceUID",
+        "InstitutionName",
+        "InstanceNumber",
+    ):
         assert never not in used
     assert {"SeriesDescription", "Modality", "Rows", "KVP"} <= used
 
@@ -74,7 +80,9 @@ def test_threshold_abstains_and_series_are_aggregated(split, fitted):
     predicted = cautious.predict(X_test)
     answered = predicted != UNKNOWN
     assert 0 < answered.mean() < 1, "some answers withheld, not all"
-    assert (predicted[answered] == y_test.to_numpy()[answered]).mean() > (fitted.predict(X_test) == y_test).mean() - 1e-9
+    assert (predicted[answered] == y_test.to_numpy()[answered]).mean() > (
+        fitted.predict(X_test) == y_test
+    ).mean() - 1e-9
     series = fitted.predict_series(X_test)
     assert len(series) == X_test.SeriesInstanceUID.nunique()
     truth = pd.Series(y_test.to_numpy(), index=X_test.SeriesInstanceUID).groupby(level=0).first()

@@ -59,7 +59,7 @@ def test_extra_tags_and_overrides(small_tree: Path, tmp_path: Path):
         f"source={small_tree}",
         "index=idx",
         "threads=1",
-        "extra_tags=[\"(0018,5100)\",\"Frames=NumberOfFrames\",00280008]",
+        'extra_tags=["(0018,5100)","Frames=NumberOfFrames",00280008]',
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -69,7 +69,9 @@ def test_extra_tags_and_overrides(small_tree: Path, tmp_path: Path):
     assert "NumberOfFrames" in table.column_names  # also in the default set; 00280008 names it too
 
 
-@pytest.mark.parametrize("stage", ["scan", "report", "deid", "train", "classify", "build", "datasets", "query", "quality"])
+@pytest.mark.parametrize(
+    "stage", ["scan", "report", "deid", "train", "classify", "build", "datasets", "query", "quality"]
+)
 def test_every_stage_explains_itself(stage, tmp_path: Path):
     helped = run_curate(stage, "--help", cwd=tmp_path)
     assert helped.returncode == 0, helped.stderr[-2000:]

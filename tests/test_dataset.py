@@ -32,9 +32,15 @@ def make_archive(root: Path, patients: int = 12) -> Path:
     for p in range(patients):
         for i in range(2 + p % 2):
             view = "PA" if i % 2 == 0 else "LL"
-            ds = image_dataset(PatientID=f"PAT{p:03d}", PatientName=f"Doe^Patient{p}", Modality="DX",
-                               BodyPartExamined="CHEST", ViewPosition=view, PatientAge="050Y",
-                               InstanceNumber=str(i + 1))
+            ds = image_dataset(
+                PatientID=f"PAT{p:03d}",
+                PatientName=f"Doe^Patient{p}",
+                Modality="DX",
+                BodyPartExamined="CHEST",
+                ViewPosition=view,
+                PatientAge="050Y",
+                InstanceNumber=str(i + 1),
+            )
             ds.PixelData = bytes([p, i]) * 64  # distinct pixels per image
             write(ds, src / f"p{p:03d}" / f"{i}.dcm")
     write(image_dataset(PatientID="KNEE", Modality="DX", BodyPartExamined="KNEE"), src / "knee.dcm")
@@ -139,8 +145,12 @@ def test_a_killed_build_leaves_no_version_and_the_rerun_completes(archive):
     log = archive / "killed.log"
     with open(log, "w") as out:
         # Its own session, so that its worker processes can be ended with it.
-        child = subprocess.Popen([sys.executable, "-c", KILLER, str(archive / "idx"), str(archive / "datasets"),
-                                  str(tests)], stdout=out, stderr=out, start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLER, str(archive / "idx"), str(archive / "datasets"), str(tests)],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
         try:
             returncode = child.wait(timeout=180)
         finally:
@@ -176,9 +186,17 @@ def test_cli_build_and_datasets(archive):
     spec_dir = archive / "conf" / "dataset"
     spec_dir.mkdir(parents=True)
     env = {"CURATE_DEID_KEY": KEY.decode()}
-    args = ["build", f"index={archive / 'idx'}", "out=ds", "tracking=off", "workers=1",
-            'dataset.select="Modality = \'DX\' AND body_part = \'CHEST\'"', "dataset.label=view",
-            "dataset.quality.min_rows=0", "dataset.quality.min_columns=0"]
+    args = [
+        "build",
+        f"index={archive / 'idx'}",
+        "out=ds",
+        "tracking=off",
+        "workers=1",
+        "dataset.select=\"Modality = 'DX' AND body_part = 'CHEST'\"",
+        "dataset.label=view",
+        "dataset.quality.min_rows=0",
+        "dataset.quality.min_columns=0",
+    ]
     done = run_curate(*args, cwd=archive, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "built" in done.stdout and "30 instances" in done.stdout
@@ -214,10 +232,19 @@ def test_build_is_an_mlflow_run_without_patient_data(archive):
 
     uri = f"sqlite:///{archive}/mlflow.db"
     env = {"CURATE_DEID_KEY": KEY.decode(), "MLFLOW_TRACKING_URI": uri}
-    done = run_curate("build", f"index={archive / 'idx'}", "out=ds", "workers=1", "dataset.label=view",
-                      "dataset.quality.min_rows=0", "dataset.quality.min_columns=0",
-                      'dataset.select="body_part = \'CHEST\'"', f"tracking.artifacts={archive / 'artifacts'}",
-                      cwd=archive, env=env)
+    done = run_curate(
+        "build",
+        f"index={archive / 'idx'}",
+        "out=ds",
+        "workers=1",
+        "dataset.label=view",
+        "dataset.quality.min_rows=0",
+        "dataset.quality.min_columns=0",
+        "dataset.select=\"body_part = 'CHEST'\"",
+        f"tracking.artifacts={archive / 'artifacts'}",
+        cwd=archive,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     mlflow.set_tracking_uri(uri)
     [run] = mlflow.search_runs(experiment_names=["curate"]).to_dict("records")

@@ -18,9 +18,7 @@ from test_deid_engine import deid, testdata
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-NAMED = sorted(
-    Path(f).name for f in get_charset_files("chr*.dcm") if not Path(f).name.startswith("chrSQEncoding")
-)
+NAMED = sorted(Path(f).name for f in get_charset_files("chr*.dcm") if not Path(f).name.startswith("chrSQEncoding"))
 
 
 def charset_file(name: str) -> pydicom.Dataset:

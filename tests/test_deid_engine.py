@@ -19,8 +19,18 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 KEY = b"0123456789abcdef0123456789abcdef"
 NAME, PID, BIRTH = "Quux^Zebulon", "ZB-99881", "19420317"
-PLANTED = ["Quux", "Zebulon", "ZEBULON", PID, "OTHER-7731", "ACC5544", BIRTH, "1942-03-17", "Zebulon General Hospital",
-           "Dr^Mabuse"]
+PLANTED = [
+    "Quux",
+    "Zebulon",
+    "ZEBULON",
+    PID,
+    "OTHER-7731",
+    "ACC5544",
+    BIRTH,
+    "1942-03-17",
+    "Zebulon General Hospital",
+    "Dr^Mabuse",
+]
 
 
 def planted(name: str = "CT_small.dcm", pid: str = PID, patient: str = NAME) -> Dataset:
@@ -71,8 +81,13 @@ def deid(ds: Dataset, key: bytes = KEY, **options) -> Dataset:
 def test_no_planted_value_survives_anywhere(options):
     original = planted()
     pixels = hashlib.sha256(original.PixelData).hexdigest()
-    uids = [original.SOPInstanceUID, original.StudyInstanceUID, original.SeriesInstanceUID, original.FrameOfReferenceUID,
-            "1.2.3.4.5.6.7.8.9"]
+    uids = [
+        original.SOPInstanceUID,
+        original.StudyInstanceUID,
+        original.SeriesInstanceUID,
+        original.FrameOfReferenceUID,
+        "1.2.3.4.5.6.7.8.9",
+    ]
     out = written(deid(original, **options))
     for value in PLANTED + uids:
         assert value.encode() not in out, value
@@ -117,7 +132,11 @@ def test_modified_dates_keep_intervals_within_a_patient():
     assert (series - study).days == 1
     assert "PatientBirthDate" not in out or out.PatientBirthDate in ("", None)
     basic = deid(planted())
-    assert basic.StudyDate == "" and "SeriesDate" not in basic and basic.LongitudinalTemporalInformationModified == "REMOVED"
+    assert (
+        basic.StudyDate == ""
+        and "SeriesDate" not in basic
+        and basic.LongitudinalTemporalInformationModified == "REMOVED"
+    )
 
 
 def test_clean_descriptors_scrubs_the_patient_from_free_text():
@@ -216,8 +235,16 @@ def _compound_attributes(ds: Dataset, sop_class: str, parent: str | None = None)
 
 
 @pytest.mark.parametrize(
-    "name", ["emri_small.dcm", "eCT_Supplemental.dcm", "liver.dcm", "RG1_UNCI.dcm", "CT_small.dcm", "MR_small.dcm",
-             "JPEG2000.dcm"]
+    "name",
+    [
+        "emri_small.dcm",
+        "eCT_Supplemental.dcm",
+        "liver.dcm",
+        "RG1_UNCI.dcm",
+        "CT_small.dcm",
+        "MR_small.dcm",
+        "JPEG2000.dcm",
+    ],
 )
 def test_type_1_and_2_attributes_stay_so_the_file_stays_valid(name):
     """Compound codes (X/Z/D ...) follow the attribute's Type in the file's IOD: a Type 1

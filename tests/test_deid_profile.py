@@ -36,7 +36,15 @@ def test_table_matches_the_standard():
     assert [r.row for r in table] == list(range(1, 658))
     # Basic Profile codes of PS3.15 2026d Table E.1-1.
     assert collections.Counter(r.basic for r in table) == {
-        "X": 417, "D": 93, "U": 55, "Z": 42, "X/D": 23, "X/Z": 11, "X/Z/D": 8, "Z/D": 6, "X/Z/U*": 2,
+        "X": 417,
+        "D": 93,
+        "U": 55,
+        "Z": 42,
+        "X/D": 23,
+        "X/Z": 11,
+        "X/Z/D": 8,
+        "Z/D": 6,
+        "X/Z/U*": 2,
     }
     assert sum(r.retired for r in table) == 102 and sum(r.in_iod for r in table) == 473
     assert all(set(r.options.values()) <= {"K", "C"} for r in table)
@@ -88,7 +96,9 @@ SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
 
 def test_types_file_covers_exactly_the_compound_coded_attributes():
     data = json.loads(TYPES_FILE.read_text())
-    compound = {r.keyword for r in rules() if r.keyword and ("/" in r.basic or any("/" in c for c in r.options.values()))}
+    compound = {
+        r.keyword for r in rules() if r.keyword and ("/" in r.basic or any("/" in c for c in r.options.values()))
+    }
     assert set(data["attributes"]) == compound and len(compound) == 50
     types = [t for a in data["attributes"].values() for part in ("top", "nested") for t in a[part].values()]
     assert set(types) == {1, 2}, "only Types 1 and 2 are recorded; Type 3 resolves like an absent attribute"

@@ -36,7 +36,9 @@ def tree(tmp_path) -> Path:
 
 
 def hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
 
 
 def test_tree_is_deidentified_quarantined_and_verified(tree, tmp_path):
@@ -67,8 +69,11 @@ def test_tree_is_deidentified_quarantined_and_verified(tree, tmp_path):
     assert all(r["PatientName"] is None and r["SOPInstanceUID"].startswith("2.25.") for r in rows)
     assert all(pydicom.dcmread(p).PatientIdentityRemoved == "YES" for p in files)
     # Pixel data is copied bit for bit.
-    source_pixels = {hashlib.sha256(pydicom.dcmread(p).PixelData).hexdigest() for p in tree.rglob("*.dcm")
-                     if p.name in ("ct.dcm", "mr.dcm", "hostile.dcm")}
+    source_pixels = {
+        hashlib.sha256(pydicom.dcmread(p).PixelData).hexdigest()
+        for p in tree.rglob("*.dcm")
+        if p.name in ("ct.dcm", "mr.dcm", "hostile.dcm")
+    }
     assert {hashlib.sha256(pydicom.dcmread(p).PixelData).hexdigest() for p in files} == source_pixels
 
 
@@ -121,11 +126,19 @@ def test_options_keep_what_they_say(tree, tmp_path):
 
 
 def test_cli_needs_a_key_and_never_takes_it_from_the_config(tree, tmp_path):
-    no_key = run_curate("deid", f"source={tree}", "output=out", "tracking=off", cwd=tmp_path, env={"CURATE_DEID_KEY": ""})
+    no_key = run_curate(
+        "deid", f"source={tree}", "output=out", "tracking=off", cwd=tmp_path, env={"CURATE_DEID_KEY": ""}
+    )
     assert no_key.returncode == 2 and "CURATE_DEID_KEY" in no_key.stderr
     done = run_curate(
-        "deid", f"source={tree}", "output=out", "progress=false", "tracking=off", "workers=1",
-        cwd=tmp_path, env={"CURATE_DEID_KEY": KEY.decode()},
+        "deid",
+        f"source={tree}",
+        "output=out",
+        "progress=false",
+        "tracking=off",
+        "workers=1",
+        cwd=tmp_path,
+        env={"CURATE_DEID_KEY": KEY.decode()},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "verification: passed" in done.stdout
@@ -139,7 +152,9 @@ def test_resuming_with_other_settings_is_refused(tree, tmp_path):
     with pytest.raises(ValueError, match="other options"):
         deidentify_tree(tree, out, KEY, progress=False)
     with pytest.raises(ValueError, match="other options"):
-        deidentify_tree(tree, out, b"a different key for the same folder!!", Options(clean_descriptors=True), progress=False)
+        deidentify_tree(
+            tree, out, b"a different key for the same folder!!", Options(clean_descriptors=True), progress=False
+        )
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "something.txt").write_text("x")
     with pytest.raises(ValueError, match="not empty"):
@@ -166,7 +181,9 @@ def test_more_kinds_of_pictures_are_quarantined(tmp_path):
     write(image_dataset(), src / "plain.dcm")
     summary = deidentify_tree(src, tmp_path / "out", KEY, progress=False)
     assert dict(summary.quarantined) == {
-        "screen save": 1, "recognizable visual features": 1, "visible light (endoscopy)": 1,
+        "screen save": 1,
+        "recognizable visual features": 1,
+        "visible light (endoscopy)": 1,
     }
     assert summary.written == 1
 

@@ -20,7 +20,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::Deprecat
 def tree(tmp_path_factory):
     src = tmp_path_factory.mktemp("dask") / "src"
     for i in range(45):
-        write(make_dataset(PatientID=f"D{i:03d}", PatientAge=f"{i:03d}Y", BodyPartExamined="TORAX"), src / f"s{i % 4}" / f"{i}.dcm")
+        write(
+            make_dataset(PatientID=f"D{i:03d}", PatientAge=f"{i:03d}Y", BodyPartExamined="TORAX"),
+            src / f"s{i % 4}" / f"{i}.dcm",
+        )
     shutil.copy(testdata("MR_small.dcm"), src / "mr.dcm")
     (src / "cut.dcm").write_bytes(testdata("CT_small.dcm").read_bytes()[:900])
     (src / "notes.txt").write_text("not DICOM")
@@ -42,8 +45,15 @@ def test_dask_backend_gives_the_same_index_as_the_local_one(tree, tmp_path):
 
 def test_cli_backend_dask(tree, tmp_path):
     done = run_curate(
-        "scan", f"source={tree}", "index=idx", "backend=dask", "dask.workers=2", "dask.shard_files=20",
-        "progress=false", "tracking=off", cwd=tmp_path,
+        "scan",
+        f"source={tree}",
+        "index=idx",
+        "backend=dask",
+        "dask.workers=2",
+        "dask.shard_files=20",
+        "progress=false",
+        "tracking=off",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert read_index(tmp_path / "idx").num_rows >= 48

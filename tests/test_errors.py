@@ -34,8 +34,14 @@ def curate_cli(*args: str, cwd: Path, key: str | None = None) -> subprocess.Comp
     if key:
         env["CURATE_DEID_KEY"] = key
     tracking = ["tracking=off"] if args[0] in TRACKED else []
-    return subprocess.run([sys.executable, "-m", "curate.cli", *args, *tracking], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "curate.cli", *args, *tracking],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 BAD_REQUESTS = [
@@ -62,8 +68,9 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("stage", "args", "key", "message"), BAD_REQUESTS,
-                         ids=[f"{s}-{m}" for s, _, _, m in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("stage", "args", "key", "message"), BAD_REQUESTS, ids=[f"{s}-{m}" for s, _, _, m in BAD_REQUESTS]
+)
 def test_a_request_that_cannot_be_done_ends_as_a_message(workspace, stage, args, key, message):
     done = curate_cli(stage, *args, cwd=workspace, key=key)
     assert done.returncode == 2, done.stderr
@@ -82,8 +89,9 @@ def test_a_bug_shows_its_traceback(workspace):
         "sys.exit(cli.main(['query', 'SELECT 1', 'index=idx']))\n"
     )
     env = dict(os.environ, CURATE_RUNS_DIR=str(workspace / "runs"), HYDRA_FULL_ERROR="1")
-    done = subprocess.run([sys.executable, "-c", script], cwd=workspace, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=workspace, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode not in (0, 2)
     assert "Traceback" in done.stderr and "TypeError" in done.stderr
 
@@ -93,10 +101,17 @@ def test_every_error_is_a_curate_error_and_the_builtin_it_replaces():
     assert issubclass(errors.ScanError, errors.CurateError) and issubclass(errors.ScanError, RuntimeError)
     assert errors.CurateError.__module__ == "curate._native", "the base is the native module's own"
     builtins = {
-        errors.ConfigError: ValueError, errors.TagSpecError: ValueError, errors.SourceNotFoundError: FileNotFoundError,
-        errors.IndexNotFoundError: FileNotFoundError, errors.IndexBusyError: RuntimeError,
-        errors.QueryError: ValueError, errors.LabelsError: ValueError, errors.ModelNotFoundError: FileNotFoundError,
-        errors.DatasetError: ValueError, errors.DeidKeyError: RuntimeError, errors.DeidOutputError: ValueError,
+        errors.ConfigError: ValueError,
+        errors.TagSpecError: ValueError,
+        errors.SourceNotFoundError: FileNotFoundError,
+        errors.IndexNotFoundError: FileNotFoundError,
+        errors.IndexBusyError: RuntimeError,
+        errors.QueryError: ValueError,
+        errors.LabelsError: ValueError,
+        errors.ModelNotFoundError: FileNotFoundError,
+        errors.DatasetError: ValueError,
+        errors.DeidKeyError: RuntimeError,
+        errors.DeidOutputError: ValueError,
     }
     for error, builtin in builtins.items():
         assert issubclass(error, errors.CurateError) and issubclass(error, builtin), error

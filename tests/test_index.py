@@ -207,12 +207,20 @@ def test_a_second_scan_of_the_same_index_is_refused(tmp_path):
 
 def test_derived_columns_on_planted_values(tmp_path):
     planted = {
-        "age_string.dcm": dict(PatientAge="006M", PatientSex="M", BodyPartExamined="TORAX", ViewPosition="POSTEROANTERIOR"),
+        "age_string.dcm": dict(
+            PatientAge="006M", PatientSex="M", BodyPartExamined="TORAX", ViewPosition="POSTEROANTERIOR"
+        ),
         "birth_date.dcm": dict(
-            PatientBirthDate="19800615", StudyDate="20200615", PatientSex="F", BodyPartExamined="Port Chest", ViewPosition="LL"
+            PatientBirthDate="19800615",
+            StudyDate="20200615",
+            PatientSex="F",
+            BodyPartExamined="Port Chest",
+            ViewPosition="LL",
         ),
         "implausible.dcm": dict(PatientAge="150Y", PatientSex="", BodyPartExamined="THORAX", ViewPosition="AP"),
-        "negative.dcm": dict(PatientBirthDate="20300101", StudyDate="20200101", PhotometricInterpretation="MONOCHROME1"),
+        "negative.dcm": dict(
+            PatientBirthDate="20300101", StudyDate="20200101", PhotometricInterpretation="MONOCHROME1"
+        ),
     }
     src = tmp_path / "src"
     src.mkdir()

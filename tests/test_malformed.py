@@ -310,13 +310,13 @@ def test_random_bytes(tmp_path):
     assert table.num_rows == 40
     for row in table.to_pylist():
         assert row["status"] == "not_dicom", row
-        assert row["error"] == "not_dicom: no 'DICM' marker at byte 128 and no DICOM data element at the start of the file"
+        assert (
+            row["error"] == "not_dicom: no 'DICM' marker at byte 128 and no DICOM data element at the start of the file"
+        )
         assert row["PatientID"] is None and row["transfer_syntax"] is None
 
 
-@pytest.mark.parametrize(
-    "transfer_syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, None]
-)
+@pytest.mark.parametrize("transfer_syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, None])
 def test_random_data_set_after_a_valid_start(tmp_path, transfer_syntax):
     """Random bytes where the data set should be: an error or a (short) data set, never a crash."""
     rng = random.Random(str(transfer_syntax))
@@ -586,7 +586,9 @@ def test_good_files_survive_bad_neighbours(tmp_path):
     good = {}
     for i in range(12):
         pid = f"GOOD{i:02d}"
-        ts = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian][i % 4]
+        ts = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian][
+            i % 4
+        ]
         write(make_dataset(PatientID=pid, Rows=i + 1), tmp_path / f"good{i:02d}.dcm", transfer_syntax=ts)
         good[f"good{i:02d}.dcm"] = pid
     for name, real in [("ct.dcm", "CT_small.dcm"), ("mr.dcm", "MR_small.dcm")]:

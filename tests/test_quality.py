@@ -70,8 +70,14 @@ def planted(tmp_path_factory) -> tuple[Path, Path]:
     # mixed_modality_series
     series = generate_uid()
     study = generate_uid()
-    write(clean(PatientID="MIXED", StudyInstanceUID=study, SeriesInstanceUID=series, Modality="CT"), src / "bad" / "mix1.dcm")
-    write(clean(PatientID="MIXED", StudyInstanceUID=study, SeriesInstanceUID=series, Modality="MR"), src / "bad" / "mix2.dcm")
+    write(
+        clean(PatientID="MIXED", StudyInstanceUID=study, SeriesInstanceUID=series, Modality="CT"),
+        src / "bad" / "mix1.dcm",
+    )
+    write(
+        clean(PatientID="MIXED", StudyInstanceUID=study, SeriesInstanceUID=series, Modality="MR"),
+        src / "bad" / "mix2.dcm",
+    )
     # burned_in_annotation, derived_or_secondary
     write(clean(BurnedInAnnotation="YES"), src / "bad" / "burned.dcm")
     write(clean(ImageType=["DERIVED", "SECONDARY"]), src / "bad" / "derived.dcm")

@@ -28,7 +28,9 @@ def index_dir(tmp_path_factory) -> Path:
 
 
 def test_query_returns_arrow(index_dir):
-    table = query.query(index_dir, "SELECT Modality, count(*) AS n FROM idx WHERE status = 'ok' GROUP BY ALL ORDER BY ALL")
+    table = query.query(
+        index_dir, "SELECT Modality, count(*) AS n FROM idx WHERE status = 'ok' GROUP BY ALL ORDER BY ALL"
+    )
     assert dict(zip(table.column("Modality").to_pylist(), table.column("n").to_pylist())) == {
         "CT": 1,
         "MR": 1,
@@ -66,8 +68,10 @@ def test_bad_sql_and_missing_index_are_clear(index_dir, tmp_path):
 
 def test_cli_takes_the_sql_as_its_first_argument(index_dir, tmp_path):
     done = run_curate(
-        "query", "SELECT status, count(*) AS n FROM idx WHERE status IN ('ok', 'not_dicom') GROUP BY ALL ORDER BY ALL",
-        f"index={index_dir}", cwd=tmp_path,
+        "query",
+        "SELECT status, count(*) AS n FROM idx WHERE status IN ('ok', 'not_dicom') GROUP BY ALL ORDER BY ALL",
+        f"index={index_dir}",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert "not_dicom" in done.stdout and "│ ok" in done.stdout

@@ -86,7 +86,17 @@ def test_small_cells_are_suppressed(archive):
     small = [r for r in stats["xray_dose"] if r["manufacturer"] == "Small Vendor"]
     assert small and all(r["n"] == SUPPRESSED and "median" not in r for r in small), "no statistic of a small group"
     big = [r for r in stats["xray_dose"] if r["manufacturer"] == "Big Vendor" and r["indicator"] == "kVp"]
-    assert big == [{"indicator": "kVp", "manufacturer": "Big Vendor", "body_part": "CHEST", "n": 13, "p25": 120.0, "median": 120.0, "p75": 120.0}]
+    assert big == [
+        {
+            "indicator": "kVp",
+            "manufacturer": "Big Vendor",
+            "body_part": "CHEST",
+            "n": 13,
+            "p25": 120.0,
+            "median": 120.0,
+            "p75": 120.0,
+        }
+    ]
 
 
 def test_report_files_hold_nothing_identifying(archive, tmp_path):
@@ -113,7 +123,9 @@ def test_report_plots_render_in_a_headless_browser(archive, tmp_path):
     report = build_report(archive / "idx", tmp_path / "rep")
     done = subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", report.html_path.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
@@ -130,7 +142,9 @@ def test_nothing_identifying_reaches_mlflow(archive, tmp_path):
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"}
     store.mkdir()
     overrides = [f"tracking.artifacts={store / 'artifacts'}"]
-    scan = run_curate("scan", f"source={archive / 'src'}", "index=idx", "progress=false", *overrides, cwd=tmp_path, env=env)
+    scan = run_curate(
+        "scan", f"source={archive / 'src'}", "index=idx", "progress=false", *overrides, cwd=tmp_path, env=env
+    )
     assert scan.returncode == 0, scan.stderr
     done = run_curate("report", "index=idx", "out=rep", *overrides, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr

@@ -110,7 +110,9 @@ def test_nothing_to_scan_gives_an_empty_table_with_the_schema(tmp_path):
 def test_threads_do_not_change_the_table(tmp_path):
     for i in range(40):
         ts = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian][i % 3]
-        write(make_dataset(PatientID=f"P{i}", InstanceNumber=i, Rows=i + 1), tmp_path / f"s{i % 4}" / f"{i:03d}.dcm", ts)
+        write(
+            make_dataset(PatientID=f"P{i}", InstanceNumber=i, Rows=i + 1), tmp_path / f"s{i % 4}" / f"{i:03d}.dcm", ts
+        )
     (tmp_path / "junk.dcm").write_bytes(b"not dicom at all")
     (tmp_path / "cut.dcm").write_bytes((tmp_path / "s0" / "000.dcm").read_bytes()[:300])
     one = curate.scan(tmp_path, threads=1)
@@ -219,7 +221,9 @@ def view_code(value: str, meaning: str) -> Dataset:
 @pytest.fixture
 def tagged_file(tmp_path) -> Path:
     ds = make_dataset(PatientID="TAGS", AcquisitionNumber=17)
-    ds.ViewCodeSequence = Sequence([view_code("399368009", "medio-lateral oblique"), view_code("399162004", "cranio-caudal")])
+    ds.ViewCodeSequence = Sequence(
+        [view_code("399368009", "medio-lateral oblique"), view_code("399162004", "cranio-caudal")]
+    )
     block = ds.private_block(0x0019, "ACME 1.0", create=True)
     block.add_new(0xA0, "LO", "private value")
     block.add_new(0xA1, "DS", "2.5")
@@ -374,7 +378,9 @@ def test_pixel_data_offset_points_at_the_pixel_data_tag(tmp_path, transfer_synta
 
 
 def test_pixel_data_length_of_native_and_encapsulated_files():
-    rows = {Path(r["path"]).name: r for r in curate.scan([testdata("CT_small.dcm"), testdata("JPEG2000.dcm")]).to_pylist()}
+    rows = {
+        Path(r["path"]).name: r for r in curate.scan([testdata("CT_small.dcm"), testdata("JPEG2000.dcm")]).to_pylist()
+    }
     ct = rows["CT_small.dcm"]
     assert ct["pixel_data_length"] == ct["Rows"] * ct["Columns"] * ct["BitsAllocated"] // 8
     assert rows["JPEG2000.dcm"]["pixel_data_length"] == -1, "undefined length: encapsulated fragments"
@@ -396,7 +402,9 @@ def test_pixel_data_offset_skips_an_icon_image(tmp_path):
 
 
 def test_deflated_file(tmp_path):
-    path = write(image_dataset(PatientID="DEFL", StudyDate="20200101"), tmp_path / "z.dcm", DeflatedExplicitVRLittleEndian)
+    path = write(
+        image_dataset(PatientID="DEFL", StudyDate="20200101"), tmp_path / "z.dcm", DeflatedExplicitVRLittleEndian
+    )
     row = only_row(curate.scan(path))
     assert row["status"] == "ok", row["error"]
     assert (row["PatientID"], row["StudyDate"], row["Rows"]) == ("DEFL", dt.date(2020, 1, 1), 8)

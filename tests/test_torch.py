@@ -32,7 +32,9 @@ def version(tmp_path_factory):
     src = root / "src"
     for i in range(8):
         photometric = "MONOCHROME1" if i % 2 else "MONOCHROME2"
-        ds = image_dataset(PatientID=f"P{i}", PhotometricInterpretation=photometric, ViewPosition="PA" if i < 4 else "LL")
+        ds = image_dataset(
+            PatientID=f"P{i}", PhotometricInterpretation=photometric, ViewPosition="PA" if i < 4 else "LL"
+        )
         ds.PixelData = (np.arange(64, dtype=np.uint16) + i).tobytes()
         write(ds, src / f"{i}.dcm")
     shutil.copy(testdata("JPEG2000.dcm"), src / "j2k.dcm")
@@ -60,8 +62,11 @@ def test_monochrome1_comes_out_inverted(version):
     data = CuratedDataset(version, split="train")
     manifest = pd.read_parquet(version / "manifest.parquet")
     kinds = dict(zip(manifest.path, manifest.photometric))
-    ramps = [data[i][0][0] for i, path in enumerate(data.paths) if kinds[path] in ("MONOCHROME1", "MONOCHROME2")
-             and data[i][0].shape[-1] == 8]
+    ramps = [
+        data[i][0][0]
+        for i, path in enumerate(data.paths)
+        if kinds[path] in ("MONOCHROME1", "MONOCHROME2") and data[i][0].shape[-1] == 8
+    ]
     firsts = {kinds[p]: data[i][0][0] for i, p in enumerate(data.paths) if data[i][0].shape[-1] == 8}
     assert len(ramps) == 8
     # A ramp rising left to right: bright on the right in MONOCHROME2, dark in MONOCHROME1.
@@ -81,9 +86,13 @@ def test_dataloader_with_worker_processes(version):
     from curate.torch import CuratedDataset
 
     data = CuratedDataset(version, split="train", size=8)
-    loader = DataLoader(data, batch_size=3, num_workers=2, shuffle=False,
-                        collate_fn=lambda batch: (torch.stack([b[0] for b in batch if b[0].shape[-1] == 8]),
-                                                  [b[1] for b in batch]))
+    loader = DataLoader(
+        data,
+        batch_size=3,
+        num_workers=2,
+        shuffle=False,
+        collate_fn=lambda batch: (torch.stack([b[0] for b in batch if b[0].shape[-1] == 8]), [b[1] for b in batch]),
+    )
     seen = 0
     for images, labels in loader:
         assert images.ndim == 4 and images.shape[1:] == (1, 8, 8)
@@ -97,13 +106,20 @@ def test_exported_images_load_like_the_dicom(tmp_path, format_):
 
     src = tmp_path / "src"
     for i in range(4):
-        ds = image_dataset(PatientID=f"E{i}", PhotometricInterpretation="MONOCHROME1" if i % 2 else "MONOCHROME2",
-                           ViewPosition="PA")
+        ds = image_dataset(
+            PatientID=f"E{i}", PhotometricInterpretation="MONOCHROME1" if i % 2 else "MONOCHROME2", ViewPosition="PA"
+        )
         ds.PixelData = (np.arange(64, dtype=np.uint16) * (i + 1)).tobytes()
         write(ds, src / f"{i}.dcm")
     build_index(src, tmp_path / "idx", progress=False)
-    spec = DatasetSpec.from_dict({"name": "e", "label": "view", "split": {"train": 1.0, "val": 0.0, "test": 0.0},
-                                  "export": {"format": format_, "size": 8}})
+    spec = DatasetSpec.from_dict(
+        {
+            "name": "e",
+            "label": "view",
+            "split": {"train": 1.0, "val": 0.0, "test": 0.0},
+            "export": {"format": format_, "size": 8},
+        }
+    )
     version = build_dataset(spec, tmp_path / "idx", tmp_path / "datasets", KEY, workers=1).path
     exported = CuratedDataset(version, split="train")
     assert exported.from_export and all(p.startswith("images/") for p in exported.paths)

@@ -26,8 +26,15 @@ def store(tmp_path):
 
 def test_train_logs_metrics_confusion_matrix_and_a_loadable_model(tmp_path, store):
     uri, overrides = store
-    done = run_curate("train", "data.series=300", "data.sites=6", "out=model.joblib", *overrides,
-                      cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    done = run_curate(
+        "train",
+        "data.series=300",
+        "data.sites=6",
+        "out=model.joblib",
+        *overrides,
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "grouped  macro-F1" in done.stdout and "rules    macro-F1" in done.stdout
     mlflow.set_tracking_uri(uri)
@@ -47,8 +54,17 @@ def test_train_logs_metrics_confusion_matrix_and_a_loadable_model(tmp_path, stor
 
 def test_a_sweep_puts_its_runs_under_one_parent(tmp_path, store):
     uri, overrides = store
-    done = run_curate("train", "-m", "model=logreg,rf", "data.series=200", "data.sites=5", "n_estimators=20",
-                      *overrides, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    done = run_curate(
+        "train",
+        "-m",
+        "model=logreg,rf",
+        "data.series=200",
+        "data.sites=5",
+        "n_estimators=20",
+        *overrides,
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["curate"])

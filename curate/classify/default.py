@@ -18,8 +18,9 @@ def train_default_model() -> SeriesTypeClassifier:
     from curate.classify.train import synthetic_data
 
     data = synthetic_data(RECIPE["series"], RECIPE["sites"], RECIPE["seed"])
-    model = SeriesTypeClassifier(model=RECIPE["model"], C=RECIPE["C"], threshold=RECIPE["threshold"],
-                                 random_state=RECIPE["seed"])
+    model = SeriesTypeClassifier(
+        model=RECIPE["model"], C=RECIPE["C"], threshold=RECIPE["threshold"], random_state=RECIPE["seed"]
+    )
     return model.fit(data.X, data.y)
 
 
@@ -35,6 +36,7 @@ def evaluate_default_model() -> dict:
     from curate.classify.train import synthetic_data
 
     data = synthetic_data(RECIPE["series"], RECIPE["sites"], RECIPE["seed"])
-    experiment = Experiment(model=RECIPE["model"], C=RECIPE["C"], target_precision=0.95, test_size=0.25,
-                            seed=RECIPE["seed"])
+    experiment = Experiment(
+        model=RECIPE["model"], C=RECIPE["C"], target_precision=0.95, test_size=0.25, seed=RECIPE["seed"]
+    )
     return experiment.run(data)[1]

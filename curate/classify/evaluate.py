@@ -56,7 +56,9 @@ def evaluate(
     y = pd.Series(np.asarray(y), index=X.index)
     # Stratify the random split, unless a class is too rare to be in both halves.
     rare = y.value_counts().min() < 2
-    random_split = (ShuffleSplit if rare else StratifiedShuffleSplit)(n_splits=1, test_size=test_size, random_state=seed)
+    random_split = (ShuffleSplit if rare else StratifiedShuffleSplit)(
+        n_splits=1, test_size=test_size, random_state=seed
+    )
     splits = {"random": random_split.split(X, y)}
     if groups is not None and pd.Series(groups).nunique() > 1:
         splits["grouped"] = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(X, y, groups)
@@ -99,8 +101,15 @@ def confusion_png(confusion: dict, title: str) -> bytes:
         for i in range(len(labels)):
             for j in range(len(labels)):
                 if matrix[i, j]:
-                    ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if shares[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(matrix[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if shares[i, j] > 0.5 else "black",
+                    )
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=10)

@@ -16,8 +16,9 @@ from curate.errors import ConfigError
 from curate.tracking import StageResult
 
 
-def training_data(source: str, series: int, sites: int, seed: int, index: str | None, labels: str | None,
-                  group_column: str) -> TrainingData:
+def training_data(
+    source: str, series: int, sites: int, seed: int, index: str | None, labels: str | None, group_column: str
+) -> TrainingData:
     if source == "synthetic":
         return synthetic_data(series, sites, seed)
     if source == "index":
@@ -38,8 +39,9 @@ class Experiment:
     seed: int = 0
 
     def make(self) -> SeriesTypeClassifier:
-        return SeriesTypeClassifier(model=self.model, C=self.C, n_estimators=self.n_estimators,
-                                    threshold=self.threshold, random_state=self.seed)
+        return SeriesTypeClassifier(
+            model=self.model, C=self.C, n_estimators=self.n_estimators, threshold=self.threshold, random_state=self.seed
+        )
 
     def run(self, data: TrainingData) -> tuple[SeriesTypeClassifier, dict]:
         """Scores on held-out sites and on a random split (and the rules'), then the
@@ -49,8 +51,15 @@ class Experiment:
         return self.make().fit(data.X, data.y), report
 
     def params(self, data: TrainingData) -> dict[str, object]:
-        return {"model": self.model, "C": self.C, "n_estimators": self.n_estimators, "threshold": self.threshold,
-                "target_precision": self.target_precision, "data": data.description, "rows": len(data.X)}
+        return {
+            "model": self.model,
+            "C": self.C,
+            "n_estimators": self.n_estimators,
+            "threshold": self.threshold,
+            "target_precision": self.target_precision,
+            "data": data.description,
+            "rows": len(data.X),
+        }
 
     @staticmethod
     def metrics(report: dict) -> dict[str, float]:
@@ -78,11 +87,15 @@ class Experiment:
         example = generate(5, sites=2, seed=1).reindex(columns=used).head(5)
         example = example.astype({c: float for c in example.select_dtypes("number").columns})
         mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(example, model.predict(example)), input_example=example,
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
             skops_trusted_types=own_types(model),
         )
-        mlflow.log_input(mlflow.data.from_pandas(data.X.head(0), name="training data", digest=data.digest),
-                         context="training")
+        mlflow.log_input(
+            mlflow.data.from_pandas(data.X.head(0), name="training data", digest=data.digest), context="training"
+        )
         with tempfile.TemporaryDirectory() as folder:
             png = Path(folder) / "confusion_matrix.png"
             png.write_bytes(confusion_png(report["confusion"], f"{self.model}: held-out sites"))
@@ -97,8 +110,10 @@ class Experiment:
             if split in report:
                 r = report[split]
                 coverage = r[f"coverage_at_precision_{self.target_precision:g}"]
-                lines.append(f"{split:<8} macro-F1 {r['macro_f1']:.3f}  balanced accuracy {r['balanced_accuracy']:.3f}  "
-                             f"coverage at precision {self.target_precision:g}: {coverage:.1%}")
+                lines.append(
+                    f"{split:<8} macro-F1 {r['macro_f1']:.3f}  balanced accuracy {r['balanced_accuracy']:.3f}  "
+                    f"coverage at precision {self.target_precision:g}: {coverage:.1%}"
+                )
         rules = report["rules"]
         lines.append(f"rules    macro-F1 {rules['macro_f1']:.3f}  (answers {rules['coverage']:.1%})")
         return "\n".join(lines)

@@ -16,8 +16,15 @@ from sklearn.preprocessing import OneHotEncoder, QuantileTransformer
 from curate.classify.table import as_frame, is_feature_column
 
 #: Free text: read as character n-grams (spelling, language and abbreviations vary).
-TEXT_COLUMNS = ("SeriesDescription", "ProtocolName", "StudyDescription", "BodyPartExamined",
-                "PerformedProcedureStepDescription", "DerivationDescription", "SequenceName")
+TEXT_COLUMNS = (
+    "SeriesDescription",
+    "ProtocolName",
+    "StudyDescription",
+    "BodyPartExamined",
+    "PerformedProcedureStepDescription",
+    "DerivationDescription",
+    "SequenceName",
+)
 #: Backslash-separated or list-valued codes: read as a bag of their parts.
 TOKEN_COLUMNS = ("ImageType", "ScanningSequence", "SequenceVariant", "ScanOptions", "PatientOrientation")
 MAX_CATEGORIES = 50
@@ -70,8 +77,10 @@ class MetadataFeatures(BaseEstimator, TransformerMixin):
     def _text(self, frame: pd.DataFrame) -> list[str]:
         if not self.roles_["text"]:
             return [""] * len(frame)
-        parts = [_to_text(frame[c]) if c in frame else pd.Series([""] * len(frame), index=frame.index)
-                 for c in self.roles_["text"]]
+        parts = [
+            _to_text(frame[c]) if c in frame else pd.Series([""] * len(frame), index=frame.index)
+            for c in self.roles_["text"]
+        ]
         return [" | ".join(values) for values in zip(*parts)]
 
     def _tokens(self, frame: pd.DataFrame) -> list[str]:
@@ -104,8 +113,14 @@ class MetadataFeatures(BaseEstimator, TransformerMixin):
         text = self._text(frame)
         self.text_ = None
         if any(t.strip(" |") for t in text):
-            self.text_ = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), lowercase=True,
-                                         strip_accents="unicode", sublinear_tf=True, max_features=self.text_features)
+            self.text_ = TfidfVectorizer(
+                analyzer="char_wb",
+                ngram_range=(2, 4),
+                lowercase=True,
+                strip_accents="unicode",
+                sublinear_tf=True,
+                max_features=self.text_features,
+            )
             self.text_.fit(text)
         self.tokens_ = CountVectorizer(token_pattern=r"\S+", lowercase=False, binary=True)
         tokens = self._tokens(frame)

@@ -43,8 +43,14 @@ class SeriesTypeClassifier(ClassifierMixin, BaseEstimator):
     random_state : int
     """
 
-    def __init__(self, model: str = "logreg", C: float = 10.0, n_estimators: int = 200,
-                 threshold: float | None = None, random_state: int = 0):
+    def __init__(
+        self,
+        model: str = "logreg",
+        C: float = 10.0,
+        n_estimators: int = 200,
+        threshold: float | None = None,
+        random_state: int = 0,
+    ):
         self.model = model
         self.C = C
         self.n_estimators = n_estimators
@@ -55,8 +61,12 @@ class SeriesTypeClassifier(ClassifierMixin, BaseEstimator):
         if self.model == "logreg":
             return LogisticRegression(C=self.C, max_iter=2000, random_state=self.random_state)
         if self.model == "rf":
-            return RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.random_state, n_jobs=-1,
-                                          class_weight="balanced_subsample")
+            return RandomForestClassifier(
+                n_estimators=self.n_estimators,
+                random_state=self.random_state,
+                n_jobs=-1,
+                class_weight="balanced_subsample",
+            )
         if self.model == "hgb":
             return HistGradientBoostingClassifier(max_iter=self.n_estimators, random_state=self.random_state)
         raise ConfigError(f"model must be one of {', '.join(MODELS)}, not {self.model!r}")

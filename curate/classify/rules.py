@@ -47,8 +47,13 @@ def _radiograph(row: pd.Series) -> str:
     view = VIEW_SYNONYMS.get(view) or view
     if not part and not view:
         return UNKNOWN
-    return {"PA": "chest_pa", "AP": "chest_ap", "LATERAL": "chest_lateral", "OBLIQUE": "chest_other",
-            "DECUBITUS": "chest_other"}.get(view, UNKNOWN)
+    return {
+        "PA": "chest_pa",
+        "AP": "chest_ap",
+        "LATERAL": "chest_lateral",
+        "OBLIQUE": "chest_other",
+        "DECUBITUS": "chest_other",
+    }.get(view, UNKNOWN)
 
 
 def _mr(row: pd.Series) -> str:

@@ -33,8 +33,18 @@ LANGUAGES = {
 }
 
 CHEST_TYPES = ["chest_pa", "chest_ap", "chest_lateral", "chest_other", "not_chest"]
-MR_TYPES = ["mr_localizer", "mr_t1", "mr_t1_contrast", "mr_t2", "mr_flair", "mr_dwi", "mr_adc", "mr_swi", "mr_pd",
-            "mr_perfusion"]
+MR_TYPES = [
+    "mr_localizer",
+    "mr_t1",
+    "mr_t1_contrast",
+    "mr_t2",
+    "mr_flair",
+    "mr_dwi",
+    "mr_adc",
+    "mr_swi",
+    "mr_pd",
+    "mr_perfusion",
+]
 CT_TYPES = ["ct_axial", "ct_reformat", "ct_scout", "ct_dose_report"]
 
 
@@ -77,8 +87,13 @@ def _uid(rng: np.random.Generator) -> str:
 
 def _chest_series(site: Site, kind: str, rng: np.random.Generator) -> dict:
     pa, ap, lat, chest, portable, left, right = LANGUAGES[site.language]
-    view = {"chest_pa": "PA", "chest_ap": "AP", "chest_lateral": rng.choice(["LL", "RL", "LATERAL"]),
-            "chest_other": rng.choice(["LLD", "RLD", "RAO", "LAO", "AP"]), "not_chest": rng.choice(["AP", "PA", "LAT", ""])}[kind]
+    view = {
+        "chest_pa": "PA",
+        "chest_ap": "AP",
+        "chest_lateral": rng.choice(["LL", "RL", "LATERAL"]),
+        "chest_other": rng.choice(["LLD", "RLD", "RAO", "LAO", "AP"]),
+        "not_chest": rng.choice(["AP", "PA", "LAT", ""]),
+    }[kind]
     part_truth = "CHEST" if kind != "not_chest" else rng.choice(["KNEE", "HAND", "PELVIS", "LSPINE", "SKULL", "FOOT"])
     if site.body_part_style == "blank" and rng.random() < 0.7:
         part = ""
@@ -119,7 +134,8 @@ def _chest_series(site: Site, kind: str, rng: np.random.Generator) -> dict:
         "StudyDescription": f"{chest} X-ray" if kind != "not_chest" else f"{part_truth} X-ray",
         # Many sites never fill it; those that do get it wrong now and then.
         "PatientOrientation": (
-            "" if rng.random() >= site.fills_orientation
+            ""
+            if rng.random() >= site.fills_orientation
             else (str(rng.choice(["L\\F", "R\\F", "P\\F"])) if rng.random() < 0.05 else orientation)
         ),
         "Rows": rows,
@@ -135,16 +151,70 @@ def _chest_series(site: Site, kind: str, rng: np.random.Generator) -> dict:
 
 MR_PARAMS = {
     # TR, TE, TI, flip, sequence, description words, image type, images per series
-    "mr_localizer": (8, 4, None, 20, "GR", ["3-plane loc", "localizer", "survey", "scout"], "ORIGINAL\\PRIMARY\\LOCALIZER", 9),
+    "mr_localizer": (
+        8,
+        4,
+        None,
+        20,
+        "GR",
+        ["3-plane loc", "localizer", "survey", "scout"],
+        "ORIGINAL\\PRIMARY\\LOCALIZER",
+        9,
+    ),
     "mr_t1": (550, 12, None, 90, "SE", ["T1 AX", "t1_se_sag", "T1W SE", "ax t1"], "ORIGINAL\\PRIMARY\\M", 24),
-    "mr_t1_contrast": (550, 12, None, 90, "SE", ["T1 AX +C", "t1_se_post", "T1W GD", "ax t1 post"], "ORIGINAL\\PRIMARY\\M", 24),
+    "mr_t1_contrast": (
+        550,
+        12,
+        None,
+        90,
+        "SE",
+        ["T1 AX +C", "t1_se_post", "T1W GD", "ax t1 post"],
+        "ORIGINAL\\PRIMARY\\M",
+        24,
+    ),
     "mr_t2": (4000, 100, None, 90, "SE", ["T2 AX", "t2_tse_tra", "T2W TSE", "ax t2"], "ORIGINAL\\PRIMARY\\M", 24),
-    "mr_flair": (9000, 120, 2500, 90, "IR", ["FLAIR AX", "t2_tirm_tra_dark-fluid", "T2W FLAIR", "ax flair"], "ORIGINAL\\PRIMARY\\M", 24),
-    "mr_dwi": (5000, 80, None, 90, "EP", ["DWI", "ep2d_diff_b1000", "DWI SENSE", "diffusion"], "ORIGINAL\\PRIMARY\\DIFFUSION", 48),
-    "mr_adc": (5000, 80, None, 90, "EP", ["ADC", "ep2d_diff_ADC", "dADC", "apparent diffusion"], "DERIVED\\PRIMARY\\ADC", 24),
+    "mr_flair": (
+        9000,
+        120,
+        2500,
+        90,
+        "IR",
+        ["FLAIR AX", "t2_tirm_tra_dark-fluid", "T2W FLAIR", "ax flair"],
+        "ORIGINAL\\PRIMARY\\M",
+        24,
+    ),
+    "mr_dwi": (
+        5000,
+        80,
+        None,
+        90,
+        "EP",
+        ["DWI", "ep2d_diff_b1000", "DWI SENSE", "diffusion"],
+        "ORIGINAL\\PRIMARY\\DIFFUSION",
+        48,
+    ),
+    "mr_adc": (
+        5000,
+        80,
+        None,
+        90,
+        "EP",
+        ["ADC", "ep2d_diff_ADC", "dADC", "apparent diffusion"],
+        "DERIVED\\PRIMARY\\ADC",
+        24,
+    ),
     "mr_swi": (40, 25, None, 15, "GR", ["SWI", "swi_tra", "SWIp", "susceptibility"], "ORIGINAL\\PRIMARY\\M", 72),
     "mr_pd": (2500, 25, None, 90, "SE", ["PD AX", "pd_tse", "PDW", "proton density"], "ORIGINAL\\PRIMARY\\M", 24),
-    "mr_perfusion": (1500, 30, None, 90, "EP", ["PERFUSION", "ep2d_perf", "DSC perf", "perf"], "ORIGINAL\\PRIMARY\\PERFUSION", 120),
+    "mr_perfusion": (
+        1500,
+        30,
+        None,
+        90,
+        "EP",
+        ["PERFUSION", "ep2d_perf", "DSC perf", "perf"],
+        "ORIGINAL\\PRIMARY\\PERFUSION",
+        120,
+    ),
 }
 
 

@@ -19,8 +19,18 @@ NEVER_FEATURES = re.compile(
     r"|AccessionNumber|age_years|sex|study_year|series_type|label|site)$"
 )
 #: Except these, whose names end like identifiers but which describe the equipment.
-ALLOWED = {"ManufacturerModelName", "EchoTrainLength", "ExposureTime", "InversionTime", "RepetitionTime", "EchoTime",
-           "SequenceName", "ProtocolName", "NumberOfFrames", "AcquisitionNumber"}
+ALLOWED = {
+    "ManufacturerModelName",
+    "EchoTrainLength",
+    "ExposureTime",
+    "InversionTime",
+    "RepetitionTime",
+    "EchoTime",
+    "SequenceName",
+    "ProtocolName",
+    "NumberOfFrames",
+    "AcquisitionNumber",
+}
 
 
 def as_frame(X) -> pd.DataFrame:

@@ -42,12 +42,18 @@ def synthetic_data(series: int = 3000, sites: int = 10, seed: int = 0) -> Traini
 
     rows = generate(series, sites=sites, seed=seed)
     X = rows.drop(columns=["series_type", "site"])
-    return TrainingData(X, rows.series_type, rows.site, f"synthetic: {series} series, {sites} sites, seed {seed}",
-                        _digest(X, rows.series_type))
+    return TrainingData(
+        X,
+        rows.series_type,
+        rows.site,
+        f"synthetic: {series} series, {sites} sites, seed {seed}",
+        _digest(X, rows.series_type),
+    )
 
 
-def labelled_index(index_dir: str | os.PathLike[str], labels: str | os.PathLike[str],
-                   group_column: str = "InstitutionName") -> TrainingData:
+def labelled_index(
+    index_dir: str | os.PathLike[str], labels: str | os.PathLike[str], group_column: str = "InstitutionName"
+) -> TrainingData:
     """Index rows joined with their labels (by series or by instance)."""
     from curate.index.store import open_index
 
@@ -68,9 +74,13 @@ def labelled_index(index_dir: str | os.PathLike[str], labels: str | os.PathLike[
         raise LabelsError(f"no row of the index matches a label in {labels}")
     groups = merged[group_column] if group_column in merged else None
     X = merged.drop(columns=["series_type"])
-    return TrainingData(X, merged["series_type"], groups,
-                        f"index with {len(merged)} labelled rows ({merged['series_type'].nunique()} types)",
-                        _digest(X[[c for c in X.columns if c != "path"]], merged["series_type"]))
+    return TrainingData(
+        X,
+        merged["series_type"],
+        groups,
+        f"index with {len(merged)} labelled rows ({merged['series_type'].nunique()} types)",
+        _digest(X[[c for c in X.columns if c != "path"]], merged["series_type"]),
+    )
 
 
 def _weakly_labelled(frame: pd.DataFrame, group_column: str) -> TrainingData:
@@ -85,8 +95,13 @@ def _weakly_labelled(frame: pd.DataFrame, group_column: str) -> TrainingData:
         raise LabelsError("the header rules label no row of this index: give a labels CSV")
     X = frame[keep]
     groups = X[group_column] if group_column in X else None
-    return TrainingData(X, labels[keep], groups, f"index with {int(keep.sum())} rows weakly labelled by the header rules",
-                        _digest(X[[c for c in X.columns if c != "path"]], labels[keep]))
+    return TrainingData(
+        X,
+        labels[keep],
+        groups,
+        f"index with {int(keep.sum())} rows weakly labelled by the header rules",
+        _digest(X[[c for c in X.columns if c != "path"]], labels[keep]),
+    )
 
 
 def save_model(model: SeriesTypeClassifier, path: str | os.PathLike[str]) -> Path:
@@ -140,8 +155,9 @@ class ClassifyResult(StageResult):
         return "\n".join([*lines, "", "series types written beside the index"])
 
 
-def classify_index(index_dir: str | os.PathLike[str], model: SeriesTypeClassifier,
-                   model_version: str = "") -> ClassifyResult:
+def classify_index(
+    index_dir: str | os.PathLike[str], model: SeriesTypeClassifier, model_version: str = ""
+) -> ClassifyResult:
     """Series types of every series in the index, written beside it (SeriesInstanceUID,
     series_type, confidence, model_version); the counts by type."""
     import pyarrow as pa

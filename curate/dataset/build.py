@@ -54,18 +54,24 @@ class BuildResult(StageResult):
 
     def params(self) -> dict[str, object]:
         """Settings and digests for experiment tracking: no path, no header value."""
-        return {"dataset": self.spec.name, "version_id": self.version_id, "spec_digest": self.spec.digest()[:16],
-                "manifest_sha256": self.description.get("manifest_sha256"),
-                "parent_version": self.description.get("parent_version"),
-                "deid_options": ",".join(self.spec.deid.active()) or "basic",
-                "export": self.spec.export.format or "none"}
+        return {
+            "dataset": self.spec.name,
+            "version_id": self.version_id,
+            "spec_digest": self.spec.digest()[:16],
+            "manifest_sha256": self.description.get("manifest_sha256"),
+            "parent_version": self.description.get("parent_version"),
+            "deid_options": ",".join(self.spec.deid.active()) or "basic",
+            "export": self.spec.export.format or "none",
+        }
 
     def metrics(self) -> dict[str, float]:
         counts = self.counts
-        return {"instances": counts["instances"], "patients": counts.get("patients", 0),
-                **{f"split.{k}": v for k, v in counts.get("by_split", {}).items()},
-                **{f"excluded.{k.replace(' ', '_').replace(':', '')}": v
-                   for k, v in counts.get("excluded", {}).items()}}
+        return {
+            "instances": counts["instances"],
+            "patients": counts.get("patients", 0),
+            **{f"split.{k}": v for k, v in counts.get("by_split", {}).items()},
+            **{f"excluded.{k.replace(' ', '_').replace(':', '')}": v for k, v in counts.get("excluded", {}).items()},
+        }
 
     def artifacts(self) -> list[Path]:
         return [self.path / CARD] if self.created else []
@@ -78,9 +84,11 @@ class BuildResult(StageResult):
     def format(self) -> str:
         counts = self.counts
         state = "built" if self.created else "already built (unchanged inputs)"
-        lines = [f"dataset {self.spec.name} version {self.version_id}: {state}",
-                 f"  {counts['instances']:,} instances, {counts.get('patients', 0):,} patients; "
-                 + ", ".join(f"{k} {v:,}" for k, v in counts.get("by_split", {}).items())]
+        lines = [
+            f"dataset {self.spec.name} version {self.version_id}: {state}",
+            f"  {counts['instances']:,} instances, {counts.get('patients', 0):,} patients; "
+            + ", ".join(f"{k} {v:,}" for k, v in counts.get("by_split", {}).items()),
+        ]
         if counts.get("excluded"):
             lines.append("  excluded: " + ", ".join(f"{k} {v:,}" for k, v in counts["excluded"].items()))
         lines.append(f"  {self.path}")
@@ -92,8 +100,10 @@ def select_candidates(store: IndexStore, spec: DatasetSpec) -> pd.DataFrame:
     import duckdb
 
     if spec.series_types and not store.has_series_types():
-        raise DatasetError(f"the spec keeps series types {spec.series_types}, but the index in {store.root} has "
-                           "no series types: run `curate classify` first")
+        raise DatasetError(
+            f"the spec keeps series types {spec.series_types}, but the index in {store.root} has "
+            "no series types: run `curate classify` first"
+        )
     con = store.connect("idx", series_types=True)
     try:
         where = f"status = 'ok' AND ({spec.select})"
@@ -121,7 +131,9 @@ def _quality(frame: pd.DataFrame, spec: DatasetSpec, excluded: Counter) -> pd.Da
     if spec.quality.exclude_burned_in and "BurnedInAnnotation" in frame:
         drop(frame["BurnedInAnnotation"].fillna("").str.strip().str.upper() == "YES", "burned-in annotation")
     if spec.quality.exclude_derived and "ImageType" in frame:
-        drop(frame["ImageType"].map(lambda v: v is not None and len(v) > 0 and str(v[0]).upper() == "DERIVED"), "derived")
+        drop(
+            frame["ImageType"].map(lambda v: v is not None and len(v) > 0 and str(v[0]).upper() == "DERIVED"), "derived"
+        )
     for column, minimum in (("Rows", spec.quality.min_rows), ("Columns", spec.quality.min_columns)):
         if minimum and column in frame:
             drop(frame[column].fillna(0) < minimum, f"{column} below {minimum}")
@@ -130,8 +142,14 @@ def _quality(frame: pd.DataFrame, spec: DatasetSpec, excluded: Counter) -> pd.Da
         def number(column: str, default: float) -> pd.Series:
             return pd.to_numeric(frame[column], errors="coerce").fillna(default) if column in frame else default
 
-        expected = (number("Rows", 0) * number("Columns", 0) * number("SamplesPerPixel", 1)
-                    * number("NumberOfFrames", 1) * number("BitsAllocated", 16) / 8).apply(np.ceil)
+        expected = (
+            number("Rows", 0)
+            * number("Columns", 0)
+            * number("SamplesPerPixel", 1)
+            * number("NumberOfFrames", 1)
+            * number("BitsAllocated", 16)
+            / 8
+        ).apply(np.ceil)
         length = pd.to_numeric(frame["pixel_data_length"], errors="coerce")
         drop((length >= 0) & (length < expected), "pixel data shorter than its header says")
     return frame
@@ -195,8 +213,14 @@ def version_id(instance_hashes: list[str], spec: DatasetSpec, index_digest: str)
 
 def _git_commit() -> str | None:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
-                              timeout=5, check=False)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except OSError:
         return None
     return done.stdout.strip() or None
@@ -270,13 +294,15 @@ def _write_manifest(building: Path, rows: list[dict], spec: DatasetSpec, selecte
         "patients": int(manifest["patient"].nunique()) if len(manifest) else 0,
         "by_split": {s: int((manifest["split"] == s).sum()) for s in SPLITS} if len(manifest) else {},
         "by_label": {str(k): int(v) for k, v in manifest["label"].value_counts().items()}
-        if spec.label and len(manifest) else {},
+        if spec.label and len(manifest)
+        else {},
         "excluded": {k: v for k, v in excluded.items() if v},
     }
 
 
-def _describe(spec: DatasetSpec, vid: str, previous: str | None, counts: dict, index_digest: str,
-              building: Path) -> dict:
+def _describe(
+    spec: DatasetSpec, vid: str, previous: str | None, counts: dict, index_digest: str, building: Path
+) -> dict:
     """What ``dataset.json`` says of the version."""
     from curate import __version__
 
@@ -288,12 +314,18 @@ def _describe(spec: DatasetSpec, vid: str, previous: str | None, counts: dict, i
         "counts": counts,
         "spec": spec.to_dict(),
         "source_index_digest": index_digest,
-        "deid": {"profile": f"PS3.15 {TABLE_EDITION} Basic Application Level Confidentiality Profile",
-                 "options": spec.deid.active(), "uid_root": spec.uid_root},
-        "export": None if not spec.export.format else {
-            "format": spec.export.format, "size": spec.export.size,
+        "deid": {
+            "profile": f"PS3.15 {TABLE_EDITION} Basic Application Level Confidentiality Profile",
+            "options": spec.deid.active(),
+            "uid_root": spec.uid_root,
+        },
+        "export": None
+        if not spec.export.format
+        else {
+            "format": spec.export.format,
+            "size": spec.export.size,
             "pixels": "Modality LUT, then the first window (else the VOI LUT, else the image's range) to [0, 1]; "
-                      "MONOCHROME1 inverted; resized (bilinear) to the longer side",
+            "MONOCHROME1 inverted; resized (bilinear) to the longer side",
         },
         "manifest_sha256": sha256_of(building / MANIFEST),
         "curate_version": __version__,
@@ -308,14 +340,16 @@ def _publish(building: Path, final: Path, spec: DatasetSpec, description: dict) 
     except OSError:
         if final.exists():  # another build of the same inputs got there first
             shutil.rmtree(building, ignore_errors=True)
-            return BuildResult(description["version_id"], final, created=False, spec=spec,
-                               description=_read_description(final))
+            return BuildResult(
+                description["version_id"], final, created=False, spec=spec, description=_read_description(final)
+            )
         raise
     return BuildResult(description["version_id"], final, created=True, spec=spec, description=description)
 
 
-def _write_files(frame, building: Path, spec: DatasetSpec, key: bytes, pseudo: Pseudonymizer, workers,
-                 excluded: Counter, on_file) -> list[dict]:
+def _write_files(
+    frame, building: Path, spec: DatasetSpec, key: bytes, pseudo: Pseudonymizer, workers, excluded: Counter, on_file
+) -> list[dict]:
     jobs = []
     for row in frame.to_dict("records"):
         study, series, instance = pseudonymous_uids(pseudo, row)
@@ -324,7 +358,9 @@ def _write_files(frame, building: Path, spec: DatasetSpec, key: bytes, pseudo: P
     rows = []
     export = spec.export
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        futures = [pool.submit(_write_one, row["path"], building, rel.as_posix(), spec, key) for row, _, _, _, rel in jobs]
+        futures = [
+            pool.submit(_write_one, row["path"], building, rel.as_posix(), spec, key) for row, _, _, _, rel in jobs
+        ]
         for (row, study, series, instance, relative), future in zip(jobs, futures):
             status, reason, image = future.result()
             if status != "written":
@@ -332,22 +368,24 @@ def _write_files(frame, building: Path, spec: DatasetSpec, key: bytes, pseudo: P
                 continue
             if export.format and image is None:
                 excluded[f"image export failed: {reason}"] += 1
-            rows.append({
-                "sop_instance_uid": instance,
-                "series_instance_uid": series,
-                "study_instance_uid": study,
-                "patient": row["patient"],
-                "path": relative.as_posix(),
-                "sha256": sha256_of(building / relative),
-                "split": row["split"],
-                "label": None if not spec.label or pd.isna(row.get(spec.label)) else str(row.get(spec.label)),
-                "series_type": None if pd.isna(row.get("series_type")) else row.get("series_type"),
-                "series_model": None if pd.isna(row.get("series_model")) else row.get("series_model"),
-                "rows": None if pd.isna(row.get("Rows")) else int(row.get("Rows")),
-                "columns": None if pd.isna(row.get("Columns")) else int(row.get("Columns")),
-                "photometric": row.get("PhotometricInterpretation"),
-                "image_path": image,
-            })
+            rows.append(
+                {
+                    "sop_instance_uid": instance,
+                    "series_instance_uid": series,
+                    "study_instance_uid": study,
+                    "patient": row["patient"],
+                    "path": relative.as_posix(),
+                    "sha256": sha256_of(building / relative),
+                    "split": row["split"],
+                    "label": None if not spec.label or pd.isna(row.get(spec.label)) else str(row.get(spec.label)),
+                    "series_type": None if pd.isna(row.get("series_type")) else row.get("series_type"),
+                    "series_model": None if pd.isna(row.get("series_model")) else row.get("series_model"),
+                    "rows": None if pd.isna(row.get("Rows")) else int(row.get("Rows")),
+                    "columns": None if pd.isna(row.get("Columns")) else int(row.get("Columns")),
+                    "photometric": row.get("PhotometricInterpretation"),
+                    "image_path": image,
+                }
+            )
             if on_file is not None:
                 on_file(len(rows))
     return rows
@@ -418,17 +456,26 @@ def render_card(d: dict) -> str:
     lines = [
         f"# Dataset {d['name']}, version {d['version_id']}",
         "",
-        f"Built {d['created']} by curate {d['curate_version']}" + (f" ({d['git_commit'][:12]})" if d["git_commit"] else "")
-        + "." + (f" Parent version: {d['parent_version']}." if d["parent_version"] else " First version."),
+        f"Built {d['created']} by curate {d['curate_version']}"
+        + (f" ({d['git_commit'][:12]})" if d["git_commit"] else "")
+        + "."
+        + (f" Parent version: {d['parent_version']}." if d["parent_version"] else " First version."),
         "",
         "## Contents",
         "",
         f"- {c['instances']:,} instances from {c['patients']:,} patients ({c['selected']:,} selected by the query).",
         "- Splits, by patient (no patient is in two): "
-        + ", ".join(f"{k} {v:,}" for k, v in c["by_split"].items()) + ".",
+        + ", ".join(f"{k} {v:,}" for k, v in c["by_split"].items())
+        + ".",
     ]
     if c["by_label"]:
-        lines.append("- Labels (`" + str(d["spec"]["label"]) + "`): " + ", ".join(f"{k} {v:,}" for k, v in c["by_label"].items()) + ".")
+        lines.append(
+            "- Labels (`"
+            + str(d["spec"]["label"])
+            + "`): "
+            + ", ".join(f"{k} {v:,}" for k, v in c["by_label"].items())
+            + "."
+        )
     if c["excluded"]:
         lines.append("- Excluded: " + ", ".join(f"{k} {v:,}" for k, v in c["excluded"].items()) + ".")
     lines += [
@@ -436,9 +483,11 @@ def render_card(d: dict) -> str:
         "## How it was made",
         "",
         f"- Selection: `{d['spec']['select']}`"
-        + (f"; series types {', '.join(d['spec']['series_types'])}" if d["spec"]["series_types"] else "") + ".",
+        + (f"; series types {', '.join(d['spec']['series_types'])}" if d["spec"]["series_types"] else "")
+        + ".",
         f"- De-identification: {d['deid']['profile']}"
-        + (f" with {', '.join(d['deid']['options'])}" if d["deid"]["options"] else "") + "; keyed pseudonyms; pixel data unchanged.",
+        + (f" with {', '.join(d['deid']['options'])}" if d["deid"]["options"] else "")
+        + "; keyed pseudonyms; pixel data unchanged.",
         f"- Source index digest: `{d['source_index_digest'][:16]}`; manifest sha256: `{d['manifest_sha256'][:16]}`.",
         "",
     ]

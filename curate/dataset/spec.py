@@ -23,7 +23,9 @@ class SplitSpec:
 
     def __post_init__(self) -> None:
         if min(self.train, self.val, self.test) < 0 or abs(self.train + self.val + self.test - 1) > 1e-6:
-            raise ConfigError(f"split ratios must be non-negative and sum to 1, not {self.train}/{self.val}/{self.test}")
+            raise ConfigError(
+                f"split ratios must be non-negative and sum to 1, not {self.train}/{self.val}/{self.test}"
+            )
 
 
 @dataclass

@@ -50,7 +50,9 @@ class CuratedDataset(Dataset):
             manifest = manifest[manifest["split"] == split]
         self.paths: list[str] = list(manifest["image_path" if self.from_export else "path"])
         index = {c: i for i, c in enumerate(self.classes)}
-        self.targets: list[int] = [index.get(label, -1) if isinstance(label, str) else -1 for label in manifest["label"]]
+        self.targets: list[int] = [
+            index.get(label, -1) if isinstance(label, str) else -1 for label in manifest["label"]
+        ]
         self.transform = transform
         self.size = size
 

@@ -19,9 +19,16 @@ def list_versions(root: str | os.PathLike[str]) -> list[dict]:
         if description.parent.name.startswith("."):
             continue
         d = json.loads(description.read_text())
-        found.append({"name": d["name"], "version_id": d["version_id"], "created": d["created"],
-                      "instances": d["counts"]["instances"], "parent": d["parent_version"],
-                      "path": str(description.parent)})
+        found.append(
+            {
+                "name": d["name"],
+                "version_id": d["version_id"],
+                "created": d["created"],
+                "instances": d["counts"]["instances"],
+                "parent": d["parent_version"],
+                "path": str(description.parent),
+            }
+        )
     return sorted(found, key=lambda v: (v["name"], v["created"]))
 
 
@@ -45,7 +52,7 @@ def diff(old_dir: str | os.PathLike[str], new_dir: str | os.PathLike[str]) -> di
     SOP Instance UID, stable under one key), and label and split changes."""
     old, new = (_manifest(d).set_index("sop_instance_uid") for d in (old_dir, new_dir))
     common = old.index.intersection(new.index)
-    label_changed = (old.loc[common, "label"].fillna("") != new.loc[common, "label"].fillna(""))
+    label_changed = old.loc[common, "label"].fillna("") != new.loc[common, "label"].fillna("")
     split_changed = old.loc[common, "split"] != new.loc[common, "split"]
     return {
         "added": sorted(new.index.difference(old.index)),

@@ -111,10 +111,20 @@ class Identity:
                 words.add(str(item.PatientID))
         birth = str(ds.get("PatientBirthDate", "") or "")
         if len(birth) == 8 and birth.isdigit():
-            words.update({birth, f"{birth[:4]}-{birth[4:6]}-{birth[6:]}", f"{birth[6:]}/{birth[4:6]}/{birth[:4]}",
-                          f"{birth[6:]}.{birth[4:6]}.{birth[:4]}"})
-        return cls(patient_key=f"{issuer}\x00{patient_id}", patient_id=patient_id, issuer=issuer,
-                   words=sorted(words, key=len, reverse=True))
+            words.update(
+                {
+                    birth,
+                    f"{birth[:4]}-{birth[4:6]}-{birth[6:]}",
+                    f"{birth[6:]}/{birth[4:6]}/{birth[:4]}",
+                    f"{birth[6:]}.{birth[4:6]}.{birth[:4]}",
+                }
+            )
+        return cls(
+            patient_key=f"{issuer}\x00{patient_id}",
+            patient_id=patient_id,
+            issuer=issuer,
+            words=sorted(words, key=len, reverse=True),
+        )
 
     def pattern(self) -> re.Pattern | None:
         """One pattern for all the words: whole words for alphabetic scripts (so a name

@@ -55,14 +55,25 @@ NUMBER_VRS = frozenset({"DS", "IS", "FL", "FD", "SS", "US", "SL", "UL", "SV", "U
 
 #: Standard attributes Table E.1-1 does not list that name people, their dates or their
 #: accounts: removed as the listed ones of their kind are.
-UNLISTED_IDENTIFYING: frozenset[str] = frozenset({
-    "PatientBirthDateInAlternativeCalendar", "PatientDeathDateInAlternativeCalendar",
-    "IssuerOfPatientIDQualifiersSequence", "RequestingPhysicianIdentificationSequence",
-    "DocumentAuthorIdentifierCodeSequenceTrial", "DocumentingObserverIdentifierCodeSequenceTrial",
-    "HangingProtocolCreator", "HangingProtocolUserIdentificationCodeSequence", "HangingProtocolUserGroupName",
-    "ContactDisplayName", "OwnerID", "AuthorIdentificationSequence", "InterlockResolutionUserSequence",
-    "OOIOwnerSequence", "NTPSourceAddress",
-})
+UNLISTED_IDENTIFYING: frozenset[str] = frozenset(
+    {
+        "PatientBirthDateInAlternativeCalendar",
+        "PatientDeathDateInAlternativeCalendar",
+        "IssuerOfPatientIDQualifiersSequence",
+        "RequestingPhysicianIdentificationSequence",
+        "DocumentAuthorIdentifierCodeSequenceTrial",
+        "DocumentingObserverIdentifierCodeSequenceTrial",
+        "HangingProtocolCreator",
+        "HangingProtocolUserIdentificationCodeSequence",
+        "HangingProtocolUserGroupName",
+        "ContactDisplayName",
+        "OwnerID",
+        "AuthorIdentificationSequence",
+        "InterlockResolutionUserSequence",
+        "OOIOwnerSequence",
+        "NTPSourceAddress",
+    }
+)
 
 #: Compound-coded identifiers replaced by a keyed pseudonym (their ``D``), so that the
 #: images of one patient stay linked in the output.

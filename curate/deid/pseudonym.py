@@ -43,7 +43,7 @@ def load_key(key_file: str | os.PathLike[str] | None = None) -> bytes:
         if not value:
             raise DeidKeyError(
                 f"no de-identification key: set {KEY_VARIABLE} or name a key file (deid.key_file=PATH). "
-                f"Make one with: python -c \"import secrets; print(secrets.token_hex(32))\""
+                f'Make one with: python -c "import secrets; print(secrets.token_hex(32))"'
             )
         key = value.strip().encode()
         source = KEY_VARIABLE
@@ -97,7 +97,6 @@ class Pseudonymizer:
 
 def _valid_root(root: str) -> bool:
     parts = root.split(".")
-    return (
-        0 < len(root) <= MAX_UID_LENGTH - 1 - MIN_UID_DIGITS
-        and all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts)
+    return 0 < len(root) <= MAX_UID_LENGTH - 1 - MIN_UID_DIGITS and all(
+        p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts
     )

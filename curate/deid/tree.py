@@ -38,8 +38,16 @@ from curate.tracking import StageResult
 
 #: What the run reads from every header before deciding what to do with the file.
 PLAN_TAGS = [
-    "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "Modality",
-    "BurnedInAnnotation", "RecognizableVisualFeatures", "ImageType", "PatientID", "IssuerOfPatientID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPClassUID",
+    "Modality",
+    "BurnedInAnnotation",
+    "RecognizableVisualFeatures",
+    "ImageType",
+    "PatientID",
+    "IssuerOfPatientID",
 ]
 MANIFEST = ".curate-deid.json"
 #: Raised whenever what curate writes for the same input, settings and key changes: an
@@ -47,9 +55,22 @@ MANIFEST = ".curate-deid.json"
 RULES_VERSION = 2
 #: Attributes whose source values must not reappear in the output (checked after writing).
 VERIFY_TAGS = [
-    "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "AccessionNumber", "InstitutionName",
-    "ReferringPhysicianName", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID",
-    "StudyID", "StationName", "OperatorsName", "PerformingPhysicianName", "DeviceSerialNumber",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "OtherPatientIDs",
+    "AccessionNumber",
+    "InstitutionName",
+    "ReferringPhysicianName",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "FrameOfReferenceUID",
+    "StudyID",
+    "StationName",
+    "OperatorsName",
+    "PerformingPhysicianName",
+    "DeviceSerialNumber",
 ]
 #: SOP classes whose pixels are pictures of documents or screens, or routinely carry text.
 QUARANTINED_SOP_CLASSES = {
@@ -74,9 +95,15 @@ QUARANTINED_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.77.1.5.2": "ophthalmic photograph",
 }
 QUARANTINED_MODALITIES = {
-    "US": "ultrasound", "SC": "secondary capture", "DOC": "scanned document", "XC": "photograph",
-    "ES": "visible light (endoscopy)", "GM": "visible light (microscopy)", "SM": "visible light (slide microscopy)",
-    "OP": "ophthalmic photograph", "OT": "other (often screenshots)",
+    "US": "ultrasound",
+    "SC": "secondary capture",
+    "DOC": "scanned document",
+    "XC": "photograph",
+    "ES": "visible light (endoscopy)",
+    "GM": "visible light (microscopy)",
+    "SM": "visible light (slide microscopy)",
+    "OP": "ophthalmic photograph",
+    "OT": "other (often screenshots)",
 }
 
 
@@ -110,9 +137,15 @@ class DeidSummary(StageResult):
         return {"options": ",".join(self.options) or "basic", "quarantine": self.quarantine}
 
     def metrics(self) -> dict[str, float]:
-        values = {"files": self.files, "written": self.written, "already_done": self.already_done,
-                  "quarantined": sum(self.quarantined.values()), "failed": sum(self.failed.values()),
-                  "verification_leaks": self.leaks, "seconds": self.seconds}
+        values = {
+            "files": self.files,
+            "written": self.written,
+            "already_done": self.already_done,
+            "quarantined": sum(self.quarantined.values()),
+            "failed": sum(self.failed.values()),
+            "verification_leaks": self.leaks,
+            "seconds": self.seconds,
+        }
         values.update({f"quarantined.{k.replace(' ', '_')}": v for k, v in self.quarantined.items()})
         values.update({f"failed.{k}": v for k, v in self.failed.items()})
         return values
@@ -128,7 +161,9 @@ class DeidSummary(StageResult):
         width = max(len(k) for k, _ in rows)
         lines = [f"{k.ljust(width)}  {v:>9,}" for k, v in rows]
         lines.append(f"{'time'.ljust(width)}  {self.seconds:>8.2f}s")
-        lines.append("verification: " + ("passed" if self.ok else f"FAILED, {self.leaks} source values found in the output"))
+        lines.append(
+            "verification: " + ("passed" if self.ok else f"FAILED, {self.leaks} source values found in the output")
+        )
         return "\n".join(lines)
 
 
@@ -187,8 +222,9 @@ def _check_paths(source: Path, output: Path, mapping: str | os.PathLike[str] | N
         raise DeidOutputError("the identifier mapping must not be written inside the output folder")
 
 
-def _tasks(plan: list[dict], output: Path, pseudo: Pseudonymizer, quarantine: bool,
-           summary: DeidSummary) -> list[tuple[str, str]]:
+def _tasks(
+    plan: list[dict], output: Path, pseudo: Pseudonymizer, quarantine: bool, summary: DeidSummary
+) -> list[tuple[str, str]]:
     """(source, target) of every file to write now; the others are counted, by reason."""
     summary.files = len(plan)
     tasks: list[tuple[str, str]] = []
@@ -210,14 +246,22 @@ def _tasks(plan: list[dict], output: Path, pseudo: Pseudonymizer, quarantine: bo
     return tasks
 
 
-def _run_tasks(tasks: list[tuple[str, str]], options: Options, key: bytes, uid_root: str, workers: int | None,
-               progress: bool, summary: DeidSummary) -> None:
+def _run_tasks(
+    tasks: list[tuple[str, str]],
+    options: Options,
+    key: bytes,
+    uid_root: str,
+    workers: int | None,
+    progress: bool,
+    summary: DeidSummary,
+) -> None:
     """De-identify the files in worker processes, counting what each one gave."""
     from curate.progress import progress_bar
 
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool, progress_bar(
-        len(tasks), "deid", enabled=progress
-    ) as bar:
+    with (
+        ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
+        progress_bar(len(tasks), "deid", enabled=progress) as bar,
+    ):
         futures = [pool.submit(deidentify_file, src, dst, options, key, uid_root) for src, dst in tasks]
         for future in as_completed(futures):
             status, reason = future.result()
@@ -287,7 +331,11 @@ def _write_mapping(path: Path, plan: list[dict], pseudo: Pseudonymizer) -> None:
         if row["status"] != "ok":
             continue
         if row.get("PatientID") is not None:
-            pair = ("PatientID", row["PatientID"], pseudo.patient_id(row["PatientID"], row.get("IssuerOfPatientID") or ""))
+            pair = (
+                "PatientID",
+                row["PatientID"],
+                pseudo.patient_id(row["PatientID"], row.get("IssuerOfPatientID") or ""),
+            )
             if pair not in seen:
                 seen.add(pair)
                 writer.writerow(pair)

@@ -22,8 +22,9 @@ class _Rejected(Exception):
 
 def pseudonymous_uids(pseudo: Pseudonymizer, row: dict) -> tuple[str, str, str]:
     """(study, series, instance): a file's pseudonymous UIDs, as its output path uses them."""
-    study, series = (pseudo.uid(str(row[k])) if row.get(k) else UNKNOWN_UID
-                     for k in ("StudyInstanceUID", "SeriesInstanceUID"))
+    study, series = (
+        pseudo.uid(str(row[k])) if row.get(k) else UNKNOWN_UID for k in ("StudyInstanceUID", "SeriesInstanceUID")
+    )
     return study, series, pseudo.uid(str(row["SOPInstanceUID"]))
 
 

@@ -15,4 +15,14 @@ from curate.index.scan import open_scan, scan, scan_batches
 from curate.index.store import IndexStore, open_index, read_index
 from curate.index.summary import ScanSummary
 
-__all__ = ["IndexStore", "ScanSummary", "build_index", "list_files", "open_index", "open_scan", "read_index", "scan", "scan_batches"]
+__all__ = [
+    "IndexStore",
+    "ScanSummary",
+    "build_index",
+    "list_files",
+    "open_index",
+    "open_scan",
+    "read_index",
+    "scan",
+    "scan_batches",
+]

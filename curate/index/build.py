@@ -94,8 +94,13 @@ def build_index(
     index_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with _exclusive(index_dir):
-        summary = ScanSummary(index_path=index_dir / INDEX_FILE, threads=threads, rescan=rescan,
-                              backend="local" if dask is None else "dask", columns=len(columns))
+        summary = ScanSummary(
+            index_path=index_dir / INDEX_FILE,
+            threads=threads,
+            rescan=rescan,
+            backend="local" if dask is None else "dask",
+            columns=len(columns),
+        )
         previous, summary.full_rescan_reason = _reusable_index(index_dir, signature, rescan)
         staging = _staging(index_dir, signature, fresh=rescan == "all")
         listing, to_parse = _plan(sources, previous, staging, threads, dask is not None, summary)
@@ -176,7 +181,11 @@ def _existing_sources(source: PathsLike) -> list[str]:
 
 
 def _plan(
-    sources: list[str], previous: Path | None, staging: Path, threads: int | None, listed_first: bool,
+    sources: list[str],
+    previous: Path | None,
+    staging: Path,
+    threads: int | None,
+    listed_first: bool,
     summary: ScanSummary,
 ) -> tuple[pa.Table | None, list[str]]:
     """(the listing of the tree, or None; the paths to parse). A first local scan walks
@@ -198,8 +207,13 @@ def _staged_keys(staging: Path) -> pa.Table:
     """(path, file_size, mtime) of every row already staged."""
     parts = _part_files(staging)
     if not parts:
-        return pa.table({"path": pa.array([], pa.string()), "file_size": pa.array([], pa.int64()),
-                         "mtime": pa.array([], pa.timestamp("us", tz="UTC"))})
+        return pa.table(
+            {
+                "path": pa.array([], pa.string()),
+                "file_size": pa.array([], pa.int64()),
+                "mtime": pa.array([], pa.timestamp("us", tz="UTC")),
+            }
+        )
     return pa.concat_tables(
         [pq.read_table(p, columns=["path", "file_size", "mtime"]) for p in parts], promote_options="permissive"
     )
@@ -318,7 +332,11 @@ def _row_ids_of(index_dir: Path) -> Path | None:
 
 
 def _merge(
-    index_dir: Path, listing: pa.Table | None, previous: Path | None, staging: Path, signature: dict,
+    index_dir: Path,
+    listing: pa.Table | None,
+    previous: Path | None,
+    staging: Path,
+    signature: dict,
     ids_from: Path | None,
 ) -> None:
     """Write the new index: fresh rows, unchanged old rows, vanished rows; by path. A

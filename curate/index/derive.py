@@ -49,9 +49,33 @@ _AGE_UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
 BODY_PART_SYNONYMS: dict[str, str] = {
     **dict.fromkeys(
         [
-            "CHEST", "THORAX", "TORAX", "TÓRAX", "TORACE", "THORAX PA", "CHEST PA", "CHEST AP", "CHEST LAT",
-            "PORT CHEST", "PORTABLE CHEST", "CHEST PORTABLE", "CHEST_PA", "CHEST_AP", "LUNG", "LUNGS", "POUMON",
-            "POUMONS", "BRUST", "BRUSTKORB", "BORST", "PECHO", "TORAKS", "RIBS", "RIB", "COSTILLAS", "CXR",
+            "CHEST",
+            "THORAX",
+            "TORAX",
+            "TÓRAX",
+            "TORACE",
+            "THORAX PA",
+            "CHEST PA",
+            "CHEST AP",
+            "CHEST LAT",
+            "PORT CHEST",
+            "PORTABLE CHEST",
+            "CHEST PORTABLE",
+            "CHEST_PA",
+            "CHEST_AP",
+            "LUNG",
+            "LUNGS",
+            "POUMON",
+            "POUMONS",
+            "BRUST",
+            "BRUSTKORB",
+            "BORST",
+            "PECHO",
+            "TORAKS",
+            "RIBS",
+            "RIB",
+            "COSTILLAS",
+            "CXR",
         ],
         "CHEST",
     ),
@@ -76,13 +100,26 @@ VIEW_SYNONYMS: dict[str, str] = {
     **dict.fromkeys(["PA", "POSTEROANTERIOR", "POSTERO-ANTERIOR", "P-A", "FRONTAL PA"], "PA"),
     **dict.fromkeys(["AP", "ANTEROPOSTERIOR", "ANTERO-POSTERIOR", "A-P", "AP SUPINE", "AP ERECT"], "AP"),
     **dict.fromkeys(
-        ["LL", "RL", "LAT", "LATERAL", "LLAT", "RLAT", "L LAT", "R LAT", "LEFT LATERAL", "RIGHT LATERAL", "LATERAL LEFT"],
+        [
+            "LL",
+            "RL",
+            "LAT",
+            "LATERAL",
+            "LLAT",
+            "RLAT",
+            "L LAT",
+            "R LAT",
+            "LEFT LATERAL",
+            "RIGHT LATERAL",
+            "LATERAL LEFT",
+        ],
         "LATERAL",
     ),
     **dict.fromkeys(["LAO", "RAO", "LPO", "RPO", "OBL", "OBLIQUE"], "OBLIQUE"),
     **dict.fromkeys(["LLD", "RLD", "DECUBITUS"], "DECUBITUS"),
     **dict.fromkeys(["CC", "MLO", "ML", "LM", "XCCL", "XCCM"], None),  # mammography views: kept as they are
 }
+
 
 @dataclass
 class DeriveCounts:
@@ -131,7 +168,9 @@ def sex(batch: pa.RecordBatch | pa.Table) -> pa.Array:
 
 
 def study_year(batch: pa.RecordBatch | pa.Table) -> pa.Array:
-    dates = [_column(batch, name, pa.date32()) for name in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")]
+    dates = [
+        _column(batch, name, pa.date32()) for name in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+    ]
     return pc.cast(pc.year(pc.coalesce(*dates)), pa.int32())
 
 
@@ -140,7 +179,9 @@ def _normalise(array: pa.Array, synonyms: dict[str, str | None]) -> pa.Array:
     cleaned = pc.utf8_upper(pc.replace_substring_regex(pc.utf8_trim_whitespace(array), r"[\s_]+", " "))
     cleaned = pc.if_else(pc.equal(cleaned, ""), pa.scalar(None, pa.string()), cleaned)
     known = {k: v for k, v in synonyms.items() if v is not None}
-    mapped = pc.take(pa.array(list(known.values()), pa.string()), pc.index_in(cleaned, pa.array(list(known), pa.string())))
+    mapped = pc.take(
+        pa.array(list(known.values()), pa.string()), pc.index_in(cleaned, pa.array(list(known), pa.string()))
+    )
     return pc.coalesce(mapped, cleaned)
 
 
@@ -157,7 +198,9 @@ def monochrome1(batch: pa.RecordBatch | pa.Table) -> pa.Array:
     return pc.equal(photometric, "MONOCHROME1")
 
 
-def add_derived_columns(batch: pa.RecordBatch | pa.Table, counts: DeriveCounts | None = None) -> pa.RecordBatch | pa.Table:
+def add_derived_columns(
+    batch: pa.RecordBatch | pa.Table, counts: DeriveCounts | None = None
+) -> pa.RecordBatch | pa.Table:
     """`batch` (a record batch or a table) with the derived columns appended, replacing
     any of the same name."""
     derived = {

@@ -17,6 +17,7 @@ from curate.index.tags import ColumnSpec, resolve_tags
 
 PathsLike = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
+
 def as_path_list(paths: PathsLike) -> list[str]:
     """One path or many, as a list of strings."""
     if isinstance(paths, (str, os.PathLike)):

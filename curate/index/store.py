@@ -103,8 +103,9 @@ class IndexStore:
 
     def batches(self, columns: Sequence[str] | None = None, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
         """The index as record batches, in order: memory stays flat at any index size."""
-        yield from self.dataset().to_batches(columns=list(columns) if columns is not None else None,
-                                             batch_size=batch_size)
+        yield from self.dataset().to_batches(
+            columns=list(columns) if columns is not None else None, batch_size=batch_size
+        )
 
     def connect(self, view: str = "idx", series_types: bool = False, memory_limit: str | None = None):
         """A DuckDB connection with the index as the view `view`. With `series_types`,
@@ -149,7 +150,6 @@ class IndexStore:
 def open_index(index_dir: str | os.PathLike[str]) -> IndexStore:
     """The index in `index_dir`; :class:`IndexNotFoundError` when there is none."""
     return IndexStore(index_dir).require()
-
 
 
 def read_index(index_dir: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:

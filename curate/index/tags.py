@@ -119,7 +119,9 @@ def load_tag_file(path: Path) -> list[str]:
     return [str(k) for k in keywords]
 
 
-def resolve_tags(tags: list[str] | tuple[str, ...] | None = None, extra: list[str] | tuple[str, ...] = ()) -> list[ColumnSpec]:
+def resolve_tags(
+    tags: list[str] | tuple[str, ...] | None = None, extra: list[str] | tuple[str, ...] = ()
+) -> list[ColumnSpec]:
     """Resolve tag specs (the default set when `tags` is None) plus `extra` into columns.
 
     A spec listed twice yields one column; two specs that would produce the same column

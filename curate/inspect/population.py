@@ -39,10 +39,26 @@ class _Stats:
         # One row per image: readable, current files. Missing columns read as NULL so
         # that every statistic works on any tag set.
         wanted = [
-            "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Manufacturer", "BodyPartExamined",
-            "ManufacturerModelName", "StudyDate", "age_years", "sex", "study_year", "body_part", "view",
-            "ExposureIndex", "DeviationIndex", "EntranceDoseInmGy", "ImageAndFluoroscopyAreaDoseProduct",
-            "KVP", "Exposure", "ExposureInuAs",
+            "PatientID",
+            "StudyInstanceUID",
+            "SeriesInstanceUID",
+            "Modality",
+            "Manufacturer",
+            "BodyPartExamined",
+            "ManufacturerModelName",
+            "StudyDate",
+            "age_years",
+            "sex",
+            "study_year",
+            "body_part",
+            "view",
+            "ExposureIndex",
+            "DeviationIndex",
+            "EntranceDoseInmGy",
+            "ImageAndFluoroscopyAreaDoseProduct",
+            "KVP",
+            "Exposure",
+            "ExposureInuAs",
         ]
         select = ", ".join(c if c in self.columns else f"NULL AS {c}" for c in wanted)
         self.con.execute(f"CREATE VIEW img AS SELECT {select} FROM raw WHERE status = 'ok'")
@@ -86,7 +102,7 @@ def _totals(s: _Stats) -> dict:
         "SELECT count(*), count(DISTINCT StudyInstanceUID), count(DISTINCT SeriesInstanceUID), "
         "count(DISTINCT PatientID) FROM img"
     )[0]
-    files, = s.fetch("SELECT count(*) FROM raw")[0]
+    (files,) = s.fetch("SELECT count(*) FROM raw")[0]
     return {
         "files": files,
         "images": s.cell(images),
@@ -115,7 +131,8 @@ def _by_equipment(s: _Stats) -> list[dict]:
 
 def _age_band_sql(column: str) -> str:
     cases = " ".join(
-        f"WHEN {column} >= {low} AND {column} < {high} THEN '{low}-{high - 1}'" if high <= 90
+        f"WHEN {column} >= {low} AND {column} < {high} THEN '{low}-{high - 1}'"
+        if high <= 90
         else f"WHEN {column} >= {low} THEN '90+'"
         for low, high in AGE_BANDS
     )
@@ -146,7 +163,8 @@ def _age_sex(s: _Stats) -> dict:
 def _studies_per_patient(s: _Stats) -> dict:
     """How many studies patients have, by age group."""
     bins = " ".join(
-        f"WHEN studies BETWEEN {lo} AND {hi} THEN '{lo if lo == hi else f'{lo}-{hi}'}'" if hi is not None
+        f"WHEN studies BETWEEN {lo} AND {hi} THEN '{lo if lo == hi else f'{lo}-{hi}'}'"
+        if hi is not None
         else f"WHEN studies >= {lo} THEN '{lo}+'"
         for lo, hi in STUDIES_PER_PATIENT_BINS
     )
@@ -154,13 +172,17 @@ def _studies_per_patient(s: _Stats) -> dict:
         f"SELECT {_age_band_sql('age')} AS band, CASE {bins} END AS bin, count(*), avg(studies) "
         f"FROM ({_patients(s)}) GROUP BY ALL"
     )
-    labels = [str(lo) if lo == hi else (f"{lo}-{hi}" if hi is not None else f"{lo}+") for lo, hi in STUDIES_PER_PATIENT_BINS]
+    labels = [
+        str(lo) if lo == hi else (f"{lo}-{hi}" if hi is not None else f"{lo}+") for lo, hi in STUDIES_PER_PATIENT_BINS
+    ]
     table = {band: {label: 0 for label in labels} for band in band_labels()}
     for band, label, n, _ in rows:
         table[band][label] = s.cell(n)
     found = {
         band: (n, mean)
-        for band, n, mean in s.fetch(f"SELECT {_age_band_sql('age')}, count(*), avg(studies) FROM ({_patients(s)}) GROUP BY ALL")
+        for band, n, mean in s.fetch(
+            f"SELECT {_age_band_sql('age')}, count(*), avg(studies) FROM ({_patients(s)}) GROUP BY ALL"
+        )
     }
     means = {band: round(found[band][1], 2) for band in band_labels() if band in found and found[band][0] >= s.min_cell}
     return {"unit": "patients", "bins": labels, "bands": table, "mean_studies": means}

@@ -118,7 +118,9 @@ class _Checker:
         return count, examples
 
     def breakdown(self, label_sql: str, where: str) -> dict[str, int]:
-        result = self.con.execute(f"SELECT {label_sql} AS label, count(*) FROM idx WHERE {where} GROUP BY ALL").fetchall()
+        result = self.con.execute(
+            f"SELECT {label_sql} AS label, count(*) FROM idx WHERE {where} GROUP BY ALL"
+        ).fetchall()
         return {str(label): int(n) for label, n in result if label is not None}
 
     def close(self) -> None:
@@ -169,7 +171,9 @@ def _invalid_ages(q: _Checker, c: CheckResult) -> None:
     c.skipped = q.missing("PatientAge")
     if c.skipped:
         return
-    c.count, c.examples = q.rows(f"{OK} AND PatientAge IS NOT NULL AND NOT regexp_matches(PatientAge, '^[0-9]{{3}}[DWMY]$')")
+    c.count, c.examples = q.rows(
+        f"{OK} AND PatientAge IS NOT NULL AND NOT regexp_matches(PatientAge, '^[0-9]{{3}}[DWMY]$')"
+    )
 
 
 def _implausible_ages(q: _Checker, c: CheckResult) -> None:
@@ -304,20 +308,50 @@ def _vanished(q: _Checker, c: CheckResult) -> None:
 
 #: (name, severity, description, function): the catalogue, in report order.
 CHECKS: list[tuple[str, str, str, Callable[[_Checker, CheckResult], None]]] = [
-    ("unreadable_files", "error", "files that could not be read or parsed (truncated, corrupt, unreadable)", _unreadable),
+    (
+        "unreadable_files",
+        "error",
+        "files that could not be read or parsed (truncated, corrupt, unreadable)",
+        _unreadable,
+    ),
     ("not_dicom", "warning", "files that are not DICOM", _not_dicom),
-    ("missing_identity", "error", "DICOM files without PatientID, Study, Series or SOP Instance UID", _missing_identity),
-    ("invalid_values", "warning", "attributes present but not valid for their type (DA, DS, IS, ...), kept null", _invalid_values),
+    (
+        "missing_identity",
+        "error",
+        "DICOM files without PatientID, Study, Series or SOP Instance UID",
+        _missing_identity,
+    ),
+    (
+        "invalid_values",
+        "warning",
+        "attributes present but not valid for their type (DA, DS, IS, ...), kept null",
+        _invalid_values,
+    ),
     ("invalid_times", "warning", "TM values that are not HHMMSS.FFFFFF", _invalid_times),
     ("invalid_ages", "warning", "PatientAge values that are not nnnD/W/M/Y", _invalid_ages),
     ("implausible_ages", "warning", "ages below 0 or above 120 years (nulled in age_years)", _implausible_ages),
-    ("inconsistent_patients", "warning", "patients whose sex or birth date differs between files", _inconsistent_patients),
-    ("study_under_two_patients", "error", "StudyInstanceUIDs that appear under more than one PatientID", _study_under_two_patients),
+    (
+        "inconsistent_patients",
+        "warning",
+        "patients whose sex or birth date differs between files",
+        _inconsistent_patients,
+    ),
+    (
+        "study_under_two_patients",
+        "error",
+        "StudyInstanceUIDs that appear under more than one PatientID",
+        _study_under_two_patients,
+    ),
     ("duplicate_instances", "warning", "SOPInstanceUIDs found in more than one file", _duplicate_instances),
     ("mixed_modality_series", "warning", "series whose instances disagree on Modality", _mixed_modality_series),
     ("burned_in_annotation", "warning", "images flagged BurnedInAnnotation = YES (text in the pixels)", _burned_in),
     ("derived_or_secondary", "info", "derived images and secondary captures", _derived_or_secondary),
-    ("pixel_data_vs_transfer_syntax", "error", "files whose pixel data contradicts their transfer syntax", _pixel_data_vs_syntax),
+    (
+        "pixel_data_vs_transfer_syntax",
+        "error",
+        "files whose pixel data contradicts their transfer syntax",
+        _pixel_data_vs_syntax,
+    ),
     ("vanished", "info", "files in the index that are no longer under the source", _vanished),
 ]
 

@@ -203,7 +203,11 @@ def _quality_plot(quality: QualityReport) -> str | None:
 
     def draw(ax):
         colors = {"error": "#c0504d", "warning": "#f79646", "info": "#4bacc6"}
-        ax.barh([c.name for c in found][::-1], [c.count for c in found][::-1], color=[colors[c.severity] for c in found][::-1])
+        ax.barh(
+            [c.name for c in found][::-1],
+            [c.count for c in found][::-1],
+            color=[colors[c.severity] for c in found][::-1],
+        )
         ax.set_xscale("log")
         ax.set_xlabel("count (log scale)")
 
@@ -268,40 +272,71 @@ def render_html(stats: dict, quality: QualityReport) -> str:
         + "</tr></table>",
         "<h2>Modalities</h2>",
         _fig(_modality_plot(stats), "Images and studies by modality"),
-        _table(["modality", "images", "studies", "patients"],
-               [[r["modality"], r["images"], r["studies"], r["patients"]] for r in stats["by_modality"]], k),
+        _table(
+            ["modality", "images", "studies", "patients"],
+            [[r["modality"], r["images"], r["studies"], r["patients"]] for r in stats["by_modality"]],
+            k,
+        ),
         "<h2>Equipment</h2>",
-        _table(["manufacturer", "model", "modalities", "images"],
-               [[r["manufacturer"], r["model"], r["modalities"], r["images"]] for r in stats["by_equipment"]], k, 3),
+        _table(
+            ["manufacturer", "model", "modalities", "images"],
+            [[r["manufacturer"], r["model"], r["modalities"], r["images"]] for r in stats["by_equipment"]],
+            k,
+            3,
+        ),
         "<h2>Patients by age and sex</h2>",
         _fig(_pyramid_plot(stats), "Patients by age at their first study and sex"),
-        _table(["age"] + ["M", "F", "O", "unknown"],
-               [[band] + [v.get(s, 0) for s in ("M", "F", "O", "unknown")]
-                for band, v in stats["age_sex"]["bands"].items()], k),
+        _table(
+            ["age"] + ["M", "F", "O", "unknown"],
+            [
+                [band] + [v.get(s, 0) for s in ("M", "F", "O", "unknown")]
+                for band, v in stats["age_sex"]["bands"].items()
+            ],
+            k,
+        ),
         "<h2>Studies per patient</h2>",
         _fig(_studies_per_patient_plot(stats), "Patients by number of studies, by age group"),
         _table(["age", "mean studies"], [[b, m] for b, m in stats["studies_per_patient"]["mean_studies"].items()], k),
         "<h2>Top utilisers</h2><p class='note'>Patients ranked by studies per modality; ranks, not identities.</p>",
-        _table(["modality"] + [f"#{i}" for i in range(1, 11)],
-               [[r["modality"]] + [p["studies"] for p in r["patients"]] + [None] * (10 - len(r["patients"]))
-                for r in stats["top_utilisers"]], k),
+        _table(
+            ["modality"] + [f"#{i}" for i in range(1, 11)],
+            [
+                [r["modality"]] + [p["studies"] for p in r["patients"]] + [None] * (10 - len(r["patients"]))
+                for r in stats["top_utilisers"]
+            ],
+            k,
+        ),
         "<h2>Trend</h2>",
         _fig(_trend_plot(stats), "Studies per month"),
         _year_table(stats, k),
         "<h2>Chest imaging: views and body parts</h2>",
         _fig(_chest_view_plot(stats), "Chest images by modality and normalised view"),
         "<p class='note'>How X-ray images spell BodyPartExamined, and what curate reads it as.</p>",
-        _table(["written", "normalised", "images"],
-               [[r["written"], r["normalised"], r["images"]] for r in stats["body_part_spellings"]], k, 2),
+        _table(
+            ["written", "normalised", "images"],
+            [[r["written"], r["normalised"], r["images"]] for r in stats["body_part_spellings"]],
+            k,
+            2,
+        ),
         "<h2>X-ray dose indicators</h2>",
         _fig(_deviation_plot(stats), "DeviationIndex: dashed lines at ±3"),
         f"<p>DeviationIndex outside ±3: {_shown(stats['deviation_index']['outside_3'], k)} of "
         f"{_shown(stats['deviation_index']['n'], k)} images"
-        + (f" ({stats['deviation_index']['share_outside_3']:.1%})" if "share_outside_3" in stats["deviation_index"] else "")
+        + (
+            f" ({stats['deviation_index']['share_outside_3']:.1%})"
+            if "share_outside_3" in stats["deviation_index"]
+            else ""
+        )
         + "</p>",
-        _table(["indicator", "manufacturer", "body part", "n", "p25", "median", "p75"],
-               [[r["indicator"], r["manufacturer"], r["body_part"], r["n"], r.get("p25"), r.get("median"), r.get("p75")]
-                for r in stats["xray_dose"]], k, 3),
+        _table(
+            ["indicator", "manufacturer", "body part", "n", "p25", "median", "p75"],
+            [
+                [r["indicator"], r["manufacturer"], r["body_part"], r["n"], r.get("p25"), r.get("median"), r.get("p75")]
+                for r in stats["xray_dose"]
+            ],
+            k,
+            3,
+        ),
         "<h2>Data quality</h2>",
         _fig(_quality_plot(quality), "Problems found, by check"),
         _quality_table(quality),
