@@ -32,12 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from benchlib import DEFAULT_PIXEL_BYTES
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.tag import Tag
 from pydicom.uid import UID
-
-from benchlib import DEFAULT_PIXEL_BYTES
 
 PIXEL_DATA = Tag(0x7FE0, 0x0010)
 

@@ -1,7 +1,7 @@
 """Type stubs for the compiled module `curate._native` (rust/curate-native)."""
 
+from collections.abc import Sequence
 from os import PathLike
-from typing import Sequence
 
 __version__: str
 #: Rows per record batch unless a caller asks otherwise.

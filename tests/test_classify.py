@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import testdata
 from sklearn.metrics import f1_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import curate
-from conftest import testdata
 from curate.classify import UNKNOWN, RuleLabeler, SeriesTypeClassifier
 from curate.classify.synth import generate
 

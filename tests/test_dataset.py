@@ -16,11 +16,11 @@ import pandas as pd
 import pydicom
 import pytest
 from dicom_factory import image_dataset, write
+from test_deid_engine import KEY
 
 from curate.dataset import DatasetSpec, build_dataset, diff, list_versions
 from curate.dataset.build import MANIFEST
 from curate.index import build_index
-from test_deid_engine import KEY
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -227,7 +227,6 @@ def test_diff_reports_label_and_split_changes(archive):
 
 def test_build_is_an_mlflow_run_without_patient_data(archive):
     import mlflow
-
     from test_cli import run_curate
 
     uri = f"sqlite:///{archive}/mlflow.db"

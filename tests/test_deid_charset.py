@@ -10,11 +10,11 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_charset_files
+from test_deid_engine import deid, testdata
 
 from curate.deid import Options, Profile
 from curate.deid.check import CHARSET_MISMATCH, HEADER_LEAK, decoded_text, header_bytes, header_problem
 from curate.deid.engine import Identity
-from test_deid_engine import deid, testdata
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

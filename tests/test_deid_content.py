@@ -8,10 +8,9 @@ import io
 
 import pydicom
 import pytest
+from conftest import testdata
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-
-from conftest import testdata
 from test_deid_engine import deid, written
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -8,10 +8,10 @@ import io
 
 import pydicom
 import pytest
+from conftest import testdata
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from conftest import testdata
 from curate.deid import Options, Profile, Pseudonymizer
 from curate.deid.engine import Deidentifier
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from dicom_factory import image_dataset, write
-
-from conftest import testdata
-from curate.deid import Options
-from curate.deid.tree import deidentify_tree
 from test_cli import run_curate
 from test_deid_engine import KEY, PLANTED, planted
+
+from curate.deid import Options
+from curate.deid.tree import deidentify_tree
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 UID_NAME = re.compile(r"^2\.25\.\d+$")

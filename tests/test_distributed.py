@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from dicom_factory import make_dataset, write
-
 from conftest import testdata
-from curate.index.dask import DaskOptions
-from curate.index import build_index, read_index
+from dicom_factory import make_dataset, write
 from test_cli import run_curate
+
+from curate.index import build_index, read_index
+from curate.index.dask import DaskOptions
 
 pytest.importorskip("distributed")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")

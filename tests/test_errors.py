@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import testdata
+
 from curate import errors
 from curate.index import build_index
 

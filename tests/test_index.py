@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import testdata
 from dicom_factory import make_dataset, write
 
-from conftest import testdata
 from curate.errors import IndexBusyError
 from curate.index import build_index, read_index
 from curate.index.store import INDEX_FILE, STAGING_DIR

@@ -125,7 +125,7 @@ def layout(path: Path) -> Layout:
     return Layout(
         meta_end=meta_end,
         meta_boundaries=[132] + meta_starts[1:],
-        elements=list(zip(tags, starts, ends)),
+        elements=list(zip(tags, starts, ends, strict=True)),
         pixel_data=pixel,
         pixel_header=8 if implicit else 12,
     )

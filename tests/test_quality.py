@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import testdata
 from dicom_factory import image_dataset, write
 from pydicom.uid import generate_uid
 
-from conftest import testdata
-from curate.inspect import query
 from curate.index import build_index
+from curate.inspect import query
 from curate.inspect.quality import CHECKS, check_index
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import testdata
-from curate.inspect import query
-from curate.index import build_index
 from test_cli import run_curate
+
+from curate.index import build_index
+from curate.inspect import query
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_query_returns_arrow(index_dir):
     table = query.query(
         index_dir, "SELECT Modality, count(*) AS n FROM idx WHERE status = 'ok' GROUP BY ALL ORDER BY ALL"
     )
-    assert dict(zip(table.column("Modality").to_pylist(), table.column("n").to_pylist())) == {
+    assert dict(zip(table.column("Modality").to_pylist(), table.column("n").to_pylist(), strict=True)) == {
         "CT": 1,
         "MR": 1,
         "NM": 1,  # JPEG2000.dcm

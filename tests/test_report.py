@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from dicom_factory import make_dataset, write
 from pydicom.uid import generate_uid
+from test_cli import run_curate
 
 from curate.index import build_index
 from curate.inspect.population import SUPPRESSED, population
 from curate.inspect.report import build_report
-from test_cli import run_curate
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -14,14 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 import pydicom
 import pytest
+from conftest import testdata
 from dicom_factory import (
-    image_dataset,
     UNDEFINED,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     element,
+    image_dataset,
     item,
     make_dataset,
     part10,
@@ -32,7 +33,6 @@ from dicom_factory import (
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from conftest import testdata
 
 import curate
 from curate.errors import TagSpecError

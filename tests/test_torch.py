@@ -8,12 +8,12 @@ import shutil
 
 import numpy as np
 import pytest
-from dicom_factory import image_dataset, write
-
 from conftest import testdata
+from dicom_factory import image_dataset, write
+from test_deid_engine import KEY
+
 from curate.dataset import DatasetSpec, build_dataset
 from curate.index import build_index
-from test_deid_engine import KEY
 
 try:
     import torch
@@ -61,7 +61,7 @@ def test_monochrome1_comes_out_inverted(version):
 
     data = CuratedDataset(version, split="train")
     manifest = pd.read_parquet(version / "manifest.parquet")
-    kinds = dict(zip(manifest.path, manifest.photometric))
+    kinds = dict(zip(manifest.path, manifest.photometric, strict=True))
     ramps = [
         data[i][0][0]
         for i, path in enumerate(data.paths)

@@ -8,12 +8,12 @@ import mlflow
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import testdata
+from test_cli import run_curate
+
 from curate.classify.synth import generate
 from curate.classify.train import load_model
 from curate.index import build_index
-from test_cli import run_curate
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -108,7 +108,7 @@ def test_labels_from_a_csv_or_from_the_rules(tmp_path):
     data = labelled_index(tmp_path / "idx", labels)
     assert sorted(data.y) == ["ct_axial", "mr_t1"] and "path" in data.X
     weak = labelled_index(tmp_path / "idx", "rules")
-    by_modality = dict(zip(weak.X.Modality, weak.y))
+    by_modality = dict(zip(weak.X.Modality, weak.y, strict=True))
     assert by_modality["CT"] == "ct_axial"  # ImageType ORIGINAL\PRIMARY\AXIAL
     assert "RTPLAN" not in by_modality, "rows the rules cannot label are left out"
     with pytest.raises(ValueError, match="series_type"):

@@ -38,7 +38,7 @@ def scores(y_true, y_pred, proba: np.ndarray, classes: np.ndarray, target_precis
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         f"coverage_at_precision_{target_precision:g}": coverage,
         "threshold_for_target_precision": threshold,
-        "per_class_f1": {str(c): float(f) for c, f in zip(classes, per_class)},
+        "per_class_f1": {str(c): float(f) for c, f in zip(classes, per_class, strict=True)},
     }
 
 

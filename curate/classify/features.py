@@ -81,7 +81,7 @@ class MetadataFeatures(BaseEstimator, TransformerMixin):
             _to_text(frame[c]) if c in frame else pd.Series([""] * len(frame), index=frame.index)
             for c in self.roles_["text"]
         ]
-        return [" | ".join(values) for values in zip(*parts)]
+        return [" | ".join(values) for values in zip(*parts, strict=True)]
 
     def _tokens(self, frame: pd.DataFrame) -> list[str]:
         rows = [[] for _ in range(len(frame))]

@@ -100,7 +100,7 @@ class SeriesTypeClassifier(ClassifierMixin, BaseEstimator):
         # Named tables may hold any subset of columns; plain arrays are matched by position.
         if self._positional and frame.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"X has {frame.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features as input"
+                f"X has {frame.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features as input"  # noqa: E501 (scikit-learn's words)
             )
         matrix = self.features_.transform(frame)
         return matrix.toarray() if self.model == "hgb" else matrix

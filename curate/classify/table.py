@@ -10,12 +10,13 @@ import pandas as pd
 from curate.index.schema import INDEX_FILE_COLUMNS
 
 #: Columns that are never features: identifiers, names, dates and times, where a file
-#: lives (the index's file columns), patient demographics, and the labels themselves. A model must learn what a
-#: series is, not who or where it came from.
+#: lives (the index's file columns), patient demographics, and the labels themselves. A
+#: model must learn what a series is, not who or where it came from.
 NEVER_FEATURES = re.compile(
     r"(UID|ID|IDs|Name|Names|Date|Time|DateTime|Number|Age|Sex|Weight|Size|BirthDate)$"
-    r"|^(" + "|".join(INDEX_FILE_COLUMNS) + r"|file_row_number"
-    r"|InstitutionName|InstitutionalDepartmentName|InstitutionAddress|StationName|DeviceSerialNumber"
+    r"|^("
+    + "|".join(INDEX_FILE_COLUMNS)
+    + r"|InstitutionName|InstitutionalDepartmentName|InstitutionAddress|StationName|DeviceSerialNumber"
     r"|AccessionNumber|age_years|sex|study_year|series_type|label|site)$"
 )
 #: Except these, whose names end like identifiers but which describe the equipment.

@@ -185,7 +185,9 @@ def _split(frame: pd.DataFrame, spec: DatasetSpec, pseudo: Pseudonymizer) -> tup
     issuers = frame.get("IssuerOfPatientID", pd.Series("", index=frame.index)).fillna("")
     studies = frame["StudyInstanceUID"].fillna("") if "StudyInstanceUID" in frame else pd.Series("", index=frame.index)
     # A file without PatientID is its own patient per study (it cannot be linked).
-    patients = [pseudo.patient_id(i, s) or f"study:{pseudo.uid(st)}" for i, s, st in zip(ids, issuers, studies)]
+    patients = [
+        pseudo.patient_id(i, s) or f"study:{pseudo.uid(st)}" for i, s, st in zip(ids, issuers, studies, strict=True)
+    ]
     frame = frame.assign(patient=patients)
     if spec.split.stratify and spec.label:
         strata = frame.groupby("patient")[spec.label].agg(lambda v: str(v.mode().iloc[0]) if len(v.mode()) else "")
@@ -361,7 +363,7 @@ def _write_files(
         futures = [
             pool.submit(_write_one, row["path"], building, rel.as_posix(), spec, key) for row, _, _, _, rel in jobs
         ]
-        for (row, study, series, instance, relative), future in zip(jobs, futures):
+        for (row, study, series, instance, relative), future in zip(jobs, futures, strict=True):
             status, reason, image = future.result()
             if status != "written":
                 excluded[f"de-identification failed: {reason}"] += 1

@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from curate.dataset.layout import MANIFEST
 from curate.dataset.images import resized, to_unit_range
+from curate.dataset.layout import MANIFEST
 from curate.errors import ConfigError, DatasetError
 
 

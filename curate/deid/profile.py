@@ -27,9 +27,9 @@ cannot carry a name, a date or free text (Rows, Pixel Data, Modality ...); unlis
 short text (SH, LO: Manufacturer, but also Overlay Description) is kept cleaned of the
 patient's names and identifiers (C); unlisted person names and URLs are removed,
 unlisted dates and times are handled as the listed ones (removed, shifted or kept by the
-temporal options), unlisted free text is removed (or cleaned with Clean Descriptors). An attribute the data dictionary does not
-know is removed, as are private attributes unless Retain Safe Private keeps one that Table
-E.3.10-1 (``data/ps3.15-table-e3-10-1.json``) lists as safe.
+temporal options), unlisted free text is removed (or cleaned with Clean Descriptors). An
+attribute the data dictionary does not know is removed, as are private attributes unless
+Retain Safe Private keeps one that Table E.3.10-1 (``data/ps3.15-table-e3-10-1.json``) lists as safe.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
+
 from curate.errors import ConfigError
 
 TABLE_FILE = Path(__file__).parent / "data" / "ps3.15-table-e1-1.json"

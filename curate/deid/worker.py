@@ -3,7 +3,6 @@ dataset build both use, and where its output goes."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from curate.deid.check import file_problem

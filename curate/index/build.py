@@ -384,7 +384,8 @@ def _merge(
                 kept += " ANTI JOIN fresh USING (path)"
             selects.append(kept)
             selects.append(
-                f"SELECT * REPLACE ('vanished' AS status, '{VANISHED_ERROR}' AS error) FROM old ANTI JOIN listing USING (path)"
+                f"SELECT * REPLACE ('vanished' AS status, '{VANISHED_ERROR}' AS error) "
+                "FROM old ANTI JOIN listing USING (path)"
             )
         query = " UNION ALL BY NAME ".join(f"({s})" for s in selects) + " ORDER BY path"
         metadata = json.dumps(signature).replace("'", "''")
@@ -414,4 +415,4 @@ def _count_final(summary: ScanSummary) -> None:
 
 def _value_counts(array) -> list[tuple[str, int]]:
     counts = pc.value_counts(array)
-    return list(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+    return list(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))

@@ -16,7 +16,6 @@ and attributes that may hold several values become lists.
 from __future__ import annotations
 
 import functools
-
 import re
 from dataclasses import dataclass
 from functools import lru_cache

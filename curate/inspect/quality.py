@@ -100,7 +100,7 @@ class _Checker:
         return int(self.con.execute(sql).fetchone()[0] or 0)
 
     def rows(self, where: str) -> tuple[int, list[int]]:
-        """Count of rows matching `where`, and the first few row numbers."""
+        """Count of rows matching `where`, and the first few row ids."""
         count = self.scalar(f"SELECT count(*) FROM idx WHERE {where}")
         examples = [
             r[0]
@@ -112,7 +112,10 @@ class _Checker:
 
     def groups(self, key: str, having: str, where: str = LIVE) -> tuple[int, list[int]]:
         """Groups of `key` whose rows satisfy `having`; examples are one row per group."""
-        grouped = f"SELECT {key} AS k, min({ROW_ID}) AS r FROM idx WHERE {where} AND {key} IS NOT NULL GROUP BY {key} HAVING {having}"
+        grouped = (
+            f"SELECT {key} AS k, min({ROW_ID}) AS r FROM idx WHERE {where} AND {key} IS NOT NULL "
+            f"GROUP BY {key} HAVING {having}"
+        )
         count = self.scalar(f"SELECT count(*) FROM ({grouped})")
         examples = [r[0] for r in self.con.execute(f"SELECT r FROM ({grouped}) ORDER BY r LIMIT {EXAMPLES}").fetchall()]
         return count, examples
@@ -163,7 +166,7 @@ def _invalid_times(q: _Checker, c: CheckResult) -> None:
     pattern = r"^([01][0-9]|2[0-3])(:?[0-5][0-9](:?([0-5][0-9]|60)(\.[0-9]{1,6})?)?)?$"
     bad = [f"({t} IS NOT NULL AND NOT regexp_matches(trim({t}), '{pattern}'))" for t in present]
     c.count, c.examples = q.rows(f"{OK} AND ({' OR '.join(bad)})")
-    c.details = {t: q.scalar(f"SELECT count(*) FROM idx WHERE {OK} AND {b}") for t, b in zip(present, bad)}
+    c.details = {t: q.scalar(f"SELECT count(*) FROM idx WHERE {OK} AND {b}") for t, b in zip(present, bad, strict=True)}
     c.details = {k: v for k, v in c.details.items() if v}
 
 

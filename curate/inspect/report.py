@@ -2,7 +2,7 @@
 
 The HTML opens offline: plots are PNG images embedded in the page, styles are inline,
 nothing is fetched. It holds aggregates only (see :mod:`curate.inspect.population` for the
-small-cell rule) and quality counts with index row numbers, never a path or a header
+small-cell rule) and quality counts with index row ids, never a path or a header
 value, so it can be shared.
 """
 
@@ -156,10 +156,10 @@ def _studies_per_patient_plot(stats: dict) -> str | None:
     def draw(ax):
         bottom = [0.0] * len(bands)
         palette = ["#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c"]
-        for color, label in zip(palette, data["bins"]):
+        for color, label in zip(palette, data["bins"], strict=True):
             values = [_plottable(data["bands"][b][label]) for b in bands]
             ax.bar(bands, values, bottom=bottom, color=color, label=f"{label} studies")
-            bottom = [a + b for a, b in zip(bottom, values)]
+            bottom = [a + b for a, b in zip(bottom, values, strict=True)]
         ax.set_ylabel("patients")
         ax.set_xlabel("age at first study")
         ax.legend(frameon=False, fontsize=8)
@@ -254,7 +254,8 @@ def _table(headers: list[str], rows: list[list], min_cell: int, numeric_from: in
 def _fig(uri: str | None, caption: str) -> str:
     if uri is None:
         return f'<p class="note">{html.escape(caption)}: no data.</p>'
-    return f'<figure><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    caption = html.escape(caption)
+    return f'<figure><img src="{uri}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
 
 
 def render_html(stats: dict, quality: QualityReport) -> str:
@@ -266,8 +267,9 @@ def render_html(stats: dict, quality: QualityReport) -> str:
         f"<style>{STYLE}</style></head><body>",
         "<h1>What is in this archive</h1>",
         f"<p class='note'>Aggregates only. Counts from 1 to {k - 1} are shown as &lt;{k} and left out of plots. "
-        "Quality examples are row numbers of index.parquet.</p>",
-        "<table class='totals'><tr><th>files</th><th>images</th><th>series</th><th>studies</th><th>patients</th></tr><tr>"
+        "Quality examples are row ids (the index's row_id column).</p>",
+        "<table class='totals'><tr><th>files</th><th>images</th><th>series</th><th>studies</th>"
+        "<th>patients</th></tr><tr>"
         + "".join(f"<td class='n'>{_shown(t[c], k)}</td>" for c in ("files", "images", "series", "studies", "patients"))
         + "</tr></table>",
         "<h2>Modalities</h2>",
