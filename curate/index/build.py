@@ -356,28 +356,10 @@ def _merge(
         if listing is not None:
             con.register("listing", _keys(listing))
         if parts:
-            # The newest staged row of a path wins (a file that changed again after a
-            # killed scan was staged twice); only rows that match the listing count.
-            files = ", ".join(sql_string(p) for p in parts)
-            current = "SEMI JOIN listing USING (path, file_size, mtime) " if listing is not None else ""
-            con.execute(
-                f"CREATE TEMP VIEW fresh AS SELECT * EXCLUDE (filename) FROM read_parquet([{files}], filename=true) "
-                f"{current}QUALIFY row_number() OVER (PARTITION BY path ORDER BY filename DESC) = 1"
-            )
+            _fresh_rows(con, parts, listing is not None, ids_from)
+            selects.append("SELECT * FROM fresh")
         if previous is not None:
             con.execute(f"CREATE TEMP VIEW old AS SELECT * FROM read_parquet({sql_string(previous)})")
-        if parts:
-            if ids_from is not None:
-                con.execute(f"CREATE TEMP VIEW ids AS SELECT path, {ROW_ID} FROM read_parquet({sql_string(ids_from)})")
-                known = f"LEFT JOIN (SELECT path, {ROW_ID} AS known_id FROM ids) USING (path)"
-                first_new = f"(SELECT coalesce(max({ROW_ID}) + 1, 0) FROM ids)"
-            else:
-                known, first_new = ", (SELECT NULL::BIGINT AS known_id)", "0"
-            selects.append(
-                f"SELECT * EXCLUDE (known_id), coalesce(known_id, {first_new} - 1 + "
-                f"row_number() OVER (PARTITION BY known_id IS NULL ORDER BY path))::BIGINT AS {ROW_ID} "
-                f"FROM fresh {known}"
-            )
         if previous is not None:
             kept = "SELECT * FROM old SEMI JOIN listing USING (path)"
             if parts:
@@ -396,6 +378,37 @@ def _merge(
             )
     finally:
         con.close()
+
+
+def _fresh_rows(con, parts: list[str], listed: bool, ids_from: Path | None) -> None:
+    """The view ``fresh``: the staged rows that go into the index, with their row ids.
+
+    The newest staged row of a path wins (a file that changed again after a killed scan
+    was staged twice), and only rows that match the listing count. Which row wins, and
+    the ids of paths new to the index, are decided on (path, part) keys alone: a window
+    over whole rows would hold them all in memory."""
+    files = ", ".join(sql_string(p) for p in parts)
+    current = " SEMI JOIN listing USING (path, file_size, mtime)" if listed else ""
+    con.execute(f"CREATE TEMP VIEW staged AS SELECT * FROM read_parquet([{files}], filename=true){current}")
+    con.execute("CREATE TEMP TABLE newest AS SELECT path, max(filename) AS filename FROM staged GROUP BY path")
+    if ids_from is not None:
+        con.execute(f"CREATE TEMP VIEW ids AS SELECT path, {ROW_ID} FROM read_parquet({sql_string(ids_from)})")
+        unknown = "newest ANTI JOIN ids USING (path)"
+        first_new = f"(SELECT coalesce(max({ROW_ID}) + 1, 0) FROM ids)"
+    else:
+        con.execute(f"CREATE TEMP VIEW ids AS SELECT NULL::VARCHAR AS path, NULL::BIGINT AS {ROW_ID} LIMIT 0")
+        unknown, first_new = "newest", "0"
+    # Paths new to the index get ids after the largest so far, in path order.
+    con.execute(
+        f"CREATE TEMP TABLE new_ids AS SELECT path, {first_new} - 1 + row_number() OVER (ORDER BY path) "
+        f"AS {ROW_ID} FROM {unknown}"
+    )
+    con.execute(
+        f"CREATE TEMP VIEW fresh AS SELECT staged.* EXCLUDE (filename), "
+        f"coalesce(ids.{ROW_ID}, new_ids.{ROW_ID})::BIGINT AS {ROW_ID} "
+        "FROM staged SEMI JOIN newest USING (path, filename) "
+        "LEFT JOIN ids USING (path) LEFT JOIN new_ids USING (path)"
+    )
 
 
 def _count_final(summary: ScanSummary) -> None:
