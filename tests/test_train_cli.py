@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -114,3 +115,47 @@ def test_labels_from_a_csv_or_from_the_rules(tmp_path):
     with pytest.raises(ValueError, match="series_type"):
         pd.DataFrame({"SeriesInstanceUID": [ct]}).to_csv(tmp_path / "bad.csv", index=False)
         labelled_index(tmp_path / "idx", tmp_path / "bad.csv")
+
+
+def test_classify_streams_whole_series_and_gives_what_one_pass_gives(tmp_path):
+    """Batches far smaller than a series: each series is still judged on all its
+    instances, and the result is what predicting over the whole index at once gives."""
+    from dicom_factory import make_dataset, write
+    from pydicom.uid import generate_uid
+
+    from curate.classify import load_default_model
+    from curate.classify.train import classify_index
+    from curate.index import read_index
+
+    src = tmp_path / "src"
+    kinds = [("CR", "CHEST PA", "PA"), ("CR", "CHEST LAT", "LL"), ("CT", "AXIAL 5MM", None), ("MR", "T2 TSE", None)]
+    for s in range(13):
+        modality, description, view = kinds[s % len(kinds)]
+        series = generate_uid()
+        for i in range(1 + s % 4):
+            attrs = dict(
+                Modality=modality,
+                SeriesDescription=description,
+                SeriesInstanceUID=series,
+                InstanceNumber=str(i),
+                BodyPartExamined="CHEST" if modality == "CR" else None,
+                ViewPosition=view,
+            )
+            write(make_dataset(**attrs), src / f"s{s:02d}" / f"i{i}.dcm")
+    (src / "note.txt").write_text("not DICOM: no series")
+    build_index(src, tmp_path / "idx", progress=False)
+    model = load_default_model()
+
+    small = classify_index(tmp_path / "idx", model, "default", batch_rows=2)
+    streamed = pq.read_table(tmp_path / "idx" / "series_types.parquet")
+    whole = classify_index(tmp_path / "idx", model, "default", batch_rows=10**6)
+    assert pq.read_table(tmp_path / "idx" / "series_types.parquet").equals(streamed)
+    assert small.counts == whole.counts and sum(small.counts.values()) == 13
+
+    frame = read_index(tmp_path / "idx").to_pandas()
+    frame = frame[frame.status == "ok"]
+    expected = model.predict_series(frame).sort_values("SeriesInstanceUID").reset_index(drop=True)
+    got = streamed.to_pandas()
+    assert list(got.SeriesInstanceUID) == list(expected.SeriesInstanceUID)
+    assert list(got.series_type) == list(expected.series_type)
+    assert np.allclose(got.confidence, expected.confidence)

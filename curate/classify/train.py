@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from curate.classify.model import SeriesTypeClassifier
 from curate.errors import LabelsError, ModelNotFoundError
@@ -155,20 +156,56 @@ class ClassifyResult(StageResult):
         return "\n".join([*lines, "", "series types written beside the index"])
 
 
+#: What ``series_types.parquet`` holds: one row per series.
+SERIES_TYPES_SCHEMA = pa.schema(
+    [
+        ("SeriesInstanceUID", pa.string()),
+        ("series_type", pa.string()),
+        ("confidence", pa.float64()),
+        ("model_version", pa.string()),
+    ]
+)
+
+
+def input_columns(model: SeriesTypeClassifier, available: set[str]) -> list[str]:
+    """The index columns the model reads (all of them, for a model that does not say)."""
+    roles = getattr(getattr(model, "features_", None), "roles_", None)
+    if roles is None:
+        return sorted(available)
+    return [c for columns in roles.values() for c in columns if c in available]
+
+
 def classify_index(
-    index_dir: str | os.PathLike[str], model: SeriesTypeClassifier, model_version: str = ""
+    index_dir: str | os.PathLike[str],
+    model: SeriesTypeClassifier,
+    model_version: str = "",
+    batch_rows: int | None = None,
 ) -> ClassifyResult:
     """Series types of every series in the index, written beside it (SeriesInstanceUID,
-    series_type, confidence, model_version); the counts by type."""
-    import pyarrow as pa
+    series_type, confidence, model_version); the counts by type.
 
-    from curate.index.store import open_index
+    The index is read in batches of whole series, only the columns the model reads:
+    memory stays flat at any index size, and each series is still judged on all its
+    instances."""
+    from collections import Counter
+
+    from curate.index.store import GROUPED_BATCH_ROWS, open_index
 
     store = open_index(index_dir)
-    frame = store.read().to_pandas()
-    frame = frame[(frame["status"] == "ok") & frame.get("SeriesInstanceUID", pd.Series(dtype=str)).notna()]
-    series = model.predict_series(frame)
-    series["model_version"] = model_version
-    store.write_series_types(pa.Table.from_pandas(series, preserve_index=False))
-    counts = series["series_type"].value_counts()
+    available = store.columns()
+    counts: Counter = Counter()
+    with store.series_types_writer(SERIES_TYPES_SCHEMA) as writer:
+        if "SeriesInstanceUID" in available:
+            columns = input_columns(model, available)
+            batches = store.grouped_batches(
+                columns,
+                "SeriesInstanceUID",
+                where="status = 'ok' AND SeriesInstanceUID IS NOT NULL",
+                rows=batch_rows or GROUPED_BATCH_ROWS,
+            )
+            for batch in batches:
+                series = model.predict_series(batch.to_pandas())
+                series["model_version"] = model_version
+                writer.write_table(pa.Table.from_pandas(series, schema=SERIES_TYPES_SCHEMA, preserve_index=False))
+                counts.update(series["series_type"])
     return ClassifyResult({str(k): int(v) for k, v in counts.items()}, model_version)

@@ -9,12 +9,14 @@ from here too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import IndexNotFoundError
@@ -24,6 +26,11 @@ from curate.index.schema import ROW_ID
 
 INDEX_FILE = "index.parquet"
 STAGING_DIR = ".staging"
+#: Where DuckDB spills what does not fit its memory limit while it reads the index.
+SPILL_DIR = ".spill"
+#: Rows a grouped batch holds (more only to finish a group), and DuckDB's memory meanwhile.
+GROUPED_BATCH_ROWS = 16_384
+GROUPED_MEMORY = "256MB"
 #: Series types a classifier wrote beside the index (one row per series).
 SERIES_TYPES_FILE = "series_types.parquet"
 #: Parquet key-value metadata key that records how an index was built.
@@ -110,13 +117,16 @@ class IndexStore:
     def connect(self, view: str = "idx", series_types: bool = False, memory_limit: str | None = None):
         """A DuckDB connection with the index as the view `view`. With `series_types`,
         the view carries ``series_type``, ``series_confidence`` and ``series_model``
-        (null where no classifier has run)."""
+        (null where no classifier has run). With `memory_limit`, DuckDB holds at most that
+        and spills the rest into the index folder (what it spills is index rows: it stays
+        where the index is, never in the working directory)."""
         import duckdb
 
         self.require()
         con = duckdb.connect()
         if memory_limit:
             con.execute(f"SET memory_limit = '{memory_limit}'")
+            con.execute(f"SET temp_directory = {sql_string(self.root / SPILL_DIR)}")
         source = f"read_parquet({sql_string(self._file)})"
         if not series_types:
             con.execute(f"CREATE VIEW {view} AS SELECT * FROM {source}")
@@ -133,18 +143,50 @@ class IndexStore:
             )
         return con
 
+    def grouped_batches(
+        self, columns: Sequence[str], key: str, where: str = "TRUE", rows: int = GROUPED_BATCH_ROWS
+    ) -> Iterator[pa.Table]:
+        """Rows of `columns` (`key` among them) where `where` holds, ordered by `key`, as
+        tables of about `rows` rows that each hold whole groups: no group is split between
+        two tables. Memory stays flat at any index size (DuckDB sorts within
+        :data:`GROUPED_MEMORY` and spills the rest); a table grows past `rows` only to
+        finish a group."""
+        select = ", ".join(f'"{c}"' for c in dict.fromkeys([key, *columns]))
+        con = self.connect("idx", memory_limit=GROUPED_MEMORY)
+        try:
+            reader = con.execute(f'SELECT {select} FROM idx WHERE {where} ORDER BY "{key}"').to_arrow_reader(rows)
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
+            for batch in reader:
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                if pending_rows < rows:
+                    continue
+                table = pa.Table.from_batches(pending)
+                last = table.column(key)[-1]
+                # Rows of the last group may go on in the next batch: they wait for it.
+                keep = pc.not_equal(table.column(key), last)
+                head = table.filter(keep)
+                tail = table.filter(pc.invert(keep))
+                if head.num_rows:
+                    yield head
+                pending, pending_rows = tail.to_batches(), tail.num_rows
+            if pending_rows:
+                yield pa.Table.from_batches(pending)
+        finally:
+            con.close()
+
     # --- what other stages keep beside the index -----------------------------------------
 
     def has_series_types(self) -> bool:
         return (self.root / SERIES_TYPES_FILE).exists()
 
-    def read_series_types(self) -> pa.Table:
-        return pq.read_table(self.root / SERIES_TYPES_FILE)
-
-    def write_series_types(self, table: pa.Table) -> None:
-        """Replace the series types beside the index (whole, by a rename)."""
-        with atomic_path(self.root / SERIES_TYPES_FILE) as partial:
-            pq.write_table(table, partial)
+    @contextlib.contextmanager
+    def series_types_writer(self, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """A Parquet writer for the series types beside the index: written in pieces, and
+        in place (replacing the previous ones) only when the block completes."""
+        with atomic_path(self.root / SERIES_TYPES_FILE) as partial, pq.ParquetWriter(partial, schema) as writer:
+            yield writer
 
 
 def open_index(index_dir: str | os.PathLike[str]) -> IndexStore:

@@ -1,0 +1,101 @@
+"""Peak memory and time of `classify_index` at growing index sizes, each in a fresh process.
+
+The index is synthetic (rows of the metadata generator, repeated with fresh series and
+instance UIDs), written straight to Parquet: what is measured is the classification of
+an index, not the scan. Beside curate's streamed classification it runs the way it was
+done before (the whole index read into pandas, then predicted at once), for the ratio.
+
+    python benchmarks/classify_memory.py --rows 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from benchlib import RESULTS_DIR, peak_rss_kib, run_measured, write_json  # noqa: E402
+
+
+def make_index(folder: Path, rows: int) -> None:
+    """An index of `rows` rows: generated series, repeated with fresh UIDs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.classify.synth import generate
+
+    template = generate(3000, sites=10, seed=0).drop(columns=["series_type", "site"])
+    template["status"] = "ok"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = copy = 0
+    with pq.ParquetWriter(folder / "index.parquet", pa.Table.from_pandas(template, preserve_index=False).schema) as w:
+        while written < rows:
+            chunk = template.head(rows - written).copy()
+            for column in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID"):
+                chunk[column] = chunk[column].astype(str) + f".{copy}"
+            chunk["path"] = [f"/archive/{copy}/{i}.dcm" for i in range(len(chunk))]
+            w.write_table(pa.Table.from_pandas(chunk, preserve_index=False, schema=w.schema))
+            written += len(chunk)
+            copy += 1
+
+
+def child(mode: str, index: str) -> None:
+    """One measured run (in its own process): prints seconds, peak KiB and series."""
+    from curate.classify import load_default_model
+
+    model = load_default_model()
+    started = time.perf_counter()
+    if mode == "streamed":
+        from curate.classify.train import classify_index
+
+        series = sum(classify_index(index, model, "default").counts.values())
+    else:  # the whole index in pandas, predicted at once
+        from curate.index import read_index
+
+        frame = read_index(index).to_pandas()
+        series = len(model.predict_series(frame[frame.status == "ok"]))
+    print(json.dumps({"seconds": time.perf_counter() - started, "peak_kib": peak_rss_kib(), "series": series}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--work", type=Path, default=BENCH_DIR / "corpus" / "classify-index")
+    parser.add_argument("--modes", nargs="+", default=["streamed", "whole"])
+    args = parser.parse_args()
+    results = []
+    for rows in args.rows:
+        folder = args.work / f"rows{rows}"
+        if not (folder / "index.parquet").exists():
+            make_index(folder, rows)
+        for mode in args.modes:
+            run = run_measured([sys.executable, __file__, "--child", mode, str(folder)])
+            if run.returncode != 0:
+                results.append({"rows": rows, "mode": mode, "failed": run.stderr.strip().splitlines()[-1:]})
+                continue
+            measured = json.loads(run.stdout.strip().splitlines()[-1])
+            results.append(
+                {"rows": rows, "mode": mode, **measured, "bytes_per_row": measured["peak_kib"] * 1024 / rows}
+            )
+    print(f"{'rows':>10} {'mode':<9} {'seconds':>8} {'µs/row':>7} {'peak MiB':>9} {'B/row':>7} {'series':>8}")
+    for r in results:
+        if "failed" in r:
+            print(f"{r['rows']:>10,} {r['mode']:<9} failed: {r['failed']}")
+            continue
+        print(
+            f"{r['rows']:>10,} {r['mode']:<9} {r['seconds']:>8.1f} {r['seconds'] / r['rows'] * 1e6:>7.1f} "
+            f"{r['peak_kib'] / 1024:>9.0f} {r['bytes_per_row']:>7.0f} {r['series']:>8,}"
+        )
+    write_json(RESULTS_DIR / "classify_memory.json", {"results": results})
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3])
+    else:
+        main()
