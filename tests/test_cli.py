@@ -97,3 +97,12 @@ def test_clear_errors(tmp_path: Path):
     assert unknown.returncode == 2 and "unknown stage" in unknown.stderr
     bad_tag = run_curate("scan", f"source={tmp_path}", "index=idx", "extra_tags=[NotAKeyword]", cwd=tmp_path)
     assert bad_tag.returncode != 0 and "NotAKeyword" in bad_tag.stderr
+
+
+def test_the_configs_live_inside_the_package_so_a_wheel_carries_them():
+    # Wheels hold no symbolic links: a config folder reached through one is left out,
+    # and an installed `curate` could not compose any stage.
+    from curate.paths import conf_dir
+
+    assert conf_dir().is_dir() and not conf_dir().is_symlink()
+    assert (conf_dir() / "scan.yaml").is_file() and (conf_dir() / "tags" / "default.yaml").is_file()
