@@ -623,3 +623,23 @@ def test_good_files_survive_bad_neighbours(tmp_path):
         assert kind(rows[name]) in ("truncated", "corrupt", "not_dicom", "vanished"), rows[name]["error"]
         assert rows[name]["PatientID"] is None or name == "bad_truncated.dcm"
     assert rows["bad_truncated.dcm"]["PatientID"] == "1CT1"
+
+
+def test_a_stray_item_is_stepped_over_and_the_row_keeps_what_pydicom_reads(tmp_path):
+    """A writer's stray item outside any sequence (as in fo-dicom's GH364 test file),
+    synthesised in a real JPEG 2000 file near the start of its data set."""
+    import struct
+
+    import pydicom
+
+    data = local_testdata("JPEG2000.dcm").read_bytes()
+    at = data.index(b"\x08\x00\x16\x00", 132 + 200)  # SOP Class UID, after the file meta group
+    stray = struct.pack("<HHI", 0xFFFE, 0xE000, 10) + b"\x10\x00\x10\x00PN\x02\x00X "
+    path = tmp_path / "stray.dcm"
+    path.write_bytes(data[:at] + stray + data[at:])
+    [row] = curate.scan(path).to_pylist()
+    assert row["status"] == "error" and row["error"].startswith("corrupt: item tag (FFFE,E000)")
+    ds = pydicom.dcmread(path)
+    for keyword in ("SOPClassUID", "PhotometricInterpretation", "SeriesNumber", "InstanceNumber", "Rows"):
+        assert ds.get(keyword) is not None, keyword
+        assert str(row[keyword]) == str(ds.get(keyword)), keyword

@@ -99,6 +99,7 @@ def planted(tmp_path_factory) -> tuple[Path, Path]:
 
 EXPECTED = {
     "unreadable_files": (1, {"truncated": 1}),
+    "salvaged": (1, {"truncated": 1}),  # the cut file's identity lies before the cut
     "not_dicom": (1, {}),
     "missing_identity": (1, {"no SeriesInstanceUID": 1}),
     "invalid_values": (1, {"StudyDate": 1}),

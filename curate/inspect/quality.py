@@ -135,6 +135,18 @@ def _unreadable(q: _Checker, c: CheckResult) -> None:
     c.details = q.breakdown(ERROR_KIND_SQL, "status = 'error'")
 
 
+def _salvaged(q: _Checker, c: CheckResult) -> None:
+    """Unreadable files that still gave attributes: read up to the defect (or past a
+    stray item). Their rows keep status `error`, so later stages leave them out."""
+    present = [k for k in (*IDENTITY, "Modality") if k in q.columns]
+    if not present:
+        c.skipped = q.missing(*IDENTITY)
+        return
+    where = f"status = 'error' AND ({' OR '.join(f'{k} IS NOT NULL' for k in present)})"
+    c.count, c.examples = q.rows(where)
+    c.details = q.breakdown(ERROR_KIND_SQL, where)
+
+
 def _not_dicom(q: _Checker, c: CheckResult) -> None:
     c.count, c.examples = q.rows("status = 'not_dicom'")
 
@@ -316,6 +328,12 @@ CHECKS: list[tuple[str, str, str, Callable[[_Checker, CheckResult], None]]] = [
         "error",
         "files that could not be read or parsed (truncated, corrupt, unreadable)",
         _unreadable,
+    ),
+    (
+        "salvaged",
+        "info",
+        "unreadable files whose attributes before (or past) the defect are kept (status stays error)",
+        _salvaged,
     ),
     ("not_dicom", "warning", "files that are not DICOM", _not_dicom),
     (

@@ -96,8 +96,9 @@ pub fn parse_into(input: Input<'_>, selection: &Selection, sink: &mut dyn Sink) 
         syntax: EXPLICIT_LE,
         element: None,
         meta_group_length: None,
+        salvaged: None,
     };
-    let error = parser.run().err();
+    let error = parser.run().err().or(parser.salvaged.take());
     parser.header.bytes_read += parser.input.bytes_read();
     (parser.header, error)
 }
@@ -115,6 +116,8 @@ enum Stop {
     ItemEnd,
     SequenceEnd,
     PixelData,
+    /// A stray item of defined length, stepped over: the data set goes on.
+    Skipped,
 }
 
 struct ElementHeader {
@@ -134,6 +137,9 @@ struct Parser<'a, 's> {
     element: Option<u32>,
     /// File Meta Information Group Length, where the file gives it.
     meta_group_length: Option<u32>,
+    /// A defect the parser stepped over (a stray item of defined length): the row is an
+    /// error, but it keeps the values read before and after it, as other readers do.
+    salvaged: Option<ParseError>,
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
@@ -240,6 +246,7 @@ impl<'a> Parser<'a, '_> {
                 Err(ParseError::new(ErrorKind::Corrupt, "delimiter outside any sequence at top level"))
             }
             Stop::End | Stop::PixelData => Ok(()),
+            Stop::Skipped => unreachable!("a skipped item does not end a data set"),
         }
     }
 
@@ -261,7 +268,10 @@ impl<'a> Parser<'a, '_> {
                 None => self.read_element_header_slow()?,
             };
             if ends_data_set(h.tag, depth) {
-                return self.stop_at(&h, element_start);
+                match self.stop_at(&h, element_start, end)? {
+                    Stop::Skipped => continue,
+                    stop => return Ok(stop),
+                }
             }
             if self.runs_past(&h, end) {
                 return Err(past_item_end(&h, end));
@@ -284,11 +294,11 @@ impl<'a> Parser<'a, '_> {
     /// How element `h`, which [`ends_data_set`], ends it: an item or sequence delimiter,
     /// or Pixel Data at top level (whose place and length are kept); an item tag outside
     /// a sequence is an error.
-    fn stop_at(&mut self, h: &ElementHeader, element_start: u64) -> Result<Stop> {
+    fn stop_at(&mut self, h: &ElementHeader, element_start: u64, end: Option<u64>) -> Result<Stop> {
         match h.tag {
             ITEM_END => Ok(Stop::ItemEnd),
             SEQUENCE_END => Ok(Stop::SequenceEnd),
-            ITEM => Err(stray_item(element_start)),
+            ITEM => self.step_over_stray_item(h, element_start, end),
             _ => {
                 self.header.pixel_data_offset = Some(element_start);
                 self.header.pixel_data_length = Some(if h.len == UNDEFINED { None } else { Some(h.len) });
@@ -596,6 +606,23 @@ fn ends_data_set(tag: u32, depth: usize) -> bool {
         || (depth == 0
             && (0x7fe0_0008..=0x7fe0_0010).contains(&tag)
             && matches!(tag, 0x7fe0_0010 | 0x7fe0_0008 | 0x7fe0_0009))
+}
+
+impl Parser<'_, '_> {
+    /// An item tag outside any sequence. One of defined length that stays within its data
+    /// set is stepped over, as other readers do, and the row keeps what comes after it;
+    /// its error is the row's all the same. Any other stops the parse.
+    #[cold]
+    fn step_over_stray_item(&mut self, h: &ElementHeader, element_start: u64, end: Option<u64>) -> Result<Stop> {
+        if h.len == UNDEFINED || self.runs_past(h, end) {
+            return Err(stray_item(element_start));
+        }
+        if self.skip_value(h).is_err() {
+            return Err(stray_item(element_start)); // its length runs past the file's end
+        }
+        self.salvaged.get_or_insert_with(|| stray_item(element_start));
+        Ok(Stop::Skipped)
+    }
 }
 
 /// An item tag outside any sequence.

@@ -910,3 +910,48 @@ fn mutated_files_never_panic_and_both_inputs_agree() {
         assert!(outcomes.contains_key(&expected), "{expected:?} never happened: {outcomes:?}");
     }
 }
+
+#[test]
+fn a_stray_item_of_defined_length_is_stepped_over_and_reported() {
+    // A writer left an item outside any sequence between two attributes: other readers
+    // step over it, and so does the parser; the row is still an error.
+    let stray = item(ELE, &el(ELE, PATIENT_NAME, b"PN", b"HIDDEN"), false);
+    let body = [
+        el(ELE, PATIENT_ID, b"LO", b"P1"),
+        stray,
+        el(ELE, INSTANCE_NUMBER, b"IS", b"7"),
+        el(ELE, ROWS, b"US", &4u16.to_le_bytes()),
+    ]
+    .concat();
+    let data = file(EXPLICIT_LE_TS, &body);
+    let sel = selection(vec![
+        top("PatientID", PATIENT_ID, b"LO"),
+        top("PatientName", PATIENT_NAME, b"PN"),
+        top("InstanceNumber", INSTANCE_NUMBER, b"IS"),
+        top("Rows", ROWS, b"US"),
+    ]);
+    let p = parse_bytes(&data, &sel);
+    let e = p.error.as_ref().unwrap_or_else(|| panic!("no error; values {:?}", p.values));
+    assert_eq!(e.kind, ErrorKind::Corrupt, "{e}");
+    assert!(e.message.contains("outside a sequence"), "{e}");
+    assert_eq!(p.values[0], text("P1"), "before the defect");
+    assert_eq!(p.values[1], None, "nothing is read from inside the stray item");
+    assert_eq!(p.values[2], int(7), "after the defect");
+    assert_eq!(p.values[3], int(4), "after the defect");
+}
+
+#[test]
+fn a_stray_item_of_undefined_length_or_past_the_end_still_stops_the_parse() {
+    let sel = selection(vec![top("PatientID", PATIENT_ID, b"LO"), top("InstanceNumber", INSTANCE_NUMBER, b"IS")]);
+    let undefined = item(ELE, &el(ELE, PATIENT_NAME, b"PN", b"X"), true);
+    let mut too_long = item(ELE, &el(ELE, PATIENT_NAME, b"PN", b"X"), false);
+    too_long[4..8].copy_from_slice(&1_000_000u32.to_le_bytes());
+    for stray in [undefined, too_long] {
+        let body = [el(ELE, PATIENT_ID, b"LO", b"P1"), stray, el(ELE, INSTANCE_NUMBER, b"IS", b"7")].concat();
+        let p = parse_bytes(&file(EXPLICIT_LE_TS, &body), &sel);
+        let e = p.error.as_ref().unwrap_or_else(|| panic!("no error; values {:?}", p.values));
+        assert_eq!(e.kind, ErrorKind::Corrupt, "{e}");
+        assert_eq!(p.values[0], text("P1"));
+        assert_eq!(p.values[1], None, "the parse stopped at the stray item");
+    }
+}
