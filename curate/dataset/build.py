@@ -74,7 +74,7 @@ class BuildResult(StageResult):
         }
 
     def artifacts(self) -> list[Path]:
-        return [self.path / CARD] if self.created else []
+        return [self.path / CARD]
 
     def log_extras(self, run) -> None:
         """The version as a dataset input: its digest is the version id."""
