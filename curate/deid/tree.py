@@ -1,7 +1,9 @@
 """De-identifying a whole tree: on all cores, crash-safe, resumable, verified.
 
 1. The native scanner reads what the run needs from every header (identity, modality,
-   burned-in flags): unreadable and non-DICOM files are reported, never copied.
+   burned-in flags), and the run is planned and driven batch by batch from that stream:
+   what it holds does not grow with the tree. Unreadable and non-DICOM files are
+   reported, never copied.
 2. Files that may carry identifying text in their pixels (BurnedInAnnotation YES,
    secondary captures, ultrasound, scanned documents, photographs) are quarantined: not
    written, counted by reason.
@@ -26,14 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from curate.deid.check import HEADER_LEAK
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
 from curate.deid.worker import deidentify_file, output_path
 from curate.errors import DeidOutputError, SourceNotFoundError
-from curate.files import is_partial, write_atomic
+from curate.files import atomic_path, is_partial, write_atomic
 from curate.index.schema import error_kind
+from curate.index.store import sql_string
 from curate.tracking import StageResult
 
 #: What the run reads from every header before deciding what to do with the file.
@@ -50,6 +55,9 @@ PLAN_TAGS = [
     "IssuerOfPatientID",
 ]
 MANIFEST = ".curate-deid.json"
+#: DuckDB's memory while it joins what was spooled (it spills past that), and rows a read.
+SPOOL_MEMORY = "256MB"
+SPOOL_BATCH_ROWS = 65_536
 #: Raised whenever what curate writes for the same input, settings and key changes: an
 #: output folder begun under other rules is not resumed (its files would differ).
 RULES_VERSION = 2
@@ -191,8 +199,16 @@ def deidentify_tree(
     workers: int | None = None,
     progress: bool = True,
 ) -> DeidSummary:
-    """De-identify every DICOM file under `source` into `output`; see the module text."""
-    from curate.index.scan import scan
+    """De-identify every DICOM file under `source` into `output`; see the module text.
+
+    The tree is planned and driven from a stream of scan batches: what a run holds does
+    not grow with the tree. What the mapping and the verification need of every source
+    file is spooled to Parquet in a private (0700) temporary folder, removed at the end,
+    and joined there by DuckDB."""
+    import tempfile
+
+    from curate.index.scan import open_scan
+    from curate.progress import progress_bar
 
     options = options or Options()
     source, output = Path(source), Path(output)
@@ -202,15 +218,37 @@ def deidentify_tree(
     _remove_partials(output)
     started = time.perf_counter()
     summary = DeidSummary(options=options.active(), quarantine=quarantine)
-    plan = scan(source, tags=PLAN_TAGS + VERIFY_TAGS).to_pylist()
-    tasks = _tasks(plan, output, pseudo, quarantine, summary)
+    profile = Profile(options)
+    checked = _checked_tags(profile)
     output.mkdir(parents=True, exist_ok=True)
-    _run_tasks(tasks, options, key, uid_root, workers, progress, summary)
-    if mapping is not None:
-        _write_mapping(Path(mapping), plan, pseudo)
-    summary.leaks += _verify(output, plan, Profile(options))
+    handle = open_scan(source, tags=PLAN_TAGS + VERIFY_TAGS)
+    with (
+        tempfile.TemporaryDirectory(prefix="curate-deid-") as private,  # mode 0700
+        ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
+        progress_bar(None, "deid", enabled=progress) as bar,
+    ):
+        spool = _Spool(Path(private), checked, pseudo if mapping is not None else None)
+        for batch in handle.reader():
+            walked = handle.walked  # read first: once true, the total read next is final
+            bar.set_total(handle.total, final=walked)
+            spool.add(batch)
+            tasks = _tasks(batch.to_pylist(), output, pseudo, quarantine, summary)
+            bar.update(batch.num_rows - len(tasks))
+            _run_tasks(pool, tasks, options, key, uid_root, summary, bar)
+        spool.close()
+        if mapping is not None:
+            spool.write_mapping(Path(mapping))
+        summary.leaks += spool.count_in(output)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _checked_tags(profile: Profile) -> list[str]:
+    """The attributes whose source values must not reappear: those the profile removes
+    or replaces (kept ones, under an option, are not checked)."""
+    from pydicom.datadict import tag_for_keyword
+
+    return [k for k in VERIFY_TAGS if profile.action(int(tag_for_keyword(k))) != "K"]
 
 
 def _check_paths(source: Path, output: Path, mapping: str | os.PathLike[str] | None) -> None:
@@ -225,8 +263,9 @@ def _check_paths(source: Path, output: Path, mapping: str | os.PathLike[str] | N
 def _tasks(
     plan: list[dict], output: Path, pseudo: Pseudonymizer, quarantine: bool, summary: DeidSummary
 ) -> list[tuple[str, str]]:
-    """(source, target) of every file to write now; the others are counted, by reason."""
-    summary.files = len(plan)
+    """(source, target) of every file of `plan` to write now; the others are counted, by
+    reason."""
+    summary.files += len(plan)
     tasks: list[tuple[str, str]] = []
     for row in plan:
         if row["status"] != "ok":
@@ -247,31 +286,25 @@ def _tasks(
 
 
 def _run_tasks(
+    pool: ProcessPoolExecutor,
     tasks: list[tuple[str, str]],
     options: Options,
     key: bytes,
     uid_root: str,
-    workers: int | None,
-    progress: bool,
     summary: DeidSummary,
+    bar,
 ) -> None:
-    """De-identify the files in worker processes, counting what each one gave."""
-    from curate.progress import progress_bar
-
-    with (
-        ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
-        progress_bar(len(tasks), "deid", enabled=progress) as bar,
-    ):
-        futures = [pool.submit(deidentify_file, src, dst, options, key, uid_root) for src, dst in tasks]
-        for future in as_completed(futures):
-            status, reason = future.result()
-            if status == "written":
-                summary.written += 1
-            else:
-                summary.failed[reason or "failed"] += 1
-                if reason == HEADER_LEAK:
-                    summary.leaks += 1
-            bar.update(1)
+    """De-identify one batch of files in the worker processes, counting what each gave."""
+    futures = [pool.submit(deidentify_file, src, dst, options, key, uid_root) for src, dst in tasks]
+    for future in as_completed(futures):
+        status, reason = future.result()
+        if status == "written":
+            summary.written += 1
+        else:
+            summary.failed[reason or "failed"] += 1
+            if reason == HEADER_LEAK:
+                summary.leaks += 1
+        bar.update(1)
 
 
 def _remove_partials(output: Path) -> None:
@@ -319,57 +352,117 @@ def _check_manifest(output: Path, manifest: dict) -> None:
     write_atomic(path, json.dumps(manifest, indent=2))
 
 
-def _write_mapping(path: Path, plan: list[dict], pseudo: Pseudonymizer) -> None:
-    """Original -> pseudonymous identifiers, for the user who asked to keep them."""
-    import io
+class _Spool:
+    """What the mapping and the verification need of every source file, spooled to
+    Parquet as the plan streams by: the checked attributes' values, and (when a mapping
+    is asked for) original -> pseudonym pairs in plan order."""
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["attribute", "original", "pseudonym"])
-    seen = set()
-    for row in plan:
-        if row["status"] != "ok":
-            continue
-        if row.get("PatientID") is not None:
-            pair = (
-                "PatientID",
-                row["PatientID"],
-                pseudo.patient_id(row["PatientID"], row.get("IssuerOfPatientID") or ""),
+    MAPPED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    PAIRS = pa.schema(
+        [("seq", pa.int64()), ("attribute", pa.string()), ("original", pa.string()), ("pseudonym", pa.string())]
+    )
+
+    def __init__(self, folder: Path, checked: list[str], pseudo: Pseudonymizer | None):
+        self.folder, self.checked, self.pseudo = folder, checked, pseudo
+        self._values: pq.ParquetWriter | None = None
+        self._pairs = pq.ParquetWriter(folder / "pairs.parquet", self.PAIRS) if pseudo is not None else None
+        self._seq = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        ok = batch.filter(pc.equal(batch.column("status"), "ok"))
+        if self.checked:
+            values = pa.Table.from_batches([batch]).select(self.checked)
+            if self._values is None:
+                self._values = pq.ParquetWriter(self.folder / "source.parquet", values.schema)
+            self._values.write_table(values)
+        if self._pairs is not None and ok.num_rows:
+            self._pairs.write_table(self._pairs_of(ok.to_pylist()))
+
+    def _pairs_of(self, rows: list[dict]) -> pa.Table:
+        pairs: dict[str, list] = {name: [] for name in self.PAIRS.names}
+
+        def add(attribute: str, original: str, pseudonym: str) -> None:
+            for name, value in zip(self.PAIRS.names, (self._seq, attribute, original, pseudonym), strict=True):
+                pairs[name].append(value)
+            self._seq += 1
+
+        for row in rows:
+            if row.get("PatientID") is not None:
+                issuer = row.get("IssuerOfPatientID") or ""
+                add("PatientID", row["PatientID"], self.pseudo.patient_id(row["PatientID"], issuer))
+            for attribute in self.MAPPED:
+                if row.get(attribute):
+                    add(attribute, row[attribute], self.pseudo.uid(row[attribute]))
+        return pa.table(pairs, schema=self.PAIRS)
+
+    def close(self) -> None:
+        for writer in (self._values, self._pairs):
+            if writer is not None:
+                writer.close()
+
+    def _connect(self):
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute(f"SET memory_limit = '{SPOOL_MEMORY}'")
+        con.execute(f"SET temp_directory = {sql_string(self.folder / 'spill')}")
+        return con
+
+    def write_mapping(self, path: Path) -> None:
+        """Original -> pseudonymous identifiers, each pair once, in the order first met,
+        for the user who asked to keep them: owner-only, since it re-identifies everyone."""
+        con = self._connect()
+        try:
+            reader = con.sql(
+                "SELECT attribute, original, pseudonym FROM (SELECT attribute, original, pseudonym, min(seq) AS first "
+                f"FROM read_parquet({sql_string(self.folder / 'pairs.parquet')}) GROUP BY ALL) ORDER BY first"
+            ).to_arrow_reader(SPOOL_BATCH_ROWS)
+            with atomic_path(path, mode=0o600) as partial, open(partial, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["attribute", "original", "pseudonym"])
+                for batch in reader:
+                    writer.writerows(zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True))
+        finally:
+            con.close()
+
+    def count_in(self, output: Path) -> int:
+        """How many values of the source the output still holds in the checked attributes."""
+        from curate.index.scan import scan_batches
+
+        source = self.folder / "source.parquet"
+        if not self.checked or not source.exists() or not output.exists():
+            return 0
+        found = self.folder / "output.parquet"
+        writer = None
+        for batch in scan_batches(output, tags=self.checked):
+            values = pa.Table.from_batches([batch]).select(self.checked)
+            writer = writer or pq.ParquetWriter(found, values.schema)
+            writer.write_table(values)
+        if writer is None:
+            return 0
+        writer.close()
+        con = self._connect()
+        try:
+            return int(
+                con.execute(
+                    f"SELECT count(*) FROM ({self._values_sql(found)}) SEMI JOIN "
+                    f"(SELECT DISTINCT attribute, value FROM ({self._values_sql(source)})) USING (attribute, value)"
+                ).fetchone()[0]
             )
-            if pair not in seen:
-                seen.add(pair)
-                writer.writerow(pair)
-        for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-            if row.get(key):
-                pair = (key, row[key], pseudo.uid(row[key]))
-                if pair not in seen:
-                    seen.add(pair)
-                    writer.writerow(pair)
-    write_atomic(path, buffer.getvalue(), mode=0o600)  # it re-identifies everyone: owner only
+        finally:
+            con.close()
 
-
-def _verify(output: Path, plan: list[dict], profile: Profile) -> int:
-    """How many values of the source the output still holds in attributes the profile
-    removes or replaces (kept ones, under an option, are not checked)."""
-    from pydicom.datadict import tag_for_keyword
-
-    from curate.index.scan import scan
-
-    checked = [k for k in VERIFY_TAGS if profile.action(int(tag_for_keyword(k))) != "K"]
-    originals: dict[str, set] = {k: set() for k in checked}
-    for row in plan:
-        for k in checked:
-            value = row.get(k)
-            if value not in (None, "", []):
-                originals[k].update(value if isinstance(value, list) else [value])
-    if not any(originals.values()) or not output.exists():
-        return 0
-    table: pa.Table = scan(output, tags=checked)
-    leaks = 0
-    for k in checked:
-        if not originals[k]:
-            continue
-        for value in table.column(k).to_pylist():
-            values = value if isinstance(value, list) else [value]
-            leaks += sum(1 for v in values if v not in (None, "") and v in originals[k])
-    return leaks
+    def _values_sql(self, path: Path) -> str:
+        """(attribute, value) of every non-empty checked value in a spooled file, list
+        elements one by one, as text."""
+        schema = pq.read_schema(path)
+        parts = []
+        for name in self.checked:
+            column = f'"{name}"'
+            if pa.types.is_list(schema.field(name).type):
+                column = f'unnest("{name}")'
+            parts.append(
+                f"SELECT * FROM (SELECT {sql_string(name)} AS attribute, CAST({column} AS VARCHAR) AS value "
+                f"FROM read_parquet({sql_string(path)})) WHERE value IS NOT NULL AND value <> ''"
+            )
+        return " UNION ALL ".join(parts)

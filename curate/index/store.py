@@ -154,7 +154,7 @@ class IndexStore:
         select = ", ".join(f'"{c}"' for c in dict.fromkeys([key, *columns]))
         con = self.connect("idx", memory_limit=GROUPED_MEMORY)
         try:
-            reader = con.execute(f'SELECT {select} FROM idx WHERE {where} ORDER BY "{key}"').to_arrow_reader(rows)
+            reader = con.sql(f'SELECT {select} FROM idx WHERE {where} ORDER BY "{key}"').to_arrow_reader(rows)
             pending: list[pa.RecordBatch] = []
             pending_rows = 0
             for batch in reader:
