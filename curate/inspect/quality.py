@@ -78,7 +78,7 @@ class QualityReport(StageResult):
             if c.skipped:
                 lines.append(f"{c.severity:<7}  {c.name.ljust(width)}  skipped: {c.skipped}")
                 continue
-            example = f"  rows {', '.join(map(str, c.examples))}" if c.examples else ""
+            example = f"  row_id {', '.join(map(str, c.examples))}" if c.examples else ""
             lines.append(f"{c.severity:<7}  {c.name.ljust(width)}  {c.count:>9,} {c.unit}{example}")
             for label, count in sorted(c.details.items(), key=lambda kv: (-kv[1], kv[0])):
                 lines.append(f"{'':<7}  {'':<{width}}    {count:>7,}  {label}")

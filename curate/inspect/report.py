@@ -368,5 +368,5 @@ def _quality_table(quality: QualityReport) -> str:
             f"<tr><td class='{c.severity}'>{c.severity}</td><td>{c.name}</td><td>{html.escape(c.description)}</td>"
             f"<td class='n'>{count}</td><td>{details}</td><td>{examples}</td></tr>"
         )
-    head = "<tr><th>severity</th><th>check</th><th>what</th><th>count</th><th>details</th><th>example rows</th></tr>"
+    head = "<tr><th>severity</th><th>check</th><th>what</th><th>count</th><th>details</th><th>example row ids</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
