@@ -11,6 +11,7 @@ use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::PyTypeInfo;
 
 const MODULE: &str = "curate._native";
 
@@ -66,18 +67,24 @@ pub(crate) fn curate_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 
 /// `SelectionError(CurateError, ValueError)`.
 pub(crate) fn selection_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    let class = SELECTION_ERROR.get_or_try_init(py, || {
-        let bases = [curate_error(py)?.clone(), py.get_type::<PyValueError>()];
-        new_class(py, "SelectionError", &bases, "A column spec the scanner refuses.")
-    })?;
-    Ok(class.bind(py))
+    curate_subclass::<PyValueError>(py, &SELECTION_ERROR, "SelectionError", "A column spec the scanner refuses.")
 }
 
 /// `ScanError(CurateError, RuntimeError)`.
 pub(crate) fn scan_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    let class = SCAN_ERROR.get_or_try_init(py, || {
-        let bases = [curate_error(py)?.clone(), py.get_type::<PyRuntimeError>()];
-        new_class(py, "ScanError", &bases, "A scan that cannot start or run.")
+    curate_subclass::<PyRuntimeError>(py, &SCAN_ERROR, "ScanError", "A scan that cannot start or run.")
+}
+
+/// `name(CurateError, B)`, made once and kept in `cell`.
+fn curate_subclass<'py, B: PyTypeInfo>(
+    py: Python<'py>,
+    cell: &'py PyOnceLock<Py<PyType>>,
+    name: &str,
+    doc: &str,
+) -> PyResult<&'py Bound<'py, PyType>> {
+    let class = cell.get_or_try_init(py, || {
+        let bases = [curate_error(py)?.clone(), py.get_type::<B>()];
+        new_class(py, name, &bases, doc)
     })?;
     Ok(class.bind(py))
 }
