@@ -352,6 +352,17 @@ def _check_manifest(output: Path, manifest: dict) -> None:
     write_atomic(path, json.dumps(manifest, indent=2))
 
 
+def _append_columns(
+    writer: pq.ParquetWriter | None, path: Path, batch: pa.RecordBatch, columns: list[str]
+) -> pq.ParquetWriter:
+    """Append `columns` of `batch` to the Parquet file at `path` (begun by this call when
+    `writer` is None); the writer to append with next time."""
+    table = pa.Table.from_batches([batch]).select(columns)
+    writer = writer or pq.ParquetWriter(path, table.schema)
+    writer.write_table(table)
+    return writer
+
+
 class _Spool:
     """What the mapping and the verification need of every source file, spooled to
     Parquet as the plan streams by: the checked attributes' values, and (when a mapping
@@ -369,14 +380,12 @@ class _Spool:
         self._seq = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
-        ok = batch.filter(pc.equal(batch.column("status"), "ok"))
         if self.checked:
-            values = pa.Table.from_batches([batch]).select(self.checked)
-            if self._values is None:
-                self._values = pq.ParquetWriter(self.folder / "source.parquet", values.schema)
-            self._values.write_table(values)
-        if self._pairs is not None and ok.num_rows:
-            self._pairs.write_table(self._pairs_of(ok.to_pylist()))
+            self._values = _append_columns(self._values, self.folder / "source.parquet", batch, self.checked)
+        if self._pairs is not None:
+            ok = batch.filter(pc.equal(batch.column("status"), "ok"))
+            if ok.num_rows:
+                self._pairs.write_table(self._pairs_of(ok.to_pylist()))
 
     def _pairs_of(self, rows: list[dict]) -> pa.Table:
         pairs: dict[str, list] = {name: [] for name in self.PAIRS.names}
@@ -435,9 +444,7 @@ class _Spool:
         found = self.folder / "output.parquet"
         writer = None
         for batch in scan_batches(output, tags=self.checked):
-            values = pa.Table.from_batches([batch]).select(self.checked)
-            writer = writer or pq.ParquetWriter(found, values.schema)
-            writer.write_table(values)
+            writer = _append_columns(writer, found, batch, self.checked)
         if writer is None:
             return 0
         writer.close()
