@@ -139,13 +139,11 @@ def load_model(where: str | os.PathLike[str]) -> SeriesTypeClassifier:
 
 @dataclass
 class ClassifyResult(StageResult):
-    """Series types written beside an index, counted by type."""
+    """Series types written beside an index, counted by type. No params are logged: the
+    model's name can be a file name."""
 
     counts: dict[str, int]
     model_version: str
-
-    def params(self) -> dict[str, object]:
-        return {}  # the model's name can be a file name: not logged
 
     def metrics(self) -> dict[str, float]:
         return {f"series.{k}": v for k, v in self.counts.items()}
