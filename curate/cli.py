@@ -63,6 +63,12 @@ def _scan(cfg: DictConfig) -> StageResult:
     )
 
 
+def _compact(cfg: DictConfig) -> str:
+    from curate.index.compact import compact_index
+
+    return compact_index(cfg.index, progress=cfg.progress).format()
+
+
 def _report(cfg: DictConfig) -> StageResult:
     from curate.inspect.report import build_report
 
@@ -207,6 +213,7 @@ def _tracked(stage: str, run: Callable[[DictConfig], StageResult], cfg: DictConf
 #: name -> (function, tracked in MLflow, what it does)
 STAGES: dict[str, tuple[Callable[[DictConfig], object], bool, str]] = {
     "scan": (_scan, True, "read DICOM headers into a Parquet index (again: only what changed)"),
+    "compact": (_compact, False, "drop superseded rows and merge small parts of an index (resumable)"),
     "report": (_report, True, "population and quality report (HTML, summary.json, MLflow)"),
     "deid": (_deid, True, "de-identify a DICOM tree (PS3.15 Annex E, keyed pseudonyms)"),
     "train": (_train, True, "train and evaluate a series-type classifier (MLflow, sweeps with -m)"),

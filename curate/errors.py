@@ -17,6 +17,7 @@ built-in still catches it::
     ├── SourceNotFoundError   (FileNotFoundError) a source path that does not exist
     ├── IndexNotFoundError    (FileNotFoundError) no index where one was named
     ├── IndexBusyError        (RuntimeError)      another scan is writing that index
+    ├── IndexWriteError       (OSError)           the index could not be written (disk full)
     ├── QueryError            (ValueError)        SQL that DuckDB cannot run
     ├── LabelsError           (ValueError)        training labels that do not fit the index
     ├── ModelNotFoundError    (FileNotFoundError) no model where one was named
@@ -50,6 +51,11 @@ class IndexBusyError(CurateError, RuntimeError):
     """Another scan is writing the same index."""
 
 
+class IndexWriteError(CurateError, OSError):
+    """The index could not be written (a full disk, a file size limit); the previous
+    index is unchanged and what was parsed is kept for the next scan."""
+
+
 class QueryError(CurateError, ValueError):
     """The SQL could not run; the message is DuckDB's."""
 
@@ -81,6 +87,7 @@ __all__ = [
     "DeidKeyError",
     "DeidOutputError",
     "IndexBusyError",
+    "IndexWriteError",
     "IndexNotFoundError",
     "LabelsError",
     "ModelNotFoundError",

@@ -33,7 +33,7 @@ def small_tree(tmp_path: Path) -> Path:
 def test_scan_writes_index_and_summary(small_tree: Path, tmp_path: Path):
     result = run_curate("scan", f"source={small_tree}", "index=idx", "progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    table = pq.read_table(tmp_path / "idx" / "index.parquet")
+    table = pq.read_table(tmp_path / "idx" / "parts")
     assert table.num_rows == 5
     rows = {Path(r["path"]).name: r for r in table.to_pylist()}
     assert rows["CT_small.dcm"]["status"] == "ok"
@@ -45,7 +45,7 @@ def test_scan_writes_index_and_summary(small_tree: Path, tmp_path: Path):
     assert "files" in out and "5" in out
     assert "truncated" in out and "files/s" in out
     # Nothing half-written is left beside the index.
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["index.parquet"]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["manifest.json", "parts"]
     # The composed config is kept with the run, and holds no header values.
     configs = list((tmp_path / "runs").rglob("config.yaml"))
     assert len(configs) == 1
@@ -62,14 +62,14 @@ def test_extra_tags_and_overrides(small_tree: Path, tmp_path: Path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    table = pq.read_table(tmp_path / "idx" / "index.parquet")
+    table = pq.read_table(tmp_path / "idx" / "parts")
     assert "PatientPosition" in table.column_names  # (0018,5100) by its keyword
     assert "Frames" in table.column_names
     assert "NumberOfFrames" in table.column_names  # also in the default set; 00280008 names it too
 
 
 @pytest.mark.parametrize(
-    "stage", ["scan", "report", "deid", "train", "classify", "build", "datasets", "query", "quality"]
+    "stage", ["scan", "compact", "report", "deid", "train", "classify", "build", "datasets", "query", "quality"]
 )
 def test_every_stage_explains_itself(stage, tmp_path: Path):
     helped = run_curate(stage, "--help", cwd=tmp_path)
@@ -92,7 +92,7 @@ def test_clear_errors(tmp_path: Path):
     missing = run_curate("scan", f"source={tmp_path / 'nope'}", "index=idx", cwd=tmp_path)
     assert missing.returncode != 0
     assert "source does not exist" in missing.stderr
-    assert not (tmp_path / "idx" / "index.parquet").exists()
+    assert not (tmp_path / "idx" / "manifest.json").exists()
     unknown = run_curate("scna", cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown stage" in unknown.stderr
     bad_tag = run_curate("scan", f"source={tmp_path}", "index=idx", "extra_tags=[NotAKeyword]", cwd=tmp_path)

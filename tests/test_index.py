@@ -11,14 +11,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from conftest import testdata
 from dicom_factory import make_dataset, write
 
 from curate.errors import IndexBusyError
 from curate.index import build_index, read_index
-from curate.index.store import INDEX_FILE, STAGING_DIR
+from curate.index.manifest import MANIFEST_FILE, PARTS_DIR
+from curate.index.store import STAGING_DIR, IndexStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -54,7 +54,7 @@ def test_first_scan_writes_a_sorted_index_with_derived_columns(tmp_path):
     assert rows["ct_small.dcm"]["sex"] == "O"  # PatientSex 'O' in pydicom's CT_small.dcm
     assert rows["ct_small.dcm"]["age_years"] == 0.0  # PatientAge '000Y'
     assert rows["ct_small.dcm"]["study_year"] == 2004
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [INDEX_FILE]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [MANIFEST_FILE, PARTS_DIR]
 
 
 def test_rescan_parses_exactly_the_new_and_changed_files(tmp_path):
@@ -91,11 +91,11 @@ def test_rescan_parses_exactly_the_new_and_changed_files(tmp_path):
     for rel in untouched:
         assert after[rel] == before[rel], rel
 
-    # Nothing changed: nothing parsed, the index file is left as it is.
-    mtime = (idx / INDEX_FILE).stat().st_mtime_ns
+    # Nothing changed: nothing parsed, nothing written.
+    mtime = (idx / MANIFEST_FILE).stat().st_mtime_ns
     again = build_index(src, idx, progress=False)
-    assert (again.scanned, again.unchanged) == (0, 41)
-    assert (idx / INDEX_FILE).stat().st_mtime_ns == mtime
+    assert (again.scanned, again.unchanged, again.committed) == (0, 41, False)
+    assert (idx / MANIFEST_FILE).stat().st_mtime_ns == mtime
     # A vanished file that comes back is parsed again.
     write(make_dataset(PatientID="BACK"), src / deleted)
     back = build_index(src, idx, progress=False)
@@ -165,7 +165,7 @@ def test_a_killed_scan_resumes_and_gives_the_same_index(tmp_path):
     src = tmp_path / "src"
     make_tree(src, 150)
     kill_after_parts(src, tmp_path / "idx", parts=3)
-    assert not (tmp_path / "idx" / INDEX_FILE).exists(), "no index is visible before a scan completes"
+    assert not (tmp_path / "idx" / MANIFEST_FILE).exists(), "no index is visible before a scan completes"
     assert len(list((tmp_path / "idx" / STAGING_DIR).glob("part-*.parquet"))) == 3
 
     resumed = build_index(src, tmp_path / "idx", progress=False, threads=1, batch_size=10, part_rows=20)
@@ -245,6 +245,6 @@ def test_index_metadata_records_how_it_was_built(tmp_path):
     src = tmp_path / "src"
     make_tree(src, 2)
     build_index(src, tmp_path / "idx", progress=False)
-    meta = pq.read_metadata(tmp_path / "idx" / INDEX_FILE).metadata
-    assert b"curate_index" in meta
-    assert b"PID0000" not in meta[b"curate_index"]
+    signature = IndexStore(tmp_path / "idx").signature()
+    assert set(signature) == {"format", "derive", "columns"}
+    assert "PID0000" not in (tmp_path / "idx" / MANIFEST_FILE).read_text()

@@ -101,7 +101,7 @@ def test_labels_from_a_csv_or_from_the_rules(tmp_path):
     for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm"):
         shutil.copy(testdata(name), src / name)
     build_index(src, tmp_path / "idx", progress=False)
-    index = pq.read_table(tmp_path / "idx" / "index.parquet").to_pandas()
+    index = pq.read_table(tmp_path / "idx" / "parts").to_pandas()
     labels = tmp_path / "labels.csv"
     ct = index[index.Modality == "CT"].SeriesInstanceUID.iloc[0]
     mr = index[index.Modality == "MR"].SeriesInstanceUID.iloc[0]

@@ -1,16 +1,15 @@
 """The index on disk: the names of its files, and the one way to open it for reading.
 
 Every stage that reads an index goes through :class:`IndexStore`: a DuckDB connection
-with the index as a view, an Arrow dataset, a whole table, record batches, a digest.
-No path to a file inside the index leaves this module, so the on-disk layout can change
-behind it. The scan that writes the index (:mod:`curate.index.build`) takes its names
-from here too.
+with the index as a view, a whole table, record batches, a digest. No path to a file
+inside the index leaves this module, so the on-disk layout (:mod:`curate.index.manifest`:
+parts, retired rows, a manifest) can change behind it. Each read takes the manifest
+once: a scan that commits meanwhile does not change what that read sees.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,11 +19,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import IndexNotFoundError
-from curate.files import atomic_path, sha256_of
+from curate.files import atomic_path
 from curate.index.derive import DERIVE_VERSION
+from curate.index.manifest import INDEX_FORMAT, LEGACY_INDEX_FILE, MANIFEST_FILE, Manifest, read_manifest
 from curate.index.schema import ROW_ID
 
-INDEX_FILE = "index.parquet"
 STAGING_DIR = ".staging"
 #: Where DuckDB spills what does not fit its memory limit while it reads the index.
 SPILL_DIR = ".spill"
@@ -33,15 +32,16 @@ GROUPED_BATCH_ROWS = 16_384
 GROUPED_MEMORY = "256MB"
 #: Series types a classifier wrote beside the index (one row per series).
 SERIES_TYPES_FILE = "series_types.parquet"
-#: Parquet key-value metadata key that records how an index was built.
-METADATA_KEY = b"curate_index"
-#: Bumped when the index layout changes: an index of another format is rebuilt.
-INDEX_FORMAT = 4
 
 
 def sql_string(text) -> str:
     """`text` as a quoted SQL string literal (a path, a constant)."""
     return "'" + str(text).replace("'", "''") + "'"
+
+
+def sql_list(items) -> str:
+    """`items` as a DuckDB list of string literals."""
+    return "[" + ", ".join(sql_string(i) for i in items) + "]"
 
 
 class IndexStore:
@@ -55,26 +55,33 @@ class IndexStore:
 
     # --- state -------------------------------------------------------------------------
 
-    @property
-    def _file(self) -> Path:
-        return self.root / INDEX_FILE
+    def manifest(self) -> Manifest | None:
+        """The index's live state, or None when nothing was scanned into it."""
+        return read_manifest(self.root)
 
     def exists(self) -> bool:
-        return self._file.exists()
+        return (self.root / MANIFEST_FILE).exists() or self.is_legacy()
 
-    def require(self) -> IndexStore:
-        """This store, or :class:`IndexNotFoundError` when nothing was scanned into it."""
-        if not self.exists():
-            raise IndexNotFoundError(f"no index at {self.root} (run `curate scan` first)")
-        return self
+    def is_legacy(self) -> bool:
+        """Whether the folder holds an index of format 4 (one ``index.parquet``), which
+        the next scan converts."""
+        return (self.root / LEGACY_INDEX_FILE).exists() and not (self.root / MANIFEST_FILE).exists()
+
+    def require(self) -> Manifest:
+        """The live manifest, or :class:`IndexNotFoundError` saying what to run."""
+        manifest = self.manifest()
+        if manifest is not None:
+            return manifest
+        if self.is_legacy():
+            raise IndexNotFoundError(
+                f"the index in {self.root} is in an older format: run `curate scan` on it again to convert it"
+            )
+        raise IndexNotFoundError(f"no index at {self.root} (run `curate scan` first)")
 
     def signature(self) -> dict | None:
         """How the index was built (format, derive version, column digest), if readable."""
-        try:
-            raw = (pq.read_metadata(self._file).metadata or {}).get(METADATA_KEY)
-            return json.loads(raw) if raw else None
-        except (OSError, ValueError, pa.ArrowException):
-            return None
+        manifest = self.manifest()
+        return manifest.signature if manifest is not None else None
 
     def outdated(self) -> str | None:
         """Why this index lacks what this curate writes (None when it is current)."""
@@ -84,35 +91,85 @@ class IndexStore:
         return None
 
     def digest(self) -> str:
-        """A content hash of the index: it changes whenever any row does."""
-        return sha256_of(self.require()._file)
+        """A content hash of the index: it changes whenever any row does (and not when
+        the index is compacted)."""
+        return self.require().content
 
     # --- reading -----------------------------------------------------------------------
 
+    def _path(self, file: str) -> str:
+        return str(self.root / file)
+
     def schema(self) -> pa.Schema:
-        return pq.read_schema(self.require()._file)
+        manifest = self.require()
+        if not manifest.parts:
+            return pa.schema([])
+        return _nullable(pq.read_schema(self._path(manifest.parts[0].file)))
 
     def columns(self) -> set[str]:
         return set(self.schema().names)
 
-    def dataset(self):
-        """The index as a ``pyarrow.dataset.Dataset`` (filters and projections pushed down)."""
-        import pyarrow.dataset as ds
-
-        return ds.dataset(self.require()._file, format="parquet")
+    def rows(self) -> int:
+        """How many files the index has a current row for."""
+        return self.require().rows
 
     def read(self, columns: Sequence[str] | None = None) -> pa.Table:
-        """The whole index (or some columns of it) as one table."""
-        table = pq.read_table(self.require()._file, columns=list(columns) if columns is not None else None)
-        # Every column may hold nulls; the Parquet writer marks some as required when none
-        # happen to, which would make equal indexes compare unequal.
-        return table.cast(pa.schema([f.with_nullable(True) for f in table.schema], metadata=table.schema.metadata))
+        """The whole index (or some columns of it) as one table, sorted by path."""
+        schema = self.schema()
+        chosen = list(columns) if columns is not None else schema.names
+        pieces = [pa.Table.from_batches([b]) for b in self.batches(chosen)]
+        table = pa.concat_tables(pieces) if pieces else schema.empty_table().select(chosen)
+        if "path" in table.column_names:
+            table = table.sort_by("path")
+        return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
 
     def batches(self, columns: Sequence[str] | None = None, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
-        """The index as record batches, in order: memory stays flat at any index size."""
-        yield from self.dataset().to_batches(
-            columns=list(columns) if columns is not None else None, batch_size=batch_size
-        )
+        """The current rows as record batches, part by part: memory stays flat at any
+        index size."""
+        manifest = self.require()
+        retired = self.retired_ids(manifest)
+        wanted = list(columns) if columns is not None else None
+        for part in manifest.parts:
+            gone = retired.get(part.file)
+            read = wanted if wanted is None or gone is None or ROW_ID in wanted else [*wanted, ROW_ID]
+            for batch in pq.ParquetFile(self._path(part.file)).iter_batches(batch_size=batch_size, columns=read):
+                if gone is not None:
+                    batch = batch.filter(pc.invert(pc.is_in(batch.column(ROW_ID), value_set=gone)))
+                    if read is not wanted:
+                        batch = batch.select(wanted)
+                if batch.num_rows:
+                    yield _nullable_batch(batch)
+
+    def retired_ids(self, manifest: Manifest) -> dict[str, pa.Array]:
+        """Retired row ids, by the part that holds them (few: compaction empties them)."""
+        if not manifest.retired:
+            return {}
+        table = pa.concat_tables(pq.read_table(self._path(r.file)) for r in manifest.retired)
+        found: dict[str, pa.Array] = {}
+        for part in pc.unique(table.column("part")).to_pylist():
+            mask = pc.equal(table.column("part"), part)
+            found[part] = pc.filter(table.column(ROW_ID), mask).combine_chunks()
+        return found
+
+    def rows_sql(self, manifest: Manifest | None = None, filename: bool = False) -> str:
+        """A DuckDB query of the current rows (of `manifest`, by default the live one).
+        With `filename`, each row also carries ``filename``: the path of its part, as
+        the manifest names it under the index folder."""
+        manifest = manifest or self.require()
+        if not manifest.parts:
+            return f"SELECT * FROM (SELECT NULL::VARCHAR AS path, NULL::BIGINT AS {ROW_ID}) WHERE false"
+        prefix = len(str(self.root)) + 2
+        files = sql_list(self._path(p.file) for p in manifest.parts)
+        rows = f"read_parquet({files}, filename=true)"
+        if manifest.retired:
+            retired = sql_list(self._path(r.file) for r in manifest.retired)
+            rows = (
+                f"(SELECT p.* FROM {rows} p ANTI JOIN read_parquet({retired}) r "
+                f"ON substr(p.filename, {prefix}) = r.part AND p.{ROW_ID} = r.{ROW_ID})"
+            )
+        if filename:
+            return f"SELECT * REPLACE (substr(filename, {prefix}) AS filename) FROM {rows}"
+        return f"SELECT * EXCLUDE (filename) FROM {rows}"
 
     def connect(self, view: str = "idx", series_types: bool = False, memory_limit: str | None = None):
         """A DuckDB connection with the index as the view `view`. With `series_types`,
@@ -122,24 +179,23 @@ class IndexStore:
         where the index is, never in the working directory)."""
         import duckdb
 
-        self.require()
+        rows = self.rows_sql()
         con = duckdb.connect()
         if memory_limit:
             con.execute(f"SET memory_limit = '{memory_limit}'")
             con.execute(f"SET temp_directory = {sql_string(self.root / SPILL_DIR)}")
-        source = f"read_parquet({sql_string(self._file)})"
         if not series_types:
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {source}")
+            con.execute(f"CREATE VIEW {view} AS {rows}")
         elif self.has_series_types():
             con.execute(
                 f"CREATE VIEW {view} AS SELECT i.*, t.series_type, t.confidence AS series_confidence, "
-                f"t.model_version AS series_model FROM {source} i "
+                f"t.model_version AS series_model FROM ({rows}) i "
                 f"LEFT JOIN read_parquet({sql_string(self.root / SERIES_TYPES_FILE)}) t USING (SeriesInstanceUID)"
             )
         else:
             con.execute(
                 f"CREATE VIEW {view} AS SELECT *, NULL AS series_type, NULL AS series_confidence, "
-                f"NULL AS series_model FROM {source}"
+                f"NULL AS series_model FROM ({rows})"
             )
         return con
 
@@ -191,7 +247,9 @@ class IndexStore:
 
 def open_index(index_dir: str | os.PathLike[str]) -> IndexStore:
     """The index in `index_dir`; :class:`IndexNotFoundError` when there is none."""
-    return IndexStore(index_dir).require()
+    store = IndexStore(index_dir)
+    store.require()
+    return store
 
 
 def read_index(index_dir: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
@@ -199,4 +257,14 @@ def read_index(index_dir: str | os.PathLike[str], columns: Sequence[str] | None 
     return open_index(index_dir).read(columns)
 
 
-__all__ = ["INDEX_FILE", "ROW_ID", "STAGING_DIR", "IndexStore", "open_index", "read_index", "sql_string"]
+def _nullable(schema: pa.Schema) -> pa.Schema:
+    # Every column may hold nulls; the Parquet writer marks some as required when none
+    # happen to, which would make equal indexes compare unequal.
+    return pa.schema([f.with_nullable(True) for f in schema])
+
+
+def _nullable_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    return batch.cast(_nullable(batch.schema)) if any(not f.nullable for f in batch.schema) else batch
+
+
+__all__ = ["ROW_ID", "STAGING_DIR", "IndexStore", "open_index", "read_index", "sql_string"]

@@ -24,6 +24,10 @@ class ScanSummary(StageResult):
     errors_by_kind: Counter = field(default_factory=Counter)
     derive: DeriveCounts = field(default_factory=DeriveCounts)
     full_rescan_reason: str | None = None
+    #: The format of an older index this scan converted (its rows kept), if any.
+    converted_from: int | None = None
+    #: Whether the scan changed the index (an unchanged rescan writes nothing).
+    committed: bool = False
     seconds: float = 0.0
     index_path: Path | None = None
     #: The settings the scan ran with (logged beside the counts; never a path).
@@ -77,6 +81,8 @@ class ScanSummary(StageResult):
         width = max(len(k) for k, _ in rows)
         number_width = max(len(v) for _, v in rows)
         lines = [f"{k.ljust(width)}  {v.rjust(number_width)}" for k, v in rows]
+        if self.converted_from is not None:
+            lines.append(f"(the index was converted from format {self.converted_from}; its rows are kept)")
         if self.full_rescan_reason:
             lines.append(f"(every file parsed: {self.full_rescan_reason})")
         if self.index_path is not None:

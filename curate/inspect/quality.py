@@ -378,7 +378,7 @@ CHECKS: list[tuple[str, str, str, Callable[[_Checker, CheckResult], None]]] = [
 
 
 def check_index(index_dir: str | os.PathLike[str]) -> QualityReport:
-    """Run every check of the catalogue over ``<index_dir>/index.parquet``."""
+    """Run every check of the catalogue over the index in `index_dir`."""
     q = _Checker(index_dir)
     try:
         files = q.scalar("SELECT count(*) FROM idx")

@@ -1,0 +1,220 @@
+"""One commit of a scan: the staged rows become a new generation of the index.
+
+What a commit writes is in proportion to what the scan found, never to the index: the
+fresh rows (new, changed and reappeared files), the rows of files that are gone (kept,
+with ``status = 'vanished'``), and the list of rows those supersede. The rows already
+in the index are read only for their keys (path, size, mtime, row id, part), and whole
+only for files that vanished. DuckDB does the joins within a memory limit and spills the
+rest into the staging folder; nothing is sorted but keys.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from curate.index.manifest import (
+    PARTS_DIR,
+    RETIRED_DIR,
+    Manifest,
+    Part,
+    chain,
+    generation_name,
+    write_manifest,
+)
+from curate.index.schema import ROW_ID, error_message
+from curate.index.store import IndexStore, sql_list, sql_string
+
+#: Rows per row group of a part, and row groups per part file.
+ROW_GROUP_ROWS = 32_768
+ROW_GROUPS_PER_PART = 4
+#: DuckDB's memory for a commit; past it joins spill to the staging folder.
+COMMIT_MEMORY = "256MB"
+VANISHED_ERROR = error_message("vanished", "no longer under the scanned source")
+
+#: Called with a step's name at every point a commit could be killed (tests kill there).
+Checkpoint = Callable[[str], None]
+
+
+def _no_checkpoint(_: str) -> None:
+    pass
+
+
+def commit_scan(
+    root: Path,
+    signature: dict,
+    staged: Sequence[Path],
+    listing: Path | None,
+    base: Manifest | None,
+    ids_from: Manifest | None,
+    spill: Path,
+    checkpoint: Checkpoint = _no_checkpoint,
+) -> Manifest | None:
+    """Write the next generation and make it live; returns the new manifest, or None when
+    the scan found nothing to change.
+
+    `base` is the index whose rows are kept (None: the index is rebuilt from the staged
+    rows alone); `ids_from` the index whose row ids paths keep (a path keeps its id even
+    through a rebuild); `listing` the files under the source now (None on a first scan,
+    whose staged rows are the listing)."""
+    import duckdb
+
+    old = base if base is not None else ids_from
+    store = IndexStore(root)
+    generation = (old.generation if old is not None else 0) + 1
+    name = generation_name(generation)
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{COMMIT_MEMORY}'")
+    con.execute(f"SET temp_directory = {sql_string(spill)}")
+    con.execute("SET preserve_insertion_order = false")  # keeps the COPY streaming
+    try:
+        if listing is not None:
+            con.execute(f"CREATE VIEW listing AS SELECT * FROM read_parquet({sql_string(listing)})")
+        _current_keys(con, store, old)
+        _newest_staged(con, staged, listing is not None, keep_current=base is not None)
+        next_row_id = old.next_row_id if old is not None else 0
+        con.execute(
+            f"CREATE TEMP TABLE new_ids AS SELECT path, {next_row_id} - 1 + row_number() OVER (ORDER BY path) "
+            f"AS {ROW_ID} FROM newest ANTI JOIN cur USING (path)"
+        )
+        added = con.execute("SELECT count(*) FROM new_ids").fetchone()[0]
+        fresh = con.execute("SELECT count(*) FROM newest").fetchone()[0]
+        gone = _gone(con, base, listing is not None)
+        if fresh == 0 and gone == 0 and base is not None:
+            return None
+        checkpoint("commit:start")
+        parts = _write_parts(con, root, store, name, base, gone, checkpoint)
+        retired = _write_retired(con, root, name, base, gone, checkpoint) if base is not None else []
+    finally:
+        con.close()
+    new_files = [root / p.file for p in parts + retired]
+    _fsync(new_files)
+    manifest = Manifest(
+        signature=signature,
+        generation=generation,
+        next_row_id=next_row_id + added,
+        parts=(base.parts if base is not None else []) + parts,
+        retired=(base.retired if base is not None else []) + retired,
+        content=chain(old.content if old is not None else "", *new_files),
+    )
+    checkpoint("commit:manifest")
+    write_manifest(root, manifest)
+    # A rebuild's previous parts stay until the next scan or compaction removes them, so
+    # that a reader still reading the previous state is not cut off.
+    checkpoint("commit:done")
+    return manifest
+
+
+def _current_keys(con, store: IndexStore, old: Manifest | None) -> None:
+    """The table ``cur``: the keys of the index's current rows, and the part of each."""
+    if old is None or not old.parts:
+        con.execute(
+            f"CREATE TEMP TABLE cur (path VARCHAR, file_size BIGINT, mtime TIMESTAMPTZ, status VARCHAR, "
+            f"{ROW_ID} BIGINT, part VARCHAR)"
+        )
+        return
+    con.execute(
+        f"CREATE TEMP TABLE cur AS SELECT path, file_size, mtime, status, {ROW_ID}, filename AS part "
+        f"FROM ({store.rows_sql(old, filename=True)})"
+    )
+
+
+def _newest_staged(con, staged: Sequence[Path], listed: bool, keep_current: bool) -> None:
+    """The view ``staged`` and the table ``newest`` (path, part) of the staged rows that
+    go into the index: the newest staged row of each path (a file that changed again
+    after a killed scan was staged twice), only if it matches the listing, and not if the
+    index already holds that very row (a scan killed after its commit, rerun)."""
+    if not staged:
+        con.execute("CREATE TEMP TABLE newest (path VARCHAR, filename VARCHAR)")
+        return
+    filters = " SEMI JOIN listing USING (path, file_size, mtime)" if listed else ""
+    if keep_current:
+        filters += " ANTI JOIN (SELECT * FROM cur WHERE status <> 'vanished') USING (path, file_size, mtime)"
+    con.execute(
+        f"CREATE TEMP VIEW staged AS SELECT s.* FROM read_parquet({sql_list(staged)}, filename=true) s{filters}"
+    )
+    con.execute("CREATE TEMP TABLE newest AS SELECT path, max(filename) AS filename FROM staged GROUP BY path")
+
+
+def _gone(con, base: Manifest | None, listed: bool) -> int:
+    """The table ``gone``: current rows of files no longer listed (they become vanished)."""
+    if base is None or not listed:
+        con.execute(f"CREATE TEMP TABLE gone AS SELECT path, {ROW_ID}, part FROM cur WHERE false")
+    else:
+        con.execute(
+            f"CREATE TEMP TABLE gone AS SELECT path, {ROW_ID}, part FROM cur ANTI JOIN listing USING (path) "
+            "WHERE status <> 'vanished'"
+        )
+    return con.execute("SELECT count(*) FROM gone").fetchone()[0]
+
+
+def _write_parts(
+    con, root: Path, store: IndexStore, name: str, base: Manifest | None, gone: int, checkpoint: Checkpoint
+) -> list[Part]:
+    """The generation's parts: fresh rows, then the vanished ones, under ``parts/<gen>``."""
+    selects = [
+        f"SELECT s.* EXCLUDE (filename), coalesce(c.{ROW_ID}, n.{ROW_ID})::BIGINT AS {ROW_ID} "
+        "FROM staged s SEMI JOIN newest USING (path, filename) LEFT JOIN cur c USING (path) "
+        "LEFT JOIN new_ids n USING (path)"
+    ]
+    if con.execute("SELECT count(*) FROM newest").fetchone()[0] == 0:
+        selects = []
+    if gone:
+        holding = {row[0] for row in con.execute("SELECT DISTINCT part FROM gone").fetchall()}
+        old_rows = store.rows_sql(replace(base, parts=[p for p in base.parts if p.file in holding]))
+        selects.append(
+            f"SELECT * REPLACE ('vanished' AS status, {sql_string(VANISHED_ERROR)} AS error) "
+            f"FROM ({old_rows}) SEMI JOIN gone USING (path)"
+        )
+    if not selects:
+        return []
+    folder = root / PARTS_DIR / name
+    partial = root / PARTS_DIR / f".{name}.partial"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    query = " UNION ALL BY NAME ".join(f"({s})" for s in selects)
+    con.execute(
+        f"COPY ({query}) TO {sql_string(partial)} (FORMAT parquet, COMPRESSION zstd, "
+        f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, ROW_GROUPS_PER_FILE {ROW_GROUPS_PER_PART})"
+    )
+    checkpoint("commit:parts-written")
+    os.replace(partial, folder)
+    checkpoint("commit:parts-moved")
+    parts = []
+    for path in sorted(folder.iterdir()):
+        rows = pq.read_metadata(path).num_rows
+        if rows == 0:
+            path.unlink()  # DuckDB writes one empty file when a query has no row
+            continue
+        parts.append(Part(f"{PARTS_DIR}/{name}/{path.name}", rows))
+    return parts
+
+
+def _write_retired(con, root: Path, name: str, base: Manifest, gone: int, checkpoint: Checkpoint) -> list[Part]:
+    """The rows this generation supersedes: current rows of re-parsed or vanished files."""
+    query = "SELECT c.part, c.row_id FROM cur c SEMI JOIN newest USING (path)"
+    if gone:
+        query += f" UNION ALL SELECT part, {ROW_ID} FROM gone"
+    count = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+    if count == 0:
+        return []
+    target = root / RETIRED_DIR / f"{name}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    con.execute(f"COPY ({query}) TO {sql_string(partial)} (FORMAT parquet, COMPRESSION zstd)")
+    checkpoint("commit:retired-written")
+    os.replace(partial, target)
+    return [Part(f"{RETIRED_DIR}/{target.name}", count)]
+
+
+def _fsync(paths: Sequence[Path]) -> None:
+    """Flush the new files: the manifest must never name bytes a power cut could lose."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

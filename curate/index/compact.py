@@ -1,0 +1,210 @@
+"""Compaction: drop the retired rows and merge small parts, changing no current row.
+
+A scan only appends; over many rescans the index collects parts and superseded rows.
+Compaction rewrites the parts that hold retired rows, and runs of small parts, into
+parts of about :data:`TARGET_ROWS` rows each, and leaves every other part as it is. The
+result has no retired list: its parts are plain Parquet that any reader reads.
+
+It is resumable: each new part is written under ``.compacting/`` and renamed when
+complete, beside a note of the index generation it compacts. A compaction that is
+killed and run again on the same generation keeps the parts already written. The new
+parts become live in one rename of the manifest, and the content digest is kept (the
+rows are the same, so a dataset built from the index keeps its version).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from curate.files import atomic_path
+from curate.index.commit import ROW_GROUP_ROWS, ROW_GROUPS_PER_PART, Checkpoint
+from curate.index.manifest import (
+    PARTS_DIR,
+    Manifest,
+    Part,
+    generation_name,
+    remove_unlisted,
+    write_manifest,
+    writer_lock,
+)
+from curate.index.store import SPILL_DIR, IndexStore, sql_string
+from curate.progress import progress_bar
+from curate.tracking import StageResult
+
+WORK_DIR = ".compacting"
+#: Rows of a compacted part; a part with at least half of it and no retired row is kept.
+TARGET_ROWS = ROW_GROUP_ROWS * ROW_GROUPS_PER_PART
+COMPACT_MEMORY = "256MB"
+
+
+@dataclass
+class CompactSummary(StageResult):
+    """What a compaction did, in counts only."""
+
+    parts_before: int = 0
+    parts_after: int = 0
+    parts_rewritten: int = 0
+    retired_dropped: int = 0
+    rows: int = 0
+    resumed: int = 0
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "parts_before": self.parts_before,
+            "parts_after": self.parts_after,
+            "retired_dropped": self.retired_dropped,
+            "rows": self.rows,
+            "seconds": self.seconds,
+        }
+
+    def format(self) -> str:
+        if self.parts_rewritten == 0:
+            return f"nothing to compact: {self.parts_before:,} parts, no retired row ({self.rows:,} rows)"
+        lines = [
+            f"parts           {self.parts_before:,} -> {self.parts_after:,} ({self.parts_rewritten:,} rewritten)",
+            f"retired rows    {self.retired_dropped:,} dropped",
+            f"current rows    {self.rows:,} (unchanged)",
+            f"time            {self.seconds:.2f} s",
+        ]
+        if self.resumed:
+            lines.append(f"(resumed: {self.resumed:,} parts were already written)")
+        return "\n".join(lines)
+
+
+def plan_groups(manifest: Manifest, retired_parts: set[str]) -> list[list[Part]]:
+    """The parts, in order, in groups: a group of one clean, large part is kept as it is;
+    every other group is rewritten into one part."""
+    groups: list[list[Part]] = []
+    pending: list[Part] = []
+    pending_rows = 0
+    for part in manifest.parts:
+        if part.file not in retired_parts and part.rows >= TARGET_ROWS // 2:
+            if pending:
+                groups.append(pending)
+                pending, pending_rows = [], 0
+            groups.append([part])
+            continue
+        pending.append(part)
+        pending_rows += part.rows
+        if pending_rows >= TARGET_ROWS:
+            groups.append(pending)
+            pending, pending_rows = [], 0
+    if pending:
+        groups.append(pending)
+    return groups
+
+
+def compact_index(
+    index_dir: str | os.PathLike[str], progress: bool = True, checkpoint: Checkpoint | None = None
+) -> CompactSummary:
+    """Compact the index in `index_dir` (see the module); returns what was done."""
+    import duckdb
+
+    checkpoint = checkpoint or (lambda _: None)
+    root = Path(index_dir)
+    store = IndexStore(root)
+    started = time.perf_counter()
+    with writer_lock(root):
+        manifest = store.require()
+        remove_unlisted(root, manifest)
+        retired = store.retired_ids(manifest)
+        groups = plan_groups(manifest, set(retired))
+        rewrite = [i for i, g in enumerate(groups) if len(g) > 1 or g[0].file in retired]
+        summary = CompactSummary(parts_before=len(manifest.parts), rows=manifest.rows)
+        if not rewrite:
+            summary.parts_after = len(manifest.parts)
+            shutil.rmtree(root / WORK_DIR, ignore_errors=True)
+            return summary
+        work = _work_dir(root, manifest)
+        con = duckdb.connect()
+        con.execute(f"SET memory_limit = '{COMPACT_MEMORY}'")
+        con.execute(f"SET temp_directory = {sql_string(root / SPILL_DIR)}")
+        try:
+            with progress_bar(len(rewrite), "compact", enabled=progress) as bar:
+                for i in rewrite:
+                    target = work / f"{i:06d}.parquet"
+                    if target.exists():
+                        summary.resumed += 1
+                    else:
+                        rows = store.rows_sql(replace(manifest, parts=groups[i]))
+                        with atomic_path(target) as partial:
+                            con.execute(
+                                f"COPY ({rows}) TO {sql_string(partial)} (FORMAT parquet, COMPRESSION zstd, "
+                                f"ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+                            )
+                        checkpoint("compact:part")
+                    bar.update(1)
+        finally:
+            con.close()
+        compacted = _publish(root, manifest, groups, set(rewrite), work, checkpoint)
+        summary.parts_after = len(compacted.parts)
+        summary.parts_rewritten = sum(len(groups[i]) for i in rewrite)
+        summary.retired_dropped = sum(r.rows for r in manifest.retired)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _work_dir(root: Path, manifest: Manifest) -> Path:
+    """The folder of compacted parts, emptied unless it holds the work of a compaction of
+    this very generation (a killed run's, to resume)."""
+    work = root / WORK_DIR
+    note = work / "generation.json"
+    expected = {"generation": manifest.generation, "content": manifest.content}
+    try:
+        same = json.loads(note.read_text()) == expected
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(mode=0o700, exist_ok=True)
+    for entry in work.iterdir():
+        if entry.name.startswith("."):
+            entry.unlink()  # a part that was being written when the compaction was killed
+    note.write_text(json.dumps(expected))
+    return work
+
+
+def _publish(
+    root: Path, manifest: Manifest, groups: list[list[Part]], rewritten: set[int], work: Path, checkpoint: Checkpoint
+) -> Manifest:
+    """Move the compacted parts into the index and make them live."""
+    generation = manifest.generation + 1
+    name = generation_name(generation)
+    (work / "generation.json").unlink()
+    folder = root / PARTS_DIR / name
+    os.replace(work, folder)
+    checkpoint("compact:moved")
+    parts: list[Part] = []
+    for i, group in enumerate(groups):
+        if i not in rewritten:
+            parts.extend(group)
+            continue
+        file = f"{PARTS_DIR}/{name}/{i:06d}.parquet"
+        rows = pq.read_metadata(root / file).num_rows
+        if rows:
+            parts.append(Part(file, rows))
+        else:
+            (root / file).unlink()
+    compacted = Manifest(
+        signature=manifest.signature,
+        generation=generation,
+        next_row_id=manifest.next_row_id,
+        parts=parts,
+        retired=[],
+        content=manifest.content,
+    )
+    checkpoint("compact:manifest")
+    write_manifest(root, compacted)
+    checkpoint("compact:done")
+    # Reclaiming the space is the point: the replaced parts go now. A reader that has a
+    # replaced part open keeps reading it; one that opens it later finds it gone.
+    remove_unlisted(root, compacted)
+    return compacted
