@@ -29,9 +29,9 @@ from curate.index.manifest import (
 from curate.index.schema import ROW_ID, error_message
 from curate.index.store import IndexStore, sql_list, sql_string
 
-#: Rows per row group of a part, and row groups per part file.
+#: Rows per row group of a part; a part holds one staged part's rows (or a compacted
+#: group of them).
 ROW_GROUP_ROWS = 32_768
-ROW_GROUPS_PER_PART = 4
 #: DuckDB's memory for a commit; past it joins spill to the staging folder.
 COMMIT_MEMORY = "256MB"
 VANISHED_ERROR = error_message("vanished", "no longer under the scanned source")
@@ -117,8 +117,10 @@ def _current_keys(con, store: IndexStore, old: Manifest | None) -> None:
             f"{ROW_ID} BIGINT, part VARCHAR)"
         )
         return
+    # A view, not a table: its key columns are read again where they are needed rather
+    # than held, whatever the index's size.
     con.execute(
-        f"CREATE TEMP TABLE cur AS SELECT path, file_size, mtime, status, {ROW_ID}, filename AS part "
+        f"CREATE TEMP VIEW cur AS SELECT path, file_size, mtime, status, {ROW_ID}, filename AS part "
         f"FROM ({store.rows_sql(old, filename=True)})"
     )
 
@@ -155,39 +157,46 @@ def _gone(con, base: Manifest | None, listed: bool) -> int:
 def _write_parts(
     con, root: Path, store: IndexStore, name: str, base: Manifest | None, gone: int, checkpoint: Checkpoint
 ) -> list[Part]:
-    """The generation's parts: fresh rows, then the vanished ones, under ``parts/<gen>``."""
-    selects = [
-        f"SELECT s.* EXCLUDE (filename), coalesce(c.{ROW_ID}, n.{ROW_ID})::BIGINT AS {ROW_ID} "
-        "FROM staged s SEMI JOIN newest USING (path, filename) LEFT JOIN cur c USING (path) "
-        "LEFT JOIN new_ids n USING (path)"
-    ]
-    if con.execute("SELECT count(*) FROM newest").fetchone()[0] == 0:
-        selects = []
+    """The generation's parts under ``parts/<gen>``: the fresh rows of each staged part
+    (joined to their row ids on that part's keys alone, so no join holds whole rows),
+    then the rows of vanished files."""
+    folder = root / PARTS_DIR / name
+    partial = root / PARTS_DIR / f".{name}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    con.execute(
+        f"CREATE TEMP TABLE assigned AS SELECT n.path, n.filename, coalesce(c.{ROW_ID}, x.{ROW_ID})::BIGINT "
+        f"AS {ROW_ID} FROM newest n LEFT JOIN cur c USING (path) LEFT JOIN new_ids x USING (path)"
+    )
+    staged = [row[0] for row in con.execute("SELECT DISTINCT filename FROM assigned ORDER BY 1").fetchall()]
+    outputs = []
+    for number, part in enumerate(staged):
+        target = partial / f"{number:06d}.parquet"
+        con.execute(
+            f"COPY (SELECT s.*, a.{ROW_ID} FROM read_parquet({sql_string(part)}) s "
+            f"JOIN (SELECT path, {ROW_ID} FROM assigned WHERE filename = {sql_string(part)}) a USING (path)) "
+            f"TO {sql_string(target)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+        )
+        outputs.append(target)
+        checkpoint("commit:part-written")
     if gone:
         holding = {row[0] for row in con.execute("SELECT DISTINCT part FROM gone").fetchall()}
         old_rows = store.rows_sql(replace(base, parts=[p for p in base.parts if p.file in holding]))
-        selects.append(
-            f"SELECT * REPLACE ('vanished' AS status, {sql_string(VANISHED_ERROR)} AS error) "
-            f"FROM ({old_rows}) SEMI JOIN gone USING (path)"
+        target = partial / f"{len(staged):06d}.parquet"
+        con.execute(
+            f"COPY (SELECT * REPLACE ('vanished' AS status, {sql_string(VANISHED_ERROR)} AS error) "
+            f"FROM ({old_rows}) SEMI JOIN gone USING (path)) "
+            f"TO {sql_string(target)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
         )
-    if not selects:
-        return []
-    folder = root / PARTS_DIR / name
-    partial = root / PARTS_DIR / f".{name}.partial"
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    query = " UNION ALL BY NAME ".join(f"({s})" for s in selects)
-    con.execute(
-        f"COPY ({query}) TO {sql_string(partial)} (FORMAT parquet, COMPRESSION zstd, "
-        f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, ROW_GROUPS_PER_FILE {ROW_GROUPS_PER_PART})"
-    )
+        outputs.append(target)
     checkpoint("commit:parts-written")
     os.replace(partial, folder)
     checkpoint("commit:parts-moved")
     parts = []
-    for path in sorted(folder.iterdir()):
+    for path in outputs:
+        path = folder / path.name
         rows = pq.read_metadata(path).num_rows
         if rows == 0:
-            path.unlink()  # DuckDB writes one empty file when a query has no row
+            path.unlink()
             continue
         parts.append(Part(f"{PARTS_DIR}/{name}/{path.name}", rows))
     return parts

@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from curate.files import atomic_path
-from curate.index.commit import ROW_GROUP_ROWS, ROW_GROUPS_PER_PART, Checkpoint
+from curate.index.commit import ROW_GROUP_ROWS, Checkpoint
 from curate.index.manifest import (
     PARTS_DIR,
     Manifest,
@@ -39,8 +39,9 @@ from curate.progress import progress_bar
 from curate.tracking import StageResult
 
 WORK_DIR = ".compacting"
-#: Rows of a compacted part; a part with at least half of it and no retired row is kept.
-TARGET_ROWS = ROW_GROUP_ROWS * ROW_GROUPS_PER_PART
+#: Rows of a compacted part; a part with a quarter of it (a whole staged part of a scan)
+#: and no retired row is kept as it is.
+TARGET_ROWS = 4 * ROW_GROUP_ROWS
 COMPACT_MEMORY = "256MB"
 
 
@@ -79,14 +80,14 @@ class CompactSummary(StageResult):
         return "\n".join(lines)
 
 
-def plan_groups(manifest: Manifest, retired_parts: set[str]) -> list[list[Part]]:
-    """The parts, in order, in groups: a group of one clean, large part is kept as it is;
-    every other group is rewritten into one part."""
+def plan_groups(manifest: Manifest, retired_parts: set[str], target_rows: int = TARGET_ROWS) -> list[list[Part]]:
+    """The parts, in order, in groups of about `target_rows` rows: a group of one clean,
+    large part is kept as it is; every other group is rewritten into one part."""
     groups: list[list[Part]] = []
     pending: list[Part] = []
     pending_rows = 0
     for part in manifest.parts:
-        if part.file not in retired_parts and part.rows >= TARGET_ROWS // 2:
+        if part.file not in retired_parts and part.rows >= target_rows // 4:
             if pending:
                 groups.append(pending)
                 pending, pending_rows = [], 0
@@ -94,7 +95,7 @@ def plan_groups(manifest: Manifest, retired_parts: set[str]) -> list[list[Part]]
             continue
         pending.append(part)
         pending_rows += part.rows
-        if pending_rows >= TARGET_ROWS:
+        if pending_rows >= target_rows:
             groups.append(pending)
             pending, pending_rows = [], 0
     if pending:
@@ -103,9 +104,14 @@ def plan_groups(manifest: Manifest, retired_parts: set[str]) -> list[list[Part]]
 
 
 def compact_index(
-    index_dir: str | os.PathLike[str], progress: bool = True, checkpoint: Checkpoint | None = None
+    index_dir: str | os.PathLike[str],
+    progress: bool = True,
+    checkpoint: Checkpoint | None = None,
+    target_rows: int = TARGET_ROWS,
 ) -> CompactSummary:
-    """Compact the index in `index_dir` (see the module); returns what was done."""
+    """Compact the index in `index_dir` (see the module) into parts of about
+    `target_rows` rows; returns what was done. `checkpoint` is called with the name of
+    each step."""
     import duckdb
 
     checkpoint = checkpoint or (lambda _: None)
@@ -116,7 +122,7 @@ def compact_index(
         manifest = store.require()
         remove_unlisted(root, manifest)
         retired = store.retired_ids(manifest)
-        groups = plan_groups(manifest, set(retired))
+        groups = plan_groups(manifest, set(retired), target_rows)
         rewrite = [i for i, g in enumerate(groups) if len(g) > 1 or g[0].file in retired]
         summary = CompactSummary(parts_before=len(manifest.parts), rows=manifest.rows)
         if not rewrite:

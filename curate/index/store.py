@@ -144,7 +144,9 @@ class IndexStore:
         """Retired row ids, by the part that holds them (few: compaction empties them)."""
         if not manifest.retired:
             return {}
-        table = pa.concat_tables(pq.read_table(self._path(r.file)) for r in manifest.retired)
+        table = pa.concat_tables(
+            (pq.read_table(self._path(r.file)) for r in manifest.retired), promote_options="permissive"
+        )
         found: dict[str, pa.Array] = {}
         for part in pc.unique(table.column("part")).to_pylist():
             mask = pc.equal(table.column("part"), part)
