@@ -18,7 +18,7 @@ import pytest
 from dicom_factory import image_dataset, write
 from test_deid_engine import KEY
 
-from curate.dataset import DatasetSpec, build_dataset, diff, list_versions
+from curate.dataset import DatasetSpec, build_dataset, diff, list_versions, plan_dataset
 from curate.dataset.build import MANIFEST
 from curate.index import build_index
 
@@ -255,3 +255,13 @@ def test_build_is_an_mlflow_run_without_patient_data(archive):
         if path.is_file():
             data = path.read_bytes()
             assert b"Doe^Patient" not in data and b"PAT00" not in data, path
+
+
+def test_a_plan_says_what_a_build_would_give_and_writes_nothing(archive):
+    spec = DatasetSpec.from_dict(SPEC)
+    planned = plan_dataset(spec, archive / "idx", KEY)
+    assert not (archive / "datasets").exists()
+    built = build(archive)
+    assert planned["version_id"] == built.version_id
+    for count in ("selected", "instances", "patients", "by_split", "excluded"):
+        assert planned[count] == built.counts[count], count

@@ -10,31 +10,35 @@ into place when complete, so a partly written version is never visible.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curate.dataset.layout import BUILDING_PREFIX, CARD, DESCRIPTION, FILES, IMAGES, MANIFEST
+from curate.dataset.plan import SPLITS, BuildPlan, plan_build
 from curate.dataset.spec import DatasetSpec
 from curate.deid.profile import TABLE_EDITION
 from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.worker import deidentify_file, output_path, pseudonymous_uids
 from curate.errors import DatasetError
-from curate.files import file_sha256, sha256_of, write_atomic
+from curate.files import sha256_of, write_atomic
 from curate.index.store import IndexStore, open_index, sql_string
 from curate.tracking import StageResult
 
-SPLITS = ("train", "val", "test")
+__all__ = ["SPLITS", "BuildResult", "build_dataset", "plan_dataset"]
 
 
 @dataclass
@@ -95,124 +99,6 @@ class BuildResult(StageResult):
         return "\n".join(lines)
 
 
-def select_candidates(store: IndexStore, spec: DatasetSpec) -> pd.DataFrame:
-    """Rows of the index that the spec selects (readable files only), with series types."""
-    import duckdb
-
-    if spec.series_types and not store.has_series_types():
-        raise DatasetError(
-            f"the spec keeps series types {spec.series_types}, but the index in {store.root} has "
-            "no series types: run `curate classify` first"
-        )
-    con = store.connect("idx", series_types=True)
-    try:
-        where = f"status = 'ok' AND ({spec.select})"
-        if spec.series_types:
-            where += " AND series_type IN (" + ", ".join(sql_string(t) for t in spec.series_types) + ")"
-        try:
-            frame = con.execute(f"SELECT * FROM idx WHERE {where} ORDER BY path").df()
-        except duckdb.Error as err:
-            raise DatasetError(f"the dataset's select cannot run: {str(err).strip()}") from None
-    finally:
-        con.close()
-    if spec.label and spec.label not in frame:
-        raise DatasetError(f"label column {spec.label!r} is not in the index")
-    return frame
-
-
-def _quality(frame: pd.DataFrame, spec: DatasetSpec, excluded: Counter) -> pd.DataFrame:
-    def drop(mask: pd.Series, reason: str) -> None:
-        nonlocal frame
-        if mask.any():
-            excluded[reason] += int(mask.sum())
-            frame = frame[~mask]
-
-    drop(frame.get("SOPInstanceUID", pd.Series(None, index=frame.index)).isna(), "no SOPInstanceUID")
-    if spec.quality.exclude_burned_in and "BurnedInAnnotation" in frame:
-        drop(frame["BurnedInAnnotation"].fillna("").str.strip().str.upper() == "YES", "burned-in annotation")
-    if spec.quality.exclude_derived and "ImageType" in frame:
-        drop(
-            frame["ImageType"].map(lambda v: v is not None and len(v) > 0 and str(v[0]).upper() == "DERIVED"), "derived"
-        )
-    for column, minimum in (("Rows", spec.quality.min_rows), ("Columns", spec.quality.min_columns)):
-        if minimum and column in frame:
-            drop(frame[column].fillna(0) < minimum, f"{column} below {minimum}")
-    if {"pixel_data_length", "Rows", "Columns", "BitsAllocated"} <= set(frame.columns):
-        # Native pixel data shorter than the image its header describes cannot be decoded.
-        def number(column: str, default: float) -> pd.Series:
-            return pd.to_numeric(frame[column], errors="coerce").fillna(default) if column in frame else default
-
-        expected = (
-            number("Rows", 0)
-            * number("Columns", 0)
-            * number("SamplesPerPixel", 1)
-            * number("NumberOfFrames", 1)
-            * number("BitsAllocated", 16)
-            / 8
-        ).apply(np.ceil)
-        length = pd.to_numeric(frame["pixel_data_length"], errors="coerce")
-        drop((length >= 0) & (length < expected), "pixel data shorter than its header says")
-    return frame
-
-
-def _hash_file(path: str, pixel_offset) -> tuple[str, str | None]:
-    """(sha256 of the file, sha256 of its bytes from Pixel Data on)."""
-    offset = None if pixel_offset is None or pd.isna(pixel_offset) else int(pixel_offset)
-    return file_sha256(path, offset)
-
-
-def _dedupe(frame: pd.DataFrame, spec: DatasetSpec, excluded: Counter) -> pd.DataFrame:
-    before = len(frame)
-    frame = frame.drop_duplicates("SOPInstanceUID", keep="first")
-    excluded["duplicate SOPInstanceUID"] += before - len(frame)
-    offsets = frame["pixel_data_offset"] if "pixel_data_offset" in frame else [None] * len(frame)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        hashes = list(pool.map(_hash_file, frame["path"], offsets))
-    frame = frame.assign(source_sha256=[h[0] for h in hashes], pixel_sha256=[h[1] for h in hashes])
-    if spec.dedupe_pixels:
-        has_pixels = frame["pixel_sha256"].notna()
-        copies = has_pixels & frame.duplicated("pixel_sha256", keep="first")
-        excluded["same pixel data"] += int(copies.sum())
-        frame = frame[~copies]
-    return frame
-
-
-def _split(frame: pd.DataFrame, spec: DatasetSpec, pseudo: Pseudonymizer) -> tuple[pd.Series, pd.Series]:
-    """A split per instance, decided per patient: a patient is never in two splits. The
-    order of patients is keyed (HMAC), so it is stable and unguessable; with stratify,
-    each label's patients are dealt to the splits in proportion."""
-    ids = frame.get("PatientID", pd.Series("", index=frame.index)).fillna("")
-    issuers = frame.get("IssuerOfPatientID", pd.Series("", index=frame.index)).fillna("")
-    studies = frame["StudyInstanceUID"].fillna("") if "StudyInstanceUID" in frame else pd.Series("", index=frame.index)
-    # A file without PatientID is its own patient per study (it cannot be linked).
-    patients = [
-        pseudo.patient_id(i, s) or f"study:{pseudo.uid(st)}" for i, s, st in zip(ids, issuers, studies, strict=True)
-    ]
-    frame = frame.assign(patient=patients)
-    if spec.split.stratify and spec.label:
-        strata = frame.groupby("patient")[spec.label].agg(lambda v: str(v.mode().iloc[0]) if len(v.mode()) else "")
-    else:
-        strata = pd.Series("", index=sorted(set(patients)))
-    ratios = [spec.split.train, spec.split.val, spec.split.test]
-    assignment: dict[str, str] = {}
-    for _, group in strata.groupby(strata):
-        ordered = sorted(group.index, key=lambda p: pseudo.uid(f"split:{p}"))
-        bounds = [round(sum(ratios[: i + 1]) * len(ordered)) for i in range(3)]
-        for position, patient in enumerate(ordered):
-            assignment[patient] = next(SPLITS[i] for i, bound in enumerate(bounds) if position < bound or i == 2)
-    return frame["patient"].map(assignment), frame["patient"]
-
-
-def version_id(instance_hashes: list[str], spec: DatasetSpec, index_digest: str) -> str:
-    payload = {
-        "instances": sorted(instance_hashes),
-        "spec": spec.digest(),
-        "index": index_digest,
-        "deid": {"edition": TABLE_EDITION, "options": spec.deid.active(), "uid_root": spec.uid_root},
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-
-
 def _git_commit() -> str | None:
     try:
         done = subprocess.run(
@@ -228,6 +114,41 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None
 
 
+@contextlib.contextmanager
+def _planned(spec: DatasetSpec, index_dir, key: bytes) -> Iterator[tuple[IndexStore, Pseudonymizer, BuildPlan]]:
+    """The plan of a build (spooled in a private folder, removed at the end); a
+    :class:`DatasetError` when it leaves nothing to build."""
+    store = open_index(index_dir)
+    pseudo = Pseudonymizer(key, spec.uid_root)
+    with tempfile.TemporaryDirectory(prefix="curate-build-") as private:  # mode 0700: it holds PHI
+        plan = plan_build(store, spec, pseudo, Path(private))
+        try:
+            if plan.rows == 0:
+                reasons = ", ".join(f"{k} {v}" for k, v in plan.excluded.items() if v) or "nothing matched the select"
+                raise DatasetError(
+                    f"dataset {spec.name}: no instance left to build from ({plan.selected} selected; {reasons})"
+                )
+            yield store, pseudo, plan
+        finally:
+            plan.close()
+
+
+def plan_dataset(spec: DatasetSpec, index_dir: str | os.PathLike[str], key: bytes) -> dict:
+    """What a build of `spec` would give, without writing a file: the version id and the
+    counts (selected, planned instances and patients, by split, excluded)."""
+    with _planned(spec, index_dir, key) as (store, _, plan):
+        by_split = dict(plan.con.execute("SELECT split, count(*) FROM planned GROUP BY split").fetchall())
+        patients = plan.con.execute("SELECT count(DISTINCT patient) FROM planned").fetchall()[0][0]
+        return {
+            "version_id": plan.version_id(spec, store.digest()),
+            "selected": plan.selected,
+            "instances": plan.rows,
+            "patients": patients,
+            "by_split": {s: int(by_split.get(s, 0)) for s in SPLITS},
+            "excluded": {k: v for k, v in plan.excluded.items() if v},
+        }
+
+
 def build_dataset(
     spec: DatasetSpec,
     index_dir: str | os.PathLike[str],
@@ -237,36 +158,25 @@ def build_dataset(
     on_file: callable | None = None,
 ) -> BuildResult:
     """Build (or find) the version of `spec` over the index; see the module text."""
-    store = open_index(index_dir)
-    pseudo = Pseudonymizer(key, spec.uid_root)
-    excluded: Counter = Counter()
-    frame = select_candidates(store, spec)
-    selected = len(frame)
-    frame = _quality(frame, spec, excluded)
-    if frame.empty:
-        reasons = ", ".join(f"{k} {v}" for k, v in excluded.items() if v) or "nothing matched the select"
-        raise DatasetError(f"dataset {spec.name}: no instance left to build from ({selected} selected; {reasons})")
-    frame = _dedupe(frame, spec, excluded)
-    splits, patients = _split(frame, spec, pseudo)
-    frame = frame.assign(split=splits, patient=patients)
-    index_digest = store.digest()
-    vid = version_id(list(frame["source_sha256"]), spec, index_digest)
-    folder = Path(root) / spec.name
-    final = folder / vid
-    if final.exists():
-        return BuildResult(vid, final, created=False, spec=spec, description=_read_description(final))
-    previous = latest_version(folder)
-    building = _start_build(folder, vid)
-    try:
-        rows = _write_files(frame, building, spec, key, pseudo, workers, excluded, on_file)
-        counts = _write_manifest(building, rows, spec, selected, excluded)
-        description = _describe(spec, vid, previous, counts, index_digest, building)
-        write_atomic(building / DESCRIPTION, json.dumps(description, indent=2))
-        write_atomic(building / CARD, render_card(description))
-        return _publish(building, final, spec, description)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
+    with _planned(spec, index_dir, key) as (store, pseudo, plan):
+        index_digest = store.digest()
+        vid = plan.version_id(spec, index_digest)
+        folder = Path(root) / spec.name
+        final = folder / vid
+        if final.exists():
+            return BuildResult(vid, final, created=False, spec=spec, description=_read_description(final))
+        previous = latest_version(folder)
+        building = _start_build(folder, vid)
+        try:
+            _write_files(plan, building, spec, key, pseudo, workers, on_file)
+            counts = _counts(building, spec, plan)
+            description = _describe(spec, vid, previous, counts, index_digest, building)
+            write_atomic(building / DESCRIPTION, json.dumps(description, indent=2))
+            write_atomic(building / CARD, render_card(description))
+            return _publish(building, final, spec, description)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
 
 
 def _read_description(version: Path) -> dict:
@@ -283,22 +193,51 @@ def _start_build(folder: Path, vid: str) -> Path:
     return building
 
 
-def _write_manifest(building: Path, rows: list[dict], spec: DatasetSpec, selected: int, excluded: Counter) -> dict:
-    """Write the manifest; the version's counts."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+#: One row per instance of a version.
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("sop_instance_uid", pa.string()),
+        ("series_instance_uid", pa.string()),
+        ("study_instance_uid", pa.string()),
+        ("patient", pa.string()),
+        ("path", pa.string()),
+        ("sha256", pa.string()),
+        ("split", pa.string()),
+        ("label", pa.string()),
+        ("series_type", pa.string()),
+        ("series_model", pa.string()),
+        ("rows", pa.int64()),
+        ("columns", pa.int64()),
+        ("photometric", pa.string()),
+        ("image_path", pa.string()),
+    ]
+)
 
-    manifest = pd.DataFrame(rows)
-    pq.write_table(pa.Table.from_pandas(manifest, preserve_index=False), building / MANIFEST)
+
+def _counts(building: Path, spec: DatasetSpec, plan: BuildPlan) -> dict:
+    """The version's counts, from its manifest (DuckDB: nothing held per instance)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW m AS SELECT * FROM read_parquet({sql_string(building / MANIFEST)})")
+        instances, patients = con.execute("SELECT count(*), count(DISTINCT patient) FROM m").fetchall()[0]
+        by_split = dict(con.execute("SELECT split, count(*) FROM m GROUP BY split").fetchall())
+        by_label = {}
+        if spec.label:
+            rows = con.execute(
+                "SELECT label, count(*) AS n FROM m WHERE label IS NOT NULL GROUP BY label ORDER BY n DESC, label"
+            ).fetchall()
+            by_label = {str(k): int(v) for k, v in rows}
+    finally:
+        con.close()
     return {
-        "selected": selected,
-        "instances": len(manifest),
-        "patients": int(manifest["patient"].nunique()) if len(manifest) else 0,
-        "by_split": {s: int((manifest["split"] == s).sum()) for s in SPLITS} if len(manifest) else {},
-        "by_label": {str(k): int(v) for k, v in manifest["label"].value_counts().items()}
-        if spec.label and len(manifest)
-        else {},
-        "excluded": {k: v for k, v in excluded.items() if v},
+        "selected": plan.selected,
+        "instances": instances,
+        "patients": patients,
+        "by_split": {s: int(by_split.get(s, 0)) for s in SPLITS} if instances else {},
+        "by_label": by_label,
+        "excluded": {k: v for k, v in plan.excluded.items() if v},
     }
 
 
@@ -350,47 +289,60 @@ def _publish(building: Path, final: Path, spec: DatasetSpec, description: dict) 
 
 
 def _write_files(
-    frame, building: Path, spec: DatasetSpec, key: bytes, pseudo: Pseudonymizer, workers, excluded: Counter, on_file
-) -> list[dict]:
-    jobs = []
-    for row in frame.to_dict("records"):
-        study, series, instance = pseudonymous_uids(pseudo, row)
-        relative = output_path(Path(FILES) / row["split"], pseudo, row)
-        jobs.append((row, study, series, instance, relative))
-    rows = []
+    plan: BuildPlan, building: Path, spec: DatasetSpec, key: bytes, pseudo: Pseudonymizer, workers, on_file
+) -> None:
+    """De-identify the planned files into the version, a batch at a time, and write its
+    manifest as they complete."""
     export = spec.export
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        futures = [
-            pool.submit(_write_one, row["path"], building, rel.as_posix(), spec, key) for row, _, _, _, rel in jobs
-        ]
-        for (row, study, series, instance, relative), future in zip(jobs, futures, strict=True):
-            status, reason, image = future.result()
-            if status != "written":
-                excluded[f"de-identification failed: {reason}"] += 1
-                continue
-            if export.format and image is None:
-                excluded[f"image export failed: {reason}"] += 1
-            rows.append(
-                {
-                    "sop_instance_uid": instance,
-                    "series_instance_uid": series,
-                    "study_instance_uid": study,
-                    "patient": row["patient"],
-                    "path": relative.as_posix(),
-                    "sha256": sha256_of(building / relative),
-                    "split": row["split"],
-                    "label": None if not spec.label or pd.isna(row.get(spec.label)) else str(row.get(spec.label)),
-                    "series_type": None if pd.isna(row.get("series_type")) else row.get("series_type"),
-                    "series_model": None if pd.isna(row.get("series_model")) else row.get("series_model"),
-                    "rows": None if pd.isna(row.get("Rows")) else int(row.get("Rows")),
-                    "columns": None if pd.isna(row.get("Columns")) else int(row.get("Columns")),
-                    "photometric": row.get("PhotometricInterpretation"),
-                    "image_path": image,
-                }
-            )
-            if on_file is not None:
-                on_file(len(rows))
-    return rows
+    excluded = plan.excluded
+    written = 0
+
+    def value(row: dict, column: str):
+        v = row.get(column)
+        return None if v is None or (not isinstance(v, (list, np.ndarray)) and pd.isna(v)) else v
+
+    with (
+        ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
+        pq.ParquetWriter(building / MANIFEST, MANIFEST_SCHEMA) as manifest,
+    ):
+        for frame in plan.batches():
+            jobs = []
+            for row in frame.to_dict("records"):
+                study, series, instance = pseudonymous_uids(pseudo, row)
+                relative = output_path(Path(FILES) / row["split"], pseudo, row)
+                future = pool.submit(_write_one, row["path"], building, relative.as_posix(), spec, key)
+                jobs.append((row, study, series, instance, relative, future))
+            rows = []
+            for row, study, series, instance, relative, future in jobs:
+                status, reason, image = future.result()
+                if status != "written":
+                    excluded[f"de-identification failed: {reason}"] += 1
+                    continue
+                if export.format and image is None:
+                    excluded[f"image export failed: {reason}"] += 1
+                label = value(row, spec.label) if spec.label else None
+                rows.append(
+                    {
+                        "sop_instance_uid": instance,
+                        "series_instance_uid": series,
+                        "study_instance_uid": study,
+                        "patient": row["patient"],
+                        "path": relative.as_posix(),
+                        "sha256": sha256_of(building / relative),
+                        "split": row["split"],
+                        "label": None if label is None else str(label),
+                        "series_type": value(row, "series_type"),
+                        "series_model": value(row, "series_model"),
+                        "rows": None if value(row, "Rows") is None else int(row["Rows"]),
+                        "columns": None if value(row, "Columns") is None else int(row["Columns"]),
+                        "photometric": value(row, "PhotometricInterpretation"),
+                        "image_path": image,
+                    }
+                )
+                written += 1
+                if on_file is not None:
+                    on_file(written)
+            manifest.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA))
 
 
 def _write_one(source: str, building: Path, relative: str, spec: DatasetSpec, key: bytes):
