@@ -38,7 +38,7 @@ from curate.deid.worker import deidentify_file, output_path
 from curate.errors import DeidOutputError, SourceNotFoundError
 from curate.files import atomic_path, is_partial, write_atomic
 from curate.index.schema import error_kind
-from curate.index.store import sql_string
+from curate.index.store import limit_memory, sql_string
 from curate.tracking import StageResult
 
 #: What the run reads from every header before deciding what to do with the file.
@@ -55,8 +55,6 @@ PLAN_TAGS = [
     "IssuerOfPatientID",
 ]
 MANIFEST = ".curate-deid.json"
-#: DuckDB's memory while it joins what was spooled (it spills past that), and rows a read.
-SPOOL_MEMORY = "256MB"
 SPOOL_BATCH_ROWS = 65_536
 #: Raised whenever what curate writes for the same input, settings and key changes: an
 #: output folder begun under other rules is not resumed (its files would differ).
@@ -413,8 +411,7 @@ class _Spool:
         import duckdb
 
         con = duckdb.connect()
-        con.execute(f"SET memory_limit = '{SPOOL_MEMORY}'")
-        con.execute(f"SET temp_directory = {sql_string(self.folder / 'spill')}")
+        limit_memory(con, self.folder / "spill")
         return con
 
     def write_mapping(self, path: Path) -> None:

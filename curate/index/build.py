@@ -39,7 +39,7 @@ from curate.index.derive import DERIVE_VERSION, DeriveCounts, add_derived_column
 from curate.index.legacy import convert_legacy
 from curate.index.manifest import INDEX_FORMAT, Manifest, remove_unlisted, writer_lock
 from curate.index.scan import PathsLike, as_path_list, open_columns
-from curate.index.store import STAGING_DIR, IndexStore, sql_list, sql_string
+from curate.index.store import STAGING_DIR, IndexStore, limit_memory, sql_list, sql_string
 from curate.index.summary import ScanSummary
 from curate.index.tags import ColumnSpec, resolve_tags
 from curate.progress import progress_bar
@@ -49,8 +49,6 @@ from curate.progress import progress_bar
 PART_ROWS = 32_768
 #: Paths handed to the native scanner at a time when a rescan parses a list of files.
 PARSE_CHUNK = 65_536
-#: DuckDB's memory while a scan plans what to parse.
-PLAN_MEMORY = "256MB"
 RESCAN_MODES = ("changed", "all")
 #: What a write fails with when the disk (or a quota, or a size limit) has no room.
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -262,8 +260,7 @@ def _plan(
         else:
             writer.close()
     con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{PLAN_MEMORY}'")
-    con.execute(f"SET temp_directory = {sql_string(staging / 'spill')}")
+    limit_memory(con, staging / "spill")
     try:
         con.execute(f"CREATE VIEW listing AS SELECT * FROM read_parquet({sql_string(listing)})")
         done = []
@@ -271,11 +268,11 @@ def _plan(
             done.append(f"SELECT path, file_size, mtime FROM read_parquet({sql_list(staged)})")
             summary.resumed = con.execute(
                 f"SELECT count(*) FROM listing SEMI JOIN ({done[0]}) USING (path, file_size, mtime)"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
         if base is not None:
             rows = IndexStore(index_dir).rows_sql(base)
             done.append(f"SELECT path, file_size, mtime FROM ({rows}) WHERE status <> 'vanished'")
-        summary.listed = con.execute("SELECT count(*) FROM listing").fetchone()[0]
+        summary.listed = con.execute("SELECT count(*) FROM listing").fetchall()[0][0]
         anti = "".join(f" ANTI JOIN ({d}) USING (path, file_size, mtime)" for d in done)
         todo = staging / "todo.parquet"
         with atomic_path(todo) as partial:

@@ -27,13 +27,11 @@ from curate.index.manifest import (
     write_manifest,
 )
 from curate.index.schema import ROW_ID, error_message
-from curate.index.store import IndexStore, sql_list, sql_string
+from curate.index.store import IndexStore, limit_memory, sql_list, sql_string
 
 #: Rows per row group of a part; a part holds one staged part's rows (or a compacted
 #: group of them).
 ROW_GROUP_ROWS = 32_768
-#: DuckDB's memory for a commit; past it joins spill to the staging folder.
-COMMIT_MEMORY = "256MB"
 VANISHED_ERROR = error_message("vanished", "no longer under the scanned source")
 
 #: Called with a step's name at every point a commit could be killed (tests kill there).
@@ -68,8 +66,7 @@ def commit_scan(
     generation = (old.generation if old is not None else 0) + 1
     name = generation_name(generation)
     con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{COMMIT_MEMORY}'")
-    con.execute(f"SET temp_directory = {sql_string(spill)}")
+    limit_memory(con, spill)
     con.execute("SET preserve_insertion_order = false")  # keeps the COPY streaming
     try:
         if listing is not None:
@@ -81,8 +78,8 @@ def commit_scan(
             f"CREATE TEMP TABLE new_ids AS SELECT path, {next_row_id} - 1 + row_number() OVER (ORDER BY path) "
             f"AS {ROW_ID} FROM newest ANTI JOIN cur USING (path)"
         )
-        added = con.execute("SELECT count(*) FROM new_ids").fetchone()[0]
-        fresh = con.execute("SELECT count(*) FROM newest").fetchone()[0]
+        added = con.execute("SELECT count(*) FROM new_ids").fetchall()[0][0]
+        fresh = con.execute("SELECT count(*) FROM newest").fetchall()[0][0]
         gone = _gone(con, base, listing is not None)
         if fresh == 0 and gone == 0 and base is not None:
             return None
@@ -151,7 +148,7 @@ def _gone(con, base: Manifest | None, listed: bool) -> int:
             f"CREATE TEMP TABLE gone AS SELECT path, {ROW_ID}, part FROM cur ANTI JOIN listing USING (path) "
             "WHERE status <> 'vanished'"
         )
-    return con.execute("SELECT count(*) FROM gone").fetchone()[0]
+    return con.execute("SELECT count(*) FROM gone").fetchall()[0][0]
 
 
 def _write_parts(
@@ -207,7 +204,7 @@ def _write_retired(con, root: Path, name: str, base: Manifest, gone: int, checkp
     query = "SELECT c.part, c.row_id FROM cur c SEMI JOIN newest USING (path)"
     if gone:
         query += f" UNION ALL SELECT part, {ROW_ID} FROM gone"
-    count = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+    count = con.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]
     if count == 0:
         return []
     target = root / RETIRED_DIR / f"{name}.parquet"

@@ -34,7 +34,7 @@ from curate.index.manifest import (
     write_manifest,
     writer_lock,
 )
-from curate.index.store import SPILL_DIR, IndexStore, sql_string
+from curate.index.store import SPILL_DIR, IndexStore, limit_memory, sql_string
 from curate.progress import progress_bar
 from curate.tracking import StageResult
 
@@ -42,7 +42,6 @@ WORK_DIR = ".compacting"
 #: Rows of a compacted part; a part with a quarter of it (a whole staged part of a scan)
 #: and no retired row is kept as it is.
 TARGET_ROWS = 4 * ROW_GROUP_ROWS
-COMPACT_MEMORY = "256MB"
 
 
 @dataclass
@@ -131,8 +130,7 @@ def compact_index(
             return summary
         work = _work_dir(root, manifest)
         con = duckdb.connect()
-        con.execute(f"SET memory_limit = '{COMPACT_MEMORY}'")
-        con.execute(f"SET temp_directory = {sql_string(root / SPILL_DIR)}")
+        limit_memory(con, root / SPILL_DIR)
         try:
             with progress_bar(len(rewrite), "compact", enabled=progress) as bar:
                 for i in rewrite:

@@ -27,9 +27,11 @@ from curate.index.schema import ROW_ID
 STAGING_DIR = ".staging"
 #: Where DuckDB spills what does not fit its memory limit while it reads the index.
 SPILL_DIR = ".spill"
-#: Rows a grouped batch holds (more only to finish a group), and DuckDB's memory meanwhile.
+#: Rows a grouped batch holds (more only to finish a group).
 GROUPED_BATCH_ROWS = 16_384
-GROUPED_MEMORY = "256MB"
+#: The memory every DuckDB connection of curate holds at most; past it, DuckDB spills
+#: to disk. One limit for every stage keeps memory flat at any index size.
+DUCKDB_MEMORY = "128MB"
 #: Series types a classifier wrote beside the index (one row per series).
 SERIES_TYPES_FILE = "series_types.parquet"
 
@@ -37,6 +39,13 @@ SERIES_TYPES_FILE = "series_types.parquet"
 def sql_string(text) -> str:
     """`text` as a quoted SQL string literal (a path, a constant)."""
     return "'" + str(text).replace("'", "''") + "'"
+
+
+def limit_memory(con, spill: str | os.PathLike[str]) -> None:
+    """Bound `con` to :data:`DUCKDB_MEMORY`, spilling into `spill` (a private folder: what
+    spills is index rows)."""
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
+    con.execute(f"SET temp_directory = {sql_string(spill)}")
 
 
 def sql_list(items) -> str:
@@ -173,19 +182,17 @@ class IndexStore:
             return f"SELECT * REPLACE (substr(filename, {prefix}) AS filename) FROM {rows}"
         return f"SELECT * EXCLUDE (filename) FROM {rows}"
 
-    def connect(self, view: str = "idx", series_types: bool = False, memory_limit: str | None = None):
+    def connect(self, view: str = "idx", series_types: bool = False):
         """A DuckDB connection with the index as the view `view`. With `series_types`,
         the view carries ``series_type``, ``series_confidence`` and ``series_model``
-        (null where no classifier has run). With `memory_limit`, DuckDB holds at most that
-        and spills the rest into the index folder (what it spills is index rows: it stays
-        where the index is, never in the working directory)."""
+        (null where no classifier has run). DuckDB holds at most :data:`DUCKDB_MEMORY` and
+        spills the rest into the index folder (what it spills is index rows: it stays where
+        the index is, never in the working directory)."""
         import duckdb
 
         rows = self.rows_sql()
         con = duckdb.connect()
-        if memory_limit:
-            con.execute(f"SET memory_limit = '{memory_limit}'")
-            con.execute(f"SET temp_directory = {sql_string(self.root / SPILL_DIR)}")
+        limit_memory(con, self.root / SPILL_DIR)
         if not series_types:
             con.execute(f"CREATE VIEW {view} AS {rows}")
         elif self.has_series_types():
@@ -207,10 +214,10 @@ class IndexStore:
         """Rows of `columns` (`key` among them) where `where` holds, ordered by `key`, as
         tables of about `rows` rows that each hold whole groups: no group is split between
         two tables. Memory stays flat at any index size (DuckDB sorts within
-        :data:`GROUPED_MEMORY` and spills the rest); a table grows past `rows` only to
+        :data:`DUCKDB_MEMORY` and spills the rest); a table grows past `rows` only to
         finish a group."""
         select = ", ".join(f'"{c}"' for c in dict.fromkeys([key, *columns]))
-        con = self.connect("idx", memory_limit=GROUPED_MEMORY)
+        con = self.connect("idx")
         try:
             reader = con.sql(f'SELECT {select} FROM idx WHERE {where} ORDER BY "{key}"').to_arrow_reader(rows)
             pending: list[pa.RecordBatch] = []
