@@ -28,12 +28,14 @@ def make_index(folder: Path, rows: int) -> None:
     import pyarrow.parquet as pq
 
     from curate.classify.synth import generate
+    from curate.index.manifest import Manifest, Part, write_manifest
 
     template = generate(3000, sites=10, seed=0).drop(columns=["series_type", "site"])
     template["status"] = "ok"
-    folder.mkdir(parents=True, exist_ok=True)
+    part = "parts/00000001/data_0.parquet"
+    (folder / part).parent.mkdir(parents=True, exist_ok=True)
     written = copy = 0
-    with pq.ParquetWriter(folder / "index.parquet", pa.Table.from_pandas(template, preserve_index=False).schema) as w:
+    with pq.ParquetWriter(folder / part, pa.Table.from_pandas(template, preserve_index=False).schema) as w:
         while written < rows:
             chunk = template.head(rows - written).copy()
             for column in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID"):
@@ -42,6 +44,8 @@ def make_index(folder: Path, rows: int) -> None:
             w.write_table(pa.Table.from_pandas(chunk, preserve_index=False, schema=w.schema))
             written += len(chunk)
             copy += 1
+    # One part, no retired row: the layout a compacted index has.
+    write_manifest(folder, Manifest(signature={"synthetic": True}, parts=[Part(part, rows)], content=f"rows{rows}"))
 
 
 def child(mode: str, index: str) -> None:
@@ -71,7 +75,7 @@ def main() -> None:
     results = []
     for rows in args.rows:
         folder = args.work / f"rows{rows}"
-        if not (folder / "index.parquet").exists():
+        if not (folder / "manifest.json").exists():
             make_index(folder, rows)
         for mode in args.modes:
             run = run_measured([sys.executable, __file__, "--child", mode, str(folder)])

@@ -74,7 +74,7 @@ def main() -> None:
         for path in touched:
             os.utime(path, (now, now))
         after_touch = measure(source, index, args.threads)
-        size = (index / "index.parquet").stat().st_size
+        size = sum(p.stat().st_size for p in (index / "parts").rglob("*.parquet"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -88,7 +88,7 @@ def main() -> None:
         print(
             f"{name:<26}{r['files']:>10,}{r['parsed']:>10,}{r['seconds']:>10.2f}{ratio:>9.2f}{peak:>10.1f}{per_file:>10.2f}"
         )
-    print(f"\nindex.parquet: {size / 2**20:.1f} MiB, {size / max(1, len(files)):.0f} bytes per file")
+    print(f"\nindex parts: {size / 2**20:.1f} MiB, {size / max(1, len(files)):.0f} bytes per file")
     write_json(
         args.json,
         {

@@ -8,10 +8,12 @@ Two kinds of tree, both cheap to make:
   touches 1% of the corpus's files, which changes 1% of the paths (each file has as many
   links as copies).
 - *distinct*: small distinct files (template bytes with patched UIDs and patient IDs, no
-  pixel data) where identities matter: classify, and de-identification planning. The
-  template is a secondary capture, which de-identification quarantines, so the deid row
-  plans, spools and verifies every file but writes none (planning mode; the disk and the
-  hour stay bounded).
+  pixel data) where identities matter: classify, de-identification planning and the
+  dataset build's plan. The template is a secondary capture, which de-identification
+  quarantines, so the deid row plans, spools and verifies every file but writes none;
+  the build row is `plan_dataset` (selection, quality, dedupe with every file hashed,
+  patients, splits, version id) without the de-identified copies. Both are planning
+  modes: the disk and the hour stay bounded.
 
     python benchmarks/scale.py                      # 100k and 1M
     python benchmarks/scale.py --sizes 100000       # one size
@@ -38,7 +40,7 @@ from benchlib import RESULTS_DIR, peak_rss_kib, run_measured, write_json  # noqa
 
 BASE_FILES = 10_000
 LINKED_STAGES = ("scan", "rescan_unchanged", "rescan_1pct", "compact", "query", "quality", "report")
-DISTINCT_STAGES = ("scan_distinct", "classify", "deid_plan")
+DISTINCT_STAGES = ("scan_distinct", "classify", "deid_plan", "build_plan")
 QUERY = "SELECT Modality, body_part, count(*) AS n FROM idx GROUP BY ALL ORDER BY n DESC"
 
 
@@ -134,7 +136,7 @@ def distinct_tree(work: Path, files: int) -> Path:
 
 def touch_one_percent(base: Path) -> None:
     """Change 1% of the base corpus's files (and so 1% of every linked tree's paths)."""
-    files = sorted(p for p in base.rglob("*.dcm"))[:: 100]
+    files = sorted(p for p in base.rglob("*.dcm"))[::100]
     now = time.time()
     for path in files:
         os.utime(path, (now, now))
@@ -179,6 +181,12 @@ def child(stage: str, args: dict) -> None:
 
         summary = deidentify_tree(args["source"], args["out"], b"k" * 32, progress=False)
         extra = {"written": summary.written, "quarantined": sum(summary.quarantined.values())}
+    elif stage == "build_plan":
+        from curate.dataset import DatasetSpec, plan_dataset
+
+        spec = DatasetSpec.from_dict({"name": "scale", "select": "Modality = 'CR'", "label": "view"})
+        planned = plan_dataset(spec, args["index"], b"k" * 32)
+        extra = {"instances": planned["instances"], "patients": planned["patients"]}
     else:
         raise SystemExit(f"unknown stage {stage}")
     seconds = time.perf_counter() - started
@@ -220,6 +228,7 @@ def run_size(work: Path, base: Path, files: int) -> list[dict]:
     shutil.rmtree(index, ignore_errors=True)
     rows.append(measure("scan_distinct", files, source=distinct, index=index))
     rows.append(measure("classify", files, index=index))
+    rows.append(measure("build_plan", files, index=index))
     out = work / f"deid-{files}"
     shutil.rmtree(out, ignore_errors=True)
     rows.append(measure("deid_plan", files, source=distinct, out=out))
@@ -272,7 +281,11 @@ def main() -> None:
             print(f"{'met ' if met else 'MISS'} {what:<52} {value:>6.2f} (target <= {limit})")
     write_json(
         RESULTS_DIR / "scale.json",
-        {"sizes": sizes, "results": rows, "targets": [dict(zip(("what", "value", "limit", "met"), c)) for c in checks]},
+        {
+            "sizes": sizes,
+            "results": rows,
+            "targets": [dict(zip(("what", "value", "limit", "met"), c, strict=True)) for c in checks],
+        },
     )
 
 

@@ -49,7 +49,7 @@ else
     echo "PyTorch is not installed: CURATE_EXTRAS=torch bash scripts/setup.sh, then curate.torch.CuratedDataset(\"$VERSION_DIR\")"
 fi
 echo
-echo "index    $DEMO/index/index.parquet   (curate query \"SELECT ... FROM idx\" index=$DEMO/index)"
+echo "index    $DEMO/index   (curate query \"SELECT ... FROM idx\" index=$DEMO/index)"
 echo "report   $DEMO/report/report.html"
 echo "datasets $DEMO/datasets   (curate datasets list root=$DEMO/datasets)"
 echo "MLflow   .venv/bin/mlflow ui --backend-store-uri sqlite:///.curate/mlflow.db"
