@@ -39,16 +39,21 @@ def _warn_if_outdated(index_dir: str) -> None:
 # --- one function a stage: the config in, the library's result out ----------------------
 
 
+def _dask_options(cfg: DictConfig):
+    """The Dask options of a stage with ``backend=dask``; None for ``backend=local``."""
+    if cfg.backend not in ("local", "dask"):
+        raise ConfigError(f"backend must be 'local' or 'dask', not {cfg.backend!r}")
+    if cfg.backend == "local":
+        return None
+    from curate.index.dask import DaskOptions
+
+    return DaskOptions(**_container(cfg.dask))
+
+
 def _scan(cfg: DictConfig) -> StageResult:
     from curate.index.build import build_index
 
-    if cfg.backend not in ("local", "dask"):
-        raise ConfigError(f"backend must be 'local' or 'dask', not {cfg.backend!r}")
-    dask = None
-    if cfg.backend == "dask":
-        from curate.index.dask import DaskOptions
-
-        dask = DaskOptions(**_container(cfg.dask))
+    dask = _dask_options(cfg)
     return build_index(
         source=_as_list(cfg.source),
         index_dir=cfg.index,
@@ -125,7 +130,7 @@ def _classify(cfg: DictConfig) -> StageResult:
     model = load_model(cfg.model)
     if cfg.threshold is not None:
         model.threshold = cfg.threshold
-    return classify_index(cfg.index, model, model_version=model_version(cfg.model))
+    return classify_index(cfg.index, model, model_version=model_version(cfg.model), dask=_dask_options(cfg))
 
 
 def _build(cfg: DictConfig) -> StageResult:
@@ -151,7 +156,8 @@ def _datasets(cfg: DictConfig) -> str:
     if cfg.action == "diff":
         if not cfg.a or not cfg.b:
             raise ConfigError("curate datasets diff a=OLD_VERSION_DIR b=NEW_VERSION_DIR")
-        return format_diff(diff(cfg.a, cfg.b))
+        text = format_diff(diff(cfg.a, cfg.b, out=cfg.out))
+        return text if not cfg.out else f"{text}\n\nthe changed instances are in {cfg.out}"
     raise ConfigError(f"curate datasets: action must be list, show or diff, not {cfg.action!r}")
 
 

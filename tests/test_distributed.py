@@ -59,3 +59,34 @@ def test_cli_backend_dask(tree, tmp_path):
     assert read_index(tmp_path / "idx").num_rows >= 48
     bad = run_curate("scan", f"source={tree}", "index=idx2", "backend=spark", "tracking=off", cwd=tmp_path)
     assert bad.returncode == 2 and "backend must be" in bad.stderr
+
+
+def test_classification_on_dask_writes_the_same_series_types(tree, tmp_path):
+    import pyarrow.parquet as pq
+
+    from curate.classify import load_default_model
+    from curate.classify.train import classify_index
+
+    build_index(tree, tmp_path / "idx", progress=False)
+    model = load_default_model()
+    local = classify_index(tmp_path / "idx", model, "default", batch_rows=8)
+    expected = pq.read_table(tmp_path / "idx" / "series_types.parquet")
+    assert expected.num_rows > 10, "several batches of series"
+    options = DaskOptions(workers=2)
+    distributed = classify_index(tmp_path / "idx", model, "default", batch_rows=8, dask=options)
+    assert distributed.counts == local.counts
+    assert pq.read_table(tmp_path / "idx" / "series_types.parquet").equals(expected)
+
+
+def test_cli_classify_on_dask(tree, tmp_path):
+    import joblib
+
+    from curate.classify import load_default_model
+
+    build_index(tree, tmp_path / "idx", progress=False)
+    joblib.dump(load_default_model(), tmp_path / "model.joblib")
+    done = run_curate(
+        "classify", "index=idx", "model=model.joblib", "backend=dask", "dask.workers=2", "tracking=off", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "idx" / "series_types.parquet").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pyarrow as pa
 from curate.classify.model import SeriesTypeClassifier
 from curate.errors import LabelsError, ModelNotFoundError
 from curate.files import write_atomic
+from curate.index.dask import DaskOptions
 from curate.tracking import StageResult
 
 
@@ -165,6 +167,27 @@ SERIES_TYPES_SCHEMA = pa.schema(
 )
 
 
+def _predict_on_dask(
+    model: SeriesTypeClassifier, batches: Iterator[pa.Table], model_version: str, options: DaskOptions
+) -> Iterator[pa.Table]:
+    """:func:`predict_batch` as Dask tasks, a few in flight per worker (memory stays
+    bounded), their results handed on in order."""
+    from collections import deque
+
+    from curate.index.dask import dask_client
+
+    with dask_client(options) as client:
+        shared = client.scatter(model, broadcast=True)
+        in_flight = 2 * max(1, len(client.scheduler_info().get("workers", {})) or options.workers)
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(client.submit(predict_batch, shared, batch, model_version, pure=False))
+            if len(pending) >= in_flight:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def input_columns(model: SeriesTypeClassifier, available: set[str]) -> list[str]:
     """The index columns the model reads (all of them, for a model that does not say)."""
     roles = getattr(getattr(model, "features_", None), "roles_", None)
@@ -173,18 +196,28 @@ def input_columns(model: SeriesTypeClassifier, available: set[str]) -> list[str]
     return [c for columns in roles.values() for c in columns if c in available]
 
 
+def predict_batch(model: SeriesTypeClassifier, batch: pa.Table, model_version: str) -> pa.Table:
+    """Series types of the whole series in `batch` (one task of a Dask run)."""
+    series = model.predict_series(batch.to_pandas())
+    series["model_version"] = model_version
+    return pa.Table.from_pandas(series, schema=SERIES_TYPES_SCHEMA, preserve_index=False)
+
+
 def classify_index(
     index_dir: str | os.PathLike[str],
     model: SeriesTypeClassifier,
     model_version: str = "",
     batch_rows: int | None = None,
+    dask: DaskOptions | None = None,
 ) -> ClassifyResult:
     """Series types of every series in the index, written beside it (SeriesInstanceUID,
     series_type, confidence, model_version); the counts by type.
 
     The index is read in batches of whole series, only the columns the model reads:
     memory stays flat at any index size, and each series is still judged on all its
-    instances."""
+    instances. With `dask`, each batch is predicted by a Dask task (the model is sent
+    to every worker once); results are written in the order of the batches, so the
+    file is the one a local run writes."""
     from collections import Counter
 
     from curate.index.store import GROUPED_BATCH_ROWS, open_index
@@ -201,9 +234,12 @@ def classify_index(
                 where="status = 'ok' AND SeriesInstanceUID IS NOT NULL",
                 rows=batch_rows or GROUPED_BATCH_ROWS,
             )
-            for batch in batches:
-                series = model.predict_series(batch.to_pandas())
-                series["model_version"] = model_version
-                writer.write_table(pa.Table.from_pandas(series, schema=SERIES_TYPES_SCHEMA, preserve_index=False))
-                counts.update(series["series_type"])
+            predicted = (
+                (predict_batch(model, b, model_version) for b in batches)
+                if dask is None
+                else _predict_on_dask(model, batches, model_version, dask)
+            )
+            for table in predicted:
+                writer.write_table(table)
+                counts.update(table.column("series_type").to_pylist())
     return ClassifyResult({str(k): int(v) for k, v in counts.items()}, model_version)

@@ -1,4 +1,4 @@
-"""Scanning on a Dask cluster, where one machine is not enough.
+"""Scanning (and the cluster classification uses) on Dask, where one machine is not enough.
 
 The client lists the files; each Dask task parses one shard of them with the same
 native scanner (``threads_per_task`` threads, so that native threads times Dask threads
@@ -10,7 +10,8 @@ folder at the same paths (a shared filesystem).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,24 @@ class DaskOptions:
     threads_per_task: int = 1
     #: Files per task.
     shard_files: int = 5000
+
+
+@contextlib.contextmanager
+def dask_client(options: DaskOptions) -> Iterator:
+    """A client of the cluster at ``options.address``, or of a local cluster of
+    ``options.workers`` processes started (and stopped) for the block."""
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if options.address is None:
+        cluster = LocalCluster(n_workers=options.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(options.address or cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def scan_shard(paths: list[str], columns: list[ColumnSpec], threads: int, target: str) -> tuple[int, dict[str, int]]:
@@ -62,16 +81,12 @@ def scan_into_parts(
     """Parse `paths` on Dask into staged parts; returns (parts, rows) written."""
     if not paths:
         return 0, 0
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
     shards = [paths[i : i + options.shard_files] for i in range(0, len(paths), options.shard_files)]
     targets = [str(staging / f"part-{first_part + i:06d}.parquet") for i in range(len(shards))]
-    cluster = None
-    if options.address is None:
-        cluster = LocalCluster(n_workers=options.workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    client = Client(options.address or cluster)
     written = rows = 0
-    try:
+    with dask_client(options) as client:
         futures = client.map(
             scan_shard,
             shards,
@@ -90,8 +105,4 @@ def scan_into_parts(
                 bar.update(shard_rows)
                 if on_part is not None:
                     on_part(first_part + written)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     return written, rows
