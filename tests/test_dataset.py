@@ -118,7 +118,7 @@ def test_a_change_of_config_or_input_is_a_new_version_and_diff_says_what_changed
     assert grown.version_id not in (first.version_id, other_split.version_id)
     assert json.loads((grown.path / "dataset.json").read_text())["parent_version"] == other_split.version_id
     changes = diff(first.path, grown.path)
-    assert len(changes["added"]) == 1 and changes["removed"] == [] and changes["label_changed"] == []
+    assert (changes["added"], changes["removed"], changes["label_changed"]) == (1, 0, 0)
     versions = list_versions(archive / "datasets")
     assert [v["version_id"] for v in versions] == [first.version_id, other_split.version_id, grown.version_id]
 
@@ -217,8 +217,15 @@ def test_diff_reports_label_and_split_changes(archive):
     ds.save_as(path, enforce_file_format=True)
     build_index(archive / "src", archive / "idx", progress=False)
     relabelled = build(archive)
-    changes = diff(first.path, relabelled.path)
-    assert len(changes["label_changed"]) == 1 and not changes["added"] and not changes["removed"]
+    changes = diff(first.path, relabelled.path, out=archive / "changes.csv")
+    assert (changes["label_changed"], changes["added"], changes["removed"]) == (1, 0, 0)
+    # One row per changed instance: the relabelled one, and those whose patient moved
+    # split (the splits are stratified by label).
+    written = pd.read_csv(archive / "changes.csv")
+    relabelled_rows = written[written["change"].str.startswith("label")]
+    assert len(relabelled_rows) == 1 and len(written) == written["sop_instance_uid"].nunique()
+    assert relabelled_rows["sop_instance_uid"].iloc[0] in set(manifest(relabelled)["sop_instance_uid"])
+    assert (written["change"].str.contains("split")).sum() == changes["split_changed"]
     # Other ratios move patients between splits: reported as split changes.
     resplit = build(archive, split={"train": 0.34, "val": 0.33, "test": 0.33})
     moved = diff(relabelled.path, resplit.path)
