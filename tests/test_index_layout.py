@@ -80,6 +80,7 @@ def test_a_rescan_writes_in_proportion_to_what_changed(tmp_path):
             assert (after.st_ino, after.st_mtime_ns, after.st_size) == (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         first = manifest
     assert store.rows() == 60
+    assert (idx.stat().st_mode & 0o777, (idx / MANIFEST_FILE).stat().st_mode & 0o777) == (0o700, 0o600), "it holds PHI"
     changed = read_index(idx).filter(pa.compute.starts_with(read_index(idx).column("PatientID"), "NEW"))
     assert changed.num_rows == 5
 

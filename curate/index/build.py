@@ -134,7 +134,7 @@ def build_index(
             listing,
             base,
             current,
-            staging / "spill",
+            staging,
             checkpoint or (lambda _: None),
         )
         summary.committed = written is not None

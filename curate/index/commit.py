@@ -11,6 +11,7 @@ rest into the staging folder; nothing is sorted but keys.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -49,7 +50,7 @@ def commit_scan(
     listing: Path | None,
     base: Manifest | None,
     ids_from: Manifest | None,
-    spill: Path,
+    work: Path,
     checkpoint: Checkpoint = _no_checkpoint,
 ) -> Manifest | None:
     """Write the next generation and make it live; returns the new manifest, or None when
@@ -58,7 +59,8 @@ def commit_scan(
     `base` is the index whose rows are kept (None: the index is rebuilt from the staged
     rows alone); `ids_from` the index whose row ids paths keep (a path keeps its id even
     through a rebuild); `listing` the files under the source now (None on a first scan,
-    whose staged rows are the listing)."""
+    whose staged rows are the listing); `work` a private folder for what the commit
+    spills (the scan's staging folder)."""
     import duckdb
 
     old = base if base is not None else ids_from
@@ -66,7 +68,7 @@ def commit_scan(
     generation = (old.generation if old is not None else 0) + 1
     name = generation_name(generation)
     con = duckdb.connect()
-    limit_memory(con, spill)
+    limit_memory(con, work / "spill")
     con.execute("SET preserve_insertion_order = false")  # keeps the COPY streaming
     try:
         if listing is not None:
@@ -84,7 +86,7 @@ def commit_scan(
         if fresh == 0 and gone == 0 and base is not None:
             return None
         checkpoint("commit:start")
-        parts = _write_parts(con, root, store, name, base, gone, checkpoint)
+        parts = _write_parts(con, root, store, name, base, gone, work, checkpoint)
         retired = _write_retired(con, root, name, base, gone, checkpoint) if base is not None else []
     finally:
         con.close()
@@ -152,7 +154,14 @@ def _gone(con, base: Manifest | None, listed: bool) -> int:
 
 
 def _write_parts(
-    con, root: Path, store: IndexStore, name: str, base: Manifest | None, gone: int, checkpoint: Checkpoint
+    con,
+    root: Path,
+    store: IndexStore,
+    name: str,
+    base: Manifest | None,
+    gone: int,
+    work: Path,
+    checkpoint: Checkpoint,
 ) -> list[Part]:
     """The generation's parts under ``parts/<gen>``: the fresh rows of each staged part
     (joined to their row ids on that part's keys alone, so no join holds whole rows),
@@ -160,17 +169,26 @@ def _write_parts(
     folder = root / PARTS_DIR / name
     partial = root / PARTS_DIR / f".{name}.partial"
     partial.mkdir(parents=True, exist_ok=True)
+    # Each fresh row's id, written once, partitioned by the staged part that holds the
+    # row: the join of a part to its ids then reads that part's ids alone.
+    staged = [row[0] for row in con.execute("SELECT DISTINCT filename FROM newest ORDER BY 1").fetchall()]
+    con.execute("CREATE TEMP TABLE staged_files (filename VARCHAR, part_no INTEGER)")
+    if staged:
+        con.executemany("INSERT INTO staged_files VALUES (?, ?)", [(f, i) for i, f in enumerate(staged)])
+    assigned = work / "assigned"
+    shutil.rmtree(assigned, ignore_errors=True)
     con.execute(
-        f"CREATE TEMP TABLE assigned AS SELECT n.path, n.filename, coalesce(c.{ROW_ID}, x.{ROW_ID})::BIGINT "
-        f"AS {ROW_ID} FROM newest n LEFT JOIN cur c USING (path) LEFT JOIN new_ids x USING (path)"
+        f"COPY (SELECT n.path, f.part_no, coalesce(c.{ROW_ID}, x.{ROW_ID})::BIGINT AS {ROW_ID} FROM newest n "
+        "JOIN staged_files f USING (filename) LEFT JOIN cur c USING (path) LEFT JOIN new_ids x USING (path)) "
+        f"TO {sql_string(assigned)} (FORMAT parquet, PARTITION_BY (part_no))"
     )
-    staged = [row[0] for row in con.execute("SELECT DISTINCT filename FROM assigned ORDER BY 1").fetchall()]
     outputs = []
     for number, part in enumerate(staged):
         target = partial / f"{number:06d}.parquet"
+        ids = sql_string(assigned / f"part_no={number}" / "*.parquet")
         con.execute(
             f"COPY (SELECT s.*, a.{ROW_ID} FROM read_parquet({sql_string(part)}) s "
-            f"JOIN (SELECT path, {ROW_ID} FROM assigned WHERE filename = {sql_string(part)}) a USING (path)) "
+            f"JOIN (SELECT path, {ROW_ID} FROM read_parquet({ids})) a USING (path)) "
             f"TO {sql_string(target)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
         )
         outputs.append(target)

@@ -131,6 +131,7 @@ def compact_index(
         work = _work_dir(root, manifest)
         con = duckdb.connect()
         limit_memory(con, root / SPILL_DIR)
+        con.execute("SET preserve_insertion_order = false")  # keeps each COPY streaming
         try:
             with progress_bar(len(rewrite), "compact", enabled=progress) as bar:
                 for i in rewrite:

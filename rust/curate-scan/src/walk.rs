@@ -235,30 +235,35 @@ impl Walker<'_> {
     }
 
     /// [`Walker::folder`] with the subtrees of `dir`'s children walked in parallel on `pool`,
-    /// then handed on in order. Each subtree's entries are held until its turn: for a
-    /// listing, which is collected whole anyway, not for a streaming scan.
+    /// then handed on in order. A few subtrees are walked at a time (a couple per thread),
+    /// and each is held only until its turn: memory grows with the largest subtrees, not
+    /// with the tree.
     fn folder_in_parallel(&mut self, dir: PathBuf, id: Option<FolderId>, pool: &rayon::ThreadPool) {
         let Some(children) = self.enter(&dir, id) else { return };
         let ancestors = vec![(dir, id)];
-        let subtrees: Vec<Vec<Entry>> = pool.install(|| {
-            children
-                .into_par_iter()
-                .map(|child| {
-                    let mut found = Vec::new();
-                    let mut keep = |entry: Entry| {
-                        found.push(entry);
-                        true
-                    };
-                    let mut walker = Walker { emit: &mut keep, folders: ancestors.clone(), stopped: false };
-                    walker.visit(child);
-                    found
-                })
-                .collect()
-        });
-        for entry in subtrees.into_iter().flatten() {
-            self.push(entry);
-            if self.stopped {
-                return;
+        let at_once = 2 * pool.current_num_threads().max(1);
+        for chunk in children.chunks(at_once) {
+            let subtrees: Vec<Vec<Entry>> = pool.install(|| {
+                chunk
+                    .par_iter()
+                    .cloned()
+                    .map(|child| {
+                        let mut found = Vec::new();
+                        let mut keep = |entry: Entry| {
+                            found.push(entry);
+                            true
+                        };
+                        let mut walker = Walker { emit: &mut keep, folders: ancestors.clone(), stopped: false };
+                        walker.visit(child);
+                        found
+                    })
+                    .collect()
+            });
+            for entry in subtrees.into_iter().flatten() {
+                self.push(entry);
+                if self.stopped {
+                    return;
+                }
             }
         }
     }
