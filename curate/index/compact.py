@@ -34,7 +34,7 @@ from curate.index.manifest import (
     write_manifest,
     writer_lock,
 )
-from curate.index.store import SPILL_DIR, IndexStore, limit_memory, sql_string
+from curate.index.store import IndexStore
 from curate.progress import progress_bar
 from curate.tracking import StageResult
 
@@ -111,8 +111,6 @@ def compact_index(
     """Compact the index in `index_dir` (see the module) into parts of about
     `target_rows` rows; returns what was done. `checkpoint` is called with the name of
     each step."""
-    import duckdb
-
     checkpoint = checkpoint or (lambda _: None)
     root = Path(index_dir)
     store = IndexStore(root)
@@ -129,26 +127,21 @@ def compact_index(
             shutil.rmtree(root / WORK_DIR, ignore_errors=True)
             return summary
         work = _work_dir(root, manifest)
-        con = duckdb.connect()
-        limit_memory(con, root / SPILL_DIR)
-        con.execute("SET preserve_insertion_order = false")  # keeps each COPY streaming
-        try:
-            with progress_bar(len(rewrite), "compact", enabled=progress) as bar:
-                for i in rewrite:
-                    target = work / f"{i:06d}.parquet"
-                    if target.exists():
-                        summary.resumed += 1
-                    else:
-                        rows = store.rows_sql(replace(manifest, parts=groups[i]))
-                        with atomic_path(target) as partial:
-                            con.execute(
-                                f"COPY ({rows}) TO {sql_string(partial)} (FORMAT parquet, COMPRESSION zstd, "
-                                f"ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
-                            )
-                        checkpoint("compact:part")
-                    bar.update(1)
-        finally:
-            con.close()
+        schema = store.schema()
+        with progress_bar(len(rewrite), "compact", enabled=progress) as bar:
+            for i in rewrite:
+                target = work / f"{i:06d}.parquet"
+                if target.exists():
+                    summary.resumed += 1
+                else:
+                    # Arrow, a batch at a time: a DuckDB join of whole rows could hold a
+                    # group's rows to drop a few of them.
+                    group = replace(manifest, parts=groups[i])
+                    with atomic_path(target) as partial, pq.ParquetWriter(partial, schema, compression="zstd") as out:
+                        for batch in store.batches(batch_size=ROW_GROUP_ROWS, manifest=group):
+                            out.write_batch(batch.cast(schema), row_group_size=ROW_GROUP_ROWS)
+                    checkpoint("compact:part")
+                bar.update(1)
         compacted = _publish(root, manifest, groups, set(rewrite), work, checkpoint)
         summary.parts_after = len(compacted.parts)
         summary.parts_rewritten = sum(len(groups[i]) for i in rewrite)

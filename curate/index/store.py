@@ -132,10 +132,12 @@ class IndexStore:
             table = table.sort_by("path")
         return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
 
-    def batches(self, columns: Sequence[str] | None = None, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
-        """The current rows as record batches, part by part: memory stays flat at any
-        index size."""
-        manifest = self.require()
+    def batches(
+        self, columns: Sequence[str] | None = None, batch_size: int = 65_536, manifest: Manifest | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The current rows (of `manifest`, by default the live one) as record batches,
+        part by part: memory stays flat at any index size."""
+        manifest = manifest or self.require()
         retired = self.retired_ids(manifest)
         wanted = list(columns) if columns is not None else None
         for part in manifest.parts:
