@@ -33,6 +33,9 @@ from curate.index.store import IndexStore, limit_memory, sql_string
 SPLITS = ("train", "val", "test")
 #: Rows a planning step holds in Python at a time.
 PLAN_BATCH = 16_384
+#: DuckDB's memory for a plan: its dedupes group a million distinct UIDs and paths, which
+#: DuckDB 2.0 does not spill within the default limit (measured in benchmarks/scale.py).
+PLAN_MEMORY = "384MB"
 #: The index columns a build reads (those the index has), besides the label.
 BUILD_COLUMNS = (
     "path",
@@ -114,7 +117,8 @@ def plan_build(store: IndexStore, spec: DatasetSpec, pseudo: Pseudonymizer, fold
             "no series types: run `curate classify` first"
         )
     con = store.connect("idx", series_types=True)
-    limit_memory(con, folder / "spill")  # the plan's spill holds PHI: in the private folder
+    limit_memory(con, folder / "spill", PLAN_MEMORY)  # what spills holds PHI: the private folder
+    con.execute("SET preserve_insertion_order = false")  # keeps each COPY streaming
     excluded: Counter = Counter()
     try:
         available = {d[0] for d in con.execute("SELECT * FROM idx LIMIT 0").description}
@@ -132,7 +136,7 @@ def plan_build(store: IndexStore, spec: DatasetSpec, pseudo: Pseudonymizer, fold
         selected = _spool_candidates(reader, folder / "candidates.parquet", spec, excluded)
         _dedupe_instances(con, folder, excluded)
         _hash_and_patients(con, folder, pseudo)
-        _dedupe_pixels(con, spec, excluded)
+        _dedupe_pixels(con, folder, spec, excluded)
         _assign_splits(con, folder, spec, pseudo)
     except BaseException:
         con.close()
@@ -201,136 +205,137 @@ def quality_filter(frame: pd.DataFrame, spec: DatasetSpec, excluded: Counter) ->
 
 
 def _dedupe_instances(con, folder: Path, excluded: Counter) -> None:
-    """The view ``kept``: one row per SOPInstanceUID (the first by path)."""
+    """The view ``kept``: one row per SOPInstanceUID (the first by path). Decided on keys
+    (an aggregate that spills), not a window over whole rows."""
     con.execute(f"CREATE VIEW candidates AS SELECT * FROM read_parquet({sql_string(folder / 'candidates.parquet')})")
     target = folder / "kept.parquet"
-    con.execute(
-        "COPY (SELECT * FROM candidates QUALIFY row_number() OVER (PARTITION BY SOPInstanceUID ORDER BY path) = 1) "
-        f"TO {sql_string(target)} (FORMAT parquet)"
-    )
+    first = "SELECT min(path) AS path FROM candidates GROUP BY SOPInstanceUID"
+    kept = f"SELECT * FROM candidates SEMI JOIN ({first}) USING (path)"
+    con.execute(f"COPY ({kept}) TO {sql_string(target)} (FORMAT parquet)")
     con.execute(f"CREATE VIEW kept AS SELECT * FROM read_parquet({sql_string(target)})")
-    before, after = con.execute("SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM kept)").fetchall()[0]
-    excluded["duplicate SOPInstanceUID"] += before - after
+    excluded["duplicate SOPInstanceUID"] += _count(con, "candidates") - _count(con, "kept")
 
 
-_HASH_SCHEMA = pa.schema(
-    [("path", pa.string()), ("source_sha256", pa.string()), ("pixel_sha256", pa.string()), ("patient", pa.string())]
-)
+def _count(con, view: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {view}").fetchall()[0][0]
 
 
 def _hash_file(path: str, pixel_offset) -> tuple[str, str | None]:
     """(sha256 of the file, sha256 of its bytes from Pixel Data on)."""
-    offset = None if pixel_offset is None or pd.isna(pixel_offset) else int(pixel_offset)
-    return file_sha256(path, offset)
+    return file_sha256(path, None if pixel_offset is None else int(pixel_offset))
 
 
 def _hash_and_patients(con, folder: Path, pseudo: Pseudonymizer) -> None:
-    """The view ``hashed``: each kept file's hashes and its patient pseudonym. A file
-    without PatientID is its own patient per study (it cannot be linked)."""
+    """The view ``hashed``: the kept rows with each file's hashes and its patient
+    pseudonym, computed a batch at a time. A file without PatientID is its own patient
+    per study (it cannot be linked)."""
     target = folder / "hashed.parquet"
-    columns = {d[0] for d in con.execute("SELECT * FROM kept LIMIT 0").description}
+    writer = None
 
-    def text(frame: pd.DataFrame, column: str) -> pd.Series:
-        return frame[column].fillna("") if column in frame else pd.Series("", index=frame.index)
+    def texts(batch: pa.RecordBatch, column: str) -> list[str]:
+        if column not in batch.schema.names:
+            return [""] * batch.num_rows
+        return [v or "" for v in batch.column(column).to_pylist()]
 
-    with pq.ParquetWriter(target, _HASH_SCHEMA) as writer, ThreadPoolExecutor(max_workers=8) as pool:
-        wanted = [
-            c
-            for c in ("path", "pixel_data_offset", "PatientID", "IssuerOfPatientID", "StudyInstanceUID")
-            if c in columns
-        ]
-        reader = con.sql("SELECT " + ", ".join(f'"{c}"' for c in wanted) + " FROM kept").to_arrow_reader(PLAN_BATCH)
-        for batch in reader:
-            frame = batch.to_pandas()
-            offsets = frame["pixel_data_offset"] if "pixel_data_offset" in frame else [None] * len(frame)
-            hashes = list(pool.map(_hash_file, frame["path"], offsets))
-            patients = [
-                pseudo.patient_id(i, s) or f"study:{pseudo.uid(st)}"
-                for i, s, st in zip(
-                    text(frame, "PatientID"),
-                    text(frame, "IssuerOfPatientID"),
-                    text(frame, "StudyInstanceUID"),
-                    strict=True,
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for batch in con.sql("SELECT * FROM kept").to_arrow_reader(PLAN_BATCH):
+                paths = batch.column("path").to_pylist()
+                offsets = (
+                    batch.column("pixel_data_offset").to_pylist()
+                    if "pixel_data_offset" in batch.schema.names
+                    else [None] * len(paths)
                 )
-            ]
-            writer.write_table(
-                pa.table(
-                    {
-                        "path": frame["path"],
-                        "source_sha256": [h[0] for h in hashes],
-                        "pixel_sha256": [h[1] for h in hashes],
-                        "patient": patients,
-                    },
-                    schema=_HASH_SCHEMA,
-                )
-            )
-    con.execute(f"CREATE VIEW hashed AS SELECT * FROM kept JOIN read_parquet({sql_string(target)}) USING (path)")
+                hashes = list(pool.map(_hash_file, paths, offsets))
+                identity = ("PatientID", "IssuerOfPatientID", "StudyInstanceUID")
+                ids, issuers, studies = (texts(batch, c) for c in identity)
+                patients = [
+                    pseudo.patient_id(i, s) or f"study:{pseudo.uid(st)}"
+                    for i, s, st in zip(ids, issuers, studies, strict=True)
+                ]
+                table = pa.Table.from_batches([batch])
+                table = table.append_column("source_sha256", pa.array([h[0] for h in hashes], pa.string()))
+                table = table.append_column("pixel_sha256", pa.array([h[1] for h in hashes], pa.string()))
+                table = table.append_column("patient", pa.array(patients, pa.string()))
+                if writer is None:
+                    writer = pq.ParquetWriter(target, table.schema)
+                writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:  # nothing kept: an empty table of the same columns
+        con.execute(
+            f"COPY (SELECT *, NULL::VARCHAR AS source_sha256, NULL::VARCHAR AS pixel_sha256, "
+            f"NULL::VARCHAR AS patient FROM kept) TO {sql_string(target)} (FORMAT parquet)"
+        )
+    con.execute(f"CREATE VIEW hashed AS SELECT * FROM read_parquet({sql_string(target)})")
 
 
-def _dedupe_pixels(con, spec: DatasetSpec, excluded: Counter) -> None:
+def _dedupe_pixels(con, folder: Path, spec: DatasetSpec, excluded: Counter) -> None:
     """The view ``unique_files``: with ``dedupe_pixels``, one file per pixel data (the
     first by path); files without pixel data are all kept."""
     if not spec.dedupe_pixels:
         con.execute("CREATE VIEW unique_files AS SELECT * FROM hashed")
         return
+    target = folder / "unique.parquet"
+    first = "SELECT min(path) AS path FROM hashed WHERE pixel_sha256 IS NOT NULL GROUP BY pixel_sha256"
     con.execute(
-        "CREATE VIEW unique_files AS SELECT * FROM hashed "
-        "QUALIFY pixel_sha256 IS NULL OR row_number() OVER (PARTITION BY pixel_sha256 ORDER BY path) = 1"
+        f"COPY (SELECT * FROM hashed WHERE pixel_sha256 IS NULL UNION ALL "
+        f"SELECT * FROM hashed SEMI JOIN ({first}) USING (path)) TO {sql_string(target)} (FORMAT parquet)"
     )
-    before, after = con.execute("SELECT (SELECT count(*) FROM hashed), (SELECT count(*) FROM unique_files)").fetchall()[
-        0
-    ]
-    excluded["same pixel data"] += before - after
+    con.execute(f"CREATE VIEW unique_files AS SELECT * FROM read_parquet({sql_string(target)})")
+    excluded["same pixel data"] += _count(con, "hashed") - _count(con, "unique_files")
 
 
 def _assign_splits(con, folder: Path, spec: DatasetSpec, pseudo: Pseudonymizer) -> None:
-    """The table ``planned``: the files to write, each with its patient's split. A
+    """The view ``planned``: the files to write, each with its patient's split. A
     patient is never in two splits; patients are dealt in a keyed (HMAC) order, so it is
     stable and unguessable; with stratify, each label's patients are dealt to the splits
-    in proportion (a patient's label is its most frequent one, the smallest on a tie)."""
+    in proportion (a patient's label is its most frequent one, the smallest on a tie).
+    Patients stream out of DuckDB in that order and are dealt in Python, one at a time."""
     if spec.split.stratify and spec.label:
         label = f'"{spec.label}"'
-        strata = (
-            f"SELECT patient, coalesce(arg_min(label, (-n, label)), '') AS stratum FROM "
+        labelled = (
+            f"SELECT patient, arg_min(label, (-n, label)) AS stratum FROM "
             f"(SELECT patient, CAST({label} AS VARCHAR) AS label, count(*) AS n FROM unique_files "
             f"WHERE {label} IS NOT NULL GROUP BY ALL) GROUP BY patient"
         )
-        con.execute(
-            f"CREATE TEMP TABLE strata AS SELECT p.patient, coalesce(s.stratum, '') AS stratum "
-            f"FROM (SELECT DISTINCT patient FROM unique_files) p LEFT JOIN ({strata}) s USING (patient)"
+        strata = (
+            f"SELECT p.patient, coalesce(s.stratum, '') AS stratum "
+            f"FROM (SELECT DISTINCT patient FROM unique_files) p LEFT JOIN ({labelled}) s USING (patient)"
         )
     else:
-        con.execute("CREATE TEMP TABLE strata AS SELECT DISTINCT patient, '' AS stratum FROM unique_files")
-    # The keyed order of each patient, computed in Python (the key never leaves it).
-    keys = folder / "patient_keys.parquet"
-    schema = pa.schema([("patient", pa.string()), ("order_key", pa.string())])
+        strata = "SELECT DISTINCT patient, '' AS stratum FROM unique_files"
+    keys = folder / "patients.parquet"
+    schema = pa.schema([("patient", pa.string()), ("stratum", pa.string()), ("order_key", pa.string())])
     with pq.ParquetWriter(keys, schema) as writer:
-        for batch in con.sql("SELECT patient FROM strata").to_arrow_reader(PLAN_BATCH):
-            patients = batch.column(0).to_pylist()
-            writer.write_table(
-                pa.table(
-                    {"patient": patients, "order_key": [pseudo.uid(f"split:{p}") for p in patients]}, schema=schema
-                )
-            )
-    con.execute(
-        f"CREATE TEMP TABLE dealt AS SELECT patient, stratum, row_number() OVER (PARTITION BY stratum ORDER BY "
-        f"order_key) - 1 AS position, count(*) OVER (PARTITION BY stratum) AS n "
-        f"FROM strata JOIN read_parquet({sql_string(keys)}) USING (patient)"
-    )
+        for batch in con.sql(strata).to_arrow_reader(PLAN_BATCH):
+            patients = batch.column("patient").to_pylist()
+            order = [pseudo.uid(f"split:{p}") for p in patients]  # the key never leaves Python
+            columns = {"patient": patients, "stratum": batch.column("stratum"), "order_key": order}
+            writer.write_table(pa.table(columns, schema=schema))
+    con.execute(f"CREATE VIEW patients AS SELECT * FROM read_parquet({sql_string(keys)})")
     ratios = [spec.split.train, spec.split.val, spec.split.test]
-    bounds = []
-    for stratum, n in con.execute("SELECT stratum, max(n) FROM dealt GROUP BY stratum").fetchall():
+    bounds = {
         # Python's round (half to even), as the split has always used.
-        bounds.append((stratum, round(ratios[0] * n), round((ratios[0] + ratios[1]) * n)))
-    con.execute("CREATE TEMP TABLE bounds (stratum VARCHAR, first BIGINT, second BIGINT)")
-    if bounds:
-        con.executemany("INSERT INTO bounds VALUES (?, ?, ?)", bounds)
-    con.execute(
-        "CREATE TEMP TABLE splits AS SELECT patient, CASE WHEN position < first THEN 'train' "
-        "WHEN position < second THEN 'val' ELSE 'test' END AS split FROM dealt JOIN bounds USING (stratum)"
-    )
+        stratum: (round(ratios[0] * n), round((ratios[0] + ratios[1]) * n))
+        for stratum, n in con.execute("SELECT stratum, count(*) FROM patients GROUP BY stratum").fetchall()
+    }
+    dealt = folder / "splits.parquet"
+    split_schema = pa.schema([("patient", pa.string()), ("split", pa.string())])
+    position, current = 0, None
+    with pq.ParquetWriter(dealt, split_schema) as writer:
+        ordered = con.sql("SELECT patient, stratum FROM patients ORDER BY stratum, order_key")
+        for batch in ordered.to_arrow_reader(PLAN_BATCH):
+            splits = []
+            for stratum in batch.column("stratum").to_pylist():
+                if stratum != current:
+                    position, current = 0, stratum
+                first, second = bounds[stratum]
+                splits.append(SPLITS[0] if position < first else SPLITS[1] if position < second else SPLITS[2])
+                position += 1
+            writer.write_table(pa.table({"patient": batch.column("patient"), "split": splits}, schema=split_schema))
     target = folder / "planned.parquet"
-    con.execute(
-        f"COPY (SELECT * FROM unique_files JOIN splits USING (patient)) TO {sql_string(target)} (FORMAT parquet)"
-    )
+    planned = f"SELECT * FROM unique_files JOIN read_parquet({sql_string(dealt)}) USING (patient)"
+    con.execute(f"COPY ({planned}) TO {sql_string(target)} (FORMAT parquet)")
     con.execute(f"CREATE VIEW planned AS SELECT * FROM read_parquet({sql_string(target)})")

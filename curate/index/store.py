@@ -41,10 +41,10 @@ def sql_string(text) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def limit_memory(con, spill: str | os.PathLike[str]) -> None:
-    """Bound `con` to :data:`DUCKDB_MEMORY`, spilling into `spill` (a private folder: what
-    spills is index rows)."""
-    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
+def limit_memory(con, spill: str | os.PathLike[str], limit: str = DUCKDB_MEMORY) -> None:
+    """Bound `con` to `limit`, spilling into `spill` (a private folder: what spills is
+    index rows)."""
+    con.execute(f"SET memory_limit = '{limit}'")
     con.execute(f"SET temp_directory = {sql_string(spill)}")
 
 
