@@ -17,8 +17,6 @@ manifest: a reader sees the previous complete index or the new one, never a part
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -31,13 +29,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate import _native
-from curate.errors import ConfigError, IndexWriteError, SourceNotFoundError
+from curate.errors import ConfigError, SourceNotFoundError
 from curate.files import atomic_path, is_partial
 from curate.index.commit import Checkpoint, commit_scan
 from curate.index.dask import DaskOptions
 from curate.index.derive import DERIVE_VERSION, DeriveCounts, add_derived_columns
 from curate.index.legacy import convert_legacy
-from curate.index.manifest import INDEX_FORMAT, Manifest, remove_unlisted, writer_lock
+from curate.index.manifest import INDEX_FORMAT, Manifest, no_room_is_an_error, remove_unlisted, writer_lock
 from curate.index.scan import PathsLike, as_path_list, open_columns
 from curate.index.store import STAGING_DIR, IndexStore, limit_memory, sql_list, sql_string
 from curate.index.summary import ScanSummary
@@ -50,8 +48,6 @@ PART_ROWS = 32_768
 #: Paths handed to the native scanner at a time when a rescan parses a list of files.
 PARSE_CHUNK = 65_536
 RESCAN_MODES = ("changed", "all")
-#: What a write fails with when the disk (or a quota, or a size limit) has no room.
-_NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 def index_signature(columns: Sequence[ColumnSpec]) -> dict:
@@ -103,7 +99,7 @@ def build_index(
     index_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(index_dir, 0o700)  # the index holds PHI
     started = time.perf_counter()
-    with writer_lock(index_dir), _no_room_is_an_error(index_dir):
+    with writer_lock(index_dir), no_room_is_an_error(index_dir):
         summary = ScanSummary(
             index_path=index_dir,
             threads=threads,
@@ -145,32 +141,6 @@ def build_index(
 
 
 # --- the steps of a scan -----------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _no_room_is_an_error(index_dir: Path) -> Iterator[None]:
-    """A full disk is a clear error: the previous index is still the live one, and the
-    parts staged so far are kept for the next scan."""
-    import duckdb
-
-    try:
-        yield
-    except OSError as e:
-        if e.errno not in _NO_ROOM:
-            raise
-        raise IndexWriteError(_no_room_message(index_dir, e.strerror)) from None
-    except duckdb.IOException as e:
-        text = str(e)
-        if "No space left" not in text and "File too large" not in text and "quota" not in text.lower():
-            raise
-        raise IndexWriteError(_no_room_message(index_dir, "no space left")) from None
-
-
-def _no_room_message(index_dir: Path, why: str) -> str:
-    return (
-        f"cannot write the index in {index_dir} ({why}): the previous index is unchanged and "
-        "readable; free some space and run the scan again (what was parsed is kept)"
-    )
 
 
 def _reusable(current: Manifest | None, signature: dict, rescan: str) -> tuple[Manifest | None, str | None]:
@@ -288,6 +258,13 @@ def _part_files(staging: Path) -> list[Path]:
     return sorted(staging.glob("part-*.parquet"))
 
 
+def _next_part_number(staging: Path) -> int:
+    """The number of the next staged part: after the highest one there (a killed Dask
+    scan leaves gaps, and a newer part must sort after every older one)."""
+    numbers = [int(p.stem.split("-")[1]) for p in _part_files(staging)]
+    return max(numbers) + 1 if numbers else 0
+
+
 def _keys_schema() -> pa.Schema:
     return pa.schema([("path", pa.string()), ("file_size", pa.int64()), ("mtime", pa.timestamp("us", tz="UTC"))])
 
@@ -312,7 +289,7 @@ def _scan_into_parts(
     on_part: Callable[[int], None] | None,
 ) -> int:
     """Parse what `todo` names into staged parts; returns the rows written."""
-    first = len(_part_files(staging))
+    first = _next_part_number(staging)
     written = rows = 0
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
@@ -362,7 +339,7 @@ def _scan_on_dask(
     def bar(total: int):
         return progress_bar(total, "scan (dask)", enabled=progress)
 
-    first = len(_part_files(staging))
+    first = _next_part_number(staging)
     return dask.scan_into_parts(paths, staging, first, columns, options, bar, derive_counts, on_part)[1]
 
 

@@ -24,6 +24,7 @@ from curate.index.manifest import (
     Manifest,
     Part,
     chain,
+    fsync_files,
     generation_name,
     write_manifest,
 )
@@ -91,7 +92,7 @@ def commit_scan(
     finally:
         con.close()
     new_files = [root / p.file for p in parts + retired]
-    _fsync(new_files)
+    fsync_files(new_files)
     manifest = Manifest(
         signature=signature,
         generation=generation,
@@ -232,13 +233,3 @@ def _write_retired(con, root: Path, name: str, base: Manifest, gone: int, checkp
     checkpoint("commit:retired-written")
     os.replace(partial, target)
     return [Part(f"{RETIRED_DIR}/{target.name}", count)]
-
-
-def _fsync(paths: Sequence[Path]) -> None:
-    """Flush the new files: the manifest must never name bytes a power cut could lose."""
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -21,15 +21,18 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.files import atomic_path
+from curate.files import partial_name
 from curate.index.commit import ROW_GROUP_ROWS, Checkpoint
 from curate.index.manifest import (
     PARTS_DIR,
     Manifest,
     Part,
+    fsync_files,
     generation_name,
+    no_room_is_an_error,
     remove_unlisted,
     write_manifest,
     writer_lock,
@@ -115,10 +118,10 @@ def compact_index(
     root = Path(index_dir)
     store = IndexStore(root)
     started = time.perf_counter()
-    with writer_lock(root):
+    with writer_lock(root), no_room_is_an_error(root):
         manifest = store.require()
         remove_unlisted(root, manifest)
-        retired = store.retired_ids(manifest)
+        retired = store.retired_ids(manifest)  # read once: few, and needed by every group
         groups = plan_groups(manifest, set(retired), target_rows)
         rewrite = [i for i, g in enumerate(groups) if len(g) > 1 or g[0].file in retired]
         summary = CompactSummary(parts_before=len(manifest.parts), rows=manifest.rows)
@@ -126,20 +129,14 @@ def compact_index(
             summary.parts_after = len(manifest.parts)
             shutil.rmtree(root / WORK_DIR, ignore_errors=True)
             return summary
-        work = _work_dir(root, manifest)
+        work = _work_dir(root, manifest, [[p.file for p in groups[i]] for i in rewrite])
         schema = store.schema()
         with progress_bar(len(rewrite), "compact", enabled=progress) as bar:
             for i in rewrite:
-                target = work / f"{i:06d}.parquet"
-                if target.exists():
+                if (work / f"{i:06d}.done").exists():
                     summary.resumed += 1
                 else:
-                    # Arrow, a batch at a time: a DuckDB join of whole rows could hold a
-                    # group's rows to drop a few of them.
-                    group = replace(manifest, parts=groups[i])
-                    with atomic_path(target) as partial, pq.ParquetWriter(partial, schema, compression="zstd") as out:
-                        for batch in store.batches(batch_size=ROW_GROUP_ROWS, manifest=group):
-                            out.write_batch(batch.cast(schema), row_group_size=ROW_GROUP_ROWS)
+                    _rewrite_group(store, replace(manifest, parts=groups[i]), retired, schema, work, i, target_rows)
                     checkpoint("compact:part")
                 bar.update(1)
         compacted = _publish(root, manifest, groups, set(rewrite), work, checkpoint)
@@ -150,12 +147,64 @@ def compact_index(
     return summary
 
 
-def _work_dir(root: Path, manifest: Manifest) -> Path:
-    """The folder of compacted parts, emptied unless it holds the work of a compaction of
-    this very generation (a killed run's, to resume)."""
+class _RollingWriter:
+    """Parquet files ``<stem>-000.parquet``, ``-001``, ... of at most `rows` rows each,
+    each written under a temporary name and renamed when full (or when the block ends
+    without an error)."""
+
+    def __init__(self, stem: Path, schema: pa.Schema, rows: int):
+        self.stem, self.schema, self.rows = stem, schema, rows
+        self.files: list[Path] = []
+        self._out = self._partial = None
+        self._written = 0
+
+    def __enter__(self) -> _RollingWriter:
+        return self
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._out is None or self._written >= self.rows:
+            self._finish()
+            path = self.stem.with_name(f"{self.stem.name}-{len(self.files):03d}.parquet")
+            self.files.append(path)
+            self._partial = partial_name(path)
+            self._out = pq.ParquetWriter(self._partial, self.schema, compression="zstd")
+            self._written = 0
+        self._out.write_batch(batch.cast(self.schema), row_group_size=ROW_GROUP_ROWS)
+        self._written += batch.num_rows
+
+    def _finish(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            os.replace(self._partial, self.files[-1])
+            self._out = None
+
+    def __exit__(self, kind, value, trace) -> None:
+        if kind is None:
+            self._finish()
+        elif self._out is not None:
+            self._out.close()
+            self._partial.unlink(missing_ok=True)
+
+
+def _rewrite_group(store: IndexStore, group: Manifest, retired, schema, work: Path, i: int, target_rows: int) -> None:
+    """The current rows of a group's parts, in files of at most `target_rows` rows, then
+    a note that the group is done. Arrow, a batch at a time: a DuckDB join of whole rows
+    could hold a group's rows to drop a few of them."""
+    for stale in work.glob(f"{i:06d}-*.parquet"):
+        stale.unlink()  # the files of a group a killed compaction had not finished
+    with _RollingWriter(work / f"{i:06d}", schema, target_rows) as out:
+        for batch in store.batches(batch_size=ROW_GROUP_ROWS, manifest=group, retired=retired):
+            out.write(batch)
+    fsync_files(out.files)
+    (work / f"{i:06d}.done").write_text(json.dumps([p.name for p in out.files]))
+
+
+def _work_dir(root: Path, manifest: Manifest, plan: list[list[str]]) -> Path:
+    """The folder of compacted parts, emptied unless it holds the work of this very
+    compaction (the same generation, grouped the same way: a killed run's, to resume)."""
     work = root / WORK_DIR
     note = work / "generation.json"
-    expected = {"generation": manifest.generation, "content": manifest.content}
+    expected = {"generation": manifest.generation, "content": manifest.content, "groups": plan}
     try:
         same = json.loads(note.read_text()) == expected
     except (OSError, ValueError):
@@ -176,7 +225,9 @@ def _publish(
     """Move the compacted parts into the index and make them live."""
     generation = manifest.generation + 1
     name = generation_name(generation)
-    (work / "generation.json").unlink()
+    outputs = {i: json.loads((work / f"{i:06d}.done").read_text()) for i in rewritten}
+    for marker in [work / "generation.json", *(work / f"{i:06d}.done" for i in rewritten)]:
+        marker.unlink()
     folder = root / PARTS_DIR / name
     os.replace(work, folder)
     checkpoint("compact:moved")
@@ -185,12 +236,13 @@ def _publish(
         if i not in rewritten:
             parts.extend(group)
             continue
-        file = f"{PARTS_DIR}/{name}/{i:06d}.parquet"
-        rows = pq.read_metadata(root / file).num_rows
-        if rows:
-            parts.append(Part(file, rows))
-        else:
-            (root / file).unlink()
+        for file_name in outputs[i]:
+            file = f"{PARTS_DIR}/{name}/{file_name}"
+            rows = pq.read_metadata(root / file).num_rows
+            if rows:
+                parts.append(Part(file, rows))
+            else:
+                (root / file).unlink()
     compacted = Manifest(
         signature=manifest.signature,
         generation=generation,
@@ -203,6 +255,7 @@ def _publish(
     write_manifest(root, compacted)
     checkpoint("compact:done")
     # Reclaiming the space is the point: the replaced parts go now. A reader that has a
-    # replaced part open keeps reading it; one that opens it later finds it gone.
+    # replaced part open keeps reading it; one opened before the compaction that opens a
+    # part later finds it gone, and must be opened again.
     remove_unlisted(root, compacted)
     return compacted

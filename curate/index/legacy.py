@@ -52,7 +52,10 @@ def convert_legacy(root: Path, signature: dict) -> int | None:
     generation = 1
     part = f"{PARTS_DIR}/{generation_name(generation)}/data_0.parquet"
     (root / part).parent.mkdir(parents=True, exist_ok=True)
-    os.replace(legacy, root / part)
+    # A link first, the old name removed only once the manifest is written: killed at
+    # any point, the folder holds the format-4 index or the converted one.
+    (root / part).unlink(missing_ok=True)
+    os.link(legacy, root / part)
     manifest = Manifest(
         # Another tag set: the rows are not reused, but their ids are (see _reusable).
         signature=signature if same else found,
@@ -62,4 +65,5 @@ def convert_legacy(root: Path, signature: dict) -> int | None:
         content=chain("", root / part),
     )
     write_manifest(root, manifest)
+    legacy.unlink()
     return LEGACY_FORMAT

@@ -17,17 +17,18 @@ file. A compacted index has no retired list, and its parts are plain Parquet.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from curate.errors import IndexBusyError
-from curate.files import write_atomic
+from curate.errors import IndexBusyError, IndexNotFoundError, IndexWriteError
+from curate.files import atomic_path
 
 MANIFEST_FILE = "manifest.json"
 PARTS_DIR = "parts"
@@ -80,8 +81,10 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         raw = json.loads(text)
-        raw["parts"] = [Part(**p) for p in raw.get("parts", [])]
-        raw["retired"] = [Part(**p) for p in raw.get("retired", [])]
+        known = {f.name for f in fields(cls)}
+        raw = {k: v for k, v in raw.items() if k in known}  # keys a later curate may add
+        raw["parts"] = [Part(file=p["file"], rows=p["rows"]) for p in raw.get("parts", [])]
+        raw["retired"] = [Part(file=p["file"], rows=p["rows"]) for p in raw.get("retired", [])]
         return cls(**raw)
 
 
@@ -101,22 +104,84 @@ def writer_lock(root: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def read_manifest(root: Path) -> Manifest | None:
-    """The manifest in `root`, or None when there is none (or it cannot be read)."""
+#: What a write fails with when the disk (or a quota, or a size limit) has no room.
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+#: How DuckDB says so: in a write, or when its spill folder may not grow.
+_NO_ROOM_TEXT = ("no space left", "file too large", "quota", "max_temp_directory_size")
+
+
+@contextlib.contextmanager
+def no_room_is_an_error(root: Path) -> Iterator[None]:
+    """A full disk is a clear error: the previous index is still the live one, and what a
+    scan staged is kept for the next one."""
+    import duckdb
+
     try:
-        return Manifest.from_json((root / MANIFEST_FILE).read_text())
-    except (OSError, ValueError, TypeError, KeyError):
+        yield
+    except OSError as e:
+        if e.errno not in _NO_ROOM:
+            raise
+        raise IndexWriteError(_no_room_message(root, e.strerror)) from None
+    except (duckdb.IOException, duckdb.OutOfMemoryException) as e:
+        if not any(text in str(e).lower() for text in _NO_ROOM_TEXT):
+            raise
+        raise IndexWriteError(_no_room_message(root, "no space left")) from None
+
+
+def _no_room_message(root: Path, why: str) -> str:
+    return (
+        f"cannot write the index in {root} ({why}): the previous index is unchanged and "
+        "readable; free some space and run again (what was done is kept)"
+    )
+
+
+def read_manifest(root: Path) -> Manifest | None:
+    """The manifest in `root`, or None when there is none. One that exists but cannot be
+    read is an error, never "no index": a writer that took it for none would rebuild the
+    index and renumber its rows."""
+    path = root / MANIFEST_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
         return None
+    except OSError as e:
+        raise IndexNotFoundError(f"cannot read the index manifest {path}: {e.strerror}") from None
+    try:
+        manifest = Manifest.from_json(text)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise IndexNotFoundError(
+            f"the index manifest {path} is damaged; the index is left as it is (restore the file, "
+            "or remove the index folder and scan again)"
+        ) from None
+    if manifest.format > INDEX_FORMAT:
+        raise IndexNotFoundError(f"the index in {root} is of format {manifest.format}, newer than this curate reads")
+    return manifest
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    """Make `manifest` the index's state: one rename, after an fsync of the new parts'
-    folder, so that no crash leaves a manifest naming files the disk does not hold."""
-    for folder in (root / PARTS_DIR, root / RETIRED_DIR):
+    """Make `manifest` the index's state: one rename, after an fsync of every folder the
+    new parts are in and of the manifest's bytes, so that no crash leaves a manifest
+    naming files the disk does not hold, or an empty one."""
+    folders = {root / PARTS_DIR, root / RETIRED_DIR} | {(root / p.file).parent for p in manifest.parts}
+    for folder in folders:
         if folder.exists():
             _fsync_dir(folder)
-    write_atomic(root / MANIFEST_FILE, manifest.to_json(), mode=0o600)
+    with atomic_path(root / MANIFEST_FILE, mode=0o600) as partial, open(partial, "r+b") as f:
+        f.write(manifest.to_json().encode())
+        f.truncate()
+        f.flush()
+        os.fsync(f.fileno())
     _fsync_dir(root)
+
+
+def fsync_files(paths) -> None:
+    """Flush files to disk: a manifest must never name bytes a power cut could lose."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def generation_name(generation: int) -> str:

@@ -133,12 +133,17 @@ class IndexStore:
         return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
 
     def batches(
-        self, columns: Sequence[str] | None = None, batch_size: int = 65_536, manifest: Manifest | None = None
+        self,
+        columns: Sequence[str] | None = None,
+        batch_size: int = 65_536,
+        manifest: Manifest | None = None,
+        retired: dict[str, pa.Array] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """The current rows (of `manifest`, by default the live one) as record batches,
-        part by part: memory stays flat at any index size."""
+        part by part: memory stays flat at any index size. `retired` is
+        :meth:`retired_ids` of that manifest, when the caller has it already."""
         manifest = manifest or self.require()
-        retired = self.retired_ids(manifest)
+        retired = retired if retired is not None else self.retired_ids(manifest)
         wanted = list(columns) if columns is not None else None
         for part in manifest.parts:
             gone = retired.get(part.file)
@@ -158,10 +163,17 @@ class IndexStore:
         table = pa.concat_tables(
             (pq.read_table(self._path(r.file)) for r in manifest.retired), promote_options="permissive"
         )
+        # Sorted by part once, then sliced: not one scan of the whole list per part.
+        table = table.sort_by("part")
         found: dict[str, pa.Array] = {}
-        for part in pc.unique(table.column("part")).to_pylist():
-            mask = pc.equal(table.column("part"), part)
-            found[part] = pc.filter(table.column(ROW_ID), mask).combine_chunks()
+        parts = table.column("part").combine_chunks()
+        ids = table.column(ROW_ID).combine_chunks()
+        counts = pc.value_counts(parts)
+        start = 0
+        values, sizes = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+        for value, count in sorted(zip(values, sizes, strict=True)):
+            found[value] = ids.slice(start, count)
+            start += count
         return found
 
     def rows_sql(self, manifest: Manifest | None = None, filename: bool = False) -> str:
