@@ -90,3 +90,25 @@ def test_cli_classify_on_dask(tree, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "idx" / "series_types.parquet").exists()
+
+
+def test_a_resumed_dask_scan_keeps_every_file(tree, tmp_path):
+    """Dask shards finish in any order: a killed run leaves gaps in the staged parts
+    (here, only the fourth), and the rerun's parts must not overwrite them."""
+    import json
+
+    from curate.index.build import index_signature
+    from curate.index.dask import scan_shard
+    from curate.index.store import STAGING_DIR
+    from curate.index.tags import resolve_tags
+
+    columns = resolve_tags(None, ())
+    staging = tmp_path / "idx" / STAGING_DIR
+    staging.mkdir(parents=True)
+    (staging / "signature.json").write_text(json.dumps(index_signature(columns)))
+    some = sorted(str(p) for p in tree.rglob("*.dcm"))[:5]
+    scan_shard(some, columns, 1, str(staging / "part-000003.parquet"))
+    summary = build_index(tree, tmp_path / "idx", progress=False, dask=DaskOptions(workers=2, shard_files=10))
+    assert summary.resumed == 5
+    expected = build_index(tree, tmp_path / "local", progress=False)
+    assert read_index(tmp_path / "idx").num_rows == expected.rows

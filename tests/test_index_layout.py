@@ -253,3 +253,161 @@ def test_a_format_4_index_is_converted_in_place(tmp_path):
     assert "converted from format 4" in summary.format()
     assert read_index(idx).equals(current)
     assert not (idx / LEGACY_INDEX_FILE).exists() and (idx / MANIFEST_FILE).exists()
+
+
+def test_a_damaged_manifest_stops_a_scan_and_keeps_every_part(tmp_path):
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    make_files(src, names(8))
+    build_index(src, idx, progress=False)
+    parts = sorted(p.relative_to(idx) for p in (idx / PARTS_DIR).rglob("*.parquet"))
+    (idx / MANIFEST_FILE).write_text((idx / MANIFEST_FILE).read_text()[:40])  # cut short
+    with pytest.raises(IndexNotFoundError, match="damaged"):
+        build_index(src, idx, progress=False)
+    with pytest.raises(IndexNotFoundError, match="damaged"):
+        IndexStore(idx).read()
+    assert sorted(p.relative_to(idx) for p in (idx / PARTS_DIR).rglob("*.parquet")) == parts
+
+
+def test_a_manifest_with_keys_a_later_version_adds_is_read(tmp_path):
+    import json
+
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    make_files(src, names(5))
+    build_index(src, idx, progress=False)
+    raw = json.loads((idx / MANIFEST_FILE).read_text())
+    (idx / MANIFEST_FILE).write_text(json.dumps({**raw, "written_by": "a later curate"}))
+    assert build_index(src, idx, progress=False).scanned == 0
+    assert IndexStore(idx).rows() == 5
+
+
+def test_an_empty_source_gives_an_index_with_its_columns(tmp_path):
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    src.mkdir()
+    assert build_index(src, idx, progress=False).rows == 0
+    store = IndexStore(idx)
+    assert {"path", "status", "row_id", "PatientID"} <= store.columns()
+    assert store.connect().execute("SELECT count(*) FROM idx WHERE status = 'ok'").fetchall() == [(0,)]
+    make_files(src, names(3))
+    assert build_index(src, idx, progress=False).rows == 3
+    # A rebuild of a source that is empty for a while (an unmounted share) is not a dead end.
+    shutil.move(src, tmp_path / "away")
+    src.mkdir()
+    assert build_index(src, idx, progress=False, rescan="all").rows == 0
+    src.rmdir()
+    shutil.move(tmp_path / "away", src)
+    assert build_index(src, idx, progress=False).rows == 3
+
+
+def test_an_index_folder_whose_path_holds_glob_characters(tmp_path):
+    src, idx = tmp_path / "study[1]*" / "src", tmp_path / "study[1]*" / "idx"
+    make_files(src, names(6))
+    build_index(src, idx, progress=False)
+    write(make_dataset(PatientID="CHANGED"), src / names(1)[0])
+    build_index(src, idx, progress=False)
+    compact_index(idx, progress=False)
+    assert_one_row_per_file(idx)
+    assert IndexStore(idx).rows() == 6
+
+
+def test_the_same_history_gives_the_same_digest(tmp_path):
+    src, pool = make_history(tmp_path / "history")
+    original = tmp_path / "original"
+    shutil.copytree(src, original, copy_function=shutil.copy2)
+    digests = []
+    for _ in range(2):
+        shutil.rmtree(src)
+        shutil.copytree(original, src, copy_function=shutil.copy2)
+        shutil.rmtree(tmp_path / "idx", ignore_errors=True)
+        build_index(src, tmp_path / "idx", progress=False)
+        first = IndexStore(tmp_path / "idx").digest()
+        run(src, tmp_path / "idx", pool, Counter())
+        digests.append((first, IndexStore(tmp_path / "idx").digest()))
+    assert digests[0] == digests[1] and digests[0][0] != digests[0][1]
+
+
+class Stop(Exception):
+    pass
+
+
+def test_a_compaction_resumed_with_another_plan_starts_over(tmp_path):
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    make_files(src, names(60))
+    build_index(src, idx, progress=False, part_rows=8)
+    for step in range(3):
+        make_files(src, names(5, start=step * 9), tag=f"c{step}")
+        build_index(src, idx, progress=False)
+    before = IndexStore(idx).read()
+
+    def stop_after_two(name, seen=[]):  # noqa: B006 - the calls so far
+        seen.append(name)
+        if seen.count("compact:part") == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        compact_index(idx, progress=False, checkpoint=stop_after_two, target_rows=32)
+    summary = compact_index(idx, progress=False, target_rows=16)
+    assert summary.resumed == 0
+    assert IndexStore(idx).read().equals(before)
+    assert_one_row_per_file(idx)
+
+
+def test_a_big_part_is_split_by_compaction(tmp_path):
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    make_files(src, names(40))
+    build_index(src, idx, progress=False)  # one part of 40 rows
+    write(make_dataset(PatientID="CHANGED"), src / names(1)[0])
+    build_index(src, idx, progress=False)
+    before = IndexStore(idx).read()
+    compact_index(idx, progress=False, target_rows=16)
+    rows = [p.rows for p in IndexStore(idx).manifest().parts]
+    assert sum(rows) == 40 and max(rows) <= 16
+    assert IndexStore(idx).read().equals(before)
+
+
+def test_a_conversion_killed_before_its_manifest_converts_on_the_rerun(tmp_path):
+    import json
+
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    make_files(src, names(7))
+    build_index(src, idx, progress=False)
+    current = read_index(idx)
+    signature = dict(IndexStore(idx).signature(), format=4)
+    shutil.rmtree(idx)
+    idx.mkdir()
+    legacy = current.replace_schema_metadata({b"curate_index": json.dumps(signature).encode()})
+    pq.write_table(legacy, idx / LEGACY_INDEX_FILE)
+    # What a conversion killed before its manifest leaves: the link, and the old file.
+    (idx / PARTS_DIR / "00000001").mkdir(parents=True)
+    os.link(idx / LEGACY_INDEX_FILE, idx / PARTS_DIR / "00000001" / "data_0.parquet")
+    summary = build_index(src, idx, progress=False)
+    assert summary.converted_from == 4 and summary.scanned == 0
+    assert read_index(idx).equals(current)
+
+
+NO_ROOM_TO_COMPACT = NO_ROOM.replace(
+    "from curate.index import build_index", "from curate.index.compact import compact_index"
+)
+NO_ROOM_TO_COMPACT = NO_ROOM_TO_COMPACT.replace(
+    "build_index(sys.argv[1], sys.argv[2], progress=False)",
+    "compact_index(sys.argv[2], progress=False, target_rows=64)",
+)
+
+
+def test_a_full_disk_during_compaction_leaves_the_index(tmp_path):
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    make_files(src, names(200))
+    build_index(src, idx, progress=False, part_rows=16)
+    make_files(src, names(20, start=3), tag="c")
+    build_index(src, idx, progress=False)
+    before, manifest = read_index(idx), (idx / MANIFEST_FILE).read_text()
+    done = subprocess.run(
+        [sys.executable, "-c", NO_ROOM_TO_COMPACT, str(src), str(idx), "3000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "cannot write the index" in done.stdout
+    assert (idx / MANIFEST_FILE).read_text() == manifest and read_index(idx).equals(before)
+    compact_index(idx, progress=False, target_rows=64)
+    assert read_index(idx).equals(before)

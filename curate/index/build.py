@@ -306,10 +306,13 @@ def _scan_into_parts(
         if on_part is not None:
             on_part(first + written)
 
+    schema = None
     with progress_bar(todo.total, "scan", enabled=progress) as bar:
         for chunk in todo.chunks():
             handle = open_columns(chunk, columns, threads, batch_size)
-            for batch in handle.reader():
+            reader = handle.reader()
+            schema = reader.schema
+            for batch in reader:
                 if todo.total is None:
                     walked = handle.walked  # read first: once true, the total read next is final
                     bar.set_total(handle.total, final=walked)
@@ -321,6 +324,11 @@ def _scan_into_parts(
                     flush()
         if pending:
             flush()
+        elif written == 0 and schema is not None and not _part_files(staging):
+            # No file at all: an empty part, so that the index still has its columns.
+            table = add_derived_columns(schema.empty_table(), derive_counts)
+            with atomic_path(staging / f"part-{first:06d}.parquet") as partial:
+                pq.write_table(table, partial, compression="zstd")
     return rows
 
 

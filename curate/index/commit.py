@@ -10,6 +10,7 @@ rest into the staging folder; nothing is sorted but keys.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -23,7 +24,6 @@ from curate.index.manifest import (
     RETIRED_DIR,
     Manifest,
     Part,
-    chain,
     fsync_files,
     generation_name,
     write_manifest,
@@ -87,11 +87,12 @@ def commit_scan(
         if fresh == 0 and gone == 0 and base is not None:
             return None
         checkpoint("commit:start")
-        parts = _write_parts(con, root, store, name, base, gone, work, checkpoint)
+        parts = _write_parts(con, root, store, name, base, gone, work, bool(staged), checkpoint)
         retired = _write_retired(con, root, name, base, gone, checkpoint) if base is not None else []
+        new_files = [root / p.file for p in parts + retired]
+        content = _content(con, old.content if old is not None else "", generation, parts, retired, root)
     finally:
         con.close()
-    new_files = [root / p.file for p in parts + retired]
     fsync_files(new_files)
     manifest = Manifest(
         signature=signature,
@@ -99,7 +100,7 @@ def commit_scan(
         next_row_id=next_row_id + added,
         parts=(base.parts if base is not None else []) + parts,
         retired=(base.retired if base is not None else []) + retired,
-        content=chain(old.content if old is not None else "", *new_files),
+        content=content,
     )
     checkpoint("commit:manifest")
     write_manifest(root, manifest)
@@ -107,6 +108,28 @@ def commit_scan(
     # that a reader still reading the previous state is not cut off.
     checkpoint("commit:done")
     return manifest
+
+
+def _content(con, previous: str, generation: int, parts: list[Part], retired: list[Part], root: Path) -> str:
+    """The next content digest: the previous one, the generation, and the keys of the
+    rows this commit adds and retires, in row-id order. Keys, not file bytes: the same
+    history gives the same digest, however DuckDB's threads ordered the rows in a file."""
+    h = hashlib.sha256(f"{previous}\x00{generation}".encode())
+    queries = []
+    if parts:
+        files = sql_list(root / p.file for p in parts)
+        queries.append(
+            f"SELECT {ROW_ID}, path, file_size, epoch_us(mtime), status FROM read_parquet({files}) ORDER BY {ROW_ID}"
+        )
+    if retired:
+        files = sql_list(root / r.file for r in retired)
+        queries.append(f"SELECT {ROW_ID} FROM read_parquet({files}) ORDER BY {ROW_ID}")
+    for query in queries:
+        h.update(b"\x01")
+        for batch in con.sql(query).to_arrow_reader(65_536):
+            for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                h.update(repr(row).encode())
+    return h.hexdigest()
 
 
 def _current_keys(con, store: IndexStore, old: Manifest | None) -> None:
@@ -162,6 +185,7 @@ def _write_parts(
     base: Manifest | None,
     gone: int,
     work: Path,
+    has_staged: bool,
     checkpoint: Checkpoint,
 ) -> list[Part]:
     """The generation's parts under ``parts/<gen>``: the fresh rows of each staged part
@@ -186,7 +210,8 @@ def _write_parts(
     outputs = []
     for number, part in enumerate(staged):
         target = partial / f"{number:06d}.parquet"
-        ids = sql_string(assigned / f"part_no={number}" / "*.parquet")
+        # Named one by one, not by a glob: the index folder's path may hold '[' or '*'.
+        ids = sql_list(sorted((assigned / f"part_no={number}").glob("*.parquet")))
         con.execute(
             f"COPY (SELECT s.*, a.{ROW_ID} FROM read_parquet({sql_string(part)}) s "
             f"JOIN (SELECT path, {ROW_ID} FROM read_parquet({ids})) a USING (path)) "
@@ -204,6 +229,14 @@ def _write_parts(
             f"TO {sql_string(target)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
         )
         outputs.append(target)
+    if not outputs and (base is None or not base.parts) and has_staged:
+        # An index with no row still has its columns: one empty part holds them.
+        target = partial / "000000.parquet"
+        con.execute(
+            f"COPY (SELECT * EXCLUDE (filename), NULL::BIGINT AS {ROW_ID} FROM staged LIMIT 0) "
+            f"TO {sql_string(target)} (FORMAT parquet)"
+        )
+        outputs.append(target)
     checkpoint("commit:parts-written")
     os.replace(partial, folder)
     checkpoint("commit:parts-moved")
@@ -211,7 +244,7 @@ def _write_parts(
     for path in outputs:
         path = folder / path.name
         rows = pq.read_metadata(path).num_rows
-        if rows == 0:
+        if rows == 0 and len(outputs) > 1:
             path.unlink()
             continue
         parts.append(Part(f"{PARTS_DIR}/{name}/{path.name}", rows))

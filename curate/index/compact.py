@@ -162,15 +162,18 @@ class _RollingWriter:
         return self
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self._out is None or self._written >= self.rows:
-            self._finish()
-            path = self.stem.with_name(f"{self.stem.name}-{len(self.files):03d}.parquet")
-            self.files.append(path)
-            self._partial = partial_name(path)
-            self._out = pq.ParquetWriter(self._partial, self.schema, compression="zstd")
-            self._written = 0
-        self._out.write_batch(batch.cast(self.schema), row_group_size=ROW_GROUP_ROWS)
-        self._written += batch.num_rows
+        while batch.num_rows:
+            if self._out is None or self._written >= self.rows:
+                self._finish()
+                path = self.stem.with_name(f"{self.stem.name}-{len(self.files):03d}.parquet")
+                self.files.append(path)
+                self._partial = partial_name(path)
+                self._out = pq.ParquetWriter(self._partial, self.schema, compression="zstd")
+                self._written = 0
+            room = self.rows - self._written
+            head, batch = batch.slice(0, room), batch.slice(room)
+            self._out.write_batch(head.cast(self.schema), row_group_size=ROW_GROUP_ROWS)
+            self._written += head.num_rows
 
     def _finish(self) -> None:
         if self._out is not None:
