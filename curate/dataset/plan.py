@@ -28,14 +28,11 @@ from curate.deid.profile import TABLE_EDITION
 from curate.deid.pseudonym import Pseudonymizer
 from curate.errors import DatasetError
 from curate.files import file_sha256
-from curate.index.store import IndexStore, limit_memory, sql_string
+from curate.index.store import GROUPING_MEMORY, IndexStore, limit_memory, sql_string
 
 SPLITS = ("train", "val", "test")
 #: Rows a planning step holds in Python at a time.
 PLAN_BATCH = 16_384
-#: DuckDB's memory for a plan: its dedupes group a million distinct UIDs and paths, which
-#: DuckDB 2.0 does not spill within the default limit (measured in benchmarks/scale.py).
-PLAN_MEMORY = "384MB"
 #: The index columns a build reads (those the index has), besides the label.
 BUILD_COLUMNS = (
     "path",
@@ -117,7 +114,7 @@ def plan_build(store: IndexStore, spec: DatasetSpec, pseudo: Pseudonymizer, fold
             "no series types: run `curate classify` first"
         )
     con = store.connect("idx", series_types=True)
-    limit_memory(con, folder / "spill", PLAN_MEMORY)  # what spills holds PHI: the private folder
+    limit_memory(con, folder / "spill", GROUPING_MEMORY)  # what spills holds PHI: the private folder
     con.execute("SET preserve_insertion_order = false")  # keeps each COPY streaming
     excluded: Counter = Counter()
     try:

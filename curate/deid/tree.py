@@ -38,7 +38,7 @@ from curate.deid.worker import deidentify_file, output_path
 from curate.errors import DeidOutputError, SourceNotFoundError
 from curate.files import atomic_path, is_partial, write_atomic
 from curate.index.schema import error_kind
-from curate.index.store import limit_memory, sql_string
+from curate.index.store import GROUPING_MEMORY, limit_memory, sql_string
 from curate.tracking import StageResult
 
 #: What the run reads from every header before deciding what to do with the file.
@@ -411,7 +411,9 @@ class _Spool:
         import duckdb
 
         con = duckdb.connect()
-        limit_memory(con, self.folder / "spill")
+        # The joins here group every identifying value of the tree.
+        limit_memory(con, self.folder / "spill", GROUPING_MEMORY)
+        con.execute("SET preserve_insertion_order = false")
         return con
 
     def write_mapping(self, path: Path) -> None:
