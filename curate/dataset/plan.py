@@ -59,8 +59,8 @@ BUILD_COLUMNS = (
 class BuildPlan:
     """What a build will write: the planned rows (spooled) and the counts so far."""
 
-    def __init__(self, con, folder: Path, selected: int, excluded: Counter, label: str | None):
-        self.con, self.folder, self.selected, self.excluded, self.label = con, folder, selected, excluded, label
+    def __init__(self, con, selected: int, excluded: Counter):
+        self.con, self.selected, self.excluded = con, selected, excluded
 
     @property
     def rows(self) -> int:
@@ -138,7 +138,7 @@ def plan_build(store: IndexStore, spec: DatasetSpec, pseudo: Pseudonymizer, fold
     except BaseException:
         con.close()
         raise
-    return BuildPlan(con, folder, selected, excluded, spec.label)
+    return BuildPlan(con, selected, excluded)
 
 
 def _spool_candidates(reader, target: Path, spec: DatasetSpec, excluded: Counter) -> int:
@@ -146,18 +146,17 @@ def _spool_candidates(reader, target: Path, spec: DatasetSpec, excluded: Counter
     selected."""
     selected = 0
     writer = None
-    schema = None
+    schema = reader.schema
     try:
         for batch in reader:
             selected += batch.num_rows
             frame = quality_filter(batch.to_pandas(), spec, excluded)
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if writer is None:
-                schema = reader.schema
                 writer = pq.ParquetWriter(target, schema)
             writer.write_table(table.select(schema.names).cast(schema))
         if writer is None:
-            pq.write_table(reader.schema.empty_table(), target)
+            pq.write_table(schema.empty_table(), target)
     finally:
         if writer is not None:
             writer.close()

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from curate import _native
 from curate.errors import ConfigError, SourceNotFoundError
 from curate.files import atomic_path, is_partial
-from curate.index.commit import Checkpoint, commit_scan
+from curate.index.commit import Checkpoint, commit_scan, no_checkpoint
 from curate.index.dask import DaskOptions
 from curate.index.derive import DERIVE_VERSION, DeriveCounts, add_derived_columns
 from curate.index.legacy import convert_legacy
@@ -131,7 +131,7 @@ def build_index(
             base,
             current,
             staging,
-            checkpoint or (lambda _: None),
+            checkpoint or no_checkpoint,
         )
         summary.committed = written is not None
         shutil.rmtree(staging, ignore_errors=True)

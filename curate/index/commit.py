@@ -40,7 +40,7 @@ VANISHED_ERROR = error_message("vanished", "no longer under the scanned source")
 Checkpoint = Callable[[str], None]
 
 
-def _no_checkpoint(_: str) -> None:
+def no_checkpoint(_: str) -> None:
     pass
 
 
@@ -52,7 +52,7 @@ def commit_scan(
     base: Manifest | None,
     ids_from: Manifest | None,
     work: Path,
-    checkpoint: Checkpoint = _no_checkpoint,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> Manifest | None:
     """Write the next generation and make it live; returns the new manifest, or None when
     the scan found nothing to change.

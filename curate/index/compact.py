@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.files import partial_name
-from curate.index.commit import ROW_GROUP_ROWS, Checkpoint
+from curate.index.commit import ROW_GROUP_ROWS, Checkpoint, no_checkpoint
 from curate.index.manifest import (
     PARTS_DIR,
     Manifest,
@@ -114,7 +114,7 @@ def compact_index(
     """Compact the index in `index_dir` (see the module) into parts of about
     `target_rows` rows; returns what was done. `checkpoint` is called with the name of
     each step."""
-    checkpoint = checkpoint or (lambda _: None)
+    checkpoint = checkpoint or no_checkpoint
     root = Path(index_dir)
     store = IndexStore(root)
     started = time.perf_counter()
