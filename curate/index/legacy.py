@@ -12,13 +12,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.files import sha256_of
 from curate.index.manifest import (
     LEGACY_INDEX_FILE,
     MANIFEST_FILE,
     PARTS_DIR,
     Manifest,
     Part,
-    chain,
     generation_name,
     write_manifest,
 )
@@ -62,7 +62,7 @@ def convert_legacy(root: Path, signature: dict) -> int | None:
         generation=generation,
         next_row_id=(pc.max(ids).as_py() + 1) if len(ids) else 0,
         parts=[Part(part, meta.num_rows)],
-        content=chain("", root / part),
+        content=sha256_of(root / part),  # the first digest: the bytes of its one file
     )
     write_manifest(root, manifest)
     legacy.unlink()

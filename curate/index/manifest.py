@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -186,17 +185,6 @@ def fsync_files(paths) -> None:
 
 def generation_name(generation: int) -> str:
     return f"{generation:08d}"
-
-
-def chain(previous: str, *files: Path) -> str:
-    """The next content hash: `previous`, then the bytes of every file a commit wrote."""
-    h = hashlib.sha256(previous.encode())
-    for path in files:
-        h.update(path.name.encode())
-        with open(path, "rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def remove_unlisted(root: Path, manifest: Manifest | None) -> None:
