@@ -132,9 +132,8 @@ class IndexStore:
         chosen = list(columns) if columns is not None else schema.names
         pieces = [pa.Table.from_batches([b]) for b in self.batches(chosen)]
         table = pa.concat_tables(pieces) if pieces else schema.empty_table().select(chosen)
-        if "path" in table.column_names:
-            table = table.sort_by("path")
-        return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
+        # Every field is nullable already: the schema and the batches are made so.
+        return table.sort_by("path") if "path" in table.column_names else table
 
     def batches(
         self,
