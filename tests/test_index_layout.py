@@ -233,19 +233,25 @@ def test_killed_at_any_step_a_rerun_gives_the_same_index(tmp_path):
         shutil.rmtree(case)
 
 
-def test_a_format_4_index_is_converted_in_place(tmp_path):
-    src, idx = tmp_path / "src", tmp_path / "idx"
-    make_files(src, names(12))
+def make_format_4_index(src: Path, idx: Path, count: int) -> pa.Table:
+    """An index of `count` files as format 4 wrote it (one file, its signature in the
+    Parquet metadata); returns its rows."""
+    import json
+
+    make_files(src, names(count))
     build_index(src, idx, progress=False)
     current = read_index(idx)
     signature = dict(IndexStore(idx).signature(), format=4)
-    # What format 4 wrote: one file, its signature in the Parquet metadata.
     shutil.rmtree(idx)
     idx.mkdir()
-    import json
-
     legacy = current.replace_schema_metadata({b"curate_index": json.dumps(signature).encode()})
     pq.write_table(legacy, idx / LEGACY_INDEX_FILE)
+    return current
+
+
+def test_a_format_4_index_is_converted_in_place(tmp_path):
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    current = make_format_4_index(src, idx, 12)
     with pytest.raises(IndexNotFoundError, match="older format: run `curate scan`"):
         IndexStore(idx).require()
     summary = build_index(src, idx, progress=False)
@@ -365,17 +371,8 @@ def test_a_big_part_is_split_by_compaction(tmp_path):
 
 
 def test_a_conversion_killed_before_its_manifest_converts_on_the_rerun(tmp_path):
-    import json
-
     src, idx = tmp_path / "src", tmp_path / "idx"
-    make_files(src, names(7))
-    build_index(src, idx, progress=False)
-    current = read_index(idx)
-    signature = dict(IndexStore(idx).signature(), format=4)
-    shutil.rmtree(idx)
-    idx.mkdir()
-    legacy = current.replace_schema_metadata({b"curate_index": json.dumps(signature).encode()})
-    pq.write_table(legacy, idx / LEGACY_INDEX_FILE)
+    current = make_format_4_index(src, idx, 7)
     # What a conversion killed before its manifest leaves: the link, and the old file.
     (idx / PARTS_DIR / "00000001").mkdir(parents=True)
     os.link(idx / LEGACY_INDEX_FILE, idx / PARTS_DIR / "00000001" / "data_0.parquet")
