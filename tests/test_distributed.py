@@ -32,7 +32,7 @@ def tree(tmp_path_factory):
 
 def test_dask_backend_gives_the_same_index_as_the_local_one(tree, tmp_path):
     local = build_index(tree, tmp_path / "local", progress=False)
-    options = DaskOptions(workers=2, threads_per_task=1, shard_files=10)
+    options = DaskOptions(workers=2, threads_per_task=1, shard_files=5)  # more shards than are sent at once
     distributed = build_index(tree, tmp_path / "dask", progress=False, dask=options)
     assert distributed.scanned == local.scanned == 48
     assert distributed.by_status == local.by_status

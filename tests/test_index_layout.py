@@ -408,3 +408,57 @@ def test_a_full_disk_during_compaction_leaves_the_index(tmp_path):
     assert (idx / MANIFEST_FILE).read_text() == manifest and read_index(idx).equals(before)
     compact_index(idx, progress=False, target_rows=64)
     assert read_index(idx).equals(before)
+
+
+def test_files_with_no_size_or_mtime_are_not_rewritten_by_every_rescan(tmp_path):
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    make_files(src, names(6))
+    (src / "dangling.dcm").symlink_to(src / "nowhere.dcm")
+    os.mkfifo(src / "pipe.dcm")
+    build_index(src, idx, progress=False)
+    before = IndexStore(idx).read()
+    assert before.filter(pa.compute.is_null(before.column("file_size"))).num_rows >= 1
+    again = build_index(src, idx, progress=False)
+    assert (again.scanned, again.committed) == (0, False)
+    assert IndexStore(idx).read().equals(before)
+
+
+def test_a_scan_killed_after_its_commit_counts_no_file_as_resumed(tmp_path):
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    make_files(src, names(20))
+    build_index(src, idx, progress=False)
+    make_files(src, names(4, start=20))
+
+    def stop_when_done(name):
+        if name == "commit:done":
+            raise Stop
+
+    with pytest.raises(Stop):
+        build_index(src, idx, progress=False, checkpoint=stop_when_done)
+    before = IndexStore(idx).read()
+    again = build_index(src, idx, progress=False)
+    assert (again.resumed, again.scanned, again.unchanged, again.committed) == (0, 0, 24, False)
+    assert IndexStore(idx).read().equals(before)
+
+
+def test_a_scan_that_commits_drops_a_killed_compactions_work(tmp_path):
+    src, idx = tmp_path / "src", tmp_path / "idx"
+    make_files(src, names(40))
+    build_index(src, idx, progress=False, part_rows=8)
+    make_files(src, names(5), tag="c")
+    build_index(src, idx, progress=False)
+
+    def stop_after_one(name):
+        if name == "compact:part":
+            raise Stop
+
+    with pytest.raises(Stop):
+        compact_index(idx, progress=False, checkpoint=stop_after_one, target_rows=16)
+    assert (idx / ".compacting").exists()
+    make_files(src, names(3, start=40))
+    build_index(src, idx, progress=False)
+    assert not (idx / ".compacting").exists()
+    before = IndexStore(idx).read()
+    compact_index(idx, progress=False, target_rows=16)
+    assert IndexStore(idx).read().equals(before)
+    assert_one_row_per_file(idx)

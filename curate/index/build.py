@@ -32,12 +32,13 @@ from curate import _native
 from curate.errors import ConfigError, SourceNotFoundError
 from curate.files import atomic_path, is_partial
 from curate.index.commit import Checkpoint, commit_scan, no_checkpoint
+from curate.index.compact import WORK_DIR as COMPACTION_DIR
 from curate.index.dask import DaskOptions
 from curate.index.derive import DERIVE_VERSION, DeriveCounts, add_derived_columns
 from curate.index.legacy import convert_legacy
 from curate.index.manifest import INDEX_FORMAT, Manifest, no_room_is_an_error, remove_unlisted, writer_lock
 from curate.index.scan import PathsLike, as_path_list, open_columns
-from curate.index.store import STAGING_DIR, IndexStore, limit_memory, sql_list, sql_string
+from curate.index.store import STAGING_DIR, IndexStore, limit_memory, same_file, sql_list, sql_string
 from curate.index.summary import ScanSummary
 from curate.index.tags import ColumnSpec, resolve_tags
 from curate.progress import progress_bar
@@ -118,8 +119,7 @@ def build_index(
                 todo, staging, columns, threads, batch_size, part_rows, progress, summary.derive, on_part
             )
         else:
-            paths = [p for chunk in todo.chunks() for p in chunk]
-            summary.scanned = _scan_on_dask(paths, staging, columns, dask, progress, summary.derive, on_part)
+            summary.scanned = _scan_on_dask(todo, staging, columns, dask, progress, summary.derive, on_part)
         if listing is None:
             summary.listed = summary.scanned
         summary.unchanged = summary.listed - summary.scanned - summary.resumed
@@ -135,6 +135,10 @@ def build_index(
         )
         summary.committed = written is not None
         shutil.rmtree(staging, ignore_errors=True)
+        if written is not None:
+            # A killed compaction's work was for the previous generation: a resumed
+            # compaction would discard it anyway, and it may hold large parts.
+            shutil.rmtree(index_dir / COMPACTION_DIR, ignore_errors=True)
         _count_final(summary)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -234,19 +238,22 @@ def _plan(
     try:
         con.execute(f"CREATE VIEW listing AS SELECT * FROM read_parquet({sql_string(listing)})")
         done = []
-        if staged:
-            done.append(f"SELECT path, file_size, mtime FROM read_parquet({sql_list(staged)})")
-            summary.resumed = con.execute(
-                f"SELECT count(*) FROM listing SEMI JOIN ({done[0]}) USING (path, file_size, mtime)"
-            ).fetchall()[0][0]
         if base is not None:
             rows = IndexStore(index_dir).rows_sql(base)
             done.append(f"SELECT path, file_size, mtime FROM ({rows}) WHERE status <> 'vanished'")
+        if staged:
+            # Staged rows the index already holds (a scan killed after its commit) are
+            # unchanged files, not resumed ones.
+            done.insert(0, f"SELECT path, file_size, mtime FROM read_parquet({sql_list(staged)})")
+            summary.resumed = con.execute(
+                f"SELECT count(*) FROM listing l SEMI JOIN ({done[0]}) s ON {same_file('l', 's')}"
+                + "".join(f" ANTI JOIN ({d}) d{i} ON {same_file('l', f'd{i}')}" for i, d in enumerate(done[1:]))
+            ).fetchall()[0][0]
         summary.listed = con.execute("SELECT count(*) FROM listing").fetchall()[0][0]
-        anti = "".join(f" ANTI JOIN ({d}) USING (path, file_size, mtime)" for d in done)
+        anti = "".join(f" ANTI JOIN ({d}) d{i} ON {same_file('l', f'd{i}')}" for i, d in enumerate(done))
         todo = staging / "todo.parquet"
         with atomic_path(todo) as partial:
-            query = f"SELECT path FROM listing{anti} ORDER BY path"
+            query = f"SELECT l.path FROM listing l{anti} ORDER BY l.path"
             con.execute(f"COPY ({query}) TO {sql_string(partial)} (FORMAT parquet)")
         total = pq.read_metadata(todo).num_rows
     finally:
@@ -333,7 +340,7 @@ def _scan_into_parts(
 
 
 def _scan_on_dask(
-    paths: list[str],
+    todo: _Todo,
     staging: Path,
     columns: Sequence[ColumnSpec],
     options: DaskOptions,
@@ -348,7 +355,7 @@ def _scan_on_dask(
         return progress_bar(total, "scan (dask)", enabled=progress)
 
     first = _next_part_number(staging)
-    return dask.scan_into_parts(paths, staging, first, columns, options, bar, derive_counts, on_part)[1]
+    return dask.scan_into_parts(todo.chunks(), todo.total, staging, first, columns, options, bar, derive_counts, on_part)[1]
 
 
 def _count_final(summary: ScanSummary) -> None:

@@ -29,7 +29,7 @@ from curate.index.manifest import (
     write_manifest,
 )
 from curate.index.schema import ROW_ID, error_message
-from curate.index.store import IndexStore, limit_memory, sql_list, sql_string
+from curate.index.store import IndexStore, limit_memory, same_file, sql_list, sql_string
 
 #: Rows per row group of a part; a part holds one staged part's rows (or a compacted
 #: group of them).
@@ -156,9 +156,9 @@ def _newest_staged(con, staged: Sequence[Path], listed: bool, keep_current: bool
     if not staged:
         con.execute("CREATE TEMP TABLE newest (path VARCHAR, filename VARCHAR)")
         return
-    filters = " SEMI JOIN listing USING (path, file_size, mtime)" if listed else ""
+    filters = f" SEMI JOIN listing l ON {same_file('s', 'l')}" if listed else ""
     if keep_current:
-        filters += " ANTI JOIN (SELECT * FROM cur WHERE status <> 'vanished') USING (path, file_size, mtime)"
+        filters += f" ANTI JOIN (SELECT * FROM cur WHERE status <> 'vanished') c ON {same_file('s', 'c')}"
     con.execute(
         f"CREATE TEMP VIEW staged AS SELECT s.* FROM read_parquet({sql_list(staged)}, filename=true) s{filters}"
     )

@@ -11,8 +11,10 @@ folder at the same paths (a shared filesystem).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from curate.index.derive import DeriveCounts
@@ -68,8 +70,22 @@ def scan_shard(paths: list[str], columns: list[ColumnSpec], threads: int, target
     return table.num_rows, counts.nulled
 
 
+def shards_of(chunks: Iterable[list[str]], size: int) -> Iterator[list[str]]:
+    """The paths of `chunks`, regrouped into lists of `size` (the last one shorter)."""
+    shard: list[str] = []
+    for chunk in chunks:
+        for path in chunk:
+            shard.append(path)
+            if len(shard) == size:
+                yield shard
+                shard = []
+    if shard:
+        yield shard
+
+
 def scan_into_parts(
-    paths: list[str],
+    chunks: Iterable[list[str]],
+    total: int,
     staging: Path,
     first_part: int,
     columns: Sequence[ColumnSpec],
@@ -78,31 +94,34 @@ def scan_into_parts(
     derive_counts: DeriveCounts,
     on_part: Callable[[int], None] | None,
 ) -> tuple[int, int]:
-    """Parse `paths` on Dask into staged parts; returns (parts, rows) written."""
-    if not paths:
+    """Parse the `total` paths of `chunks` on Dask into staged parts; returns (parts,
+    rows) written. Shards are sent as earlier ones finish, a few per worker at a time, so
+    the client never holds the whole list of paths (nor a future for each shard)."""
+    if not total:
         return 0, 0
     from dask.distributed import as_completed
 
-    shards = [paths[i : i + options.shard_files] for i in range(0, len(paths), options.shard_files)]
-    targets = [str(staging / f"part-{first_part + i:06d}.parquet") for i in range(len(shards))]
+    shards = enumerate(shards_of(chunks, options.shard_files))
     written = rows = 0
-    with dask_client(options) as client:
-        futures = client.map(
-            scan_shard,
-            shards,
-            [list(columns)] * len(shards),
-            [options.threads_per_task] * len(shards),
-            targets,
-            pure=False,
-        )
-        with progress_bar(len(paths)) as bar:
-            for future in as_completed(futures):
-                shard_rows, nulled = future.result()
-                rows += shard_rows
-                written += 1
-                for reason, count in nulled.items():
-                    derive_counts.add(reason, count)
-                bar.update(shard_rows)
-                if on_part is not None:
-                    on_part(first_part + written)
+    with dask_client(options) as client, progress_bar(total) as bar:
+        in_flight = max(2, 2 * len(client.nthreads()))
+        send = partial(client.submit, scan_shard, pure=False)
+        pending = as_completed()
+        for i, shard in itertools.islice(shards, in_flight):
+            pending.add(send(shard, list(columns), options.threads_per_task, _target(staging, first_part + i)))
+        for future in pending:
+            shard_rows, nulled = future.result()
+            rows += shard_rows
+            written += 1
+            for reason, count in nulled.items():
+                derive_counts.add(reason, count)
+            bar.update(shard_rows)
+            if on_part is not None:
+                on_part(first_part + written)
+            for i, shard in itertools.islice(shards, 1):
+                pending.add(send(shard, list(columns), options.threads_per_task, _target(staging, first_part + i)))
     return written, rows
+
+
+def _target(staging: Path, number: int) -> str:
+    return str(staging / f"part-{number:06d}.parquet")

@@ -52,6 +52,17 @@ def limit_memory(con, spill: str | os.PathLike[str], limit: str = DUCKDB_MEMORY)
     con.execute(f"SET temp_directory = {sql_string(spill)}")
 
 
+def same_file(left: str, right: str) -> str:
+    """A join condition: the rows `left` and `right` (table aliases) are the same file in
+    the same state. A missing size or mtime (a broken link, a FIFO) matches a missing
+    one: ``USING`` would never match it, and such a file would be parsed and written
+    again at every rescan."""
+    return " AND ".join(
+        [f"{left}.path = {right}.path"]
+        + [f"{left}.{key} IS NOT DISTINCT FROM {right}.{key}" for key in ("file_size", "mtime")]
+    )
+
+
 def sql_list(items) -> str:
     """`items` as a DuckDB list of string literals."""
     return "[" + ", ".join(sql_string(i) for i in items) + "]"
