@@ -355,7 +355,9 @@ def _scan_on_dask(
         return progress_bar(total, "scan (dask)", enabled=progress)
 
     first = _next_part_number(staging)
-    return dask.scan_into_parts(todo.chunks(), todo.total, staging, first, columns, options, bar, derive_counts, on_part)[1]
+    return dask.scan_into_parts(
+        todo.chunks(), todo.total, staging, first, columns, options, bar, derive_counts, on_part
+    )[1]
 
 
 def _count_final(summary: ScanSummary) -> None:
