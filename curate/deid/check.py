@@ -35,9 +35,10 @@ CHARSET_VRS = {"LO", "LT", "PN", "SH", "ST", "UC", "UT"}
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
-def file_problem(path, ds: Dataset, identity: Identity, profile: Profile) -> str | None:
+def file_problem(path, ds: Dataset, identity: Identity, profile: Profile, trailer: bytes = b"") -> str | None:
     """Why the file just written at `path` from `ds` must not be put in place, or None.
-    Its header is read back from the file, up to Pixel Data: the bytes as written."""
+    Its header is read back from the file, up to Pixel Data: the bytes as written; the
+    `trailer` (the bytes written after Pixel Data) is searched with it."""
     with open(path, "rb") as fp:
         written = dcmread(fp, stop_before_pixels=True, force=True)
         end = fp.tell()  # pydicom stops at the start of the Pixel Data element
@@ -48,7 +49,7 @@ def file_problem(path, ds: Dataset, identity: Identity, profile: Profile) -> str
         # The file's bytes are compressed (and pydicom read them all): search the data set
         # as it reads, encoded plainly, not bytes a name could only match by chance.
         header = _plain_bytes(written)
-    return _problem(header, written, ds, identity, profile)
+    return _problem(header + trailer, written, ds, identity, profile)
 
 
 def _plain_bytes(ds: Dataset) -> bytes:

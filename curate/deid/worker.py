@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydicom.uid import ImplicitVRLittleEndian
+
 from curate.deid.check import file_problem
 from curate.deid.engine import Deidentifier, Identity
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
+from curate.deid.segments import Unparsable, text_segments
+from curate.deid.split import CannotSplit, SplitFile, copy_range, encode_elements, read_range, split_file
 from curate.files import atomic_path
 
 #: The folder name for a study or series whose UID the source lacks.
 UNKNOWN_UID = "unknown"
+#: Why a file is held back for what its encapsulated pixel data says.
+PIXEL_TEXT_LEAK = "identifying text in a segment of encapsulated Pixel Data"
 
 
 class _Rejected(Exception):
@@ -35,7 +41,11 @@ def output_path(output: Path, pseudo: Pseudonymizer, row: dict) -> Path:
 
 def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_root: str) -> tuple[str, str | None]:
     """One worker task: read, de-identify, write under a temporary name, check, rename.
-    Returns ("written", None) or ("failed", the reason)."""
+    Returns ("written", None) or ("failed", the reason).
+
+    Only the header and the elements after Pixel Data are parsed and rewritten; the
+    pixel element's bytes are copied from the source by the kernel (:mod:`curate.deid.split`).
+    A file that cannot be cut so is read and written whole by pydicom."""
     import logging
     import warnings
 
@@ -45,19 +55,32 @@ def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
 
+    split = None
     try:
-        ds = pydicom.dcmread(source)
+        try:
+            split = split_file(source)
+            ds = split.dataset
+        except CannotSplit:
+            ds = pydicom.dcmread(source)
     except Exception as err:  # pydicom raises many kinds on broken files
         return "failed", f"unreadable: {type(err).__name__}"
     try:
         identity = Identity.of(ds)
+        if split is not None and split.fragments:
+            problem = _pixel_text(source, split, str(ds.file_meta.TransferSyntaxUID), identity)
+            if problem:
+                return "failed", problem
         profile = Profile(options)
         Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity)
         with atomic_path(target) as partial:
-            ds.save_as(partial, enforce_file_format=True)
+            if split is None:
+                ds.save_as(partial, enforce_file_format=True)
+                trailer = b""
+            else:
+                trailer = _write_split(partial, ds, split, source)
             # The header as written must decode under its own character set and must not
             # hold the patient's names, IDs or birth date: else the file is not put in place.
-            problem = file_problem(partial, ds, identity, profile)
+            problem = file_problem(partial, ds, identity, profile, trailer)
             if problem:
                 raise _Rejected(problem)  # leaving the block by an exception removes the file
     except _Rejected as rejected:
@@ -65,3 +88,43 @@ def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_
     except Exception as err:
         return "failed", f"cannot write: {type(err).__name__}"
     return "written", None
+
+
+def _pixel_text(source: str, split: SplitFile, transfer_syntax: str, identity: Identity) -> str | None:
+    """Why the file is held back for what its encapsulated pixel data says, or None: a
+    comment or application segment of a codestream that holds the patient's names, IDs
+    or birth date (as the header check searches them), or codestreams that cannot be
+    walked, whose every byte is searched instead."""
+    pattern = identity.pattern()
+    if pattern is None:
+        return None
+    try:
+        texts = [segment.data for segment in text_segments(source, split.fragments, transfer_syntax)]
+    except Unparsable:
+        texts = [read_range(source, f.offset, f.length) for f in split.fragments]
+    for data in texts:
+        if any(pattern.search(data.decode(encoding, errors="ignore")) for encoding in ("utf-8", "latin-1")):
+            return PIXEL_TEXT_LEAK
+    return None
+
+
+def _write_split(partial: Path, ds, split: SplitFile, source: str) -> bytes:
+    """Write `ds` (de-identified, without pixel data) around the source's pixel element:
+    the elements before it, its bytes copied as they are, then the elements after it.
+    Returns the bytes written after the pixel element."""
+    from pydicom.dataset import Dataset
+
+    with open(source, "rb") as src:
+        src.seek(split.pixel_start)
+        pixel_tag = int.from_bytes(src.read(2), "little") << 16 | int.from_bytes(src.read(2), "little")
+        head, tail = Dataset(), Dataset()
+        for element in ds:
+            (head if element.tag < pixel_tag else tail).add(element)
+        head.file_meta, head.preamble = ds.file_meta, ds.preamble
+        implicit = ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+        trailer = encode_elements(tail, implicit) if len(tail) else b""
+        with open(partial, "wb") as out:
+            head.save_as(out, enforce_file_format=True)
+            copy_range(src, out, split.pixel_start, split.pixel_end - split.pixel_start)
+            out.write(trailer)
+    return trailer

@@ -1,0 +1,172 @@
+"""Text segments inside encapsulated pixel data: JPEG comments and application segments,
+and JPEG 2000 comments, where writers put names, IDs and dates.
+
+The codestreams are walked by their marker segments' lengths, never by guessing: in a
+JPEG, from SOI to each SOS, then through the entropy-coded data to the next marker (a
+0xFF there is always followed by 0x00 or a restart marker, so the next other marker is
+real); in JPEG 2000, through the main header and every tile-part header (whose SOT gives
+the tile-part's length). The same holds for JPEG-LS, whose coded bytes after 0xFF have
+the high bit clear.
+
+Kept, because decoding may depend on them: APP0 (JFIF), APP2 (ICC profile), APP14
+(Adobe colour transform). Every other APPn segment, and every comment, is text.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+from dataclasses import dataclass
+
+from curate.deid.split import Fragment
+
+COM, SOS, EOI, SOI = 0xFE, 0xDA, 0xD9, 0xD8
+KEPT_APPS = {0xE0, 0xE2, 0xEE}
+#: Markers with no length field (PS3.5 does not matter here: ITU-T T.81 B.1.1.3).
+STANDALONE = {0x01, *range(0xD0, 0xD9)}
+#: The next marker in entropy-coded data: 0xFF and a marker code (0xC0 and up, restarts
+#: and fill aside). JPEG stuffs a zero after a coded 0xFF, JPEG-LS a byte below 0x80.
+NEXT_MARKER = re.compile(rb"\xff[\xc0-\xcf\xd8-\xfe]")
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+#: JPEG (.50 to .70), JPEG-LS (.80, .81), JPEG 2000 (.90 to .93) and HTJ2K (.201 to .203).
+JPEG_FAMILY = tuple(f"1.2.840.10008.1.2.4.{n}" for n in (50, 51, 57, 70, 80, 81, 90, 91, 92, 93, 201, 202, 203))
+JP2_SIGNATURE = b"jP  "
+#: JP2 boxes that hold the image and how to show it; any other box (XML, UUID, IPR,
+#: labels, URLs) may hold text.
+JP2_IMAGE_BOXES = {b"jP  ", b"ftyp", b"rreq", b"jp2h", b"jp2c", b"res ", b"ihdr", b"colr", b"bpcc", b"pclr", b"cmap"}
+J2K_SOC, J2K_SOT, J2K_SOD, J2K_EOC, J2K_COM = 0xFF4F, 0xFF90, 0xFF93, 0xFFD9, 0xFF64
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A text segment: its kind (``COM``, ``APP1`` ...) and its bytes, marker included."""
+
+    kind: str
+    data: bytes
+
+
+class Unparsable(Exception):
+    """The codestream's structure does not hold: it cannot be searched by its markers."""
+
+
+def text_segments(path, fragments: list[Fragment], transfer_syntax: str) -> list[Segment]:
+    """Every text segment in the fragments (the basic offset table, the first item, is
+    skipped). A fragment that starts no codestream continues the previous one's frame.
+    RLE holds no text; a transfer syntax whose codestreams are not walked here (video,
+    for one) raises :class:`Unparsable`."""
+    if transfer_syntax == RLE_LOSSLESS:
+        return []  # a header of segment offsets, then runs of pixel bytes
+    if transfer_syntax not in JPEG_FAMILY:
+        raise Unparsable(f"codestreams of transfer syntax {transfer_syntax} are not searched")
+    found: list[Segment] = []
+    with open(path, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for frame in _frames(data, fragments[1:]):
+            if len(frame) == 1:
+                view, start, end = data, frame[0].offset, frame[0].offset + frame[0].length
+            else:  # a frame cut into fragments: walked as one codestream
+                view = b"".join(data[f.offset : f.offset + f.length] for f in frame)
+                start, end = 0, len(view)
+            head = view[start : start + 2]
+            if head == b"\xff\xd8":
+                found += _jpeg(view, start, end)
+            elif head == b"\xff\x4f":
+                found += _j2k(view, start, end)
+            elif view[start + 4 : start + 8] == JP2_SIGNATURE:
+                found += _jp2(view, start, end)
+            else:
+                raise Unparsable("a fragment that starts no JPEG or JPEG 2000 codestream")
+    return found
+
+
+def _frames(data, fragments: list[Fragment]) -> list[list[Fragment]]:
+    """The fragments grouped by frame: a frame starts with a fragment that starts a codestream."""
+    frames: list[list[Fragment]] = []
+    for fragment in fragments:
+        starts = data[fragment.offset : fragment.offset + 2] in (b"\xff\xd8", b"\xff\x4f") or (
+            data[fragment.offset + 4 : fragment.offset + 8] == JP2_SIGNATURE
+        )
+        if starts or not frames:
+            frames.append([fragment])
+        else:
+            frames[-1].append(fragment)
+    return frames
+
+
+def _jpeg(data, start: int, end: int) -> list[Segment]:
+    found = []
+    position = start + 2
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            raise Unparsable(f"no marker at byte {position}")
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill bytes before a marker
+            position += 1
+            continue
+        if marker == EOI:
+            return found
+        if marker in STANDALONE:
+            position += 2
+            continue
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        segment_end = position + 2 + length
+        if length < 2 or segment_end > end:
+            raise Unparsable(f"a segment running past its fragment at byte {position}")
+        if marker == COM or (0xE0 <= marker <= 0xEF and marker not in KEPT_APPS):
+            found.append(Segment("COM" if marker == COM else f"APP{marker - 0xE0}", bytes(data[position:segment_end])))
+        position = segment_end
+        if marker == SOS:
+            following = NEXT_MARKER.search(data, position, end)
+            if following is None:
+                return found  # the frame continues in the next fragment
+            position = following.start()
+    return found
+
+
+def _j2k(data, start: int, end: int) -> list[Segment]:
+    found = []
+    position = start + 2
+    tile_part_end = None
+    while position + 4 <= end:
+        marker = int.from_bytes(data[position : position + 2], "big")
+        if marker == J2K_EOC:
+            return found
+        if marker == J2K_SOD:
+            if tile_part_end is None:
+                raise Unparsable(f"SOD without SOT at byte {position}")
+            position, tile_part_end = tile_part_end, None
+            continue
+        if marker >> 8 != 0xFF:
+            raise Unparsable(f"no marker at byte {position}")
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        segment_end = position + 2 + length
+        if length < 2 or segment_end > end:
+            raise Unparsable(f"a segment running past its fragment at byte {position}")
+        if marker == J2K_SOT:
+            tile_part = int.from_bytes(data[position + 6 : position + 10], "big")
+            tile_part_end = position + tile_part if tile_part else end
+        if marker == J2K_COM:
+            found.append(Segment("COM", bytes(data[position:segment_end])))
+        position = segment_end
+    return found
+
+
+def _jp2(data, start: int, end: int) -> list[Segment]:
+    """The JP2 file format (ISO/IEC 15444-1 Annex I): boxes, one of them the codestream."""
+    found = []
+    position = start
+    while position + 8 <= end:
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = bytes(data[position + 4 : position + 8])
+        header = 8
+        if length == 1:
+            length, header = int.from_bytes(data[position + 8 : position + 16], "big"), 16
+        elif length == 0:
+            length = end - position  # the last box runs to the end
+        if length < header or position + length > end:
+            raise Unparsable(f"a JP2 box running past its fragment at byte {position}")
+        if kind == b"jp2c":
+            found += _j2k(data, position + header, position + length)
+        elif kind not in JP2_IMAGE_BOXES:
+            found.append(Segment(kind.decode("latin-1").strip(), bytes(data[position : position + length])))
+        position += length
+    return found
