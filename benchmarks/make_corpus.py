@@ -194,6 +194,23 @@ def filler_bytes(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size + size % 2)
 
 
+J2K_SYNTAXES = {f"1.2.840.10008.1.2.4.{n}" for n in (90, 91, 92, 93, 201, 202, 203)}
+
+
+def codestream(chunk: bytes, syntax: str) -> bytes:
+    """`chunk` framed as a codestream of `syntax`, as a real fragment starts: JPEG 2000
+    (SOC, one tile-part whose SOT spans the fragment, SOD) or JPEG (SOI, SOS); the
+    filler then holds no 0xFF, which coded data would have stuffed. Readers that walk a
+    codestream's markers (de-identification does) find it well formed."""
+    if syntax == pydicom.uid.RLELossless:
+        return chunk
+    if syntax in J2K_SYNTAXES:
+        tile_part = 12 + 2 + len(chunk)
+        sot = b"\xff\x90\x00\x0a\x00\x00" + tile_part.to_bytes(4, "big") + b"\x00\x01"
+        return b"\xff\x4f" + sot + b"\xff\x93" + chunk
+    return b"\xff\xd8\xff\xda\x00\x02" + chunk.replace(b"\xff", b"\xfe")
+
+
 def set_pixel_data(ds: pydicom.Dataset, filler: bytes) -> None:
     """Replace the pixel data with `filler`; remove it when `filler` is empty.
 
@@ -210,7 +227,9 @@ def set_pixel_data(ds: pydicom.Dataset, filler: bytes) -> None:
         frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
         step = -(-len(filler) // frames)
         step += step % 2  # fragments must have even length
-        element.value = encapsulate([filler[i : i + step] for i in range(0, len(filler), step)])
+        syntax = str(ds.file_meta.TransferSyntaxUID)
+        chunks = [filler[i : i + step] for i in range(0, len(filler), step)]
+        element.value = encapsulate([codestream(chunk, syntax) for chunk in chunks])
         element.is_undefined_length = True
     else:
         element.value = filler
@@ -245,7 +264,7 @@ def stamp_pixels(ds: pydicom.Dataset, inst: Instance) -> None:
     value = ds.get("PixelData")
     if value is None or len(value) <= 32:
         return
-    stamp = hashlib.sha256(inst.sop_uid.encode()).digest()[:16]
+    stamp = hashlib.sha256(inst.sop_uid.encode()).digest()[:16].replace(b"\xff", b"\xfe")  # no marker
     ds.PixelData = bytes(value[:-16]) + stamp
 
 

@@ -141,3 +141,14 @@ def test_an_encoders_comment_is_not_taken_for_the_patient(tmp_path):
     segment = jpeg_segment(0xFE, b"Created by an encoder, version 2")
     source = with_segment(testdata("SC_rgb_jpeg_dcmtk.dcm"), tmp_path / "src.dcm", segment, "head", PatientName=NAME)
     assert deid(source, tmp_path / "out.dcm") == ("written", None)
+
+
+@pytest.mark.parametrize("text, status", [(b"Zyxwbrook", "failed"), (b"no name here", "written")])
+def test_a_codestream_that_cannot_be_walked_is_searched_whole(tmp_path, text, status):
+    ds = pydicom.dcmread(testdata("MR_small_jp2klossless.dcm"))
+    frame = b"\x00\x01not a codestream: " + text
+    ds.PixelData = encapsulate([frame + b"\0" * (len(frame) % 2)])
+    ds.PatientName = NAME
+    source = tmp_path / "src.dcm"
+    ds.save_as(source)
+    assert deid(source, tmp_path / "out.dcm")[0] == status

@@ -128,12 +128,6 @@ def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> t
         position += length
 
 
-def read_range(path: str | os.PathLike[str], offset: int, length: int) -> bytes:
-    with open(path, "rb") as fp:
-        fp.seek(offset)
-        return fp.read(length)
-
-
 def copy_range(source: BinaryIO, target: BinaryIO, offset: int, length: int) -> None:
     """Append `length` bytes of `source` from `offset` to `target`, in the kernel where it
     can (``copy_file_range``, then ``sendfile``), else through a buffer."""
