@@ -26,8 +26,10 @@ from pydicom.values import TEXT_VR_DELIMS
 
 from curate.deid.engine import Identity
 from curate.deid.profile import Profile
+from curate.deid.uids import uids_in
 
 HEADER_LEAK = "identifying text left in the header"
+UID_LEAK = "a source UID left in the header"
 CHARSET_MISMATCH = "text not in the declared Specific Character Set"
 TEXT_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
 #: The VRs whose values the Specific Character Set governs (PS3.5 6.1.2.3).
@@ -86,6 +88,8 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
         _decode_all(written, None, texts)
     except (UnicodeError, LookupError):  # bytes that do not fit, or a set no codec reads
         return CHARSET_MISMATCH
+    if not profile.options.retain_uids and uids_in(header, identity.uids):
+        return UID_LEAK
     pattern = identity.pattern()
     if pattern is None:
         return None

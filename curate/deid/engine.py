@@ -31,6 +31,7 @@ from pydicom.sequence import Sequence
 
 from curate.deid.profile import TABLE_EDITION, Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
+from curate.deid.uids import identifying_uids, identifying_values, is_well_known
 
 IMPLEMENTATION_VERSION = "CURATE_DEID_1"
 #: curate's Implementation Class UID: a UUID-derived UID (PS3.5 B.2), the same everywhere.
@@ -92,6 +93,9 @@ class Identity:
     patient_id: str
     issuer: str
     words: list[str] = field(default_factory=list)
+    #: Every identifying UID of the source (:mod:`curate.deid.uids`), which the output
+    #: must not hold unless Retain UIDs keeps them.
+    uids: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, ds: Dataset) -> Identity:
@@ -124,6 +128,7 @@ class Identity:
             patient_id=patient_id,
             issuer=issuer,
             words=sorted(words, key=len, reverse=True),
+            uids=identifying_uids(ds),
         )
 
     def pattern(self) -> re.Pattern | None:
@@ -229,6 +234,9 @@ class Deidentifier:
                 action = self.profile.action(int(tag), file.sop_class, parent)
             if action == "C" and element.VR in BINARY_VRS:
                 action = "X"  # bytes nobody can read (UN) or bitmaps (overlays) cannot be cleaned
+            if action == "K" and element.VR == "UI" and not self.options.retain_uids:
+                if identifying_values(element.keyword, element.value):
+                    action = "U"  # a UID the table does not list still names one thing
             if action == "X":
                 del ds[tag]
             elif element.VR == "SQ":
@@ -273,9 +281,11 @@ class Deidentifier:
         return DUMMIES.get(element.VR, DUMMY_TEXT)
 
     def _uids(self, value):
+        # A well-known UID (a DICOM-defined frame of reference, a coding scheme) names
+        # no one and keeps its meaning.
         if _is_multi(value):
-            return [self.pseudo.uid(str(v)) for v in value]
-        return self.pseudo.uid(str(value)) if value else value
+            return [str(v) if is_well_known(str(v)) else self.pseudo.uid(str(v)) for v in value]
+        return self.pseudo.uid(str(value)) if value and not is_well_known(str(value)) else value
 
     def _clean(self, element: DataElement, identity: Identity, shift: dt.timedelta):
         value = element.value

@@ -58,7 +58,7 @@ MANIFEST = ".curate-deid.json"
 SPOOL_BATCH_ROWS = 65_536
 #: Raised whenever what curate writes for the same input, settings and key changes: an
 #: output folder begun under other rules is not resumed (its files would differ).
-RULES_VERSION = 2
+RULES_VERSION = 3
 #: Attributes whose source values must not reappear in the output (checked after writing).
 VERIFY_TAGS = [
     "PatientName",
