@@ -25,10 +25,12 @@ def is_partial(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], mode: int | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], mode: int | None = None, replace: bool = True) -> Iterator[Path]:
     """A temporary path to write `path` through: renamed onto `path` when the block ends
     without an exception, removed when it raises. With `mode`, the file has exactly
-    those permissions from its first byte, whatever the umask."""
+    those permissions from its first byte, whatever the umask. With ``replace=False``,
+    a `path` that exists (another writer's) is left alone and :class:`FileExistsError`
+    raised, atomically: the file is published by a hard link, which never overwrites."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_name(path)
@@ -39,9 +41,24 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = None) -> Iterat
         yield partial
         if mode is not None:
             os.chmod(partial, mode)  # a writer that recreated the file gets the mode back
-        os.replace(partial, path)
+        if replace:
+            os.replace(partial, path)
+        else:
+            _publish_new(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _publish_new(partial: Path, path: Path) -> None:
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        # A filesystem without hard links: a check, then a rename (a narrow race).
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(partial, path)
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int | None = None) -> Path:

@@ -97,10 +97,10 @@ def test_mapping_is_kept_only_where_asked_and_never_in_the_output(tree, tmp_path
     assert not any("map" in p.name for p in out.rglob("*"))
 
 
-def test_verification_catches_a_value_that_survived(tree, tmp_path, monkeypatch):
+def forget_patient_name(monkeypatch) -> None:
+    """A broken engine that forgets to clean PatientName."""
     from curate.deid import engine
 
-    # A broken engine that forgets to clean PatientName must fail the run.
     real = engine.Deidentifier._dataset
 
     def leaky(self, ds, *walk):
@@ -110,10 +110,41 @@ def test_verification_catches_a_value_that_survived(tree, tmp_path, monkeypatch)
             ds.PatientName = name
 
     monkeypatch.setattr(engine.Deidentifier, "_dataset", leaky)
+
+
+def test_a_file_the_check_holds_back_is_counted_withheld_not_leaked(tree, tmp_path, monkeypatch):
+    forget_patient_name(monkeypatch)
     summary = deidentify_tree(tree, tmp_path / "out", KEY, progress=False, workers=1)
-    assert summary.failed["identifying text left in the header"] == 3
-    assert summary.leaks == 3 and not summary.ok
+    assert dict(summary.withheld) == {"identifying text left in the header": 3}
+    assert summary.leaks == 0 and summary.ok and summary.exit_code == 0
     assert not list((tmp_path / "out").rglob("*.dcm")), "a file that fails the check is never put in place"
+    assert "withheld by a check" in summary.format() and "verification: passed" in summary.format()
+
+
+def test_verification_catches_a_value_that_survived(tree, tmp_path, monkeypatch):
+    from curate.deid import worker
+
+    # The engine forgets the name and the per-file check is gone: the last pass must see it.
+    forget_patient_name(monkeypatch)
+    monkeypatch.setattr(worker, "file_problem", lambda *args: None)
+    summary = deidentify_tree(tree, tmp_path / "out", KEY, progress=False, workers=1)
+    assert summary.written == 3 and sum(summary.withheld.values()) == 0
+    assert summary.leaks == 3 and not summary.ok and summary.exit_code == 3
+
+
+def test_two_files_with_one_sop_instance_uid_never_overwrite(tmp_path):
+    src = tmp_path / "src"
+    uid = "1.3.6.1.4.1.9590.100.1.2.4242"
+    same = dict(PatientID="A1", SOPInstanceUID=uid, StudyInstanceUID=uid + ".1", SeriesInstanceUID=uid + ".2")
+    write(image_dataset(InstanceNumber="1", **same), src / "a.dcm")
+    write(image_dataset(InstanceNumber="2", **same), src / "b.dcm")
+    summary = deidentify_tree(src, tmp_path / "out", KEY, progress=False, workers=2)
+    assert (summary.written, summary.clashes, summary.ok) == (1, 1, True)
+    [written] = list((tmp_path / "out").rglob("*.dcm"))
+    import pydicom
+
+    assert pydicom.dcmread(written).InstanceNumber in (1, 2)  # one whole file, not a mix
+    assert "same SOP Instance UID as another file" in summary.format()
 
 
 def test_options_keep_what_they_say(tree, tmp_path):

@@ -31,10 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.deid.check import HEADER_LEAK
+from curate.deid.check import HEADER_LEAK, UID_LEAK
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
-from curate.deid.worker import deidentify_file, output_path
+from curate.deid.worker import PIXEL_TEXT_LEAK, SOP_INSTANCE_CLASH, deidentify_file, output_path
 from curate.errors import DeidOutputError, SourceNotFoundError
 from curate.files import atomic_path, is_partial, write_atomic
 from curate.index.schema import error_kind
@@ -55,6 +55,8 @@ PLAN_TAGS = [
     "IssuerOfPatientID",
 ]
 MANIFEST = ".curate-deid.json"
+#: What a check says of a file it holds back: never written, so never a leak.
+WITHHELD = (HEADER_LEAK, UID_LEAK, PIXEL_TEXT_LEAK)
 SPOOL_BATCH_ROWS = 65_536
 #: Raised whenever what curate writes for the same input, settings and key changes: an
 #: output folder begun under other rules is not resumed (its files would differ).
@@ -119,7 +121,12 @@ class DeidSummary(StageResult):
     written: int = 0
     already_done: int = 0
     quarantined: Counter = field(default_factory=Counter)
+    #: Files a check held back (identifying data found before they were put in place).
+    withheld: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
+    #: Source files whose SOP Instance UID another file had (duplicates or clashes).
+    clashes: int = 0
+    #: Source values the verification found in the output: the only real leaks.
     leaks: int = 0
     seconds: float = 0.0
     #: The settings of the run (logged beside the counts).
@@ -148,11 +155,14 @@ class DeidSummary(StageResult):
             "written": self.written,
             "already_done": self.already_done,
             "quarantined": sum(self.quarantined.values()),
+            "withheld": sum(self.withheld.values()),
+            "sop_instance_clashes": self.clashes,
             "failed": sum(self.failed.values()),
             "verification_leaks": self.leaks,
             "seconds": self.seconds,
         }
         values.update({f"quarantined.{k.replace(' ', '_')}": v for k, v in self.quarantined.items()})
+        values.update({f"withheld.{k.replace(' ', '_')}": v for k, v in self.withheld.items()})
         values.update({f"failed.{k}": v for k, v in self.failed.items()})
         return values
 
@@ -162,6 +172,9 @@ class DeidSummary(StageResult):
             rows.append(("already written (resumed)", self.already_done))
         rows.append(("quarantined", sum(self.quarantined.values())))
         rows += [(f"  {k}", v) for k, v in self.quarantined.most_common()]
+        rows.append(("withheld by a check", sum(self.withheld.values())))
+        rows += [(f"  {k}", v) for k, v in self.withheld.most_common()]
+        rows.append(("same SOP Instance UID as another file", self.clashes))
         rows.append(("failed", sum(self.failed.values())))
         rows += [(f"  {k}", v) for k, v in self.failed.most_common()]
         width = max(len(k) for k, _ in rows)
@@ -298,10 +311,12 @@ def _run_tasks(
         status, reason = future.result()
         if status == "written":
             summary.written += 1
+        elif reason in WITHHELD:
+            summary.withheld[reason] += 1  # held back, so nothing leaked
+        elif reason == SOP_INSTANCE_CLASH:
+            summary.clashes += 1
         else:
             summary.failed[reason or "failed"] += 1
-            if reason == HEADER_LEAK:
-                summary.leaks += 1
         bar.update(1)
 
 

@@ -20,6 +20,8 @@ from curate.files import atomic_path
 UNKNOWN_UID = "unknown"
 #: Why a file is held back for what its encapsulated pixel data says.
 PIXEL_TEXT_LEAK = "identifying text in a segment of encapsulated Pixel Data"
+#: Why a file is not written: another source file with its SOP Instance UID was.
+SOP_INSTANCE_CLASH = "SOP Instance UID of another file already written"
 
 
 class _Rejected(Exception):
@@ -73,7 +75,8 @@ def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_
                 return "failed", problem
         profile = Profile(options)
         Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity)
-        with atomic_path(target) as partial:
+        # Never over another file: two sources with one SOP Instance UID share a target.
+        with atomic_path(target, replace=False) as partial:
             if split is None:
                 ds.save_as(partial, enforce_file_format=True)
                 trailer = b""
@@ -86,6 +89,8 @@ def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_
                 raise _Rejected(problem)  # leaving the block by an exception removes the file
     except _Rejected as rejected:
         return "failed", str(rejected)
+    except FileExistsError:
+        return "failed", SOP_INSTANCE_CLASH
     except Exception as err:
         return "failed", f"cannot write: {type(err).__name__}"
     return "written", None
