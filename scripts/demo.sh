@@ -25,8 +25,9 @@ echo
 # A demo key for de-identification, kept beside the demo data. For real data, keep
 # yours elsewhere and set CURATE_DEID_KEY (a key never goes in a config value).
 if [ -z "${CURATE_DEID_KEY:-}" ] && [ ! -f "$DEMO/deid.key" ]; then
-    python -c "import secrets; print(secrets.token_hex(32))" > "$DEMO/deid.key"
+    (umask 077 && python -c "import secrets; print(secrets.token_hex(32))" > "$DEMO/deid.key")
 fi
+chmod 600 "$DEMO/deid.key" 2>/dev/null || true  # curate refuses a key others can read
 KEY_ARG=()
 [ -z "${CURATE_DEID_KEY:-}" ] && KEY_ARG=("key_file=$DEMO/deid.key")
 curate build dataset=chest_frontal index="$DEMO/index" out="$DEMO/datasets" "${KEY_ARG[@]}"

@@ -262,6 +262,11 @@ def test_key_from_environment_or_file(monkeypatch, tmp_path):
     assert load_key() == KEY
     key_file = tmp_path / "deid.key"
     key_file.write_text("a-key-file-key-of-quite-enough-length\n")
+    key_file.chmod(0o600)
     assert load_key(key_file) == b"a-key-file-key-of-quite-enough-length"
+    for mode in (0o640, 0o604, 0o660):
+        key_file.chmod(mode)
+        with pytest.raises(DeidKeyError, match="open to other users.*chmod 600"):
+            load_key(key_file)
     with pytest.raises(DeidKeyError, match="cannot read"):
         load_key(tmp_path / "missing.key")

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import hmac
 import os
+import stat
 from pathlib import Path
 
 from curate.errors import ConfigError, DeidKeyError
@@ -34,9 +35,15 @@ def load_key(key_file: str | os.PathLike[str] | None = None) -> bytes:
     if key_file:
         path = Path(key_file)
         try:
+            mode = path.stat().st_mode
             key = path.read_bytes().strip()
         except OSError as err:
             raise DeidKeyError(f"cannot read the key file {path}: {err.strerror}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise DeidKeyError(
+                f"the key file {path} is open to other users (mode {stat.S_IMODE(mode):04o}): "
+                f"whoever reads it can re-identify every patient. Make it yours alone: chmod 600 {path}"
+            )
         source = f"key file {path}"
     else:
         value = os.environ.get(KEY_VARIABLE)
