@@ -67,7 +67,7 @@ def test_project_copy_is_the_shared_table():
         ("SOPInstanceUID", "U"),
         ("FrameOfReferenceUID", "U"),
         ("InstitutionName", "X"),  # X/Z/D, Type 3: removed
-        ("ReferencedImageSequence", "X"),  # X/Z/U*
+        ("ReferencedImageSequence", "U"),  # X/Z/U*: references kept, their UIDs pseudonymised
         ("ContrastBolusAgent", "Z"),  # Z/D, Type 2
         ("OtherPatientIDs", "X"),
         ("Rows", "K"),  # not in the table: a standard attribute that identifies nobody
@@ -139,7 +139,7 @@ def test_attribute_types_from_ps3_3(keyword, sop_class, parent, expected):
         ("ContentDate", CR, None, "Z"),  # Z/D, Type 2
         ("SeriesDate", CR, None, "X"),  # X/D, Type 3
         ("ReferencedImageSequence", CR, "ReferencedSeriesSequence", "U"),  # X/Z/U*, Type 1
-        ("SourceImageSequence", CR, "DerivationImageSequence", "Z"),  # X/Z/U*, Type 2
+        ("SourceImageSequence", CR, "DerivationImageSequence", "U"),  # X/Z/U*: U whatever the Type
         ("InstitutionName", CR, "OperatorIdentificationSequence", "D"),
         ("PatientID", CR, "OtherPatientIDsSequence", "D"),  # the keyed pseudonym everywhere
     ],

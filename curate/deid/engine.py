@@ -4,13 +4,18 @@
 depth, and applies :class:`~curate.deid.profile.Profile` actions:
 
 * ``X`` removes, ``Z`` empties, ``D`` puts a dummy of the attribute's VR (a keyed
-  pseudonym for PatientID), ``U`` puts the keyed UID, ``K`` keeps;
+  pseudonym for PatientID; a sequence has no valid dummy, and goes), ``U`` puts the
+  keyed UID (a sequence of references keeps its items, UIDs pseudonymised), ``K``
+  keeps, and a UID that names one thing is pseudonymised even where the table does
+  not list it (:mod:`curate.deid.uids`);
 * ``C`` cleans: dates move back by the patient's keyed shift (Retain Longitudinal
   Temporal Information with Modified Dates), free text loses the patient's own names and
   identifiers (Clean Descriptors), structured content and graphics are cleaned item by
   item;
 * the file meta group is rebuilt around the new SOP Instance UID, and the attributes
-  that record the de-identification are added (PS3.15 E.1.1, CID 7050).
+  that record the de-identification are added (PS3.15 E.1.1, CID 7050);
+* what the output must still be to stay valid: an overlay or curve whose data went
+  loses its whole group, a report whose verifying observer went is UNVERIFIED.
 
 Pixel data is never touched: its bytes are written back as they were read.
 """
@@ -79,6 +84,10 @@ DUMMIES: dict[str, object] = {
     "UV": 0,
 }
 BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+#: The repeating groups of overlays (60xx) and retired curves (50xx), and the element
+#: that holds their data.
+GRAPHIC_GROUPS = frozenset(range(0x6000, 0x6020, 2)) | frozenset(range(0x5000, 0x5020, 2))
+DATA_ELEMENT = 0x3000
 #: Ages above this many years become this age (HIPAA safe harbour), even when kept.
 AGE_CAP_YEARS = 90
 PATIENT_AGE = 0x00101010
@@ -216,6 +225,7 @@ class Deidentifier:
         file = _File(identity, self.pseudo.date_shift(identity.patient_key), str(ds.get("SOPClassUID", "") or ""))
         self._dataset(ds, file, None)
         _declare_undeclared_latin1(ds)
+        _unverify_without_observer(ds)
         self._record_method(ds)
         self._rebuild_meta(ds)
         return ds
@@ -225,6 +235,7 @@ class Deidentifier:
     def _dataset(self, ds: Dataset, file: _File, parent: str | None) -> None:
         """Clean `ds`, the file's data set (`parent` None) or an item of the sequence `parent`."""
         private = False
+        removed_groups: set[int] = set()
         for tag in list(ds.keys()):
             element = ds[tag]
             if tag.is_private:
@@ -239,6 +250,10 @@ class Deidentifier:
                     action = "U"  # a UID the table does not list still names one thing
             if action == "X":
                 del ds[tag]
+                if tag.element == DATA_ELEMENT and tag.group in GRAPHIC_GROUPS:
+                    removed_groups.add(tag.group)
+            elif element.VR == "SQ" and action == "D":
+                del ds[tag]  # see _sequence
             elif element.VR == "SQ":
                 self._sequence(element, action, file)
             elif action == "Z":
@@ -253,15 +268,22 @@ class Deidentifier:
                 element.value = _cap_age(element.value)
         if private:
             _drop_empty_private_blocks(ds)
+        for tag in [t for t in ds.keys() if t.group in removed_groups]:
+            # An overlay (or curve) without its data is no longer one: its other
+            # attributes (rows, columns, origin, type) would leave a module missing a
+            # Type 1 attribute, so the whole group goes.
+            del ds[tag]
 
     def _sequence(self, element: DataElement, action: str, file: _File) -> None:
         if action == "Z":
             element.value = Sequence([])
             return
         if action == "D":
-            # A non-empty dummy: one item with nothing in it. Not a cleaned copy: items such
-            # as Person Identification codes hold names in attributes kept elsewhere.
-            element.value = Sequence([Dataset()])
+            # Gone: an item with nothing in it would lack the attributes its macro
+            # requires (a content item's Relationship Type, an observer's name), an empty
+            # sequence breaks a Type 1C one, and a cleaned copy is no dummy (items such as
+            # Person Identification codes hold names in attributes kept elsewhere). The
+            # caller removes it.
             return
         # K, C and U (X/Z/U*): keep the items, with everything inside them cleaned by the profile.
         for item in element.value:
@@ -334,6 +356,16 @@ class Deidentifier:
         meta.ImplementationClassUID = IMPLEMENTATION_UID
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION
         ds.file_meta = meta
+
+
+def _unverify_without_observer(ds: Dataset) -> None:
+    """A structured report said VERIFIED by an observer whom de-identification removed:
+    it is no longer verified by anyone a reader can see (PS3.3 C.17.2: the observer is
+    required only for a verified document)."""
+    if str(ds.get("VerificationFlag", "")).upper() == "VERIFIED" and not ds.get("VerifyingObserverSequence"):
+        ds.VerificationFlag = "UNVERIFIED"
+        if "VerifyingObserverSequence" in ds:
+            del ds.VerifyingObserverSequence
 
 
 def _declare_undeclared_latin1(ds: Dataset) -> None:

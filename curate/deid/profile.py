@@ -206,6 +206,11 @@ def _resolve_compound(code: str, keyword: str | None, kind: int | None) -> str:
     choices = code.replace("*", "").split("/")
     if keyword in PSEUDONYMISED and "D" in choices:
         return "D"
+    if "U*" in code.split("/"):
+        # A sequence of references (X/Z/U*): kept, with every UID inside pseudonymised as
+        # everywhere else, so that what an instance references (and what its Common
+        # Instance Reference module says it references) still holds together.
+        return "U"
     for choice in _BY_TYPE.get(kind or 3, ()):
         if choice in choices:
             return choice

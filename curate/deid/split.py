@@ -37,6 +37,11 @@ class CannotSplit(Exception):
     """The file must be read whole: why, in a few words."""
 
 
+class CutShort(ValueError):
+    """The pixel element runs past the end of the file: the file was cut short, and
+    no image can be made of what is left."""
+
+
 @dataclass
 class Fragment:
     """One item of encapsulated pixel data: where its value starts, and its length."""
@@ -97,18 +102,18 @@ def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> t
     fp.seek(start)
     head = fp.read(12)
     if len(head) < 8:
-        raise CannotSplit("a cut pixel element header")
+        raise CutShort("the file ends in the Pixel Data element's header")
     if implicit:
         value_at, length = start + 8, struct.unpack("<I", head[4:8])[0]
     elif head[4:6] in LONG_VRS:
         if len(head) < 12:
-            raise CannotSplit("a cut pixel element header")
+            raise CutShort("the file ends in the Pixel Data element's header")
         value_at, length = start + 12, struct.unpack("<I", head[8:12])[0]
     else:
         value_at, length = start + 8, struct.unpack("<H", head[6:8])[0]
     if length != UNDEFINED:
         if value_at + length > size:
-            raise CannotSplit("pixel data runs past the end of the file")
+            raise CutShort("Pixel Data runs past the end of the file")
         return value_at + length, []
     fragments = []
     position = value_at
@@ -116,13 +121,15 @@ def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> t
         fp.seek(position)
         item = fp.read(8)
         if len(item) < 8:
-            raise CannotSplit("encapsulated pixel data without its sequence delimiter")
+            raise CutShort("encapsulated Pixel Data ends before its sequence delimiter")
         tag_group, tag_element, length = struct.unpack("<HHI", item)
         tag = tag_group << 16 | tag_element
         position += 8
         if tag == SEQUENCE_END:
             return position, fragments
-        if tag != ITEM or length == UNDEFINED or position + length > size:
+        if tag == ITEM and length != UNDEFINED and position + length > size:
+            raise CutShort("a fragment of Pixel Data runs past the end of the file")
+        if tag != ITEM or length == UNDEFINED:
             raise CannotSplit("a damaged fragment in encapsulated pixel data")
         fragments.append(Fragment(position, length))
         position += length

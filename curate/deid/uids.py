@@ -27,6 +27,7 @@ _KIND_KEYWORDS = re.compile(
     r"(Class|Syntax)UID|SOPClasses|CodingScheme|MappingResource|ContextGroupExtensionCreator|"
     r"PrivateInformationCreator|TemplateExtension(Organization|Creator)|CreatorVersion|^ContextUID$"
 )
+_PLACEHOLDER = re.compile(r"(\d+(\.\d+)?)?")
 #: Where a UID ends inside encoded bytes: anything but a digit or a dot.
 _UID_CHARS = frozenset(b"0123456789.")
 
@@ -40,9 +41,11 @@ def _registered() -> frozenset[str]:
 
 def is_well_known(value: str) -> bool:
     """Registered, or too short to name anything (a placeholder such as ``0`` or ``1.2``:
-    fewer than three components)."""
+    numbers with fewer than three components)."""
     value = value.strip().rstrip("\0")
-    return value.count(".") < 2 or value.startswith((DICOM_ROOT, HL7_CODE_SYSTEMS)) or value in _registered()
+    if _PLACEHOLDER.fullmatch(value):
+        return True
+    return value.startswith((DICOM_ROOT, HL7_CODE_SYSTEMS)) or value in _registered()
 
 
 def names_a_kind(keyword: str | None) -> bool:

@@ -13,7 +13,7 @@ from curate.deid.engine import Deidentifier, Identity
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.segments import Unparsable, text_segments
-from curate.deid.split import CannotSplit, SplitFile, copy_range, encode_elements, split_file
+from curate.deid.split import CannotSplit, CutShort, SplitFile, copy_range, encode_elements, split_file
 from curate.files import atomic_path
 
 #: The folder name for a study or series whose UID the source lacks.
@@ -65,6 +65,8 @@ def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_
             ds = split.dataset
         except CannotSplit:
             ds = pydicom.dcmread(source)
+    except CutShort as err:
+        return "failed", f"unreadable: {err}"
     except Exception as err:  # pydicom raises many kinds on broken files
         return "failed", f"unreadable: {type(err).__name__}"
     try:

@@ -1,0 +1,70 @@
+"""De-identified files stay valid: dciodvfy (Debian's dicom3tools, the validator the
+MIDI-B challenge ran) finds no error in an output that it did not find in its source.
+
+Errors are compared by attribute and kind: dciodvfy's messages quote values, which
+de-identification changes, so quoted text and numbers are masked before comparing."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_files
+
+from curate.deid.profile import Options
+from curate.deid.pseudonym import UUID_ROOT
+from curate.deid.worker import deidentify_file
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+KEY = b"test key, not a secret, 32 bytes"
+VALUES = re.compile(r'"[^"]*"|\'[^\']*\'|<[^>]*=[^>]*>|\[[^\]]*\]|\d+')
+#: What dciodvfy says of a file it cannot parse: there is then nothing to compare with.
+UNREADABLE = re.compile(r"read failed|giving up")
+
+
+def dciodvfy() -> str:
+    found = shutil.which("dciodvfy")
+    if found is None:
+        if os.environ.get("CURATE_REQUIRE_DCIODVFY"):
+            pytest.fail("no dciodvfy on PATH (apt-get install dicom3tools), and CURATE_REQUIRE_DCIODVFY is set")
+        pytest.skip("dciodvfy is not installed (apt-get install dicom3tools)")
+    return found
+
+
+def errors(tool: str, path: Path) -> set[str] | None:
+    """dciodvfy's errors for `path`, values masked; None where it cannot read the file."""
+    run = subprocess.run([tool, str(path)], capture_output=True, text=True, errors="replace", timeout=60)
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+    if any(UNREADABLE.search(line) for line in lines):
+        return None
+    return {VALUES.sub("#", line) for line in lines}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        Options(),
+        Options(clean_descriptors=True, clean_structured_content=True, retain_longitudinal_modified_dates=True),
+    ],
+    ids=["basic", "clean"],
+)
+def test_no_output_has_an_error_its_source_did_not_have(tmp_path, options):
+    tool = dciodvfy()
+    checked, new = 0, {}
+    for source in sorted(set(get_testdata_files("*.dcm"))):
+        target = tmp_path / f"{checked:04d}.dcm"
+        if deidentify_file(source, str(target), options, KEY, UUID_ROOT)[0] != "written":
+            continue
+        before = errors(tool, Path(source))
+        if before is None:
+            continue
+        added = errors(tool, target) - before
+        if added:
+            new[os.path.basename(source)] = sorted(added)
+        checked += 1
+    assert checked >= 100
+    assert new == {}
