@@ -12,7 +12,7 @@ from test_cli import run_curate
 from test_deid_engine import KEY, PLANTED, planted
 
 from curate.deid import Options
-from curate.deid.tree import deidentify_tree
+from curate.deid.tree import AUDIT_DIR, deidentify_tree
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 UID_NAME = re.compile(r"^2\.25\.\d+$")
@@ -34,8 +34,11 @@ def tree(tmp_path) -> Path:
 
 
 def hashes(folder: Path) -> dict[str, str]:
+    """Every file's digest, but each run's own audit."""
     return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file() and AUDIT_DIR not in p.relative_to(folder).parts
     }
 
 
@@ -220,3 +223,22 @@ def test_more_kinds_of_pictures_are_quarantined(tmp_path):
 def test_the_mapping_file_is_private(tree, tmp_path):
     deidentify_tree(tree, tmp_path / "out", KEY, mapping=tmp_path / "map.csv", progress=False)
     assert (tmp_path / "map.csv").stat().st_mode & 0o777 == 0o600
+
+
+def test_each_run_writes_an_audit_by_attribute_without_values(tree, tmp_path):
+    import csv
+
+    out = tmp_path / "out"
+    summary = deidentify_tree(tree, out, KEY, progress=False, workers=2)
+    assert summary.audit_file is not None and summary.audit_file.parent == out / AUDIT_DIR
+    assert summary.artifacts() == [summary.audit_file]
+    rows = {row["attribute"]: row for row in csv.DictReader(summary.audit_file.open())}
+    written = summary.written
+    assert int(rows["PatientID"]["replaced"]) >= written  # at any depth: other patients' IDs too
+    assert int(rows["SOPInstanceUID"]["pseudonymised"]) == written
+    assert int(rows["PatientName"].get("emptied", 0)) + int(rows["PatientName"].get("removed", 0)) >= written
+    assert "kept" not in rows["PatientName"] or rows["PatientName"]["kept"] == "0"
+    text = summary.audit_file.read_text()
+    for value in PLANTED + ["Quux_Zebulon", str(tree)]:
+        assert value not in text
+    assert "audit:" in summary.format()

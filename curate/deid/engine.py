@@ -27,6 +27,7 @@ import functools
 import re
 import unicodedata
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 from pydicom.dataelem import DataElement
@@ -199,13 +200,15 @@ def _values(value) -> list:
     return [value]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _File:
     """What the walk of one file needs at every depth."""
 
     identity: Identity
     shift: dt.timedelta
     sop_class: str
+    #: (attribute, outcome) -> count, for the run's audit (:data:`OUTCOMES`).
+    audit: Counter = field(default_factory=Counter)
 
 
 class Deidentifier:
@@ -216,13 +219,17 @@ class Deidentifier:
         self.pseudo = pseudonymizer
         self.options: Options = profile.options
 
-    def deidentify(self, ds: Dataset, identity: Identity | None = None) -> Dataset:
+    def deidentify(self, ds: Dataset, identity: Identity | None = None, audit: Counter | None = None) -> Dataset:
         """De-identify `ds` in place (its file meta group included) and return it.
-        `identity` is `Identity.of(ds)` where the caller already took it."""
+        `identity` is `Identity.of(ds)` where the caller already took it; `audit`, when
+        given, gains one count per attribute and what became of it (:data:`OUTCOMES`),
+        by keyword: never a value."""
         if identity is None:
             identity = Identity.of(ds)
         # The IOD decides compound actions (X/Z/D ...): its SOP class is read before anything changes.
         file = _File(identity, self.pseudo.date_shift(identity.patient_key), str(ds.get("SOPClassUID", "") or ""))
+        if audit is not None:
+            file.audit = audit
         self._dataset(ds, file, None)
         _declare_undeclared_latin1(ds)
         _unverify_without_observer(ds)
@@ -236,6 +243,7 @@ class Deidentifier:
         """Clean `ds`, the file's data set (`parent` None) or an item of the sequence `parent`."""
         private = False
         removed_groups: set[int] = set()
+        outcomes: dict = {}
         for tag in list(ds.keys()):
             element = ds[tag]
             if tag.is_private:
@@ -248,12 +256,14 @@ class Deidentifier:
             if action == "K" and element.VR == "UI" and not self.options.retain_uids:
                 if identifying_values(element.keyword, element.value):
                     action = "U"  # a UID the table does not list still names one thing
+            before = element.value
             if action == "X":
                 del ds[tag]
                 if tag.element == DATA_ELEMENT and tag.group in GRAPHIC_GROUPS:
                     removed_groups.add(tag.group)
             elif element.VR == "SQ" and action == "D":
                 del ds[tag]  # see _sequence
+                action = "X"
             elif element.VR == "SQ":
                 self._sequence(element, action, file)
             elif action == "Z":
@@ -266,6 +276,7 @@ class Deidentifier:
                 element.value = self._clean(element, file.identity, file.shift)
             elif action == "K" and int(tag) == PATIENT_AGE:
                 element.value = _cap_age(element.value)
+            outcomes[tag] = (_audit_name(tag, element), _outcome(action, element, before))
         if private:
             _drop_empty_private_blocks(ds)
         for tag in [t for t in ds.keys() if t.group in removed_groups]:
@@ -273,6 +284,8 @@ class Deidentifier:
             # attributes (rows, columns, origin, type) would leave a module missing a
             # Type 1 attribute, so the whole group goes.
             del ds[tag]
+            outcomes[tag] = (outcomes[tag][0], "removed")
+        file.audit.update(outcomes.values())
 
     def _sequence(self, element: DataElement, action: str, file: _File) -> None:
         if action == "Z":
@@ -356,6 +369,31 @@ class Deidentifier:
         meta.ImplementationClassUID = IMPLEMENTATION_UID
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION
         ds.file_meta = meta
+
+
+#: What became of an attribute, by action (``C`` says ``cleaned`` or ``shifted`` when it
+#: changed the value, ``kept`` when it found nothing to change).
+OUTCOMES = {"X": "removed", "Z": "emptied", "D": "replaced", "U": "pseudonymised", "K": "kept"}
+
+
+def _outcome(action: str, element: DataElement, before) -> str:
+    if element.VR == "SQ" and action in ("K", "C", "U"):
+        return "kept, items cleaned"
+    if action in ("C", "K"):
+        if element.value == before:
+            return "kept"
+        if action == "K":
+            return "capped"  # an age over the safe-harbour limit
+        return "shifted" if element.VR in ("DA", "DT") else "cleaned"
+    return OUTCOMES[action]
+
+
+def _audit_name(tag, element: DataElement) -> str:
+    """The attribute's keyword; a private one by its tag, its element byte masked (the
+    block a creator got is the file's choice), with its creator left out."""
+    if tag.is_private:
+        return f"private ({tag.group:04X},xx{tag.element & 0xFF:02X})" if tag.element > 0xFF else "private creator"
+    return element.keyword or f"({tag.group:04X},{tag.element:04X})"
 
 
 def _unverify_without_observer(ds: Dataset) -> None:

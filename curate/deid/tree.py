@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from curate.deid.check import HEADER_LEAK, UID_LEAK
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
-from curate.deid.worker import PIXEL_TEXT_LEAK, SOP_INSTANCE_CLASH, deidentify_file, output_path
+from curate.deid.worker import PIXEL_TEXT_LEAK, SOP_INSTANCE_CLASH, deidentify_task, output_path
 from curate.errors import DeidOutputError, SourceNotFoundError
 from curate.files import atomic_path, is_partial, write_atomic
 from curate.index.schema import error_kind
@@ -55,6 +55,8 @@ PLAN_TAGS = [
     "IssuerOfPatientID",
 ]
 MANIFEST = ".curate-deid.json"
+#: Where each run's audit goes, in the output folder.
+AUDIT_DIR = ".curate-audit"
 #: What a check says of a file it holds back: never written, so never a leak.
 WITHHELD = (HEADER_LEAK, UID_LEAK, PIXEL_TEXT_LEAK)
 SPOOL_BATCH_ROWS = 65_536
@@ -128,6 +130,10 @@ class DeidSummary(StageResult):
     clashes: int = 0
     #: Source values the verification found in the output: the only real leaks.
     leaks: int = 0
+    #: (attribute keyword, outcome) -> count over the files this run wrote.
+    audit: Counter = field(default_factory=Counter)
+    #: Where the audit was written (beside the output), once it was.
+    audit_file: Path | None = None
     seconds: float = 0.0
     #: The settings of the run (logged beside the counts).
     options: list[str] = field(default_factory=list)
@@ -148,6 +154,9 @@ class DeidSummary(StageResult):
 
     def params(self) -> dict[str, object]:
         return {"options": ",".join(self.options) or "basic", "quarantine": self.quarantine}
+
+    def artifacts(self) -> list[Path]:
+        return [self.audit_file] if self.audit_file is not None else []
 
     def metrics(self) -> dict[str, float]:
         values = {
@@ -180,6 +189,10 @@ class DeidSummary(StageResult):
         width = max(len(k) for k, _ in rows)
         lines = [f"{k.ljust(width)}  {v:>9,}" for k, v in rows]
         lines.append(f"{'time'.ljust(width)}  {self.seconds:>8.2f}s")
+        if self.audit_file is not None:
+            changed = sum(n for (_, outcome), n in self.audit.items() if outcome != "kept")
+            lines.append(f"audit: {changed:,} values removed, emptied, replaced or changed; by attribute in")
+            lines.append(f"  {AUDIT_DIR}/{self.audit_file.name} (in the output folder)")
         lines.append(
             "verification: " + ("passed" if self.ok else f"FAILED, {self.leaks} source values found in the output")
         )
@@ -251,7 +264,26 @@ def deidentify_tree(
             spool.write_mapping(Path(mapping))
         summary.leaks += spool.count_in(output)
     summary.seconds = time.perf_counter() - started
+    summary.audit_file = write_audit(output, summary.audit)
     return summary
+
+
+def write_audit(output: Path, audit: Counter) -> Path:
+    """The run's audit, MIDI-B style, in ``<output>/.curate-audit/deid-<time>.csv``: per
+    attribute keyword, how many values were kept, removed, emptied, replaced,
+    pseudonymised, shifted or cleaned. Keywords and counts only: no value, no path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = output / AUDIT_DIR / f"deid-{stamp}.csv"
+    outcomes = sorted({outcome for _, outcome in audit})
+    by_attribute: dict[str, Counter] = {}
+    for (attribute, outcome), count in audit.items():
+        by_attribute.setdefault(attribute, Counter())[outcome] += count
+    with atomic_path(path) as partial, open(partial, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["attribute", *outcomes])
+        for attribute in sorted(by_attribute):
+            writer.writerow([attribute, *(by_attribute[attribute][o] for o in outcomes)])
+    return path
 
 
 def _checked_tags(profile: Profile) -> list[str]:
@@ -306,11 +338,12 @@ def _run_tasks(
     bar,
 ) -> None:
     """De-identify one batch of files in the worker processes, counting what each gave."""
-    futures = [pool.submit(deidentify_file, src, dst, options, key, uid_root) for src, dst in tasks]
+    futures = [pool.submit(deidentify_task, src, dst, options, key, uid_root) for src, dst in tasks]
     for future in as_completed(futures):
-        status, reason = future.result()
+        status, reason, audit = future.result()
         if status == "written":
             summary.written += 1
+            summary.audit.update(audit)
         elif reason in WITHHELD:
             summary.withheld[reason] += 1  # held back, so nothing leaked
         elif reason == SOP_INSTANCE_CLASH:

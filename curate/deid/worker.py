@@ -4,6 +4,7 @@ dataset build both use, and where its output goes."""
 from __future__ import annotations
 
 import mmap
+from collections import Counter
 from pathlib import Path
 
 from pydicom.uid import ImplicitVRLittleEndian
@@ -42,9 +43,20 @@ def output_path(output: Path, pseudo: Pseudonymizer, row: dict) -> Path:
     return output / study / series / f"{instance}.dcm"
 
 
-def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_root: str) -> tuple[str, str | None]:
+def deidentify_task(source: str, target: str, options: Options, key: bytes, uid_root: str) -> tuple:
+    """:func:`deidentify_file` as a worker process's task: (status, reason, the audit of
+    the file written, empty if none was)."""
+    audit: Counter = Counter()
+    status, reason = deidentify_file(source, target, options, key, uid_root, audit)
+    return status, reason, audit if status == "written" else Counter()
+
+
+def deidentify_file(
+    source: str, target: str, options: Options, key: bytes, uid_root: str, audit: Counter | None = None
+) -> tuple[str, str | None]:
     """One worker task: read, de-identify, write under a temporary name, check, rename.
-    Returns ("written", None) or ("failed", the reason).
+    Returns ("written", None) or ("failed", the reason). `audit` gains what became of
+    each attribute (:meth:`Deidentifier.deidentify`).
 
     Only the header and the elements after Pixel Data are parsed and rewritten; the
     pixel element's bytes are copied from the source by the kernel (:mod:`curate.deid.split`).
@@ -76,7 +88,7 @@ def deidentify_file(source: str, target: str, options: Options, key: bytes, uid_
             if problem:
                 return "failed", problem
         profile = Profile(options)
-        Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity)
+        Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity, audit)
         # Never over another file: two sources with one SOP Instance UID share a target.
         with atomic_path(target, replace=False) as partial:
             if split is None:
