@@ -242,3 +242,26 @@ def test_each_run_writes_an_audit_by_attribute_without_values(tree, tmp_path):
     for value in PLANTED + ["Quux_Zebulon", str(tree)]:
         assert value not in text
     assert "audit:" in summary.format()
+
+
+def test_no_path_reaches_the_hydra_run_folder(tree, tmp_path):
+    """Folders are named after patients: neither the source's nor the output's path is
+    written with the run (Hydra's .hydra/config.yaml and overrides.yaml would hold them)."""
+    source = tmp_path / "Quux_Zebulon_export"
+    tree.rename(source)
+    done = run_curate(
+        "deid",
+        f"source={source}",
+        "output=Zebulon_deid",
+        "progress=false",
+        "tracking=off",
+        "workers=1",
+        cwd=tmp_path,
+        env={"CURATE_DEID_KEY": KEY.decode()},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    for path in runs:
+        text = path.read_bytes()
+        assert b"Quux_Zebulon" not in text and b"Zebulon_deid" not in text, path.name
+    assert not [p for p in (tmp_path / "runs").rglob(".hydra")]
