@@ -46,10 +46,10 @@ def test_scan_writes_index_and_summary(small_tree: Path, tmp_path: Path):
     assert "truncated" in out and "files/s" in out
     # Nothing half-written is left beside the index.
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["manifest.json", "parts"]
-    # The composed config is kept with the run, and holds no header values.
-    configs = list((tmp_path / "runs").rglob("config.yaml"))
-    assert len(configs) == 1
-    assert "CT_small" not in configs[0].read_text()
+    # No composed config is kept with the run: it would hold the source's path (folders
+    # are named after patients); the run's settings go to MLflow, paths left out.
+    assert not list((tmp_path / "runs").rglob("config.yaml"))
+    assert not list((tmp_path / "runs").rglob("overrides.yaml"))
 
 
 def test_extra_tags_and_overrides(small_tree: Path, tmp_path: Path):
