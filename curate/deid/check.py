@@ -94,10 +94,15 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
     if pattern is None:
         return None
     kept = kept_text(ds, profile)
-    for text in ["\n".join(texts), header.decode("utf-8", errors="ignore"), header.decode("latin-1")]:
+    # Text values are searched for every identifying value; the raw bytes (where a value
+    # may hide in an attribute read as bytes) for those of three characters or more.
+    searches = [(pattern, "\n".join(texts))]
+    if (long := identity.long_pattern()) is not None:
+        searches += [(long, header.decode("utf-8", errors="ignore")), (long, header.decode("latin-1"))]
+    for search, text in searches:
         for value in kept:
             text = text.replace(value, " ")
-        if pattern.search(text):
+        if search.search(text):
             return HEADER_LEAK
     return None
 
@@ -133,6 +138,9 @@ def _decode_all(ds: Dataset, inherited, out: list[str]) -> None:
         if element.VR == "SQ":
             for item in element.value:
                 _decode_all(item, charset, out)
+        elif element.VR in TEXT_VRS and element.value and not isinstance(value, (bytes, bytearray)):
+            # Already decoded (a data set read whole, as deflated ones are): searched as is.
+            out.extend(str(v) for v in (element.value if element.VM > 1 else [element.value]))
         elif not isinstance(value, (bytes, bytearray)) or not value:
             continue
         elif element.VR in CHARSET_VRS:

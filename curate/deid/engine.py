@@ -35,6 +35,16 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from curate.deid.identifiers import (
+    ID_KEYWORDS,
+    MIN_LENGTH,
+    TEXT_VRS,
+    date_spellings,
+    id_spellings,
+    name_spellings,
+    value_segments,
+    word_pattern,
+)
 from curate.deid.profile import TABLE_EDITION, Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.uids import identifying_uids, identifying_values, is_well_known
@@ -108,31 +118,30 @@ class Identity:
     uids: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, ds: Dataset) -> Identity:
+    def of(cls, ds: Dataset, profile: Profile | None = None) -> Identity:
+        """What identifies the patient of `ds` (:mod:`curate.deid.identifiers`); with
+        `profile`, the values of the text attributes it removes or replaces too."""
         patient_id = str(ds.get("PatientID", "") or "")
         issuer = str(ds.get("IssuerOfPatientID", "") or "")
         words: set[str] = set()
-        # Every person name anywhere in the file (the patient's, and the physicians' and
-        # operators' that free text may repeat), split into its parts.
+        full_dates = profile is not None and profile.options.retain_longitudinal_full_dates
+        sop_class = str(ds.get("SOPClassUID", "") or "")
         for element in ds.iterall():
+            if element.tag.is_private or element.value in (None, ""):
+                continue
             if element.VR == "PN":
                 for value in _values(element.value):
-                    words.update(_name_parts(value))
-        for keyword in ("PatientID", "OtherPatientIDs", "AccessionNumber", "MedicalRecordLocator"):
-            words.update(str(v) for v in _values(ds.get(keyword)) if len(str(v)) >= 3)
-        for item in ds.get("OtherPatientIDsSequence", []) or []:
-            if item.get("PatientID"):
-                words.add(str(item.PatientID))
-        birth = str(ds.get("PatientBirthDate", "") or "")
-        if len(birth) == 8 and birth.isdigit():
-            words.update(
-                {
-                    birth,
-                    f"{birth[:4]}-{birth[4:6]}-{birth[6:]}",
-                    f"{birth[6:]}/{birth[4:6]}/{birth[:4]}",
-                    f"{birth[6:]}.{birth[4:6]}.{birth[:4]}",
-                }
-            )
+                    words |= name_spellings(value)
+            elif element.keyword in ID_KEYWORDS:
+                for value in _values(element.value):
+                    words |= id_spellings(value)
+            elif element.VR == "DA" and (not full_dates or element.keyword == "PatientBirthDate"):
+                for value in _values(element.value):
+                    words |= date_spellings(value)
+            elif element.VR in TEXT_VRS and profile is not None:
+                if profile.action(int(element.tag), sop_class) in ("X", "Z", "D", "U"):
+                    for value in _values(element.value):
+                        words |= value_segments(element.keyword, value)
         return cls(
             patient_key=f"{issuer}\x00{patient_id}",
             patient_id=patient_id,
@@ -142,50 +151,22 @@ class Identity:
         )
 
     def pattern(self) -> re.Pattern | None:
-        """One pattern for all the words: whole words for alphabetic scripts (so a name
-        "Ann" does not eat "scanner", but "_" and digits separate words), anywhere for
-        scripts written without spaces. Built once: every cleaned value asks for it."""
+        """The words as one pattern (:func:`curate.deid.identifiers.word_pattern`), built
+        once: every cleaned value asks for it."""
         return self._pattern
 
     @functools.cached_property
     def _pattern(self) -> re.Pattern | None:
-        if not self.words:
-            return None
-        alternatives = []
-        for word in self.words:
-            escaped = re.escape(word)
-            if not word.isascii() and _no_spaces_script(word):
-                alternatives.append(escaped)
-            elif any(c.isdigit() for c in word):
-                # IDs and dates: not inside a longer number or word; "_" separates.
-                alternatives.append(rf"(?<![^\W_]){escaped}(?![^\W_])")
-            else:
-                # Names: not inside a longer word, but "DOE_JOHN" and "JOHN1960" are found.
-                alternatives.append(rf"(?<![^\W\d_]){escaped}(?![^\W\d_])")
-        return re.compile("|".join(alternatives), re.IGNORECASE)
+        return word_pattern(self.words)
 
+    def long_pattern(self) -> re.Pattern | None:
+        """:meth:`pattern` without the IDs shorter than three characters: for searching
+        raw bytes, where a "1" is in every UID and number."""
+        return self._long_pattern
 
-def _name_parts(value) -> set[str]:
-    """The parts of a person name: components, words, hyphenated halves (two letters or
-    more; any length in scripts written without spaces)."""
-    parts = set()
-    for part in re.split(r"[\^=\s,\-'.()]+", str(value)):
-        if len(part) >= 2 or (part and _no_spaces_script(part)):
-            parts.add(part)
-            folded = _fold(part)
-            if folded != part:
-                parts.add(folded)
-    return parts
-
-
-def _fold(text: str) -> str:
-    """Accents removed (Müller -> Muller), as free text often spells names without them."""
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-
-
-def _no_spaces_script(word: str) -> bool:
-    """Chinese, Japanese and Korean text: names run into the words around them."""
-    return any("\u3040" <= c <= "\u30ff" or "\u3400" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" for c in word)
+    @functools.cached_property
+    def _long_pattern(self) -> re.Pattern | None:
+        return word_pattern(w for w in self.words if len(w) >= MIN_LENGTH)
 
 
 def _is_multi(value) -> bool:
@@ -225,7 +206,7 @@ class Deidentifier:
         given, gains one count per attribute and what became of it (:data:`OUTCOMES`),
         by keyword: never a value."""
         if identity is None:
-            identity = Identity.of(ds)
+            identity = Identity.of(ds, self.profile)
         # The IOD decides compound actions (X/Z/D ...): its SOP class is read before anything changes.
         file = _File(identity, self.pseudo.date_shift(identity.patient_key), str(ds.get("SOPClassUID", "") or ""))
         if audit is not None:

@@ -82,12 +82,12 @@ def deidentify_file(
     except Exception as err:  # pydicom raises many kinds on broken files
         return "failed", f"unreadable: {type(err).__name__}"
     try:
-        identity = Identity.of(ds)
+        profile = Profile(options)
+        identity = Identity.of(ds, profile)
         if split is not None and split.fragments:
             problem = _pixel_text(source, split, str(ds.file_meta.TransferSyntaxUID), identity)
             if problem:
                 return "failed", problem
-        profile = Profile(options)
         Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity, audit)
         # Never over another file: two sources with one SOP Instance UID share a target.
         with atomic_path(target, replace=False) as partial:
