@@ -99,6 +99,8 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
     searches = [(pattern, "\n".join(texts))]
     if (long := identity.long_pattern()) is not None:
         searches += [(long, header.decode("utf-8", errors="ignore")), (long, header.decode("latin-1"))]
+        # UTF-16 in bytes the profile keeps (a palette, an OB), at either byte alignment.
+        searches += [(long, header[i:].decode(c, errors="ignore")) for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
     for search, text in searches:
         for value in kept:
             text = text.replace(value, " ")

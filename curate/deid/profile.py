@@ -284,8 +284,9 @@ class Profile:
         if vrs is None:
             return "X"  # not listed
         if vr in (None, "UN"):
-            # Bytes nobody parsed: a listed sequence would keep whatever its items hold.
-            return "X" if (not vrs or "SQ" in vrs) else "K"
+            # Bytes nobody parsed: a listed sequence would keep whatever its items hold,
+            # and a listed UID could not be pseudonymised.
+            return "X" if (not vrs or "SQ" in vrs or "UI" in vrs) else "K"
         if vrs:
             return "K" if vr in vrs else "X"  # else a different attribute under a listed number
         # The table gives no VR (a few vendor numbers): kept only as numbers.

@@ -8,8 +8,10 @@ real); in JPEG 2000, through the main header and every tile-part header (whose S
 the tile-part's length). The same holds for JPEG-LS, whose coded bytes after 0xFF have
 the high bit clear.
 
-Kept, because decoding may depend on them: APP0 (JFIF), APP2 (ICC profile), APP14
-(Adobe colour transform). Every other APPn segment, and every comment, is text.
+Comments and APPn segments are text; APP0 (JFIF), APP2 (ICC profile) and APP14 (Adobe
+colour transform), the JP2 boxes that describe the image, the basic offset table, the
+bytes after a codestream's end and RLE data are *binary*: searched too, but only for
+values of three characters or more (two letters occur by chance in binary data).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from dataclasses import dataclass
 from curate.deid.split import Fragment
 
 COM, SOS, EOI, SOI = 0xFE, 0xDA, 0xD9, 0xD8
-KEPT_APPS = {0xE0, 0xE2, 0xEE}
-#: Markers with no length field (PS3.5 does not matter here: ITU-T T.81 B.1.1.3).
+BINARY_APPS = {0xE0, 0xE2, 0xEE}
+#: Markers with no length field (ITU-T T.81 B.1.1.3).
 STANDALONE = {0x01, *range(0xD0, 0xD9)}
 #: The next marker in entropy-coded data: 0xFF and a marker code (0xC0 and up, restarts
 #: and fill aside). JPEG stuffs a zero after a coded 0xFF, JPEG-LS a byte below 0x80.
@@ -31,18 +33,20 @@ RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 #: JPEG (.50 to .70), JPEG-LS (.80, .81), JPEG 2000 (.90 to .93) and HTJ2K (.201 to .203).
 JPEG_FAMILY = tuple(f"1.2.840.10008.1.2.4.{n}" for n in (50, 51, 57, 70, 80, 81, 90, 91, 92, 93, 201, 202, 203))
 JP2_SIGNATURE = b"jP  "
-#: JP2 boxes that hold the image and how to show it; any other box (XML, UUID, IPR,
-#: labels, URLs) may hold text.
+#: JP2 boxes that hold the image and how to show it (binary); any other box (XML, UUID,
+#: IPR, labels, URLs) is text.
 JP2_IMAGE_BOXES = {b"jP  ", b"ftyp", b"rreq", b"jp2h", b"jp2c", b"res ", b"ihdr", b"colr", b"bpcc", b"pclr", b"cmap"}
 J2K_SOC, J2K_SOT, J2K_SOD, J2K_EOC, J2K_COM = 0xFF4F, 0xFF90, 0xFF93, 0xFFD9, 0xFF64
 
 
 @dataclass(frozen=True)
 class Segment:
-    """A text segment: its kind (``COM``, ``APP1`` ...) and its bytes, marker included."""
+    """A segment to search: its kind (``COM``, ``APP1`` ...), its bytes (marker included),
+    and whether it is text (see the module text)."""
 
     kind: str
     data: bytes
+    text: bool = True
 
 
 class Unparsable(Exception):
@@ -50,16 +54,17 @@ class Unparsable(Exception):
 
 
 def text_segments(path, fragments: list[Fragment], transfer_syntax: str) -> list[Segment]:
-    """Every text segment in the fragments (the basic offset table, the first item, is
-    skipped). A fragment that starts no codestream continues the previous one's frame.
-    RLE holds no text; a transfer syntax whose codestreams are not walked here (video,
-    for one) raises :class:`Unparsable`."""
-    if transfer_syntax == RLE_LOSSLESS:
-        return []  # a header of segment offsets, then runs of pixel bytes
-    if transfer_syntax not in JPEG_FAMILY:
+    """Every segment of the encapsulated pixel data to search. A fragment that starts no
+    codestream continues the previous one's frame. A transfer syntax whose codestreams
+    are not walked here (video, for one) raises :class:`Unparsable`."""
+    if transfer_syntax not in JPEG_FAMILY and transfer_syntax != RLE_LOSSLESS:
         raise Unparsable(f"codestreams of transfer syntax {transfer_syntax} are not searched")
     found: list[Segment] = []
     with open(path, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if fragments and fragments[0].length:
+            found.append(_binary("offset table", data, fragments[0].offset, fragments[0].offset + fragments[0].length))
+        if transfer_syntax == RLE_LOSSLESS:
+            return found + [_binary("RLE", data, f.offset, f.offset + f.length) for f in fragments[1:]]
         for frame in _frames(data, fragments[1:]):
             if len(frame) == 1:
                 view, start, end = data, frame[0].offset, frame[0].offset + frame[0].length
@@ -78,6 +83,10 @@ def text_segments(path, fragments: list[Fragment], transfer_syntax: str) -> list
     return found
 
 
+def _binary(kind: str, data, start: int, end: int) -> Segment:
+    return Segment(kind, bytes(data[start:end]), text=False)
+
+
 def _frames(data, fragments: list[Fragment]) -> list[list[Fragment]]:
     """The fragments grouped by frame: a frame starts with a fragment that starts a codestream."""
     frames: list[list[Fragment]] = []
@@ -92,10 +101,15 @@ def _frames(data, fragments: list[Fragment]) -> list[list[Fragment]]:
     return frames
 
 
+def _after_end(data, position: int, end: int) -> list[Segment]:
+    """What follows a codestream's end in its fragment (padding, or not)."""
+    return [_binary("after end of image", data, position, end)] if position < end else []
+
+
 def _jpeg(data, start: int, end: int) -> list[Segment]:
     found = []
     position = start + 2
-    while position + 4 <= end:
+    while position + 2 <= end:
         if data[position] != 0xFF:
             raise Unparsable(f"no marker at byte {position}")
         marker = data[position + 1]
@@ -103,16 +117,19 @@ def _jpeg(data, start: int, end: int) -> list[Segment]:
             position += 1
             continue
         if marker == EOI:
-            return found
+            return found + _after_end(data, position + 2, end)
         if marker in STANDALONE:
             position += 2
             continue
+        if position + 4 > end:
+            raise Unparsable(f"a segment running past its fragment at byte {position}")
         length = int.from_bytes(data[position + 2 : position + 4], "big")
         segment_end = position + 2 + length
         if length < 2 or segment_end > end:
             raise Unparsable(f"a segment running past its fragment at byte {position}")
-        if marker == COM or (0xE0 <= marker <= 0xEF and marker not in KEPT_APPS):
-            found.append(Segment("COM" if marker == COM else f"APP{marker - 0xE0}", bytes(data[position:segment_end])))
+        if marker == COM or 0xE0 <= marker <= 0xEF:
+            kind = "COM" if marker == COM else f"APP{marker - 0xE0}"
+            found.append(Segment(kind, bytes(data[position:segment_end]), text=marker not in BINARY_APPS))
         position = segment_end
         if marker == SOS:
             following = NEXT_MARKER.search(data, position, end)
@@ -126,16 +143,16 @@ def _j2k(data, start: int, end: int) -> list[Segment]:
     found = []
     position = start + 2
     tile_part_end = None
-    while position + 4 <= end:
+    while position + 2 <= end:
         marker = int.from_bytes(data[position : position + 2], "big")
         if marker == J2K_EOC:
-            return found
+            return found + _after_end(data, position + 2, end)
         if marker == J2K_SOD:
             if tile_part_end is None:
                 raise Unparsable(f"SOD without SOT at byte {position}")
             position, tile_part_end = tile_part_end, None
             continue
-        if marker >> 8 != 0xFF:
+        if marker >> 8 != 0xFF or position + 4 > end:
             raise Unparsable(f"no marker at byte {position}")
         length = int.from_bytes(data[position + 2 : position + 4], "big")
         segment_end = position + 2 + length
@@ -143,7 +160,11 @@ def _j2k(data, start: int, end: int) -> list[Segment]:
             raise Unparsable(f"a segment running past its fragment at byte {position}")
         if marker == J2K_SOT:
             tile_part = int.from_bytes(data[position + 6 : position + 10], "big")
-            tile_part_end = position + tile_part if tile_part else end
+            if tile_part == 0 or position + tile_part > end:
+                # To the end (allowed for the last tile-part only) or past it: the tile-part
+                # headers after it cannot be found by their lengths.
+                raise Unparsable(f"a tile-part without a length that holds at byte {position}")
+            tile_part_end = position + tile_part
         if marker == J2K_COM:
             found.append(Segment("COM", bytes(data[position:segment_end])))
         position = segment_end
@@ -166,7 +187,8 @@ def _jp2(data, start: int, end: int) -> list[Segment]:
             raise Unparsable(f"a JP2 box running past its fragment at byte {position}")
         if kind == b"jp2c":
             found += _j2k(data, position + header, position + length)
-        elif kind not in JP2_IMAGE_BOXES:
-            found.append(Segment(kind.decode("latin-1").strip(), bytes(data[position : position + length])))
+        else:
+            name = kind.decode("latin-1").strip()
+            found.append(Segment(name, bytes(data[position : position + length]), text=kind not in JP2_IMAGE_BOXES))
         position += length
-    return found
+    return found + _after_end(data, position, end)

@@ -24,11 +24,13 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
+from pydicom.valuerep import VR as VR_
 
 PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 #: Explicit VRs whose element header has two reserved bytes and a 4-byte length (PS3.5 7.1.2).
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 ITEM, SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
+_VRS = frozenset(vr.value for vr in VR_)
 UNDEFINED = 0xFFFFFFFF
 _COPY_BLOCK = 1 << 20
 
@@ -37,9 +39,11 @@ class CannotSplit(Exception):
     """The file must be read whole: why, in a few words."""
 
 
-class CutShort(ValueError):
-    """The pixel element runs past the end of the file: the file was cut short, and
-    no image can be made of what is left."""
+class Malformed(ValueError):
+    """The file is not one a de-identified copy can be made of safely: cut short in its
+    pixels, fragments that do not hold together, an attribute after Pixel Data that
+    repeats one before it (it would replace the value the identity is taken from), two
+    pixel elements."""
 
 
 @dataclass
@@ -72,18 +76,41 @@ def split_file(path: str | os.PathLike[str]) -> SplitFile:
         ds = dcmread(fp, stop_before_pixels=True)
         start = fp.tell()
         implicit, little = _encoding(ds)
+        _check_encoding(fp, implicit)
         size = os.fstat(fp.fileno()).st_size
         if start >= size:
             return SplitFile(ds, start, start)
+        fp.seek(start)
+        tag = struct.unpack("<HH", fp.read(4).ljust(4, b"\0"))
+        if (tag[0] << 16 | tag[1]) not in PIXEL_TAGS:
+            # pydicom stopped somewhere else (a stray delimiter): the rest is unparsed.
+            raise CannotSplit("the header ends before Pixel Data")
         end, fragments = _pixel_element_end(fp, start, implicit, size)
         if end < size:
             fp.seek(end)
             trailer = read_dataset(fp, implicit, little)
             for element in trailer:
                 if element.tag in PIXEL_TAGS:
-                    raise CannotSplit("a second pixel element")
+                    raise Malformed("two pixel elements")
+                if element.tag in ds:
+                    raise Malformed(f"attribute {element.tag} both before and after Pixel Data")
                 ds.add(element)
     return SplitFile(ds, start, end, fragments)
+
+
+def _check_encoding(fp: BinaryIO, implicit: bool) -> None:
+    """The first element of the data set must be encoded as the transfer syntax says:
+    pydicom reads an implicit VR data set under an explicit transfer syntax (a common
+    fault) and reports the transfer syntax's encoding, and the pixel element's header
+    would then be read wrong."""
+    fp.seek(128 + 4)
+    head = fp.read(12)
+    if head[:4] != b"\x02\x00\x00\x00" or head[4:6] != b"UL":
+        raise CannotSplit("no File Meta Information Group Length")
+    fp.seek(128 + 4 + 12 + struct.unpack("<I", head[8:12])[0])
+    first = fp.read(6)
+    if len(first) == 6 and (first[4:6].decode("latin-1") in _VRS) is implicit:
+        raise CannotSplit("the data set's encoding differs from its transfer syntax")
 
 
 def _encoding(ds: FileDataset) -> tuple[bool, bool]:
@@ -102,18 +129,18 @@ def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> t
     fp.seek(start)
     head = fp.read(12)
     if len(head) < 8:
-        raise CutShort("the file ends in the Pixel Data element's header")
+        raise Malformed("the file ends in the Pixel Data element's header")
     if implicit:
         value_at, length = start + 8, struct.unpack("<I", head[4:8])[0]
     elif head[4:6] in LONG_VRS:
         if len(head) < 12:
-            raise CutShort("the file ends in the Pixel Data element's header")
+            raise Malformed("the file ends in the Pixel Data element's header")
         value_at, length = start + 12, struct.unpack("<I", head[8:12])[0]
     else:
         value_at, length = start + 8, struct.unpack("<H", head[6:8])[0]
     if length != UNDEFINED:
         if value_at + length > size:
-            raise CutShort("Pixel Data runs past the end of the file")
+            raise Malformed("Pixel Data runs past the end of the file")
         return value_at + length, []
     fragments = []
     position = value_at
@@ -121,16 +148,16 @@ def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> t
         fp.seek(position)
         item = fp.read(8)
         if len(item) < 8:
-            raise CutShort("encapsulated Pixel Data ends before its sequence delimiter")
+            raise Malformed("encapsulated Pixel Data ends before its sequence delimiter")
         tag_group, tag_element, length = struct.unpack("<HHI", item)
         tag = tag_group << 16 | tag_element
         position += 8
         if tag == SEQUENCE_END:
             return position, fragments
         if tag == ITEM and length != UNDEFINED and position + length > size:
-            raise CutShort("a fragment of Pixel Data runs past the end of the file")
+            raise Malformed("a fragment of Pixel Data runs past the end of the file")
         if tag != ITEM or length == UNDEFINED:
-            raise CannotSplit("a damaged fragment in encapsulated pixel data")
+            raise Malformed("encapsulated Pixel Data whose items do not hold together")
         fragments.append(Fragment(position, length))
         position += length
 

@@ -6,9 +6,9 @@ Every UID of the first kind is pseudonymised wherever it sits, listed in Table E
 or not, at any depth, in private attributes kept by an option too: the same keyed
 pseudonym for the same value, so references between files still hold. A UID is of
 the second kind, and kept, when its attribute names a class, syntax or scheme, or
-when its value is well known: registered by DICOM (the ``1.2.840.10008`` root, and
-pydicom's dictionary of registered UIDs) or an HL7 code system, or a placeholder of
-fewer than three components.
+when its value is well known: in pydicom's dictionary of the UIDs DICOM registers, or
+under the arcs of well-known frames of reference and coding schemes, or a placeholder
+of fewer than three components.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ from functools import lru_cache
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-DICOM_ROOT = "1.2.840.10008."
-HL7_CODE_SYSTEMS = "2.16.840.1.113883.6."
+#: Arcs under DICOM's root whose every UID is registered, and names no one: well-known
+#: frames of reference (1.4) and coding schemes and context groups (2). Not the whole
+#: root: devices mint instance UIDs that start with a SOP class's UID.
+WELL_KNOWN_ARCS = ("1.2.840.10008.1.4.", "1.2.840.10008.2.")
 #: Attributes whose UIDs name a kind of thing, not one thing.
 _KIND_KEYWORDS = re.compile(
     r"(Class|Syntax)UID|SOPClasses|CodingScheme|MappingResource|ContextGroupExtensionCreator|"
     r"PrivateInformationCreator|TemplateExtension(Organization|Creator)|CreatorVersion|^ContextUID$"
 )
 _PLACEHOLDER = re.compile(r"(\d+(\.\d+)?)?")
+#: A placeholder is short: a long number, or two long ones, can be an instance's UID.
+PLACEHOLDER_LENGTH = 8
 #: Where a UID ends inside encoded bytes: anything but a digit or a dot.
 _UID_CHARS = frozenset(b"0123456789.")
 
@@ -41,11 +45,11 @@ def _registered() -> frozenset[str]:
 
 def is_well_known(value: str) -> bool:
     """Registered, or too short to name anything (a placeholder such as ``0`` or ``1.2``:
-    numbers with fewer than three components)."""
+    at most 8 characters, fewer than three components)."""
     value = value.strip().rstrip("\0")
-    if _PLACEHOLDER.fullmatch(value):
+    if len(value) <= PLACEHOLDER_LENGTH and _PLACEHOLDER.fullmatch(value):
         return True
-    return value.startswith((DICOM_ROOT, HL7_CODE_SYSTEMS)) or value in _registered()
+    return value in _registered() or value.startswith(WELL_KNOWN_ARCS)
 
 
 def names_a_kind(keyword: str | None) -> bool:

@@ -7,14 +7,15 @@ import mmap
 from collections import Counter
 from pathlib import Path
 
-from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from curate.deid.check import file_problem
 from curate.deid.engine import Deidentifier, Identity
+from curate.deid.identifiers import MIN_LENGTH
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.segments import Unparsable, text_segments
-from curate.deid.split import CannotSplit, CutShort, SplitFile, copy_range, encode_elements, split_file
+from curate.deid.split import CannotSplit, Fragment, Malformed, SplitFile, copy_range, encode_elements, split_file
 from curate.files import atomic_path
 
 #: The folder name for a study or series whose UID the source lacks.
@@ -77,7 +78,7 @@ def deidentify_file(
             ds = split.dataset
         except CannotSplit:
             ds = pydicom.dcmread(source)
-    except CutShort as err:
+    except Malformed as err:
         return "failed", f"unreadable: {err}"
     except Exception as err:  # pydicom raises many kinds on broken files
         return "failed", f"unreadable: {type(err).__name__}"
@@ -85,9 +86,13 @@ def deidentify_file(
         profile = Profile(options)
         identity = Identity.of(ds, profile)
         if split is not None and split.fragments:
-            problem = _pixel_text(source, split, str(ds.file_meta.TransferSyntaxUID), identity)
-            if problem:
-                return "failed", problem
+            problem = _pixel_text(source, ds, split.fragments, identity)
+        elif split is None and "PixelData" in ds and _encapsulated(ds):
+            problem = _pixel_text(source, ds, None, identity)
+        else:
+            problem = None
+        if problem:
+            return "failed", problem
         Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity, audit)
         # Never over another file: two sources with one SOP Instance UID share a target.
         with atomic_path(target, replace=False) as partial:
@@ -110,48 +115,85 @@ def deidentify_file(
     return "written", None
 
 
-def _pixel_text(source: str, split: SplitFile, transfer_syntax: str, identity: Identity) -> str | None:
+def _pixel_text(source: str, ds, fragments: list[Fragment] | None, identity: Identity) -> str | None:
     """Why the file is held back for what its encapsulated pixel data says, or None: a
-    comment or application segment of a codestream that holds the patient's names, IDs
-    or birth date (as the header check searches them), or codestreams that cannot be
-    walked, whose every byte is searched instead."""
-    if identity.pattern() is None:
-        return None
+    codestream segment that holds the patient's names, IDs, birth date or original UIDs
+    (text segments are searched for every identifying value, binary ones for those of
+    three characters or more), in UTF-8, Latin-1, UTF-16 or the header's own character
+    set. Codestreams that cannot be walked, and pixel data read whole, are searched
+    whole. `fragments` is None for a data set read whole by pydicom."""
+    encodings = _encodings(ds)
+    if fragments is not None:
+        try:
+            segments = text_segments(source, fragments, str(ds.file_meta.TransferSyntaxUID))
+        except Unparsable:
+            pass
+        else:
+            for segment in segments:
+                if _holds_identity(segment.data, 0, len(segment.data), identity, encodings, short=segment.text):
+                    return PIXEL_TEXT_LEAK
+            return None
+        with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            start, end = fragments[0].offset, fragments[-1].offset + fragments[-1].length
+            return PIXEL_TEXT_LEAK if _holds_identity(data, start, end, identity, encodings) else None
+    pixels = bytes(ds.PixelData)
+    return PIXEL_TEXT_LEAK if _holds_identity(pixels, 0, len(pixels), identity, encodings) else None
+
+
+#: Encodings names are written in outside the header's own: Japanese, Chinese, Korean.
+CJK_CODECS = ("shift_jis", "euc_jp", "iso2022_jp", "gb18030", "euc_kr")
+#: Near-misses a search of pixel data checks before it gives up and holds the file back
+#: (a file built to make the search slow is not worth its cost).
+MAX_NEAR_MISSES = 2_000
+
+
+def _encodings(ds) -> list[str]:
+    """UTF-8, Latin-1, UTF-16 both ways, and the codecs of the header's character set."""
+    from pydicom.charset import convert_encodings
+
+    found = ["utf-8", "latin-1", "utf-16-le", "utf-16-be", *CJK_CODECS]
     try:
-        segments = text_segments(source, split.fragments, transfer_syntax)
-        if any(_holds_identity(segment.data, 0, len(segment.data), identity) for segment in segments):
-            return PIXEL_TEXT_LEAK
-        return None
-    except Unparsable:
+        found += convert_encodings(ds.get("SpecificCharacterSet")) if ds.get("SpecificCharacterSet") else []
+    except Exception:  # a character set pydicom does not know: the others still apply
         pass
-    with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        for fragment in split.fragments:
-            if _holds_identity(data, fragment.offset, fragment.offset + fragment.length, identity):
-                return PIXEL_TEXT_LEAK
-    return None
+    return list(dict.fromkeys(found))
 
 
-def _holds_identity(data, start: int, end: int, identity: Identity) -> bool:
-    """Whether bytes [start, end) of `data` hold one of the patient's words, in UTF-8 or
-    Latin-1: a literal search for each spelling first (``find`` runs at memory speed on
-    megabytes, where a pattern would not), then the header check's own pattern, with its
-    word boundaries, around each hit."""
-    spellings = {
-        encoded
-        for word in identity.words
-        for spelling in (word, word.upper(), word.lower(), word.title())
-        for encoding in ("utf-8", "latin-1")
-        if (encoded := spelling.encode(encoding, errors="ignore"))
-    }
-    pattern = identity.pattern()
-    for spelling in spellings:
+def _holds_identity(data, start: int, end: int, identity: Identity, encodings: list[str], short: bool = False) -> bool:
+    """Whether bytes [start, end) of `data` hold one of the patient's values (those of
+    three characters or more, unless `short`) or original UIDs: a literal search for
+    each spelling in each encoding first (``find`` runs at memory speed on megabytes,
+    where a pattern would not), then the header check's own pattern, with its word
+    boundaries, around each hit."""
+    words = identity.words if short else [w for w in identity.words if len(w) >= MIN_LENGTH]
+    pattern = identity.pattern() if short else identity.long_pattern()
+    spellings: dict[bytes, str] = {}
+    for word in words:
+        for spelling in (word, word.upper(), word.lower(), word.title()):
+            for encoding in encodings:
+                encoded = spelling.encode(encoding, errors="ignore")
+                if len(encoded) >= 2:
+                    spellings.setdefault(encoded, encoding)
+    checked = 0
+    for spelling, encoding in spellings.items():
         at = data.find(spelling, start, end)
         while at != -1:
-            window = bytes(data[max(start, at - 64) : min(end, at + len(spelling) + 64)])
-            if any(pattern.search(window.decode(encoding, errors="ignore")) for encoding in ("utf-8", "latin-1")):
+            checked += 1
+            if checked > MAX_NEAR_MISSES:
+                return True
+            window = bytes(data[max(start, at - 128) : min(end, at + len(spelling) + 128)])
+            if pattern is not None and pattern.search(window.decode(encoding, errors="ignore")):
                 return True
             at = data.find(spelling, at + 1, end)
+    for uid in identity.uids:
+        if data.find(uid.encode("ascii", errors="ignore"), start, end) != -1:
+            return True
     return False
+
+
+def _encapsulated(ds) -> bool:
+    syntax = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) else None
+    return bool(syntax) and UID(str(syntax)).is_encapsulated
 
 
 def _write_split(partial: Path, ds, split: SplitFile, source: str) -> bytes:

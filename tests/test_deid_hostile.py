@@ -1,0 +1,160 @@
+"""Hostile and broken files, each built the way a leak hunter built it: the patient's
+identifiers never reach a file reported written, and a file that cannot be made safely
+is reported, not half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import testdata
+from dicom_factory import CT_IMAGE_STORAGE, element, image_dataset, meta_group, write
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from curate.deid.profile import Options
+from curate.deid.pseudonym import UUID_ROOT
+from curate.deid.worker import PIXEL_TEXT_LEAK, deidentify_file
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+KEY = b"test key, not a secret, 32 bytes"
+NAME, PID = "Zyxwbrook^Quentalia", "PAT99817"
+IDENTIFIERS = (b"Zyxwbrook", b"ZYXWBROOK", b"Quentalia", PID.encode(), "Zyxwbrook".encode("utf-16-le"))
+
+
+def encoded(ds: Dataset, implicit: bool) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, implicit
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def run(tmp_path: Path, data: bytes, options: Options | None = None) -> tuple[tuple, bytes | None]:
+    source, target = tmp_path / "src.dcm", tmp_path / "out" / "out.dcm"
+    source.write_bytes(data)
+    result = deidentify_file(str(source), str(target), options or Options(), KEY, UUID_ROOT)
+    return result, target.read_bytes() if target.exists() else None
+
+
+def assert_safe(result: tuple, out: bytes | None) -> None:
+    if result[0] == "written":
+        assert out is not None and not [i for i in IDENTIFIERS if i in out]
+    else:
+        assert out is None, "a file that is not written leaves nothing behind"
+
+
+def test_an_attribute_after_pixel_data_cannot_replace_the_identity(tmp_path):
+    ds = image_dataset(PatientName=NAME, PatientID=PID, Manufacturer=f"for {NAME.replace('^', ' ')} {PID}")
+    body = encoded(ds, False) + element(0x00100010, "PN", "X^Y") + element(0x00100020, "LO", "Q")
+    result, out = run(tmp_path, b"\0" * 128 + b"DICM" + meta_group() + body)
+    assert result == ("failed", "unreadable: attribute (0010,0010) both before and after Pixel Data")
+    assert_safe(result, out)
+
+
+def test_an_implicit_data_set_under_an_explicit_transfer_syntax_keeps_its_pixels(tmp_path):
+    ds = image_dataset(PatientName=NAME, PatientID=PID, Rows=256, Columns=256)
+    ds.PixelData = bytes(range(256)) * 512
+    block = ds.private_block(0x7FE1, "ACME", create=True)
+    block.add_new(0x01, "LO", NAME)
+    result, out = run(tmp_path, b"\0" * 128 + b"DICM" + meta_group(ExplicitVRLittleEndian) + encoded(ds, True))
+    assert result == ("written", None)
+    assert_safe(result, out)
+    assert pydicom.dcmread(tmp_path / "out" / "out.dcm").PixelData == ds.PixelData
+
+
+def jpeg(**attrs) -> Dataset:
+    ds = pydicom.dcmread(testdata("SC_rgb_jpeg_dcmtk.dcm"))
+    for keyword, value in {"PatientName": NAME, "PatientID": PID, **attrs}.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def frame_of(ds: Dataset) -> bytes:
+    return next(generate_frames(ds.PixelData, number_of_frames=1))
+
+
+def com(text: bytes) -> bytes:
+    return b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["after EOI", "in the offset table", "in APP2", "in UTF-16", "as a UID", "in a second fragment"],
+)
+def test_text_anywhere_in_encapsulated_pixel_data_holds_the_file_back(tmp_path, where):
+    ds = jpeg()
+    frame = frame_of(ds)
+    name = b"Zyxwbrook Quentalia " + PID.encode()
+    frames = [frame]
+    if where == "after EOI":
+        frames = [frame + com(name)]
+    elif where == "in APP2":
+        frames = [frame[:2] + b"\xff\xe2" + (len(name) + 2).to_bytes(2, "big") + name + frame[2:]]
+    elif where == "in UTF-16":
+        frames = [frame[:2] + com("Zyxwbrook".encode("utf-16-le")) + frame[2:]]
+    elif where == "as a UID":
+        frames = [frame[:2] + com(str(ds.SOPInstanceUID).encode()) + frame[2:]]
+    if where == "in the offset table":
+        value = encapsulate(frames)
+        table = name + b"\0" * (len(name) % 2)
+        old = int.from_bytes(value[4:8], "little")
+        ds.PixelData = value[:4] + len(table).to_bytes(4, "little") + table + value[8 + old :]
+    elif where == "in a second fragment":  # a fragment that starts no codestream
+        extra = name + b"\0" * (len(name) % 2)
+        ds.PixelData = encapsulate([frame]) + b"\xfe\xff\x00\xe0" + len(extra).to_bytes(4, "little") + extra
+    else:
+        ds.PixelData = encapsulate(frames)
+    source = tmp_path / "src.dcm"
+    ds.save_as(source)
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", PIXEL_TEXT_LEAK)
+    assert not target.exists()
+
+
+def test_damaged_fragments_are_reported_not_rewritten(tmp_path):
+    ds = jpeg()
+    value = encapsulate([frame_of(ds)])
+    # An item delimiter between the offset table and the fragment.
+    ds.PixelData = value[:8] + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + value[8:]
+    source = tmp_path / "src.dcm"
+    ds.save_as(source)
+    result = deidentify_file(str(source), str(tmp_path / "out.dcm"), Options(), KEY, UUID_ROOT)
+    assert result == ("failed", "unreadable: encapsulated Pixel Data whose items do not hold together")
+
+
+def test_a_name_in_utf16_in_kept_bytes_holds_the_file_back(tmp_path):
+    ds = image_dataset(PatientName=NAME, PatientID=PID, PhotometricInterpretation="PALETTE COLOR", BitsStored=8)
+    ds.RedPaletteColorLookupTableDescriptor = [4, 0, 16]
+    ds.RedPaletteColorLookupTableData = b"\0\0" + "ZYXWBROOK".encode("utf-16-le") + b"\0\0"
+    source = write(ds, tmp_path / "src.dcm")
+    result = deidentify_file(str(source), str(tmp_path / "out.dcm"), Options(), KEY, UUID_ROOT)
+    assert result == ("failed", "identifying text left in the header")
+
+
+@pytest.mark.parametrize("uid", ["1.2.840.10008.5.1.4.1.1.2.77712", "1.20240101123456789012", "123456789012345678901"])
+def test_uids_that_only_look_well_known_are_pseudonymised(tmp_path, uid):
+    ds = image_dataset(PatientName=NAME, PatientID=PID, SOPInstanceUID=uid, StudyInstanceUID=uid + ".1")
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+    assert uid.encode() not in target.read_bytes()
+
+
+def test_a_listed_private_uid_read_as_bytes_is_removed_under_retain_safe_private(tmp_path):
+    from curate.deid.profile import safe_private
+
+    (creator, group, byte), _ = next((k, v) for k, v in sorted(safe_private().items()) if "UI" in v)
+    ds = image_dataset(PatientName=NAME, PatientID=PID)
+    uid = "1.3.6.1.4.1.9590.100.1.2.31337"
+    block = ds.private_block(group, creator, create=True)
+    block.add_new(byte, "UN", uid.encode() + b"\0")
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    result = deidentify_file(str(source), str(target), Options(retain_safe_private=True), KEY, UUID_ROOT)
+    assert result == ("written", None)
+    assert uid.encode() not in target.read_bytes()
+    assert CT_IMAGE_STORAGE  # the factory's class, kept
