@@ -90,17 +90,19 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
         return CHARSET_MISMATCH
     if not profile.options.retain_uids and uids_in(header, identity.uids):
         return UID_LEAK
-    pattern = identity.pattern()
-    if pattern is None:
+    # Not the IDs of one or two characters: a "2" is cleaned from free text, but a code
+    # or a number that equals it is no sign of a leak.
+    long = identity.header_pattern()
+    if long is None:
         return None
     kept = kept_text(ds, profile)
-    # Text values are searched for every identifying value; the raw bytes (where a value
-    # may hide in an attribute read as bytes) for those of three characters or more.
-    searches = [(pattern, "\n".join(texts))]
-    if (long := identity.long_pattern()) is not None:
-        searches += [(long, header.decode("utf-8", errors="ignore")), (long, header.decode("latin-1"))]
+    searches = [(long, "\n".join(texts))]
+    # Raw bytes, where a value may hide in an attribute read as bytes, for the words (the
+    # header's own dates, shifted or removed, are searched in its text values).
+    if (words := long.words) is not None:
+        searches += [(words, header.decode("utf-8", errors="ignore")), (words, header.decode("latin-1"))]
         # UTF-16 in bytes the profile keeps (a palette, an OB), at either byte alignment.
-        searches += [(long, header[i:].decode(c, errors="ignore")) for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
+        searches += [(words, header[i:].decode(c, errors="ignore")) for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
     for search, text in searches:
         for value in kept:
             text = text.replace(value, " ")

@@ -39,7 +39,8 @@ from curate.deid.identifiers import (
     ID_KEYWORDS,
     MIN_LENGTH,
     TEXT_VRS,
-    date_spellings,
+    Finder,
+    date_key,
     id_spellings,
     name_spellings,
     value_segments,
@@ -116,6 +117,8 @@ class Identity:
     #: Every identifying UID of the source (:mod:`curate.deid.uids`), which the output
     #: must not hold unless Retain UIDs keeps them.
     uids: frozenset[str] = frozenset()
+    #: The header's dates (YYYYMMDD), found in text however they are written.
+    dates: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, ds: Dataset, profile: Profile | None = None) -> Identity:
@@ -124,6 +127,7 @@ class Identity:
         patient_id = str(ds.get("PatientID", "") or "")
         issuer = str(ds.get("IssuerOfPatientID", "") or "")
         words: set[str] = set()
+        dates: set[str] = set()
         full_dates = profile is not None and profile.options.retain_longitudinal_full_dates
         sop_class = str(ds.get("SOPClassUID", "") or "")
         for element in ds.iterall():
@@ -136,8 +140,7 @@ class Identity:
                 for value in _values(element.value):
                     words |= id_spellings(value)
             elif element.VR == "DA" and (not full_dates or element.keyword == "PatientBirthDate"):
-                for value in _values(element.value):
-                    words |= date_spellings(value)
+                dates.update(key for value in _values(element.value) if (key := date_key(value)))
             elif element.VR in TEXT_VRS and profile is not None:
                 if profile.action(int(element.tag), sop_class) in ("X", "Z", "D", "U"):
                     for value in _values(element.value):
@@ -148,25 +151,40 @@ class Identity:
             issuer=issuer,
             words=sorted(words, key=len, reverse=True),
             uids=identifying_uids(ds),
+            dates=frozenset(dates),
         )
 
-    def pattern(self) -> re.Pattern | None:
-        """The words as one pattern (:func:`curate.deid.identifiers.word_pattern`), built
-        once: every cleaned value asks for it."""
+    def pattern(self) -> Finder | None:
+        """Every identifying value (:class:`curate.deid.identifiers.Finder`), built once:
+        every cleaned value asks for it."""
         return self._pattern
 
-    @functools.cached_property
-    def _pattern(self) -> re.Pattern | None:
-        return word_pattern(self.words)
+    def header_pattern(self) -> Finder | None:
+        """:meth:`pattern` without the IDs shorter than three characters, for the check
+        of a written header: a code or number that equals "2" is no sign of a leak."""
+        return self._header_pattern
 
-    def long_pattern(self) -> re.Pattern | None:
-        """:meth:`pattern` without the IDs shorter than three characters: for searching
-        raw bytes, where a "1" is in every UID and number."""
+    def long_pattern(self) -> Finder | None:
+        """Only the values of three characters or more, dates aside: for binary data
+        (pixel data), where two letters or a run of digits occur by chance."""
         return self._long_pattern
 
     @functools.cached_property
-    def _long_pattern(self) -> re.Pattern | None:
-        return word_pattern(w for w in self.words if len(w) >= MIN_LENGTH)
+    def _pattern(self) -> Finder | None:
+        return _finder(self.words, self.dates)
+
+    @functools.cached_property
+    def _header_pattern(self) -> Finder | None:
+        return _finder([w for w in self.words if len(w) >= MIN_LENGTH or not any(c.isdigit() for c in w)], self.dates)
+
+    @functools.cached_property
+    def _long_pattern(self) -> Finder | None:
+        return _finder([w for w in self.words if len(w) >= MIN_LENGTH], frozenset())
+
+
+def _finder(words: list[str], dates: frozenset[str]) -> Finder | None:
+    pattern = word_pattern(words)
+    return Finder(pattern, dates) if pattern is not None or dates else None
 
 
 def _is_multi(value) -> bool:
@@ -434,7 +452,7 @@ def _shift_one(text: str, vr: str, shift: dt.timedelta) -> str:
     return (day + shift).strftime("%Y%m%d") + (text[8:] if vr == "DT" else "")
 
 
-def _scrub(value, pattern: re.Pattern | None):
+def _scrub(value, pattern: Finder | None):
     if _is_multi(value):
         return [_scrub(v, pattern) for v in value]
     text = str(value)
@@ -445,7 +463,7 @@ def _scrub(value, pattern: re.Pattern | None):
     # reverse: matched on the text without accents, replaced in the text as written (the
     # rest keeps its characters: "5 µg" must not become "5 μg").
     folded, origin = _fold_indexed(scrubbed)
-    spans = [(origin[m.start()], origin[m.end() - 1] + 1) for m in pattern.finditer(folded) if m.end() > m.start()]
+    spans = [(origin[start], origin[end - 1] + 1) for start, end in pattern.spans(folded)]
     if not spans:
         return scrubbed
     out, last = [], 0

@@ -12,7 +12,8 @@ identifying value of the same header. The rule: a value identifies when it is at
   to a prefix (MRN12345) and, when long, with separators between its digits
   (a telephone number written as (555) 123-4567);
 * every date of the header, in the formats people write: 19601231, 1960-12-31,
-  1960/12/31, 31/12/1960, 12/31/1960, 31.12.1960, Dec 31 1960, 31 December 1960 ...;
+  1960/12/31, 31/12/1960, 12/31/1960, 31.12.1960, Dec 31 1960, 31 December 1960 ...
+  (any date-like text is read, then compared with the header's dates);
 * the value of every text attribute the profile removes or replaces (addresses,
   telephone numbers, institutions, stations, departments), whole and by the parts a
   comma or a line separates.
@@ -24,6 +25,7 @@ import datetime as dt
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 MIN_LENGTH = 3
 #: IDs long enough to be written with separators between their digits (telephones).
@@ -76,26 +78,88 @@ def name_spellings(value) -> set[str]:
 
 
 _MONTHS = [dt.date(2000, m, 1) for m in range(1, 13)]
+_MONTH_NUMBERS = {d.strftime(f).lower(): d.month for d in _MONTHS for f in ("%b", "%B")}
+_MONTH = "(?:" + "|".join(sorted(_MONTH_NUMBERS, key=len, reverse=True)) + ")"
+#: A date as people write it; which one it is (day first or month first) is settled by
+#: :func:`_dates_of` trying both.
+DATE_TOKEN = re.compile(
+    r"(?<![0-9])(?:"
+    r"(?P<y1>\d{4})[-/.]?(?P<m1>\d{1,2})[-/.]?(?P<d1>\d{1,2})"
+    r"|(?P<a2>\d{1,2})[-/.](?P<b2>\d{1,2})[-/.](?P<y2>\d{4})"
+    rf"|(?P<mn3>{_MONTH})\.?[ -](?P<d3>\d{{1,2}}),?[ -](?P<y3>\d{{4}})"
+    rf"|(?P<d4>\d{{1,2}})[ -](?P<mn4>{_MONTH})\.?,?[ -](?P<y4>\d{{4}})"
+    r")(?![0-9])",
+    re.IGNORECASE,
+)
+
+
+def date_key(value: str) -> str | None:
+    """A DA value (YYYYMMDD) as the key dates in text are compared with; None if invalid."""
+    try:
+        return dt.datetime.strptime(str(value).strip()[:8], "%Y%m%d").strftime("%Y%m%d")
+    except ValueError:
+        return None
+
+
+def _dates_of(match: re.Match) -> set[str]:
+    g = match.groupdict()
+    if g["y1"]:
+        candidates = [(g["y1"], g["m1"], g["d1"])]
+    elif g["y2"]:
+        candidates = [(g["y2"], g["b2"], g["a2"]), (g["y2"], g["a2"], g["b2"])]
+    elif g["y3"]:
+        candidates = [(g["y3"], _MONTH_NUMBERS[g["mn3"].lower()], g["d3"])]
+    else:
+        candidates = [(g["y4"], _MONTH_NUMBERS[g["mn4"].lower()], g["d4"])]
+    found = set()
+    for year, month, day in candidates:
+        try:
+            found.add(dt.date(int(year), int(month), int(day)).strftime("%Y%m%d"))
+        except ValueError:
+            continue
+    return found
 
 
 def date_spellings(value: str) -> set[str]:
-    """A DA value (YYYYMMDD) in the formats people write it; nothing for an invalid date."""
-    digits = str(value).strip()[:8]
-    try:
-        day = dt.datetime.strptime(digits, "%Y%m%d").date()
-    except ValueError:
+    """A DA value in some of the formats people write it (for tests and documentation:
+    text is searched with :data:`DATE_TOKEN`, which reads them all)."""
+    key = date_key(value)
+    if key is None:
         return set()
-    y, m, d = f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}"
+    day = dt.datetime.strptime(key, "%Y%m%d").date()
+    y, m, d = key[:4], key[4:6], key[6:]
     month = _MONTHS[day.month - 1]
-    short, long = month.strftime("%b"), month.strftime("%B")
-    numeric = {f"{y}{m}{d}", f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}"}
-    numeric |= {f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{d}-{m}-{y}", f"{m}-{d}-{y}"}
-    unpadded = str(day.day)
-    written = set()
-    for name in (short, long):
-        for dd in {d, unpadded}:
-            written |= {f"{name} {dd} {y}", f"{name} {dd}, {y}", f"{dd} {name} {y}", f"{dd}-{name}-{y}"}
-    return numeric | written
+    return {f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", key} | {
+        f"{month.strftime('%b')} {day.day} {y}",
+        f"{day.day} {month.strftime('%B')} {y}",
+    }
+
+
+class Finder:
+    """The identifying values of one header, found in text: words by one pattern, dates
+    by :data:`DATE_TOKEN`, read and compared with the header's dates."""
+
+    def __init__(self, words: re.Pattern | None, dates: frozenset[str]):
+        self.words, self.dates = words, dates
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        found = [(m.start(), m.end()) for m in self.words.finditer(text) if m.end() > m.start()] if self.words else []
+        if self.dates:
+            found += [(m.start(), m.end()) for m in DATE_TOKEN.finditer(text) if _dates_of(m) & self.dates]
+        return sorted(found)
+
+    def search(self, text: str) -> bool:
+        if self.words is not None and self.words.search(text):
+            return True
+        return bool(self.dates) and any(_dates_of(m) & self.dates for m in DATE_TOKEN.finditer(text))
+
+    def sub(self, replacement: str, text: str) -> str:
+        out, last = [], 0
+        for start, end in self.spans(text):
+            if start >= last:
+                out += [text[last:start], replacement]
+                last = end
+        return "".join(out) + text[last:]
 
 
 def id_spellings(value) -> set[str]:
@@ -119,6 +183,13 @@ def value_segments(keyword: str | None, value) -> set[str]:
 
 
 def word_pattern(words: Iterable[str]) -> re.Pattern | None:
+    """:func:`_word_pattern`, compiled once for each set of words (the files of one
+    patient share most of theirs)."""
+    return _word_pattern(frozenset(words))
+
+
+@lru_cache(maxsize=256)
+def _word_pattern(words: frozenset[str]) -> re.Pattern | None:
     """One pattern for all the words: whole words for alphabetic scripts (so a name
     "Ann" does not eat "scanner", but "_" and digits separate words), anywhere for
     scripts written without spaces; IDs and dates not inside a longer number, but glued
