@@ -71,3 +71,72 @@ def test_spellings():
     assert "vanderBerg" in name_spellings("van der Berg^Piet")
     assert {"1960-12-31", "12/31/1960", "31.12.1960", "Dec 31 1960", "31 December 1960"} <= date_spellings("19601231")
     assert date_spellings("1960") == set()
+
+
+@pytest.mark.parametrize(
+    "attrs, text",
+    [
+        (dict(PatientName="SOEREN^MARIA"), "Pt Søren seen"),
+        (dict(PatientName="MUELLER^JORG"), "Pt Müller seen"),
+        (dict(PatientName="OBRIEN^ANN"), "Pt O'Brien seen"),
+        (dict(PatientName="Bjørnsen^Ola"), "Pt BJORNSEN seen"),
+        (dict(PatientBirthDate="19601231"), "DOB 31st Dec 1960"),
+        (dict(PatientBirthDate="19601231"), "DOB 12-31-60"),
+        (dict(PatientBirthDate="19601231"), "DOB 311260"),
+        (dict(PatientBirthDate="19620926"), "born Sept 26, 1962"),
+        (dict(PatientBirthDate="19600413", StudyID="4"), "DOB 4/13/1960"),
+        (dict(PatientID="00548322"), "MRN 548322"),
+        (dict(PatientID="548322"), "MRN 548-322"),
+        (dict(PatientID="P55\0" + "71"), "MRN P5571"),
+    ],
+)
+def test_the_spellings_a_review_found_are_cleaned(attrs, text):
+    out = deid(header(**attrs, StudyDescription=f"CHEST {text} PA"), **CLEAN)
+    cleaned = str(out.StudyDescription)
+    for word in text.split()[1:]:
+        if any(c.isalnum() for c in word) and word not in ("seen", "Pt"):
+            assert word.strip(",") not in cleaned, cleaned
+
+
+def test_a_name_written_with_another_vr_is_still_a_name():
+    ds = header(StudyDescription="CHEST Patient Lucinda Delacroix PA")
+    del ds.PatientName
+    ds.add_new(0x00100010, "LO", "DELACROIX^LUCINDA")
+    out = deid(ds, **CLEAN)
+    assert "Delacroix" not in str(out.StudyDescription) and "Lucinda" not in str(out.StudyDescription)
+
+
+@pytest.mark.parametrize(
+    "attrs, text",
+    [
+        (dict(PatientName="SMITH^JOHN^^MR^MD"), "MR BRAIN W/O, MD review"),
+        (dict(PatientName="DE LA CRUZ^ANA"), "LA enlarged, de novo"),
+        (dict(EthnicGroup="WHITE"), "white matter lesions"),
+        (dict(PreMedication="NONE"), "contrast: none"),
+        (dict(StudyID="1"), "AX T2 1.5 mm, 1-2 cm lesion"),
+    ],
+)
+def test_clinical_words_that_identify_no_one_stay(attrs, text):
+    out = deid(header(**attrs, StudyDescription=text), **CLEAN)
+    assert str(out.StudyDescription) == text
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        dict(PatientName="LO^WING"),  # a VR code in every explicit header
+        dict(PatientName="OB^^^^"),
+        dict(PatientName="BASIC^AMIR"),  # a word of curate's own method text
+        dict(SeriesDescription="LOCALIZER", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"]),
+    ],
+)
+def test_nothing_identifying_left_means_written(tmp_path, attrs):
+    from dicom_factory import write
+
+    from curate.deid.profile import Options
+    from curate.deid.pseudonym import UUID_ROOT
+    from curate.deid.worker import deidentify_file
+
+    source = write(header(**attrs), tmp_path / "src.dcm")
+    result = deidentify_file(str(source), str(tmp_path / "out.dcm"), Options(), b"k" * 32, UUID_ROOT)
+    assert result == ("written", None)

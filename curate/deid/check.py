@@ -97,9 +97,11 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
         return None
     kept = kept_text(ds, profile)
     searches = [(long, "\n".join(texts))]
-    # Raw bytes, where a value may hide in an attribute read as bytes, for the words (the
-    # header's own dates, shifted or removed, are searched in its text values).
-    if (words := long.words) is not None:
+    # Raw bytes, where a value may hide in an attribute read as bytes: for values of three
+    # characters or more (two letters such as "OB" or "LO" are also VR codes), dates
+    # aside (the header's own are searched in its text values).
+    binary = identity.long_pattern()
+    if binary is not None and (words := binary.words) is not None:
         searches += [(words, header.decode("utf-8", errors="ignore")), (words, header.decode("latin-1"))]
         # UTF-16 in bytes the profile keeps (a palette, an OB), at either byte alignment.
         searches += [(words, header[i:].decode(c, errors="ignore")) for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
@@ -157,7 +159,29 @@ def _decode_all(ds: Dataset, inherited, out: list[str]) -> None:
             out.append(bytes(value).decode("latin-1"))
 
 
+#: What curate itself writes into every output (the method of de-identification): it
+#: shares words with names ("Basic") and is no leak.
+OWN_TEXT_KEYWORDS = ("DeidentificationMethod", "CodeMeaning", "LongitudinalTemporalInformationModified")
+
+
 def kept_text(ds: Dataset, profile: Profile) -> list[str]:
-    """Text the profile keeps on purpose (an option such as Retain Institution Identity):
-    not a leak, even where it shares a word with the patient's name."""
-    return [str(e.value) for e in ds.iterall() if e.VR in TEXT_VRS and e.value and profile.action(int(e.tag)) == "K"]
+    """Text the profile keeps on purpose (an option such as Retain Institution Identity),
+    each value of a multi-valued one, and the text curate adds: not a leak, even where
+    it shares a word with the patient's name."""
+    kept: list[str] = []
+    for element in ds.iterall():
+        if element.VR not in TEXT_VRS or not element.value:
+            continue
+        own = element.keyword in OWN_TEXT_KEYWORDS and not element.tag.is_private
+        if own and element.keyword == "CodeMeaning" and not _is_method_code(str(element.value)):
+            own = False
+        if own or profile.action(int(element.tag)) == "K":
+            values = element.value if element.VM > 1 else [element.value]
+            kept.extend(str(v) for v in values if v)
+    return sorted(kept, key=len, reverse=True)
+
+
+def _is_method_code(meaning: str) -> bool:
+    from curate.deid.engine import OPTION_CODES, PROFILE_CODE
+
+    return meaning in {PROFILE_CODE[1], *(name for _, name in OPTION_CODES.values())}

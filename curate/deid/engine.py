@@ -39,9 +39,12 @@ from curate.deid.identifiers import (
     ID_KEYWORDS,
     MIN_LENGTH,
     TEXT_VRS,
+    UNDECOMPOSED,
+    WRITTEN_OUT,
     Finder,
     date_key,
     id_spellings,
+    identifies,
     name_spellings,
     value_segments,
     word_pattern,
@@ -133,7 +136,7 @@ class Identity:
         for element in ds.iterall():
             if element.tag.is_private or element.value in (None, ""):
                 continue
-            if element.VR == "PN":
+            if element.VR == "PN" or _dictionary_vr(element.tag) == "PN":  # a name written with another VR too
                 for value in _values(element.value):
                     words |= name_spellings(value)
             elif element.keyword in ID_KEYWORDS:
@@ -142,7 +145,7 @@ class Identity:
             elif element.VR == "DA" and (not full_dates or element.keyword == "PatientBirthDate"):
                 dates.update(key for value in _values(element.value) if (key := date_key(value)))
             elif element.VR in TEXT_VRS and profile is not None:
-                if profile.action(int(element.tag), sop_class) in ("X", "Z", "D", "U"):
+                if identifies(element.keyword) and profile.action(int(element.tag), sop_class) in ("X", "Z", "D", "U"):
                     for value in _values(element.value):
                         words |= value_segments(element.keyword, value)
         return cls(
@@ -185,6 +188,15 @@ class Identity:
 def _finder(words: list[str], dates: frozenset[str]) -> Finder | None:
     pattern = word_pattern(words)
     return Finder(pattern, dates) if pattern is not None or dates else None
+
+
+def _dictionary_vr(tag) -> str | None:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
 
 
 def _is_multi(value) -> bool:
@@ -462,8 +474,11 @@ def _scrub(value, pattern: Finder | None):
     # A name written with accents in the header and without them in the text, or the
     # reverse: matched on the text without accents, replaced in the text as written (the
     # rest keeps its characters: "5 µg" must not become "5 μg").
-    folded, origin = _fold_indexed(scrubbed)
-    spans = [(origin[start], origin[end - 1] + 1) for start, end in pattern.spans(folded)]
+    spans = []
+    for written_out in (False, True):
+        folded, origin = _fold_indexed(scrubbed, written_out)
+        spans += [(origin[start], origin[end - 1] + 1) for start, end in pattern.spans(folded)]
+    spans.sort()
     if not spans:
         return scrubbed
     out, last = [], 0
@@ -474,12 +489,17 @@ def _scrub(value, pattern: Finder | None):
     return "".join(out) + scrubbed[last:]
 
 
-def _fold_indexed(text: str) -> tuple[str, list[int]]:
-    """`text` without accents, and for each of its characters the index of the character
-    of `text` it came from."""
+def _fold_indexed(text: str, written_out: bool = False) -> tuple[str, list[int]]:
+    """`text` without accents (Søren: Soren), or with them written out and apostrophes
+    dropped (Soeren, OBrien), and for
+    each of its characters the index of the character of `text` it came from: a name
+    the header spells one way is found in text that spells it another."""
     folded, origin = [], []
     for i, c in enumerate(text):
-        for d in unicodedata.normalize("NFKD", c):
+        if written_out and c in "'’":
+            continue  # O'Brien as a RIS writes it: OBRIEN
+        plain = c.lower().translate(WRITTEN_OUT) if written_out else c.translate(UNDECOMPOSED)
+        for d in unicodedata.normalize("NFKD", plain):
             if not unicodedata.combining(d):
                 folded.append(d)
                 origin.append(i)

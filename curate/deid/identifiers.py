@@ -29,13 +29,19 @@ from functools import lru_cache
 
 MIN_LENGTH = 3
 #: IDs long enough to be written with separators between their digits (telephones).
-SEPARATED_DIGITS = 7
+SEPARATED_DIGITS = 5
 #: Attributes that hold identifiers, whatever their action.
 ID_KEYWORDS = ("PatientID", "OtherPatientIDs", "AccessionNumber", "MedicalRecordLocator", "StudyID")
 #: Text VRs whose removed or replaced values are searched for in what is kept.
 TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC"})
-_WRITTEN_OUT = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ø": "oe", "å": "aa", "æ": "ae", "œ": "oe"})
-_NAME_SEPARATORS = re.compile(r"[\^=\s,\-'’.()]+")
+WRITTEN_OUT = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ø": "oe", "å": "aa", "æ": "ae", "œ": "oe"})
+_NAME_SEPARATORS = re.compile(r"[\^=\s,\-'’.()\x00]+")
+#: Letters NFKD does not decompose, as people type them without their mark.
+UNDECOMPOSED = str.maketrans({"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "æ": "ae", "Æ": "AE"})
+#: Name particles: identifying only as part of the name they belong to (van der Berg).
+PARTICLES = frozenset(
+    "de da di do du la le el al van von der den del della des dos das ter ten bin ben ibn af av zu y e st".split()
+)
 _SEGMENTS = re.compile(r"[,;\^\r\n]+")
 
 
@@ -54,40 +60,49 @@ def no_spaces_script(word: str) -> bool:
 
 
 def _variants(word: str) -> set[str]:
-    """A word, accents dropped, and accents written out (Müller: Muller, Mueller)."""
-    return {word, fold(word), fold(word.lower().translate(_WRITTEN_OUT))}
+    """A word, accents dropped (Müller: Muller; Bjørn: Bjorn), and accents written out
+    (Mueller, Bjoern)."""
+    return {word, fold(word.translate(UNDECOMPOSED)), fold(word.lower().translate(WRITTEN_OUT))}
 
 
 def name_spellings(value) -> set[str]:
-    """The parts of a person name (components, words, hyphenated halves: two letters or
-    more, any length in scripts written without spaces), and each component with its
-    separators run together (O'Brien, van der Berg, Smith-Jones), in every variant."""
+    """The parts of a person name (family, given and middle names: their words and
+    hyphenated halves, two letters or more, any length in scripts written without
+    spaces; not the prefix and suffix, titles such as DR or MD, nor particles such as
+    de or van alone), and each name with its separators run together (O'Brien, van der
+    Berg, Smith-Jones), in every variant."""
     spellings: set[str] = set()
-    text = str(value)
-    for part in _NAME_SEPARATORS.split(text):
-        if len(part) >= 2 or (part and no_spaces_script(part)):
-            spellings |= _variants(part)
-    for component in re.split(r"[\^=]", text):
-        # The component run together (van der Berg), and each of its words without its
-        # apostrophes (O'Brien-Smith: OBrien).
-        for piece in [component, *re.split(r"[\s\-]+", component)]:
-            joined = _NAME_SEPARATORS.sub("", piece)
-            if len(joined) >= MIN_LENGTH and joined != piece.strip():
-                spellings |= _variants(joined)
+    for group in str(value).replace("\0", " ").split("="):
+        for component in group.split("^")[:3]:
+            for part in _NAME_SEPARATORS.split(component):
+                if (len(part) >= 2 and part.lower() not in PARTICLES) or (part and no_spaces_script(part)):
+                    spellings |= _variants(part)
+            # The component run together (van der Berg), and each of its words without
+            # its apostrophes (O'Brien-Smith: OBrien).
+            for piece in [component, *re.split(r"[\s\-]+", component)]:
+                joined = _NAME_SEPARATORS.sub("", piece)
+                if len(joined) >= MIN_LENGTH and joined != piece.strip():
+                    spellings |= _variants(joined)
     return {s for s in spellings if s}
 
 
 _MONTHS = [dt.date(2000, m, 1) for m in range(1, 13)]
-_MONTH_NUMBERS = {d.strftime(f).lower(): d.month for d in _MONTHS for f in ("%b", "%B")}
+_MONTH_NUMBERS = {d.strftime(f).lower(): d.month for d in _MONTHS for f in ("%b", "%B")} | {"sept": 9}
 _MONTH = "(?:" + "|".join(sorted(_MONTH_NUMBERS, key=len, reverse=True)) + ")"
-#: A date as people write it; which one it is (day first or month first) is settled by
-#: :func:`_dates_of` trying both.
+_DAY = r"\d{1,2}(?:st|nd|rd|th)?\.?"
+_YEAR = r"'?(?:\d{4}|\d{2})"
+_SEP = r"[-/. ]"
+#: A date as people write it: numbers (a run of 6 or 8 digits read every way; year
+#: first, or day and month first in either order, with 4- or 2-digit years), or with the month's
+#: name or abbreviation (ordinals too: 31st December 1960). Which date a text means is
+#: settled by :func:`_dates_of` trying every reading.
 DATE_TOKEN = re.compile(
     r"(?<![0-9])(?:"
-    r"(?P<y1>\d{4})[-/.]?(?P<m1>\d{1,2})[-/.]?(?P<d1>\d{1,2})"
-    r"|(?P<a2>\d{1,2})[-/.](?P<b2>\d{1,2})[-/.](?P<y2>\d{4})"
-    rf"|(?P<mn3>{_MONTH})\.?[ -](?P<d3>\d{{1,2}}),?[ -](?P<y3>\d{{4}})"
-    rf"|(?P<d4>\d{{1,2}})[ -](?P<mn4>{_MONTH})\.?,?[ -](?P<y4>\d{{4}})"
+    r"(?P<digits>\d{8}|\d{6})"
+    rf"|(?P<y1>\d{{4}}){_SEP}(?P<m1>\d{{1,2}}){_SEP}(?P<d1>\d{{1,2}})"
+    rf"|(?P<a2>\d{{1,2}})\.?{_SEP}(?P<b2>\d{{1,2}})\.?{_SEP}(?P<y2>{_YEAR})"
+    rf"|(?P<mn3>{_MONTH})\.?[ \-/](?P<d3>{_DAY}),?[ \-/](?P<y3>{_YEAR})"
+    rf"|(?P<d4>{_DAY})(?: of)?[ \-/](?P<mn4>{_MONTH})\.?,?[ \-/](?P<y4>{_YEAR})"
     r")(?![0-9])",
     re.IGNORECASE,
 )
@@ -101,22 +116,40 @@ def date_key(value: str) -> str | None:
         return None
 
 
+def _years(text: str) -> list[int]:
+    digits = text.lstrip("'")
+    if len(digits) == 4:
+        return [int(digits)]
+    return [1900 + int(digits), 2000 + int(digits)]  # a 2-digit year: either century
+
+
+def _day(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
 def _dates_of(match: re.Match) -> set[str]:
     g = match.groupdict()
-    if g["y1"]:
-        candidates = [(g["y1"], g["m1"], g["d1"])]
+    if g["digits"]:
+        n = g["digits"]
+        if len(n) == 8:  # YYYYMMDD, DDMMYYYY, MMDDYYYY
+            readings = [(n[:4], n[4:6], n[6:]), (n[4:], n[2:4], n[:2]), (n[4:], n[:2], n[2:4])]
+        else:  # YYMMDD, DDMMYY, MMDDYY
+            readings = [(n[:2], n[2:4], n[4:]), (n[4:], n[2:4], n[:2]), (n[4:], n[:2], n[2:4])]
+    elif g["y1"]:
+        readings = [(g["y1"], g["m1"], g["d1"])]
     elif g["y2"]:
-        candidates = [(g["y2"], g["b2"], g["a2"]), (g["y2"], g["a2"], g["b2"])]
+        readings = [(g["y2"], g["b2"], g["a2"]), (g["y2"], g["a2"], g["b2"])]
     elif g["y3"]:
-        candidates = [(g["y3"], _MONTH_NUMBERS[g["mn3"].lower()], g["d3"])]
+        readings = [(g["y3"], _MONTH_NUMBERS[g["mn3"].lower()], _day(g["d3"]))]
     else:
-        candidates = [(g["y4"], _MONTH_NUMBERS[g["mn4"].lower()], g["d4"])]
+        readings = [(g["y4"], _MONTH_NUMBERS[g["mn4"].lower()], _day(g["d4"]))]
     found = set()
-    for year, month, day in candidates:
-        try:
-            found.add(dt.date(int(year), int(month), int(day)).strftime("%Y%m%d"))
-        except ValueError:
-            continue
+    for year, month, day in readings:
+        for y in _years(str(year)):
+            try:
+                found.add(dt.date(y, int(month), int(day)).strftime("%Y%m%d"))
+            except ValueError:
+                continue
     return found
 
 
@@ -154,17 +187,41 @@ class Finder:
         return bool(self.dates) and any(_dates_of(m) & self.dates for m in DATE_TOKEN.finditer(text))
 
     def sub(self, replacement: str, text: str) -> str:
+        """`text` with every identifying value replaced; overlapping finds (a short ID
+        inside a date) are replaced as one."""
         out, last = [], 0
         for start, end in self.spans(text):
             if start >= last:
                 out += [text[last:start], replacement]
-                last = end
+            elif end > last:
+                pass  # overlaps the previous find: extend it
+            else:
+                continue
+            last = max(last, end)
         return "".join(out) + text[last:]
 
 
 def id_spellings(value) -> set[str]:
-    text = str(value).strip()
-    return {text} if is_identifying(text, is_id=True) else set()
+    """An ID as written, without its separators or NULs (548-322: 548322), and without
+    leading zeros (00548322: 548322)."""
+    text = str(value).replace("\0", "").strip()
+    spellings = {text, re.sub(r"[\s\-/.]", "", text)}
+    spellings |= {s.lstrip("0") for s in spellings if s.isdigit()}
+    return {s for s in spellings if is_identifying(s, is_id=True)}
+
+
+#: The removed text attributes whose values identify: addresses and telephones, the
+#: institution, department and station, IDs, numbers and names of records and devices.
+#: Not every removed value: a removed "WHITE" (ethnic group) or "NONE" (premedication)
+#: names no one, and would scrub "white matter" from a description.
+IDENTIFYING_KEYWORDS = re.compile(
+    r"Address|Telephone|Institution|Department|Station|Accession|Email|Identifier|"
+    r"(ID|IDs|Number|Numbers)$"
+)
+
+
+def identifies(keyword: str | None) -> bool:
+    return bool(keyword) and bool(IDENTIFYING_KEYWORDS.search(keyword))
 
 
 def value_segments(keyword: str | None, value) -> set[str]:
@@ -201,8 +258,9 @@ def _word_pattern(words: frozenset[str]) -> re.Pattern | None:
         if not word.isascii() and no_spaces_script(word):
             alternatives.append(escaped)
         elif digits and len(word) < MIN_LENGTH:
-            # A short ID ("7"): a word of its own, not a digit of a longer code.
-            alternatives.append(rf"(?<![^\W_]){escaped}(?![^\W_])")
+            # A short ID ("7"): a word of its own, not a digit of a longer code, nor of a
+            # number or a range ("1.5 mm", "1-2 cm").
+            alternatives.append(rf"(?<![^\W_])(?<![0-9][.,\-/:]){escaped}(?![^\W_])(?![.,\-/:x][0-9])")
         elif digits:
             alternatives.append(rf"(?<![0-9]){escaped}(?![0-9])")
             if digits >= SEPARATED_DIGITS and digits == len(word):
