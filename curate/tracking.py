@@ -22,7 +22,8 @@ from pathlib import Path
 class TrackingConfig:
     enabled: bool = True
     uri: str | None = "sqlite:///.curate/mlflow.db"
-    artifacts: str | None = ".curate/mlartifacts"
+    #: None: curate's own folder (:func:`curate.paths.data_dir`), not the working folder.
+    artifacts: str | None = None
     experiment: str | None = "curate"
 
     @classmethod
@@ -131,8 +132,9 @@ def tracked_run(stage: str, config: TrackingConfig, sweep: str | None = None, na
     experiment_name = config.experiment or "curate"
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
-        location = Path(config.artifacts).resolve().as_uri() if config.artifacts else None
-        experiment_id = mlflow.create_experiment(experiment_name, artifact_location=location)
+        location = _artifact_root(config)
+        experiment_id = mlflow.create_experiment(experiment_name, artifact_location=location.as_uri())
+        _move_default_experiment(store_uri, location)
     else:
         experiment_id = experiment.experiment_id
     tags = {"curate.stage": stage}
@@ -140,6 +142,28 @@ def tracked_run(stage: str, config: TrackingConfig, sweep: str | None = None, na
         tags["mlflow.parentRunId"] = _sweep_parent(mlflow, experiment_id, stage, sweep)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name or stage, tags=tags):
         yield Run(mlflow, store_uri)
+
+
+def _artifact_root(config: TrackingConfig) -> Path:
+    from curate.paths import data_dir
+
+    root = Path(config.artifacts) if config.artifacts else data_dir() / "mlartifacts"
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _move_default_experiment(store_uri: str, location: Path) -> None:
+    """MLflow creates a "Default" experiment whose artifact location is the working
+    folder's ``mlruns`` (an absolute path, which may name a patient): in a local SQLite
+    store, point it at curate's artifact folder too."""
+    import sqlite3
+
+    if not store_uri.startswith("sqlite:///"):
+        return
+    with contextlib.closing(sqlite3.connect(store_uri.removeprefix("sqlite:///"))) as db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", ((location / "0").as_uri(),))
+        db.commit()
 
 
 def _sweep_parent(mlflow, experiment_id: str, stage: str, sweep: str) -> str:

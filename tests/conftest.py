@@ -42,10 +42,12 @@ def mlflow_store(tmp_path_factory):
     """One MLflow store for the session (commands started by tests inherit it), so that
     no test writes into the working directory and the database is created once."""
     store = tmp_path_factory.mktemp("mlflow")
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "CURATE_HOME")}
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    os.environ["CURATE_HOME"] = str(store / "curate-home")  # artifacts too, not ~/.local
     yield store
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -265,3 +265,31 @@ def test_no_path_reaches_the_hydra_run_folder(tree, tmp_path):
         text = path.read_bytes()
         assert b"Quux_Zebulon" not in text and b"Zebulon_deid" not in text, path.name
     assert not [p for p in (tmp_path / "runs").rglob(".hydra")]
+
+
+def test_the_mlflow_store_holds_no_path_of_the_working_folder(tree, tmp_path):
+    """MLflow records every experiment's and run's artifact location: curate's own
+    folder, never the working folder (often named after the patient whose export it is)."""
+    import sqlite3
+
+    work = tmp_path / "Quux_Zebulon_work"
+    work.mkdir()
+    store, home = tmp_path / "store" / "mlflow.db", tmp_path / "curate-home"
+    done = run_curate(
+        "deid",
+        f"source={tree}",
+        "output=out",
+        "progress=false",
+        "workers=1",
+        cwd=work,
+        env={"CURATE_DEID_KEY": KEY.decode(), "MLFLOW_TRACKING_URI": f"sqlite:///{store}", "CURATE_HOME": str(home)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    db = sqlite3.connect(store)
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    for table in tables:
+        for row in db.execute(f"SELECT * FROM {table}"):
+            assert "Quux_Zebulon" not in repr(row), table
+    locations = [row[0] for row in db.execute("SELECT artifact_location FROM experiments")]
+    assert locations and all(home.as_uri() in location for location in locations)
+    assert (home / "mlartifacts").is_dir()
