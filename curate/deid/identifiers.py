@@ -2,21 +2,29 @@
 
 Clean Descriptors and the check before a file is written search text for every
 identifying value of the same header. The rule: a value identifies when it is at least
-3 characters long, or is an ID (it holds a digit), whatever its length. The values:
+3 characters long, or is an ID (the value of an ID attribute), whatever its length. The
+values:
 
-* every person name anywhere in the header, by its parts, and as RIS systems spell
-  them: accents dropped (Müller as Muller) or written out (MUELLER, GROSS for Groß),
-  apostrophes dropped (O'Brien as OBRIEN), particles and hyphens run together
-  (VANDERBERG, SMITHJONES);
-* the patient's IDs, other IDs, accession numbers and study IDs; an ID is found glued
-  to a prefix (MRN12345) and, when long, with separators between its digits
-  (a telephone number written as (555) 123-4567);
-* every date of the header, in the formats people write: 19601231, 1960-12-31,
-  1960/12/31, 31/12/1960, 12/31/1960, 31.12.1960, Dec 31 1960, 31 December 1960 ...
-  (any date-like text is read, then compared with the header's dates);
-* the value of every text attribute the profile removes or replaces (addresses,
-  telephone numbers, institutions, stations, departments), whole and by the parts a
-  comma or a line separates.
+* every person name anywhere in the header (a PN, or a name attribute written with
+  another VR), by its parts: family, given and middle names, not the prefix or suffix
+  (DR, MD) nor a particle alone (de, van); and as RIS systems spell them, both ways
+  round: accents dropped (Muller for Müller, Bjornsen for Bjørnsen) or written out
+  (MUELLER, GROSS for Groß), apostrophes dropped (OBRIEN), particles and hyphens run
+  together (VANDERBERG, SMITHJONES);
+* the patient's IDs, other IDs, accession numbers and study IDs, as written, without
+  separators or leading zeros; an ID is found glued to a prefix (MRN12345), a long one
+  with separators between its digits, a short one ("7") only as a word of its own and
+  not inside a number or a range ("1.5 mm");
+* every date of the header, however it is written (19601231, 1960-12-31, 12/31/60,
+  31.12.1960, 311260, Dec 31 1960, 31st December 1960 ...): date-like text is read every
+  way it can be, then compared with the header's dates;
+* the values the profile removes or replaces of the attributes that name places,
+  organisations, devices or records (addresses, telephones, institutions, departments,
+  stations, IDs and numbers), whole, and addresses and telephones by their parts; not
+  every removed value ("WHITE" or "NONE" name no one).
+
+The check of a written header leaves out the IDs of one or two characters: a code or a
+number that equals "2" is no sign of a leak.
 """
 
 from __future__ import annotations
