@@ -62,12 +62,10 @@ class SplitFile:
     dataset: FileDataset
     pixel_start: int
     pixel_end: int
+    #: The pixel element's tag (0 when the file has none): what goes before and after it.
+    pixel_tag: int = 0
     #: The items of encapsulated pixel data, the basic offset table first; empty when native.
     fragments: list[Fragment] = field(default_factory=list)
-
-    @property
-    def has_pixels(self) -> bool:
-        return self.pixel_end > self.pixel_start
 
 
 def split_file(path: str | os.PathLike[str]) -> SplitFile:
@@ -81,8 +79,9 @@ def split_file(path: str | os.PathLike[str]) -> SplitFile:
         if start >= size:
             return SplitFile(ds, start, start)
         fp.seek(start)
-        tag = struct.unpack("<HH", fp.read(4).ljust(4, b"\0"))
-        if (tag[0] << 16 | tag[1]) not in PIXEL_TAGS:
+        group, element = struct.unpack("<HH", fp.read(4).ljust(4, b"\0"))
+        tag = group << 16 | element
+        if tag not in PIXEL_TAGS:
             # pydicom stopped somewhere else (a stray delimiter): the rest is unparsed.
             raise CannotSplit("the header ends before Pixel Data")
         end, fragments = _pixel_element_end(fp, start, implicit, size)
@@ -95,7 +94,7 @@ def split_file(path: str | os.PathLike[str]) -> SplitFile:
                 if element.tag in ds:
                     raise Malformed(f"attribute {element.tag} both before and after Pixel Data")
                 ds.add(element)
-    return SplitFile(ds, start, end, fragments)
+    return SplitFile(ds, start, end, tag, fragments)
 
 
 def _check_encoding(fp: BinaryIO, implicit: bool) -> None:

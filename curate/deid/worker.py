@@ -202,17 +202,14 @@ def _write_split(partial: Path, ds, split: SplitFile, source: str) -> bytes:
     Returns the bytes written after the pixel element."""
     from pydicom.dataset import Dataset
 
-    with open(source, "rb") as src:
-        src.seek(split.pixel_start)
-        pixel_tag = int.from_bytes(src.read(2), "little") << 16 | int.from_bytes(src.read(2), "little")
-        head, tail = Dataset(), Dataset()
-        for element in ds:
-            (head if element.tag < pixel_tag else tail).add(element)
-        head.file_meta, head.preamble = ds.file_meta, ds.preamble
-        implicit = ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
-        trailer = encode_elements(tail, implicit) if len(tail) else b""
-        with open(partial, "wb") as out:
-            head.save_as(out, enforce_file_format=True)
-            copy_range(src, out, split.pixel_start, split.pixel_end - split.pixel_start)
-            out.write(trailer)
+    head, tail = Dataset(), Dataset()
+    for element in ds:
+        (head if not split.pixel_tag or element.tag < split.pixel_tag else tail).add(element)
+    head.file_meta, head.preamble = ds.file_meta, ds.preamble
+    implicit = ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    trailer = encode_elements(tail, implicit) if len(tail) else b""
+    with open(source, "rb") as src, open(partial, "wb") as out:
+        head.save_as(out, enforce_file_format=True)
+        copy_range(src, out, split.pixel_start, split.pixel_end - split.pixel_start)
+        out.write(trailer)
     return trailer

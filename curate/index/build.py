@@ -246,19 +246,22 @@ def _plan(
             # unchanged files, not resumed ones.
             done.insert(0, f"SELECT path, file_size, mtime FROM read_parquet({sql_list(staged)})")
             summary.resumed = con.execute(
-                f"SELECT count(*) FROM listing l SEMI JOIN ({done[0]}) s ON {same_file('l', 's')}"
-                + "".join(f" ANTI JOIN ({d}) d{i} ON {same_file('l', f'd{i}')}" for i, d in enumerate(done[1:]))
+                f"SELECT count(*) FROM listing l SEMI JOIN ({done[0]}) s ON {same_file('l', 's')}{_none_of(done[1:])}"
             ).fetchall()[0][0]
         summary.listed = con.execute("SELECT count(*) FROM listing").fetchall()[0][0]
-        anti = "".join(f" ANTI JOIN ({d}) d{i} ON {same_file('l', f'd{i}')}" for i, d in enumerate(done))
         todo = staging / "todo.parquet"
         with atomic_path(todo) as partial:
-            query = f"SELECT l.path FROM listing l{anti} ORDER BY l.path"
+            query = f"SELECT l.path FROM listing l{_none_of(done)} ORDER BY l.path"
             con.execute(f"COPY ({query}) TO {sql_string(partial)} (FORMAT parquet)")
         total = pq.read_metadata(todo).num_rows
     finally:
         con.close()
     return listing, _Todo(spooled=todo, total=total)
+
+
+def _none_of(queries: list[str]) -> str:
+    """ANTI JOINs that keep the listing rows (alias ``l``) no row of `queries` covers."""
+    return "".join(f" ANTI JOIN ({q}) d{i} ON {same_file('l', f'd{i}')}" for i, q in enumerate(queries))
 
 
 def _part_files(staging: Path) -> list[Path]:

@@ -14,7 +14,6 @@ import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from curate.index.derive import DeriveCounts
@@ -105,10 +104,15 @@ def scan_into_parts(
     written = rows = 0
     with dask_client(options) as client, progress_bar(total) as bar:
         in_flight = max(2, 2 * len(client.nthreads()))
-        send = partial(client.submit, scan_shard, pure=False)
         pending = as_completed()
-        for i, shard in itertools.islice(shards, in_flight):
-            pending.add(send(shard, list(columns), options.threads_per_task, _target(staging, first_part + i)))
+        specs = list(columns)
+
+        def send(count: int) -> None:
+            for i, shard in itertools.islice(shards, count):
+                target = str(staging / f"part-{first_part + i:06d}.parquet")
+                pending.add(client.submit(scan_shard, shard, specs, options.threads_per_task, target, pure=False))
+
+        send(in_flight)
         for future in pending:
             shard_rows, nulled = future.result()
             rows += shard_rows
@@ -118,10 +122,5 @@ def scan_into_parts(
             bar.update(shard_rows)
             if on_part is not None:
                 on_part(first_part + written)
-            for i, shard in itertools.islice(shards, 1):
-                pending.add(send(shard, list(columns), options.threads_per_task, _target(staging, first_part + i)))
+            send(1)
     return written, rows
-
-
-def _target(staging: Path, number: int) -> str:
-    return str(staging / f"part-{number:06d}.parquet")
