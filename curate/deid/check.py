@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.values import TEXT_VR_DELIMS
 
-from curate.deid.engine import Identity
+from curate.deid.engine import OPTION_CODES, PROFILE_CODE, Identity
 from curate.deid.profile import Profile
 from curate.deid.uids import uids_in
 
@@ -162,6 +162,8 @@ def _decode_all(ds: Dataset, inherited, out: list[str]) -> None:
 #: What curate itself writes into every output (the method of de-identification): it
 #: shares words with names ("Basic") and is no leak.
 OWN_TEXT_KEYWORDS = ("DeidentificationMethod", "CodeMeaning", "LongitudinalTemporalInformationModified")
+#: The code meanings of curate's method codes (CID 7050), the only CodeMeanings it adds.
+METHOD_MEANINGS = frozenset({PROFILE_CODE[1], *(name for _, name in OPTION_CODES.values())})
 
 
 def kept_text(ds: Dataset, profile: Profile) -> list[str]:
@@ -173,15 +175,9 @@ def kept_text(ds: Dataset, profile: Profile) -> list[str]:
         if element.VR not in TEXT_VRS or not element.value:
             continue
         own = element.keyword in OWN_TEXT_KEYWORDS and not element.tag.is_private
-        if own and element.keyword == "CodeMeaning" and not _is_method_code(str(element.value)):
+        if own and element.keyword == "CodeMeaning" and str(element.value) not in METHOD_MEANINGS:
             own = False
         if own or profile.action(int(element.tag)) == "K":
             values = element.value if element.VM > 1 else [element.value]
             kept.extend(str(v) for v in values if v)
     return sorted(kept, key=len, reverse=True)
-
-
-def _is_method_code(meaning: str) -> bool:
-    from curate.deid.engine import OPTION_CODES, PROFILE_CODE
-
-    return meaning in {PROFILE_CODE[1], *(name for _, name in OPTION_CODES.values())}

@@ -30,6 +30,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -191,8 +192,6 @@ def _finder(words: list[str], dates: frozenset[str]) -> Finder | None:
 
 
 def _dictionary_vr(tag) -> str | None:
-    from pydicom.datadict import dictionary_VR
-
     try:
         return dictionary_VR(tag)
     except KeyError:

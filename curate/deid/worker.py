@@ -122,7 +122,7 @@ def _pixel_text(source: str, ds, fragments: list[Fragment] | None, identity: Ide
     three characters or more), in UTF-8, Latin-1, UTF-16 or the header's own character
     set. Codestreams that cannot be walked, and pixel data read whole, are searched
     whole. `fragments` is None for a data set read whole by pydicom."""
-    encodings = _encodings(ds)
+    search = _IdentitySearch(identity, _encodings(ds))
     if fragments is not None:
         try:
             segments = text_segments(source, fragments, str(ds.file_meta.TransferSyntaxUID))
@@ -130,14 +130,14 @@ def _pixel_text(source: str, ds, fragments: list[Fragment] | None, identity: Ide
             pass
         else:
             for segment in segments:
-                if _holds_identity(segment.data, 0, len(segment.data), identity, encodings, short=segment.text):
+                if search.holds(segment.data, 0, len(segment.data), short=segment.text):
                     return PIXEL_TEXT_LEAK
             return None
         with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
             start, end = fragments[0].offset, fragments[-1].offset + fragments[-1].length
-            return PIXEL_TEXT_LEAK if _holds_identity(data, start, end, identity, encodings) else None
+            return PIXEL_TEXT_LEAK if search.holds(data, start, end) else None
     pixels = bytes(ds.PixelData)
-    return PIXEL_TEXT_LEAK if _holds_identity(pixels, 0, len(pixels), identity, encodings) else None
+    return PIXEL_TEXT_LEAK if search.holds(pixels, 0, len(pixels)) else None
 
 
 #: Encodings names are written in outside the header's own: Japanese, Chinese, Korean.
@@ -159,36 +159,49 @@ def _encodings(ds) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _holds_identity(data, start: int, end: int, identity: Identity, encodings: list[str], short: bool = False) -> bool:
-    """Whether bytes [start, end) of `data` hold one of the patient's values (those of
-    three characters or more, unless `short`) or original UIDs: a literal search for
-    each spelling in each encoding first (``find`` runs at memory speed on megabytes,
-    where a pattern would not), then the header check's own pattern, with its word
-    boundaries, around each hit."""
-    words = identity.words if short else [w for w in identity.words if len(w) >= MIN_LENGTH]
-    pattern = identity.pattern() if short else identity.long_pattern()
-    spellings: dict[bytes, str] = {}
-    for word in words:
-        for spelling in (word, word.upper(), word.lower(), word.title()):
-            for encoding in encodings:
-                encoded = spelling.encode(encoding, errors="ignore")
-                if len(encoded) >= 2:
-                    spellings.setdefault(encoded, encoding)
-    checked = 0
-    for spelling, encoding in spellings.items():
-        at = data.find(spelling, start, end)
-        while at != -1:
-            checked += 1
-            if checked > MAX_NEAR_MISSES:
-                return True
-            window = bytes(data[max(start, at - 128) : min(end, at + len(spelling) + 128)])
-            if pattern is not None and pattern.search(window.decode(encoding, errors="ignore")):
-                return True
-            at = data.find(spelling, at + 1, end)
-    for uid in identity.uids:
-        if data.find(uid.encode("ascii", errors="ignore"), start, end) != -1:
-            return True
-    return False
+class _IdentitySearch:
+    """The patient's values and original UIDs searched for in bytes: a literal search
+    for each spelling in each encoding first (``find`` runs at memory speed on
+    megabytes, where a pattern would not), then the header check's own pattern, with
+    its word boundaries, around each hit. The spellings are encoded once a file, for
+    all its segments."""
+
+    def __init__(self, identity: Identity, encodings: list[str]):
+        self.identity, self.encodings = identity, encodings
+        self._spellings: dict[bool, dict[bytes, str]] = {}
+        self._uids = [uid.encode("ascii", errors="ignore") for uid in identity.uids]
+
+    def spellings(self, short: bool) -> dict[bytes, str]:
+        """Each spelling's bytes -> its encoding: every value with `short`, else those of
+        three characters or more."""
+        if short not in self._spellings:
+            words = [w for w in self.identity.words if short or len(w) >= MIN_LENGTH]
+            found: dict[bytes, str] = {}
+            for word in words:
+                for spelling in (word, word.upper(), word.lower(), word.title()):
+                    for encoding in self.encodings:
+                        encoded = spelling.encode(encoding, errors="ignore")
+                        if len(encoded) >= 2:
+                            found.setdefault(encoded, encoding)
+            self._spellings[short] = found
+        return self._spellings[short]
+
+    def holds(self, data, start: int, end: int, short: bool = False) -> bool:
+        """Whether bytes [start, end) of `data` hold one of the values (see
+        :meth:`spellings`) or an original UID."""
+        pattern = self.identity.pattern() if short else self.identity.long_pattern()
+        checked = 0
+        for spelling, encoding in self.spellings(short).items():
+            at = data.find(spelling, start, end)
+            while at != -1:
+                checked += 1
+                if checked > MAX_NEAR_MISSES:
+                    return True
+                window = bytes(data[max(start, at - 128) : min(end, at + len(spelling) + 128)])
+                if pattern is not None and pattern.search(window.decode(encoding, errors="ignore")):
+                    return True
+                at = data.find(spelling, at + 1, end)
+        return any(data.find(uid, start, end) != -1 for uid in self._uids)
 
 
 def _encapsulated(ds) -> bool:
