@@ -157,21 +157,26 @@ def test_options_keep_what_they_say(tree, tmp_path):
     assert any(b"Zebulon General Hospital" in p.read_bytes() for p in out.rglob("*.dcm"))
 
 
+def deid_cli(source: Path, output: str, cwd: Path, *extra: str, **env: str):
+    """`curate deid` on `source`, one worker, no progress bar, with the test key."""
+    return run_curate(
+        "deid",
+        f"source={source}",
+        f"output={output}",
+        "progress=false",
+        "workers=1",
+        *extra,
+        cwd=cwd,
+        env={"CURATE_DEID_KEY": KEY.decode(), **env},
+    )
+
+
 def test_cli_needs_a_key_and_never_takes_it_from_the_config(tree, tmp_path):
     no_key = run_curate(
         "deid", f"source={tree}", "output=out", "tracking=off", cwd=tmp_path, env={"CURATE_DEID_KEY": ""}
     )
     assert no_key.returncode == 2 and "CURATE_DEID_KEY" in no_key.stderr
-    done = run_curate(
-        "deid",
-        f"source={tree}",
-        "output=out",
-        "progress=false",
-        "tracking=off",
-        "workers=1",
-        cwd=tmp_path,
-        env={"CURATE_DEID_KEY": KEY.decode()},
-    )
+    done = deid_cli(tree, "out", tmp_path, "tracking=off")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "verification: passed" in done.stdout
     for config in (tmp_path / "runs").rglob("*.yaml"):
@@ -249,16 +254,7 @@ def test_no_path_reaches_the_hydra_run_folder(tree, tmp_path):
     written with the run (Hydra's .hydra/config.yaml and overrides.yaml would hold them)."""
     source = tmp_path / "Quux_Zebulon_export"
     tree.rename(source)
-    done = run_curate(
-        "deid",
-        f"source={source}",
-        "output=Zebulon_deid",
-        "progress=false",
-        "tracking=off",
-        "workers=1",
-        cwd=tmp_path,
-        env={"CURATE_DEID_KEY": KEY.decode()},
-    )
+    done = deid_cli(source, "Zebulon_deid", tmp_path, "tracking=off")
     assert done.returncode == 0, done.stderr[-2000:]
     runs = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
     for path in runs:
@@ -275,15 +271,7 @@ def test_the_mlflow_store_holds_no_path_of_the_working_folder(tree, tmp_path):
     work = tmp_path / "Quux_Zebulon_work"
     work.mkdir()
     store, home = tmp_path / "store" / "mlflow.db", tmp_path / "curate-home"
-    done = run_curate(
-        "deid",
-        f"source={tree}",
-        "output=out",
-        "progress=false",
-        "workers=1",
-        cwd=work,
-        env={"CURATE_DEID_KEY": KEY.decode(), "MLFLOW_TRACKING_URI": f"sqlite:///{store}", "CURATE_HOME": str(home)},
-    )
+    done = deid_cli(tree, "out", work, MLFLOW_TRACKING_URI=f"sqlite:///{store}", CURATE_HOME=str(home))
     assert done.returncode == 0, done.stderr[-2000:]
     db = sqlite3.connect(store)
     tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]

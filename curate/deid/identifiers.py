@@ -161,21 +161,6 @@ def _dates_of(match: re.Match) -> set[str]:
     return found
 
 
-def date_spellings(value: str) -> set[str]:
-    """A DA value in some of the formats people write it (for tests and documentation:
-    text is searched with :data:`DATE_TOKEN`, which reads them all)."""
-    key = date_key(value)
-    if key is None:
-        return set()
-    day = dt.datetime.strptime(key, "%Y%m%d").date()
-    y, m, d = key[:4], key[4:6], key[6:]
-    month = _MONTHS[day.month - 1]
-    return {f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", key} | {
-        f"{month.strftime('%b')} {day.day} {y}",
-        f"{day.day} {month.strftime('%B')} {y}",
-    }
-
-
 class Finder:
     """The identifying values of one header, found in text: words by one pattern, dates
     by :data:`DATE_TOKEN`, read and compared with the header's dates."""
