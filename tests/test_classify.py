@@ -124,3 +124,71 @@ def test_default_model_is_ready_and_its_card_tells_the_truth():
     assert float(random_rows.group(1)) == pytest.approx(report["random"]["macro_f1"], abs=0.01)
     rules = re.search(r"header rules .*? \| ([\d.]+) \|", card)
     assert float(rules.group(1)) == pytest.approx(report["rules"]["macro_f1"], abs=0.01)
+
+
+def test_mixed_list_and_scalar_cells_all_nulls_and_unseen_columns(split):
+    """Frames read from CSV or JSON hold lists in some cells of a column and scalars in
+    others; they fit and predict, as do all-null and unseen columns."""
+    X, y, X_test, _ = split
+    mixed = X.head(600).copy()
+    mixed["ImageType"] = [v.split("\\") if i % 2 else v for i, v in enumerate(mixed["ImageType"])]
+    mixed["PixelSpacing"] = [[0.14, 0.14] if i % 3 else 0.2 for i in range(len(mixed))]
+    mixed["WindowCenter"] = [["40", "400"] if i % 2 else "-600" for i in range(len(mixed))]
+    mixed["Odd"] = [["a", "b"] if i % 3 else "c" for i in range(len(mixed))]
+    mixed["Empty"] = None
+    model = SeriesTypeClassifier().fit(mixed, y.head(600))
+    roles = model.features_.roles_
+    assert "ImageType" in roles["tokens"] and "Odd" in roles["tokens"]
+    assert "PixelSpacing" in roles["number"] and "WindowCenter" in roles["number"]
+    unseen = X_test.head(50).assign(Unseen=[[1, 2]] * 50, Empty=[["x"]] * 50)
+    assert set(model.predict(unseen)) <= set(model.classes_)
+    assert (model.predict(mixed) == y.head(600)).mean() > 0.9
+
+
+def test_a_declared_modality_bounds_the_answer(split, fitted):
+    """A CR file is never called a CT or MR type, whatever its other columns say."""
+    from curate.classify.taxonomy import modalities_of_type
+
+    _, _, X_test, _ = split
+    ct_rows = X_test[X_test.Modality == "CT"].head(40).copy()
+    ct_rows["Modality"] = "CR"  # a CT header that says CR
+    predicted = fitted.predict(ct_rows)
+    assert all("CR" in modalities_of_type()[p] for p in predicted), set(predicted)
+    proba = fitted.predict_proba(ct_rows)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    ct_classes = [i for i, c in enumerate(fitted.classes_) if "CR" not in modalities_of_type()[c]]
+    assert (proba[:, ct_classes] == 0).all()
+    # A modality no family claims is not bounded; a model without the family abstains.
+    assert len(fitted.predict(ct_rows.assign(Modality="XYZ"))) == 40
+    chest_only = X_test[X_test.Modality.isin(["CR", "DX"])]
+    mr = X_test[X_test.Modality == "MR"].head(5)
+    narrow = SeriesTypeClassifier().fit(chest_only, split[3][chest_only.index])
+    assert set(narrow.predict(mr)) == {UNKNOWN}
+
+
+def test_the_same_data_and_seed_give_the_same_answers_in_any_process(tmp_path):
+    """Training in two processes with different hash seeds gives the same model."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import hashlib, numpy as np\n"
+        "from curate.classify.default import train_default_model\n"
+        "from curate.classify.synth import generate\n"
+        "X = generate(300, sites=4, seed=5).drop(columns=['series_type', 'site'])\n"
+        "model = train_default_model()\n"
+        "print(hashlib.sha256(np.round(model.predict_proba(X), 9).tobytes()).hexdigest(), list(model.predict(X)[:5]))\n"
+    )
+    answers = {
+        subprocess.run(
+            [sys.executable, str(script)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(answers) == 1, answers

@@ -30,31 +30,46 @@ TOKEN_COLUMNS = ("ImageType", "ScanningSequence", "SequenceVariant", "ScanOption
 MAX_CATEGORIES = 50
 
 
+def _is_sequence(value) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
 def _is_list(series: pd.Series) -> bool:
-    first = series.dropna()
-    return len(first) > 0 and isinstance(first.iloc[0], (list, tuple, np.ndarray))
+    """Whether any cell holds several values. Frames read from CSV or JSON mix lists and
+    scalars in one column, so the first cell says nothing about the others."""
+    return series.dtype == object and bool(series.map(_is_sequence).any())
 
 
 def _to_text(series: pd.Series) -> pd.Series:
     def one(value):
-        if isinstance(value, (list, tuple, np.ndarray)):
+        if _is_sequence(value):
             return "\\".join(str(v) for v in value)
         return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
     return series.map(one)
 
 
+def _first(value):
+    """The first of several values (a list, or DICOM's backslash-separated text)."""
+    if _is_sequence(value):
+        return value[0] if len(value) else np.nan
+    if isinstance(value, str) and "\\" in value:
+        return value.split("\\", 1)[0]
+    return value
+
+
 def _numeric(series: pd.Series) -> pd.Series:
-    if _is_list(series):
-        series = series.map(lambda v: v[0] if isinstance(v, (list, tuple, np.ndarray)) and len(v) else np.nan)
+    if series.dtype == object:
+        series = series.map(_first)
     return pd.to_numeric(series, errors="coerce")
 
 
 class MetadataFeatures(BaseEstimator, TransformerMixin):
     """Learns each column's role at fit; builds a sparse feature matrix."""
 
-    def __init__(self, text_features: int = 20000):
+    def __init__(self, text_features: int = 20000, random_state: int = 0):
         self.text_features = text_features
+        self.random_state = random_state
 
     def _roles(self, frame: pd.DataFrame) -> dict[str, list[str]]:
         roles = {"text": [], "tokens": [], "category": [], "number": []}
@@ -62,13 +77,15 @@ class MetadataFeatures(BaseEstimator, TransformerMixin):
             if not is_feature_column(str(name)):
                 continue
             series = frame[name]
+            present = series.notna()
+            numeric_share = _numeric(series)[present].notna().mean() if present.any() else 0.0
             if name in TEXT_COLUMNS or "CodeMeaning" in str(name):
                 roles["text"].append(name)
-            elif name in TOKEN_COLUMNS or (_is_list(series) and not pd.api.types.is_numeric_dtype(_numeric(series))):
+            elif name in TOKEN_COLUMNS or (_is_list(series) and numeric_share < 0.9):
                 roles["tokens"].append(name)
-            elif pd.api.types.is_numeric_dtype(series) or _numeric(series).notna().mean() > 0.9 or _is_list(series):
+            elif pd.api.types.is_numeric_dtype(series) or numeric_share > 0.9:
                 roles["number"].append(name)
-            elif series.nunique(dropna=True) <= MAX_CATEGORIES:
+            elif _to_text(series).replace("", np.nan).nunique(dropna=True) <= MAX_CATEGORIES:
                 roles["category"].append(name)
             else:
                 roles["text"].append(name)  # many distinct strings: read them as text
@@ -133,7 +150,11 @@ class MetadataFeatures(BaseEstimator, TransformerMixin):
         # Quantiles, not z-scores: a value outside the training range (a 128-pixel CT on a
         # model that saw only 512) maps to the edge instead of extrapolating without bound.
         imputed = self.imputer_.transform(numbers)
-        self.scaler_ = QuantileTransformer(n_quantiles=max(2, min(200, len(imputed)))).fit(imputed)
+        # Seeded: above 10,000 rows the quantiles come from a random subsample, and an
+        # unseeded one gives another model in every process.
+        self.scaler_ = QuantileTransformer(
+            n_quantiles=max(2, min(200, len(imputed))), random_state=self.random_state
+        ).fit(imputed)
         self.n_features_in_ = frame.shape[1]
         return self
 

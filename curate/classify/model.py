@@ -83,7 +83,9 @@ class SeriesTypeClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"n_samples={len(frame)}: at least 2 samples are needed to fit")
         # One class only: every prediction is that class (nothing to learn).
         estimator = self._estimator() if len(np.unique(y)) > 1 else DummyClassifier(strategy="most_frequent")
-        self.features_ = MetadataFeatures(text_features=2000 if self.model == "hgb" else 20000).fit(frame)
+        self.features_ = MetadataFeatures(
+            text_features=2000 if self.model == "hgb" else 20000, random_state=self.random_state
+        ).fit(frame)
         matrix = self.features_.transform(frame)
         estimator.fit(matrix.toarray() if self.model == "hgb" else matrix, y)
         self._positional = not isinstance(X, pd.DataFrame) and not hasattr(X, "schema")
@@ -105,17 +107,50 @@ class SeriesTypeClassifier(ClassifierMixin, BaseEstimator):
         matrix = self.features_.transform(frame)
         return matrix.toarray() if self.model == "hgb" else matrix
 
+    def _allowed(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """Which classes each row may be (rows x classes), from the modality it declares:
+        a type belongs to a family, a family to its modalities. A row whose modality no
+        family claims, and a class outside the taxonomy, are not bounded."""
+        if "Modality" not in frame:
+            return None
+        from curate.classify.taxonomy import known_modalities, modalities_of_type
+
+        bounds = modalities_of_type()
+        known = known_modalities()
+        declared = frame["Modality"].map(lambda v: str(v).strip().upper() if isinstance(v, str) else "").to_numpy()
+        allowed = np.ones((len(frame), len(self.classes_)), dtype=bool)
+        for modality in set(declared) & known:
+            rows = declared == modality
+            allowed[rows] = [str(c) not in bounds or modality in bounds[str(c)] for c in self.classes_]
+        return allowed
+
+    def _bounded_proba(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities renormalised over the classes each row may be, and whether any
+        class was left (a model trained without the row's family cannot answer it)."""
+        proba = self.estimator_.predict_proba(self._matrix(frame))
+        allowed = self._allowed(frame)
+        if allowed is None:
+            return proba, np.ones(len(proba), dtype=bool)
+        kept = np.where(allowed, proba, 0.0)
+        total = kept.sum(axis=1, keepdims=True)
+        answerable = allowed.any(axis=1)
+        # Nothing left: the probabilities stay as the estimator gave them, the answer unknown.
+        bounded = np.where(total > 0, kept / np.where(total > 0, total, 1.0), proba)
+        return bounded, answerable
+
     def predict_proba(self, X) -> np.ndarray:
-        matrix = self._matrix(X)  # checks that the estimator is fitted
-        return self.estimator_.predict_proba(matrix)
+        check_is_fitted(self, "estimator_")
+        return self._bounded_proba(as_frame(X))[0]
 
     def predict(self, X) -> np.ndarray:
-        proba = self.predict_proba(X)
+        check_is_fitted(self, "estimator_")
+        proba, answerable = self._bounded_proba(as_frame(X))
         labels = self.classes_[np.argmax(proba, axis=1)]
-        if self.threshold is None:
+        if self.threshold is None and answerable.all():
             return labels
         labels = labels.astype(object)
-        labels[proba.max(axis=1) < self.threshold] = UNKNOWN
+        unsure = ~answerable if self.threshold is None else (~answerable | (proba.max(axis=1) < self.threshold))
+        labels[unsure] = UNKNOWN
         return labels
 
     def predict_series(self, X) -> pd.DataFrame:
@@ -124,11 +159,15 @@ class SeriesTypeClassifier(ClassifierMixin, BaseEstimator):
         frame = as_frame(X)
         if "SeriesInstanceUID" not in frame:
             raise ValueError("predict_series needs a SeriesInstanceUID column")
-        proba = pd.DataFrame(self.predict_proba(frame), columns=self.classes_, index=frame.index)
-        mean = proba.groupby(frame["SeriesInstanceUID"].to_numpy()).mean()
+        check_is_fitted(self, "estimator_")
+        bounded, answerable = self._bounded_proba(frame)
+        proba = pd.DataFrame(bounded, columns=self.classes_, index=frame.index)
+        keys = frame["SeriesInstanceUID"].to_numpy()
+        mean = proba.groupby(keys).mean()
         best = mean.to_numpy().argmax(axis=1)
         confidence = mean.to_numpy().max(axis=1)
         types = self.classes_[best].astype(object)
+        types[~pd.Series(answerable).groupby(keys).all().reindex(mean.index).to_numpy()] = UNKNOWN
         if self.threshold is not None:
             types[confidence < self.threshold] = UNKNOWN
         return pd.DataFrame({"SeriesInstanceUID": mean.index, "series_type": types, "confidence": confidence})
