@@ -127,10 +127,23 @@ def _train(cfg: DictConfig) -> StageResult:
 def _classify(cfg: DictConfig) -> StageResult:
     from curate.classify.train import classify_index, load_model, model_version
 
-    model = load_model(cfg.model)
+    adaptation = None
+    if cfg.model is None:
+        from curate.classify.adapt import adapt_to_archive, sample_index
+
+        model = adapt_to_archive(sample_index(cfg.index, random_state=cfg.seed), random_state=cfg.seed)
+        version, adaptation = f"adapted to this archive (seed {cfg.seed})", model.report_
+    elif cfg.model == "default":
+        from curate.classify import load_default_model
+
+        model, version = load_default_model(), "default"
+    else:
+        model, version = load_model(cfg.model), model_version(cfg.model)
     if cfg.threshold is not None:
         model.threshold = cfg.threshold
-    return classify_index(cfg.index, model, model_version=model_version(cfg.model), dask=_dask_options(cfg))
+    result = classify_index(cfg.index, model, model_version=version, dask=_dask_options(cfg))
+    result.adaptation = adaptation
+    return result
 
 
 def _build(cfg: DictConfig) -> StageResult:

@@ -2,8 +2,9 @@
 # Set everything up and run the main job on data the project generates: a PACS-like
 # export (headers cloned from real files, fresh UIDs, fake patients, a few broken files)
 # scanned into a Parquet index, then the population and quality report (logged to a
-# local MLflow store), a query over the index, and a versioned, de-identified dataset
-# of adult frontal chest radiographs split by patient.
+# local MLflow store), a query over the index, series types from a classifier that adapts
+# to the archive, and a versioned, de-identified dataset of adult chest radiographs by
+# the view it found, split by patient.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -30,9 +31,12 @@ fi
 chmod 600 "$DEMO/deid.key" 2>/dev/null || true  # curate refuses a key others can read
 KEY_ARG=()
 [ -z "${CURATE_DEID_KEY:-}" ] && KEY_ARG=("key_file=$DEMO/deid.key")
-curate build dataset=chest_frontal index="$DEMO/index" out="$DEMO/datasets" "${KEY_ARG[@]}"
+# Series types: the classifier adapts to this archive first (no labels, no model to give).
+curate classify index="$DEMO/index"
 echo
-VERSION_DIR=$(ls -d "$DEMO"/datasets/chest_frontal/*/ | head -n 1)
+curate build dataset=chest_views index="$DEMO/index" out="$DEMO/datasets" "${KEY_ARG[@]}"
+echo
+VERSION_DIR=$(ls -d "$DEMO"/datasets/chest_views/*/ | head -n 1)
 if python -c "import torch" 2>/dev/null; then
     python - "$VERSION_DIR" <<'PY'
 import sys

@@ -155,7 +155,7 @@ def test_classify_streams_whole_series_and_gives_what_one_pass_gives(tmp_path):
     frame = read_index(tmp_path / "idx").to_pandas()
     frame = frame[frame.status == "ok"]
     expected = model.predict_series(frame).sort_values("SeriesInstanceUID").reset_index(drop=True)
-    got = streamed.to_pandas()
+    got = streamed.to_pandas().sort_values("SeriesInstanceUID").reset_index(drop=True)
     assert list(got.SeriesInstanceUID) == list(expected.SeriesInstanceUID)
     assert list(got.series_type) == list(expected.series_type)
     assert np.allclose(got.confidence, expected.confidence)

@@ -22,12 +22,60 @@ TEXT_COLUMNS = (
     "StudyDescription",
     "BodyPartExamined",
     "PerformedProcedureStepDescription",
+    "AcquisitionDeviceProcessingDescription",
     "DerivationDescription",
     "SequenceName",
 )
 #: Backslash-separated or list-valued codes: read as a bag of their parts.
 TOKEN_COLUMNS = ("ImageType", "ScanningSequence", "SequenceVariant", "ScanOptions", "PatientOrientation")
 MAX_CATEGORIES = 50
+#: Numbers read against the rest of the study: the lateral of a visit takes more exposure
+#: than its PA, whatever the site's own level.
+STUDY_RELATIVE = (
+    "Exposure",
+    "ExposureTime",
+    "XRayTubeCurrent",
+    "KVP",
+    "ExposureIndex",
+    "DeviationIndex",
+    "RelativeXRayExposure",
+    "DistanceSourceToDetector",
+    "Rows",
+    "Columns",
+    "aspect",
+)
+
+
+def study_context(frame: pd.DataFrame, numbers: pd.DataFrame) -> None:
+    """Add to `numbers` what an image is beside the other images of its study: how many
+    there are, how many others declare the same ViewPosition (a site that copies the
+    study's view to every image), and each of :data:`STUDY_RELATIVE` as the share above
+    or below the study's median (empty for an image alone in its study). A study is read
+    whole: the index is read in batches of whole studies, a training sample takes whole
+    studies."""
+    relative = [c for c in STUDY_RELATIVE]
+    if "StudyInstanceUID" not in frame or frame["StudyInstanceUID"].isna().all():
+        numbers["images_in_study"] = np.nan
+        numbers["same_view_in_study"] = np.nan
+        for c in relative:
+            numbers[f"{c}_in_study"] = np.nan
+        return
+    study = frame["StudyInstanceUID"].astype(object).where(frame["StudyInstanceUID"].notna(), None)
+    keys = study.fillna("").to_numpy()
+    size = pd.Series(1, index=frame.index).groupby(keys).transform("size")
+    numbers["images_in_study"] = size.where(study.notna(), np.nan)
+    if "ViewPosition" in frame:
+        view = _to_text(frame["ViewPosition"]).str.strip().str.upper()
+        same = view.groupby([keys, view.to_numpy()]).transform("size") - 1
+        numbers["same_view_in_study"] = same.where(view != "", np.nan)
+    else:
+        numbers["same_view_in_study"] = np.nan
+    alone = size.to_numpy() < 2
+    for c in relative:
+        values = numbers[c] if c in numbers else pd.Series(np.nan, index=frame.index)
+        median = values.groupby(keys).transform("median")
+        share = (values - median) / median.abs().where(median.abs() > 0, np.nan)
+        numbers[f"{c}_in_study"] = share.where(~alone, np.nan)
 
 
 def _is_sequence(value) -> bool:
@@ -122,6 +170,7 @@ class MetadataFeatures(BaseEstimator, TransformerMixin):
             numbers["images_in_series"] = frame.groupby("SeriesInstanceUID")["SeriesInstanceUID"].transform("size")
         else:
             numbers["images_in_series"] = np.nan
+        study_context(frame, numbers)
         return numbers.to_numpy(dtype=float)
 
     def fit(self, X, y=None):

@@ -19,6 +19,12 @@ UNKNOWN = "unknown"
 XRAY = {"CR", "DX", "DR", "RG"}
 
 
+def _string(row: pd.Series, column: str) -> str:
+    """The cell as text; "" where it is missing (None, or NaN as pandas reads a null)."""
+    value = row.get(column)
+    return value if isinstance(value, str) else ""
+
+
 def _text(row: pd.Series, *columns: str) -> str:
     return " ".join(str(row.get(c) or "") for c in columns if isinstance(row.get(c), str)).lower()
 
@@ -35,15 +41,15 @@ def _number(row: pd.Series, column: str) -> float | None:
 def _parts(value) -> list[str]:
     if isinstance(value, (list, tuple, np.ndarray)):
         return [str(v).upper() for v in value]
-    return [p.upper() for p in str(value or "").split("\\") if p]
+    return [p.upper() for p in value.split("\\") if p] if isinstance(value, str) else []
 
 
 def _radiograph(row: pd.Series) -> str:
-    part = str(row.get("BodyPartExamined") or "").strip().upper()
+    part = _string(row, "BodyPartExamined").strip().upper()
     part = BODY_PART_SYNONYMS.get(part, part)
     if part and part != "CHEST":
         return "not_chest"
-    view = str(row.get("ViewPosition") or "").strip().upper()
+    view = _string(row, "ViewPosition").strip().upper()
     view = VIEW_SYNONYMS.get(view) or view
     if not part and not view:
         return UNKNOWN
@@ -74,7 +80,7 @@ def _mr(row: pd.Series) -> str:
     if re.search(r"\bpd|proton", text):
         return "mr_pd"
     tr, te = _number(row, "RepetitionTime"), _number(row, "EchoTime")
-    contrast = bool(str(row.get("ContrastBolusAgent") or "").strip()) or re.search(r"\+c|post|gd", text)
+    contrast = bool(_string(row, "ContrastBolusAgent").strip()) or re.search(r"\+c|post|gd", text)
     if "t1" in text or (tr is not None and te is not None and tr < 800 and te < 30):
         return "mr_t1_contrast" if contrast else "mr_t1"
     if "t2" in text or (tr is not None and te is not None and tr > 2000 and te > 60):
@@ -85,7 +91,7 @@ def _mr(row: pd.Series) -> str:
 def _ct(row: pd.Series) -> str:
     text = _text(row, "SeriesDescription", "ProtocolName")
     image_type = _parts(row.get("ImageType"))
-    if "dose" in text or str(row.get("Modality") or "") == "SR":
+    if "dose" in text or _string(row, "Modality") == "SR":
         return "ct_dose_report"
     if "LOCALIZER" in image_type or re.search(r"scout|topogram|surview", text):
         return "ct_scout"
@@ -103,7 +109,7 @@ class RuleLabeler:
         frame = as_frame(X)
         out = []
         for _, row in frame.iterrows():
-            modality = str(row.get("Modality") or "").strip().upper()
+            modality = _string(row, "Modality").strip().upper()
             if modality in XRAY:
                 out.append(_radiograph(row))
             elif modality == "MR":

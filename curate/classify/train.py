@@ -146,15 +146,27 @@ class ClassifyResult(StageResult):
 
     counts: dict[str, int]
     model_version: str
+    #: How an adapted model learned the archive (None for a fixed model).
+    adaptation: object | None = None
 
     def metrics(self) -> dict[str, float]:
-        return {f"series.{k}": v for k, v in self.counts.items()}
+        values = {f"series.{k}": v for k, v in self.counts.items()}
+        if self.adaptation is not None:
+            for source in ("from_rules", "from_base"):
+                values.update({f"labels.{source}.{k}": v for k, v in getattr(self.adaptation, source).items()})
+        return values
 
     def format(self) -> str:
         width = max((len(k) for k in self.counts), default=0)
         lines = [f"{k.ljust(width)}  {v:>9,}" for k, v in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-        return "\n".join([*lines, "", "series types written beside the index"])
+        head = [self.adaptation.format(), ""] if self.adaptation is not None else []
+        return "\n".join([*head, *lines, "", f"series types written beside the index (model: {self.model_version})"])
 
+
+#: The column of whole-study groups in the batches that :func:`classify_index` reads.
+STUDY_GROUP = "_study_group"
+#: The study a series goes with: the least of the studies its instances name.
+SERIES_STUDY = "coalesce(min(StudyInstanceUID) OVER (PARTITION BY SeriesInstanceUID), 'series:' || SeriesInstanceUID)"
 
 #: What ``series_types.parquet`` holds: one row per series.
 SERIES_TYPES_SCHEMA = pa.schema(
@@ -188,17 +200,22 @@ def _predict_on_dask(
             yield pending.popleft().result()
 
 
-def input_columns(model: SeriesTypeClassifier, available: set[str]) -> list[str]:
+def input_columns(model, available: set[str]) -> list[str]:
     """The index columns the model reads (all of them, for a model that does not say)."""
-    roles = getattr(getattr(model, "features_", None), "roles_", None)
-    if roles is None:
+    if not hasattr(model, "columns_read"):
         return sorted(available)
-    return [c for columns in roles.values() for c in columns if c in available]
+    return [c for c in model.columns_read() if c in available]
 
 
 def predict_batch(model: SeriesTypeClassifier, batch: pa.Table, model_version: str) -> pa.Table:
     """Series types of the whole series in `batch` (one task of a Dask run)."""
-    series = model.predict_series(batch.to_pandas())
+    frame = batch.to_pandas()
+    series = model.predict_series(frame)
+    if STUDY_GROUP in frame:
+        # In the order of the index's studies, whatever the batch size.
+        study = frame.groupby("SeriesInstanceUID")[STUDY_GROUP].first()
+        series = series.assign(_study=study.reindex(series["SeriesInstanceUID"]).to_numpy())
+        series = series.sort_values(["_study", "SeriesInstanceUID"], kind="stable").drop(columns="_study")
     series["model_version"] = model_version
     return pa.Table.from_pandas(series, schema=SERIES_TYPES_SCHEMA, preserve_index=False)
 
@@ -228,11 +245,17 @@ def classify_index(
     with store.series_types_writer(SERIES_TYPES_SCHEMA) as writer:
         if "SeriesInstanceUID" in available:
             columns = input_columns(model, available)
+            # Whole studies, where the index has them: an image is judged beside the
+            # rest of its study (a series without a study stands alone).
+            study = "StudyInstanceUID" in available
             batches = store.grouped_batches(
                 columns,
-                "SeriesInstanceUID",
+                STUDY_GROUP if study else "SeriesInstanceUID",
                 where="status = 'ok' AND SeriesInstanceUID IS NOT NULL",
                 rows=batch_rows or GROUPED_BATCH_ROWS,
+                # A series goes whole with one study, even where its instances name
+                # several (messy headers): a series is never split.
+                key_expression=SERIES_STUDY if study else None,
             )
             predicted = (
                 (predict_batch(model, b, model_version) for b in batches)

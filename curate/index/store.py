@@ -237,14 +237,21 @@ class IndexStore:
         return con
 
     def grouped_batches(
-        self, columns: Sequence[str], key: str, where: str = "TRUE", rows: int = GROUPED_BATCH_ROWS
+        self,
+        columns: Sequence[str],
+        key: str,
+        where: str = "TRUE",
+        rows: int = GROUPED_BATCH_ROWS,
+        key_expression: str | None = None,
     ) -> Iterator[pa.Table]:
         """Rows of `columns` (`key` among them) where `where` holds, ordered by `key`, as
         tables of about `rows` rows that each hold whole groups: no group is split between
         two tables. Memory stays flat at any index size (DuckDB sorts within
         :data:`DUCKDB_MEMORY` and spills the rest); a table grows past `rows` only to
-        finish a group."""
-        select = ", ".join(f'"{c}"' for c in dict.fromkeys([key, *columns]))
+        finish a group. With `key_expression` (SQL), the groups are its values, selected
+        as the column `key`."""
+        first = f'{key_expression} AS "{key}"' if key_expression else f'"{key}"'
+        select = ", ".join([first, *(f'"{c}"' for c in dict.fromkeys(columns) if c != key)])
         con = self.connect("idx")
         try:
             reader = con.sql(f'SELECT {select} FROM idx WHERE {where} ORDER BY "{key}"').to_arrow_reader(rows)

@@ -1,0 +1,271 @@
+"""A series-type model that learns the user's own archive, from no labels at all.
+
+The method is one round of co-training (Blum and Mitchell, "Combining labeled and
+unlabeled data with co-training", COLT 1998). An image has two views that each say what
+it is:
+
+1. what it declares: ViewPosition, the body part, the MR and CT keywords, read by the
+   header rules (:class:`~curate.classify.rules.RuleLabeler`);
+2. everything else about it: descriptions in the site's language, detector geometry,
+   exposure beside the rest of its study, the vendor's habits.
+
+The rules' answer is a label only where it is consistent with the rest of the study and
+series: a ViewPosition that every image of a multi-image study repeats (a site that
+copies the study's "PA" to its lateral) is no evidence, and neither are instances of one
+series that the rules type differently. Where the rules say nothing, the shipped default
+model's answer is a label where its probability is at least :data:`BASE_CONFIDENCE`.
+
+Two models are fitted on those labels. One reads everything and answers the rows with a
+consistent declaration. The other reads the second view only, so it learns what the
+archive's frontal and lateral images look like without the declaration it was taught
+from, and it answers every other row. Its confidences are calibrated by temperature on
+out-of-fold answers, so a row it is unsure of says so, and below ``threshold`` the
+answer is ``unknown``.
+
+Training takes a seeded sample of whole studies, at most :data:`MAX_TRAINING_ROWS` rows:
+the same rows and the same model in any process, and bounded memory at any archive size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from curate.classify.features import _to_text
+from curate.classify.model import SeriesTypeClassifier
+from curate.classify.rules import UNKNOWN, RuleLabeler
+from curate.classify.table import as_frame
+from curate.errors import LabelsError
+
+#: The default model's answers are labels only at or above this probability.
+BASE_CONFIDENCE = 0.95
+MAX_TRAINING_ROWS = 200_000
+#: Columns that carry an image's declaration (the first view), hidden from the second.
+DECLARED = ("ViewPosition", "view")
+#: What the header rules read to find a declaration.
+RULES_READ = (
+    "Modality",
+    "BodyPartExamined",
+    "ViewPosition",
+    "ImageType",
+    "SeriesDescription",
+    "ProtocolName",
+    "RepetitionTime",
+    "EchoTime",
+    "ContrastBolusAgent",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+)
+
+
+def repeated_views(frame: pd.DataFrame) -> np.ndarray:
+    """Rows whose ViewPosition every other image of its (multi-image) study repeats."""
+    if "ViewPosition" not in frame or "StudyInstanceUID" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    view = _to_text(frame["ViewPosition"]).str.strip().str.upper()
+    study = frame["StudyInstanceUID"].astype(object).where(frame["StudyInstanceUID"].notna(), None)
+    keys = study.fillna("").to_numpy()
+    size = view.groupby(keys).transform("size")
+    distinct = view.groupby(keys).transform("nunique")
+    return ((view != "") & study.notna() & (size >= 2) & (distinct == 1)).to_numpy()
+
+
+def without_untrusted_views(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the ViewPositions that :func:`repeated_views` finds read as empty."""
+    repeated = repeated_views(frame)
+    if not repeated.any():
+        return frame
+    frame = frame.copy()
+    for column in DECLARED:
+        if column in frame:
+            frame[column] = frame[column].astype(object).where(~repeated, None)
+    return frame
+
+
+def consistent_rule_labels(frame: pd.DataFrame) -> np.ndarray:
+    """The rules' answer per row, ``unknown`` where it is not evidence: declared views
+    that the study repeats, and series whose instances the rules type differently
+    (except radiographs, whose images may be different views of one series)."""
+    labels = RuleLabeler().predict(without_untrusted_views(frame)).astype(object)
+    if "SeriesInstanceUID" in frame:
+        answered = pd.Series(np.where(labels == UNKNOWN, None, labels), index=frame.index)
+        per_series = answered.groupby(frame["SeriesInstanceUID"].fillna("").to_numpy()).transform("nunique")
+        view_types = pd.Series(labels).str.startswith("chest_").to_numpy()
+        labels[(per_series.to_numpy() > 1) & ~view_types] = UNKNOWN
+    return labels
+
+
+def _sample_studies(frame: pd.DataFrame, rows: int, random_state: int) -> pd.DataFrame:
+    """Whole studies (or series, or rows) drawn with a seed until about `rows` rows."""
+    if len(frame) <= rows:
+        return frame
+    key = next((k for k in ("StudyInstanceUID", "SeriesInstanceUID") if k in frame), None)
+    if key is None:
+        return frame.sample(n=rows, random_state=random_state)
+    groups = frame[key].fillna("").to_numpy()
+    unique, inverse = np.unique(groups, return_inverse=True)
+    order = np.random.default_rng(random_state).permutation(len(unique))
+    sizes = np.bincount(inverse)[order]
+    chosen = order[: int(np.searchsorted(np.cumsum(sizes), rows, side="right")) + 1]
+    return frame[np.isin(inverse, chosen)]
+
+
+@dataclass
+class AdaptationReport:
+    """How many rows of each type were taken as labels, and from where."""
+
+    rows: int
+    sampled: int
+    from_rules: dict[str, int] = field(default_factory=dict)
+    from_base: dict[str, int] = field(default_factory=dict)
+
+    def format(self) -> str:
+        def counts(c: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v:,}" for k, v in sorted(c.items())) or "none"
+
+        return "\n".join(
+            [
+                f"adapted to {self.sampled:,} of {self.rows:,} rows",
+                f"  labels from the header rules:  {counts(self.from_rules)}",
+                f"  labels from the default model: {counts(self.from_base)}",
+            ]
+        )
+
+
+def _counts(labels) -> dict[str, int]:
+    values, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+class ArchiveClassifier(ClassifierMixin, BaseEstimator):
+    """A series-type model adapted to one archive. A row with a consistent declaration
+    is answered by the model that reads it (``declared``); any other row by the model of
+    everything else (``undeclared``), whose confidences are calibrated on the declared
+    rows with their declaration hidden. ``report_`` says what it learned from."""
+
+    def __init__(
+        self,
+        declared: SeriesTypeClassifier | None = None,
+        undeclared: SeriesTypeClassifier | None = None,
+        threshold: float | None = 0.5,
+    ):
+        self.declared = declared
+        self.undeclared = undeclared
+        self.threshold = threshold
+
+    def columns_read(self) -> list[str]:
+        """The index columns either model, or the rules, read."""
+        return list(dict.fromkeys([*self.declared.columns_read(), *self.undeclared.columns_read(), *RULES_READ]))
+
+    @property
+    def classes_(self):
+        return self.declared.classes_
+
+    def _bounded_proba(self, X) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self.declared, "estimator_")
+        frame = as_frame(X)
+        prepared = without_untrusted_views(frame)
+        declared = consistent_rule_labels(frame) != UNKNOWN
+        proba = np.zeros((len(frame), len(self.classes_)))
+        answerable = np.ones(len(frame), dtype=bool)
+        # Each model reads whole studies (an image is judged beside the rest of its study),
+        # then answers its own rows.
+        hidden = prepared.drop(columns=[c for c in DECLARED if c in prepared])
+        for rows, model, data in ((declared, self.declared, prepared), (~declared, self.undeclared, hidden)):
+            if rows.any():
+                all_proba, all_answerable = model._bounded_proba(data)
+                proba[rows], answerable[rows] = all_proba[rows], all_answerable[rows]
+        return proba, answerable
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self._bounded_proba(X)[0]
+
+    def predict(self, X) -> np.ndarray:
+        proba, answerable = self._bounded_proba(X)
+        return self.declared._answers(proba, answerable, self.threshold)
+
+    def predict_series(self, X) -> pd.DataFrame:
+        frame = as_frame(X)
+        proba, answerable = self._bounded_proba(frame)
+        return self.declared._series(frame, proba, answerable, self.threshold)
+
+
+def adapt_to_archive(
+    frame,
+    base: SeriesTypeClassifier | None = None,
+    random_state: int = 0,
+    threshold: float | None = 0.5,
+    max_rows: int = MAX_TRAINING_ROWS,
+) -> ArchiveClassifier:
+    """A series-type model fitted to `frame`'s own archive, from no labels (see the
+    module's docstring). `frame` is index-like (pandas or Arrow, any subset of the
+    scanner's columns); `base` is the model whose sure answers also count as labels (the
+    shipped default when None)."""
+    from curate.classify.default import load_default_model
+
+    whole = as_frame(frame)
+    sample = _sample_studies(whole, max_rows, random_state).reset_index(drop=True)
+    prepared = without_untrusted_views(sample)
+    labels = consistent_rule_labels(sample)
+    report = AdaptationReport(rows=len(whole), sampled=len(sample), from_rules=_counts(labels[labels != UNKNOWN]))
+
+    base = base if base is not None else load_default_model()
+    proba = base.predict_proba(prepared)
+    sure = (labels == UNKNOWN) & (proba.max(axis=1) >= BASE_CONFIDENCE)
+    labels[sure] = base.classes_[proba.argmax(axis=1)][sure]
+    report.from_base = _counts(labels[sure])
+    labelled = labels != UNKNOWN
+    if labelled.sum() < 2:
+        raise LabelsError(
+            "neither the header rules nor the default model are sure of any row of this archive: "
+            "give labels (curate train data.source=index data.labels=CSV)"
+        )
+    declared = SeriesTypeClassifier(random_state=random_state).fit(prepared[labelled], labels[labelled])
+    hidden = prepared.drop(columns=[c for c in DECLARED if c in prepared])
+    undeclared = SeriesTypeClassifier(random_state=random_state, calibration="temperature").fit(
+        hidden[labelled], labels[labelled]
+    )
+    adapted = ArchiveClassifier(declared, undeclared, threshold=threshold)
+    adapted.report_ = report
+    return adapted
+
+
+def sample_index(index_dir, rows: int = MAX_TRAINING_ROWS, random_state: int = 0) -> pd.DataFrame:
+    """A seeded sample of whole studies from an index, about `rows` rows of the columns a
+    series-type model may read: what :func:`adapt_to_archive` trains on. DuckDB draws
+    it (by a digest of each study's UID and the seed), so that memory stays bounded at
+    any index size and the same index and seed give the same rows."""
+    from curate.classify.table import is_feature_column
+    from curate.index.store import open_index
+
+    store = open_index(index_dir)
+    available = store.columns()
+    columns = sorted(c for c in available if is_feature_column(c) or c in RULES_READ)
+    group = (
+        "coalesce(StudyInstanceUID, SeriesInstanceUID)"
+        if "StudyInstanceUID" in available
+        else ("SeriesInstanceUID" if "SeriesInstanceUID" in available else "path")
+    )
+    select = ", ".join(f'"{c}"' for c in columns)
+    con = store.connect("idx")
+    try:
+        return con.execute(
+            f"""
+            WITH groups AS (
+                SELECT {group} AS g, count(*) AS n FROM idx WHERE status = 'ok' GROUP BY ALL
+            ), drawn AS (
+                SELECT g, sum(n) OVER (ORDER BY md5(g || ?), g) AS running FROM groups
+            )
+            SELECT {select} FROM idx
+            WHERE status = 'ok'
+              AND {group} IN (SELECT g FROM drawn WHERE running <= ? OR running = (SELECT min(running) FROM drawn))
+            ORDER BY {group}, path
+            """,
+            [str(random_state), rows],
+        ).df()
+    finally:
+        con.close()
