@@ -35,7 +35,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from curate.classify.features import _to_text
+from curate.classify.features import _to_text, study_keys
 from curate.classify.model import SeriesTypeClassifier
 from curate.classify.rules import UNKNOWN, RuleLabeler
 from curate.classify.table import as_frame
@@ -64,14 +64,13 @@ RULES_READ = (
 
 def repeated_views(frame: pd.DataFrame) -> np.ndarray:
     """Rows whose ViewPosition every other image of its (multi-image) study repeats."""
-    if "ViewPosition" not in frame or "StudyInstanceUID" not in frame:
+    if "ViewPosition" not in frame:
         return np.zeros(len(frame), dtype=bool)
+    keys, in_study = study_keys(frame)
     view = _to_text(frame["ViewPosition"]).str.strip().str.upper()
-    study = frame["StudyInstanceUID"].astype(object).where(frame["StudyInstanceUID"].notna(), None)
-    keys = study.fillna("").to_numpy()
     size = view.groupby(keys).transform("size")
     distinct = view.groupby(keys).transform("nunique")
-    return ((view != "") & study.notna() & (size >= 2) & (distinct == 1)).to_numpy()
+    return ((view != "") & in_study & (size >= 2) & (distinct == 1)).to_numpy()
 
 
 def without_untrusted_views(frame: pd.DataFrame) -> pd.DataFrame:
@@ -86,14 +85,25 @@ def without_untrusted_views(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _undeclared(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` without the declaration: what the second model reads."""
+    return frame.drop(columns=[c for c in DECLARED if c in frame])
+
+
 def consistent_rule_labels(frame: pd.DataFrame) -> np.ndarray:
     """The rules' answer per row, ``unknown`` where it is not evidence: declared views
     that the study repeats, and series whose instances the rules type differently
     (except radiographs, whose images may be different views of one series)."""
-    labels = RuleLabeler().predict(without_untrusted_views(frame)).astype(object)
-    if "SeriesInstanceUID" in frame:
-        answered = pd.Series(np.where(labels == UNKNOWN, None, labels), index=frame.index)
-        per_series = answered.groupby(frame["SeriesInstanceUID"].fillna("").to_numpy()).transform("nunique")
+    return _rule_labels(without_untrusted_views(frame))
+
+
+def _rule_labels(prepared: pd.DataFrame) -> np.ndarray:
+    """:func:`consistent_rule_labels` of a frame that :func:`without_untrusted_views`
+    has already prepared."""
+    labels = RuleLabeler().predict(prepared).astype(object)
+    if "SeriesInstanceUID" in prepared:
+        answered = pd.Series(np.where(labels == UNKNOWN, None, labels), index=prepared.index)
+        per_series = answered.groupby(prepared["SeriesInstanceUID"].fillna("").to_numpy()).transform("nunique")
         view_types = pd.Series(labels).str.startswith("chest_").to_numpy()
         labels[(per_series.to_numpy() > 1) & ~view_types] = UNKNOWN
     return labels
@@ -167,15 +177,14 @@ class ArchiveClassifier(ClassifierMixin, BaseEstimator):
 
     def _bounded_proba(self, X) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self.declared, "estimator_")
-        frame = as_frame(X)
-        prepared = without_untrusted_views(frame)
-        declared = consistent_rule_labels(frame) != UNKNOWN
-        proba = np.zeros((len(frame), len(self.classes_)))
-        answerable = np.ones(len(frame), dtype=bool)
+        prepared = without_untrusted_views(as_frame(X))
+        declared = _rule_labels(prepared) != UNKNOWN
+        proba = np.zeros((len(prepared), len(self.classes_)))
+        answerable = np.ones(len(prepared), dtype=bool)
         # Each model reads whole studies (an image is judged beside the rest of its study),
         # then answers its own rows.
-        hidden = prepared.drop(columns=[c for c in DECLARED if c in prepared])
-        for rows, model, data in ((declared, self.declared, prepared), (~declared, self.undeclared, hidden)):
+        pairs = ((declared, self.declared, prepared), (~declared, self.undeclared, _undeclared(prepared)))
+        for rows, model, data in pairs:
             if rows.any():
                 all_proba, all_answerable = model._bounded_proba(data)
                 proba[rows], answerable[rows] = all_proba[rows], all_answerable[rows]
@@ -210,7 +219,7 @@ def adapt_to_archive(
     whole = as_frame(frame)
     sample = _sample_studies(whole, max_rows, random_state).reset_index(drop=True)
     prepared = without_untrusted_views(sample)
-    labels = consistent_rule_labels(sample)
+    labels = _rule_labels(prepared)
     report = AdaptationReport(rows=len(whole), sampled=len(sample), from_rules=_counts(labels[labels != UNKNOWN]))
 
     base = base if base is not None else load_default_model()
@@ -225,9 +234,8 @@ def adapt_to_archive(
             "give labels (curate train data.source=index data.labels=CSV)"
         )
     declared = SeriesTypeClassifier(random_state=random_state).fit(prepared[labelled], labels[labelled])
-    hidden = prepared.drop(columns=[c for c in DECLARED if c in prepared])
     undeclared = SeriesTypeClassifier(random_state=random_state, calibration="temperature").fit(
-        hidden[labelled], labels[labelled]
+        _undeclared(prepared)[labelled], labels[labelled]
     )
     adapted = ArchiveClassifier(declared, undeclared, threshold=threshold)
     adapted.report_ = report
@@ -240,30 +248,34 @@ def sample_index(index_dir, rows: int = MAX_TRAINING_ROWS, random_state: int = 0
     it (by a digest of each study's UID and the seed), so that memory stays bounded at
     any index size and the same index and seed give the same rows."""
     from curate.classify.table import is_feature_column
+    from curate.classify.train import SERIES_STUDY
     from curate.index.store import open_index
 
     store = open_index(index_dir)
     available = store.columns()
     columns = sorted(c for c in available if is_feature_column(c) or c in RULES_READ)
-    group = (
-        "coalesce(StudyInstanceUID, SeriesInstanceUID)"
-        if "StudyInstanceUID" in available
-        else ("SeriesInstanceUID" if "SeriesInstanceUID" in available else "path")
-    )
+    # The groups classify_index reads: a series goes whole with one study.
+    if {"StudyInstanceUID", "SeriesInstanceUID"} <= available:
+        group = SERIES_STUDY
+    else:
+        group = "SeriesInstanceUID" if "SeriesInstanceUID" in available else "path"
     select = ", ".join(f'"{c}"' for c in columns)
     con = store.connect("idx")
     try:
         return con.execute(
             f"""
-            WITH groups AS (
-                SELECT {group} AS g, count(*) AS n FROM idx WHERE status = 'ok' GROUP BY ALL
+            WITH keyed AS (
+                SELECT *, {group} AS _group FROM idx WHERE status = 'ok'
+            ), groups AS (
+                SELECT _group, count(*) AS n FROM keyed GROUP BY _group
             ), drawn AS (
-                SELECT g, sum(n) OVER (ORDER BY md5(g || ?), g) AS running FROM groups
+                SELECT _group, sum(n) OVER (ORDER BY md5(_group || ?), _group) AS running FROM groups
             )
-            SELECT {select} FROM idx
-            WHERE status = 'ok'
-              AND {group} IN (SELECT g FROM drawn WHERE running <= ? OR running = (SELECT min(running) FROM drawn))
-            ORDER BY {group}, path
+            SELECT {select} FROM keyed
+            WHERE _group IN (
+                SELECT _group FROM drawn WHERE running <= ? OR running = (SELECT min(running) FROM drawn)
+            )
+            ORDER BY _group, path
             """,
             [str(random_state), rows],
         ).df()

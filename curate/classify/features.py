@@ -46,32 +46,33 @@ STUDY_RELATIVE = (
 )
 
 
+def study_keys(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's study (as a group key) and whether it names one: rows without a
+    StudyInstanceUID share the key "" but belong to no study."""
+    if "StudyInstanceUID" not in frame:
+        return np.full(len(frame), "", dtype=object), np.zeros(len(frame), dtype=bool)
+    study = frame["StudyInstanceUID"]
+    return study.astype(object).where(study.notna(), "").to_numpy(), study.notna().to_numpy()
+
+
 def study_context(frame: pd.DataFrame, numbers: pd.DataFrame) -> None:
     """Add to `numbers` what an image is beside the other images of its study: how many
     there are, how many others declare the same ViewPosition (a site that copies the
     study's view to every image), and each of :data:`STUDY_RELATIVE` as the share above
-    or below the study's median (empty for an image alone in its study). A study is read
-    whole: the index is read in batches of whole studies, a training sample takes whole
-    studies."""
-    relative = [c for c in STUDY_RELATIVE]
-    if "StudyInstanceUID" not in frame or frame["StudyInstanceUID"].isna().all():
-        numbers["images_in_study"] = np.nan
-        numbers["same_view_in_study"] = np.nan
-        for c in relative:
-            numbers[f"{c}_in_study"] = np.nan
-        return
-    study = frame["StudyInstanceUID"].astype(object).where(frame["StudyInstanceUID"].notna(), None)
-    keys = study.fillna("").to_numpy()
-    size = pd.Series(1, index=frame.index).groupby(keys).transform("size")
-    numbers["images_in_study"] = size.where(study.notna(), np.nan)
+    or below the study's median (empty for an image alone in its study, or in none). A
+    study is read whole: the index is read in batches of whole studies, a training sample
+    takes whole studies."""
+    keys, in_study = study_keys(frame)
+    size = pd.Series(1, index=frame.index).groupby(keys).transform("size").where(in_study, np.nan)
+    numbers["images_in_study"] = size
     if "ViewPosition" in frame:
         view = _to_text(frame["ViewPosition"]).str.strip().str.upper()
         same = view.groupby([keys, view.to_numpy()]).transform("size") - 1
-        numbers["same_view_in_study"] = same.where(view != "", np.nan)
+        numbers["same_view_in_study"] = same.where((view != "") & in_study, np.nan)
     else:
         numbers["same_view_in_study"] = np.nan
-    alone = size.to_numpy() < 2
-    for c in relative:
+    alone = ~(size.to_numpy() >= 2)
+    for c in STUDY_RELATIVE:
         values = numbers[c] if c in numbers else pd.Series(np.nan, index=frame.index)
         median = values.groupby(keys).transform("median")
         share = (values - median) / median.abs().where(median.abs() > 0, np.nan)

@@ -126,7 +126,7 @@ class SeriesTypeClassifier(ClassifierMixin, BaseEstimator):
             fold = clone(self).set_params(calibration=None).fit(frame.iloc[train], y[train])
             columns = np.searchsorted(self.classes_, fold.classes_)
             proba = fold.estimator_.predict_proba(fold._matrix(frame.iloc[test]))
-            log_proba[np.ix_(test, np.arange(len(self.classes_)))] = np.log(1e-12)
+            log_proba[test] = np.log(1e-12)  # a class the fold never saw
             log_proba[np.ix_(test, columns)] = np.log(np.clip(proba, 1e-12, 1.0))
         seen = ~np.isnan(log_proba).any(axis=1)
         if not seen.any():

@@ -26,7 +26,7 @@ def _string(row: pd.Series, column: str) -> str:
 
 
 def _text(row: pd.Series, *columns: str) -> str:
-    return " ".join(str(row.get(c) or "") for c in columns if isinstance(row.get(c), str)).lower()
+    return " ".join(v for v in (row.get(c) for c in columns) if isinstance(v, str)).lower()
 
 
 def _number(row: pd.Series, column: str) -> float | None:
