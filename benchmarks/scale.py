@@ -41,7 +41,7 @@ from benchlib import RESULTS_DIR, peak_rss_kib, run_measured, write_json  # noqa
 
 BASE_FILES = 10_000
 LINKED_STAGES = ("scan", "rescan_unchanged", "rescan_1pct", "compact", "query", "quality", "report")
-DISTINCT_STAGES = ("scan_distinct", "rescan_distinct", "classify", "deid_plan", "build_plan")
+DISTINCT_STAGES = ("scan_distinct", "rescan_distinct", "classify", "classify_adapted", "deid_plan", "build_plan")
 #: (first scan, unchanged rescan) of each kind of tree: a linked tree has more folders
 #: than files (a series a folder, as chest radiograph exports are), a distinct one a
 #: thousand files a folder. A rescan that changes nothing walks the tree, so its cost
@@ -182,6 +182,15 @@ def child(stage: str, args: dict) -> None:
 
         result = classify_index(args["index"], load_default_model(), "default")
         extra = {"series": sum(result.counts.values())}
+    elif stage == "classify_adapted":
+        # What `curate classify` does with no model: a bounded sample, the adapted model, every series.
+        from curate.classify import adapt_to_archive
+        from curate.classify.adapt import sample_index
+        from curate.classify.train import classify_index
+
+        model = adapt_to_archive(sample_index(args["index"]))
+        result = classify_index(args["index"], model, "adapted")
+        extra = {"series": sum(result.counts.values()), "sampled": model.report_.sampled}
     elif stage == "deid_plan":
         from curate.deid.tree import deidentify_tree
 
@@ -249,6 +258,7 @@ def run_size(work: Path, base: Path, files: int) -> list[dict]:
     rows.append(measure("scan_distinct", files, source=distinct, index=index))
     rows.append(measure("rescan_distinct", files, source=distinct, index=index))
     rows.append(measure("classify", files, index=index))
+    rows.append(measure("classify_adapted", files, index=index))
     rows.append(measure("build_plan", files, index=index))
     out = work / f"deid-{files}"
     shutil.rmtree(out, ignore_errors=True)

@@ -157,6 +157,12 @@ def test_curate_classify_without_a_model_adapts_to_the_index(scanned_archive, tm
     frame = sample_index(index)
     assert len(frame) == len(truth) and "path" not in frame and "PatientID" not in frame
     assert "ExposureIndex" in frame and "AcquisitionDeviceProcessingDescription" in frame
+    # A smaller sample: about that many rows, whole studies, the same for the same seed.
+    part = sample_index(index, rows=120, random_state=5)
+    assert 60 <= len(part) <= 200 and part.equals(sample_index(index, rows=120, random_state=5))
+    sizes = frame.groupby("StudyInstanceUID").size()
+    assert (part.groupby("StudyInstanceUID").size() == sizes[part.StudyInstanceUID.unique()]).all()
+    assert not part.equals(sample_index(index, rows=120, random_state=6))
     done = run_curate("classify", f"index={index}", "tracking=off", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "labels from the header rules" in done.stdout and "adapted to this archive" in done.stdout

@@ -117,12 +117,15 @@ def test_labels_from_a_csv_or_from_the_rules(tmp_path):
         labelled_index(tmp_path / "idx", tmp_path / "bad.csv")
 
 
-def test_classify_streams_whole_series_and_gives_what_one_pass_gives(tmp_path):
+@pytest.mark.parametrize("grouping_rows", [None, 7], ids=["one sort", "partitioned"])
+def test_classify_streams_whole_series_and_gives_what_one_pass_gives(tmp_path, monkeypatch, grouping_rows):
     """Batches far smaller than a series: each series is still judged on all its
-    instances, and the result is what predicting over the whole index at once gives."""
+    instances, and the result is what predicting over the whole index at once gives;
+    also where the index is large enough to be partitioned before it is sorted."""
     from dicom_factory import make_dataset, write
     from pydicom.uid import generate_uid
 
+    import curate.index.store
     from curate.classify import load_default_model
     from curate.classify.train import classify_index
     from curate.index import read_index
@@ -145,6 +148,8 @@ def test_classify_streams_whole_series_and_gives_what_one_pass_gives(tmp_path):
     (src / "note.txt").write_text("not DICOM: no series")
     build_index(src, tmp_path / "idx", progress=False)
     model = load_default_model()
+    if grouping_rows:
+        monkeypatch.setattr(curate.index.store, "GROUPING_ROWS", grouping_rows)
 
     small = classify_index(tmp_path / "idx", model, "default", batch_rows=2)
     streamed = pq.read_table(tmp_path / "idx" / "series_types.parquet")
@@ -159,3 +164,4 @@ def test_classify_streams_whole_series_and_gives_what_one_pass_gives(tmp_path):
     assert list(got.SeriesInstanceUID) == list(expected.SeriesInstanceUID)
     assert list(got.series_type) == list(expected.series_type)
     assert np.allclose(got.confidence, expected.confidence)
+    assert not list((tmp_path / "idx").glob(".grouping-*")), "the partitions are removed"

@@ -243,41 +243,37 @@ def adapt_to_archive(
 
 
 def sample_index(index_dir, rows: int = MAX_TRAINING_ROWS, random_state: int = 0) -> pd.DataFrame:
-    """A seeded sample of whole studies from an index, about `rows` rows of the columns a
-    series-type model may read: what :func:`adapt_to_archive` trains on. DuckDB draws
-    it (by a digest of each study's UID and the seed), so that memory stays bounded at
-    any index size and the same index and seed give the same rows."""
+    """A seeded sample of whole studies from an index, about `rows` rows (the whole index
+    when it is smaller) of the columns a series-type model may read: what
+    :func:`adapt_to_archive` trains on. DuckDB draws it (by a digest of each study's UID
+    and the seed), so that memory stays bounded at any index size and the same index and
+    seed give the same rows."""
     from curate.classify.table import is_feature_column
-    from curate.classify.train import SERIES_STUDY
-    from curate.index.store import open_index
+    from curate.classify.train import STUDY_GROUP, study_groups
+    from curate.index.store import open_index, sql_string
 
     store = open_index(index_dir)
     available = store.columns()
     columns = sorted(c for c in available if is_feature_column(c) or c in RULES_READ)
-    # The groups classify_index reads: a series goes whole with one study.
-    if {"StudyInstanceUID", "SeriesInstanceUID"} <= available:
-        group = SERIES_STUDY
-    else:
-        group = "SeriesInstanceUID" if "SeriesInstanceUID" in available else "path"
-    select = ", ".join(f'"{c}"' for c in columns)
+    # The groups classify_index reads (a series whole with one study), each kept where
+    # a digest of it with the seed falls below the share that gives about `rows` rows:
+    # a filter row by row, with nothing to sort or hold in DuckDB.
+    column, groups = study_groups(available)
+    select = ", ".join(f'"{c}"' for c in dict.fromkeys([*columns, "path"]))
     con = store.connect("idx")
     try:
-        return con.execute(
-            f"""
-            WITH keyed AS (
-                SELECT *, {group} AS _group FROM idx WHERE status = 'ok'
-            ), groups AS (
-                SELECT _group, count(*) AS n FROM keyed GROUP BY _group
-            ), drawn AS (
-                SELECT _group, sum(n) OVER (ORDER BY md5(_group || ?), _group) AS running FROM groups
-            )
-            SELECT {select} FROM keyed
-            WHERE _group IN (
-                SELECT _group FROM drawn WHERE running <= ? OR running = (SELECT min(running) FROM drawn)
-            )
-            ORDER BY _group, path
-            """,
-            [str(random_state), rows],
+        total = con.execute("SELECT count(*) FROM idx WHERE status = 'ok'").fetchone()[0]
+        drawn = "TRUE"
+        if total > rows:
+            below = int(rows / total * 2**128)
+            drawn = f'md5_number("{STUDY_GROUP}" || {sql_string(str(random_state))}) < {below}::UHUGEINT'
+        # Read as it comes and sorted here: the sample is bounded, and DuckDB cannot sort
+        # rows this wide within its memory limit.
+        frame = con.execute(
+            f'SELECT "{STUDY_GROUP}", {select} FROM idx JOIN ({groups}) AS keys USING ("{column}") '
+            f"WHERE status = 'ok' AND {drawn}"
         ).df()
     finally:
         con.close()
+    frame = frame.sort_values([STUDY_GROUP, "path"], kind="stable", ignore_index=True)
+    return frame.drop(columns=[STUDY_GROUP, *([] if "path" in columns else ["path"])])

@@ -165,8 +165,25 @@ class ClassifyResult(StageResult):
 
 #: The column of whole-study groups in the batches that :func:`classify_index` reads.
 STUDY_GROUP = "_study_group"
-#: The study a series goes with: the least of the studies its instances name.
-SERIES_STUDY = "coalesce(min(StudyInstanceUID) OVER (PARTITION BY SeriesInstanceUID), 'series:' || SeriesInstanceUID)"
+
+
+def study_groups(available: set[str]) -> tuple[str, str]:
+    """(column, SQL query over ``idx``) giving each row's whole-study group as
+    :data:`STUDY_GROUP`, joined on the column. A series goes whole with the least of the
+    studies its instances name (messy headers name several): a series is never split. A
+    series without a study stands alone; without series, a file does."""
+    if {"StudyInstanceUID", "SeriesInstanceUID"} <= available:
+        return "SeriesInstanceUID", (
+            f"SELECT SeriesInstanceUID, coalesce(min(StudyInstanceUID), 'series:' || SeriesInstanceUID) "
+            f'AS "{STUDY_GROUP}" FROM idx WHERE SeriesInstanceUID IS NOT NULL GROUP BY SeriesInstanceUID'
+        )
+    if "SeriesInstanceUID" in available:
+        return "SeriesInstanceUID", (
+            f"SELECT DISTINCT SeriesInstanceUID, 'series:' || SeriesInstanceUID AS \"{STUDY_GROUP}\" "
+            "FROM idx WHERE SeriesInstanceUID IS NOT NULL"
+        )
+    return "path", f'SELECT path, path AS "{STUDY_GROUP}" FROM idx'
+
 
 #: What ``series_types.parquet`` holds: one row per series.
 SERIES_TYPES_SCHEMA = pa.schema(
@@ -245,17 +262,13 @@ def classify_index(
     with store.series_types_writer(SERIES_TYPES_SCHEMA) as writer:
         if "SeriesInstanceUID" in available:
             columns = input_columns(model, available)
-            # Whole studies, where the index has them: an image is judged beside the
-            # rest of its study (a series without a study stands alone).
-            study = "StudyInstanceUID" in available
+            # Whole studies: an image is judged beside the rest of its study.
             batches = store.grouped_batches(
                 columns,
-                STUDY_GROUP if study else "SeriesInstanceUID",
+                STUDY_GROUP,
                 where="status = 'ok' AND SeriesInstanceUID IS NOT NULL",
                 rows=batch_rows or GROUPED_BATCH_ROWS,
-                # A series goes whole with one study, even where its instances name
-                # several (messy headers): a series is never split.
-                key_expression=SERIES_STUDY if study else None,
+                key_of=study_groups(available),
             )
             predicted = (
                 (predict_batch(model, b, model_version) for b in batches)

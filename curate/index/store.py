@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -29,6 +30,8 @@ STAGING_DIR = ".staging"
 SPILL_DIR = ".spill"
 #: Rows a grouped batch holds (more only to finish a group).
 GROUPED_BATCH_ROWS = 16_384
+#: Rows of one partition when :meth:`IndexStore.grouped_batches` partitions before it sorts.
+GROUPING_ROWS = 100_000
 #: The memory every DuckDB connection of curate holds at most; past it, DuckDB spills
 #: to disk. One limit for every stage keeps memory flat at any index size.
 DUCKDB_MEMORY = "128MB"
@@ -242,37 +245,46 @@ class IndexStore:
         key: str,
         where: str = "TRUE",
         rows: int = GROUPED_BATCH_ROWS,
-        key_expression: str | None = None,
+        key_of: tuple[str, str] | None = None,
     ) -> Iterator[pa.Table]:
-        """Rows of `columns` (`key` among them) where `where` holds, ordered by `key`, as
-        tables of about `rows` rows that each hold whole groups: no group is split between
-        two tables. Memory stays flat at any index size (DuckDB sorts within
-        :data:`DUCKDB_MEMORY` and spills the rest); a table grows past `rows` only to
-        finish a group. With `key_expression` (SQL), the groups are its values, selected
-        as the column `key`."""
-        first = f'{key_expression} AS "{key}"' if key_expression else f'"{key}"'
-        select = ", ".join([first, *(f'"{c}"' for c in dict.fromkeys(columns) if c != key)])
+        """Rows of `columns` (`key` among them) where `where` holds, as tables of about
+        `rows` rows that each hold whole groups (rows of one `key`): no group is split
+        between two tables. A table grows past `rows` only to finish a group. With
+        `key_of` (a column, and a SQL query over ``idx`` giving that column and `key`),
+        each row's key comes from the query, joined on the column.
+
+        Memory stays flat at any index size. A small index is sorted by `key` in one
+        query. A larger one is first written, unsorted, in :data:`GROUPING_ROWS`-row
+        partitions by a hash of `key` (beside the index: they are index rows), and each
+        partition is sorted on its own: DuckDB cannot sort a million wide rows within
+        :data:`DUCKDB_MEMORY`. The order (partition, then `key`, then path) is the same in
+        every run."""
+        select = ", ".join(f'"{c}"' for c in dict.fromkeys([key, *columns]))
+        source = f'idx JOIN ({key_of[1]}) AS keys USING ("{key_of[0]}")' if key_of else "idx"
+        query = f"SELECT {select}, path AS _path FROM {source} WHERE {where}"
+        order = f'ORDER BY "{key}", _path'
+        parts = -(-self.rows() // GROUPING_ROWS)
         con = self.connect("idx")
+        # One batch at a time goes to Python: a second thread would add nothing but a
+        # second share of the sort's memory.
+        con.execute("SET threads = 1")
         try:
-            reader = con.sql(f'SELECT {select} FROM idx WHERE {where} ORDER BY "{key}"').to_arrow_reader(rows)
-            pending: list[pa.RecordBatch] = []
-            pending_rows = 0
-            for batch in reader:
-                pending.append(batch)
-                pending_rows += batch.num_rows
-                if pending_rows < rows:
-                    continue
-                table = pa.Table.from_batches(pending)
-                last = table.column(key)[-1]
-                # Rows of the last group may go on in the next batch: they wait for it.
-                keep = pc.not_equal(table.column(key), last)
-                head = table.filter(keep)
-                tail = table.filter(pc.invert(keep))
-                if head.num_rows:
-                    yield head
-                pending, pending_rows = tail.to_batches(), tail.num_rows
-            if pending_rows:
-                yield pa.Table.from_batches(pending)
+            if parts <= 1:
+                yield from _whole_groups(con.sql(f"SELECT * EXCLUDE (_path) FROM ({query}) {order}"), key, rows)
+                return
+            with tempfile.TemporaryDirectory(dir=self.root, prefix=".grouping-") as spill:
+                # Each partition written in small pieces: its buffer, not the whole
+                # partition, is what DuckDB holds.
+                con.execute("SET partitioned_write_flush_threshold = 2048")
+                con.execute(f"SET partitioned_write_max_open_files = {parts}")
+                con.execute(
+                    f'COPY (SELECT *, hash("{key}") % {parts} AS _part FROM ({query})) '
+                    f"TO {sql_string(spill)} (FORMAT parquet, PARTITION_BY (_part))"
+                )
+                for folder in sorted(Path(spill).iterdir(), key=lambda p: int(p.name.split("=")[1])):
+                    files = f"read_parquet({sql_string(str(folder / '*.parquet'))}, hive_partitioning = true)"
+                    part = con.sql(f"SELECT * EXCLUDE (_path, _part) FROM {files} {order}")
+                    yield from _whole_groups(part, key, rows)
         finally:
             con.close()
 
@@ -312,3 +324,26 @@ def _nullable_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 __all__ = ["ROW_ID", "STAGING_DIR", "IndexStore", "open_index", "read_index", "sql_string"]
+
+
+def _whole_groups(relation, key: str, rows: int) -> Iterator[pa.Table]:
+    """The rows of `relation` (sorted by `key`) as tables of about `rows` rows, no group
+    split between two."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in relation.to_arrow_reader(rows):
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        if pending_rows < rows:
+            continue
+        table = pa.Table.from_batches(pending)
+        last = table.column(key)[-1]
+        # Rows of the last group may go on in the next batch: they wait for it.
+        keep = pc.not_equal(table.column(key), last)
+        head = table.filter(keep)
+        tail = table.filter(pc.invert(keep))
+        if head.num_rows:
+            yield head
+        pending, pending_rows = tail.to_batches(), tail.num_rows
+    if pending_rows:
+        yield pa.Table.from_batches(pending)
