@@ -146,6 +146,31 @@ def _classify(cfg: DictConfig) -> StageResult:
     return result
 
 
+def _pull(cfg: DictConfig) -> StageResult:
+    from curate.pull import pull, source_from_config
+    from curate.pull.run import ThrottleOptions
+    from curate.pull.selection import Selection, parse_modalities
+
+    select = _container(cfg.select)
+    select["modalities"] = parse_modalities(select.get("modalities"))
+    throttle = _container(cfg.throttle)
+    throttle["windows"] = tuple(_as_list(throttle["windows"])) if throttle.get("windows") else ()
+    return pull(
+        source_from_config(_container(cfg)),
+        cfg.index,
+        level=cfg.level,
+        store=cfg.store,
+        selection=Selection(**select),
+        find_limit=cfg.find_limit,
+        check=cfg.check,
+        throttle=ThrottleOptions(**throttle),
+        retries=cfg.retries,
+        tags=_as_list(cfg.tags.keywords),
+        extra_tags=_as_list(cfg.extra_tags) if cfg.extra_tags else (),
+        progress=cfg.progress,
+    )
+
+
 def _build(cfg: DictConfig) -> StageResult:
     from curate.dataset import DatasetSpec, build_dataset
     from curate.deid import load_key
@@ -231,6 +256,7 @@ def _tracked(stage: str, run: Callable[[DictConfig], StageResult], cfg: DictConf
 
 #: name -> (function, tracked in MLflow, what it does)
 STAGES: dict[str, tuple[Callable[[DictConfig], object], bool, str]] = {
+    "pull": (_pull, True, "metadata or images from a PACS (DICOMweb, DIMSE), throttled and resumable"),
     "scan": (_scan, True, "read DICOM headers into a Parquet index (again: only what changed)"),
     "compact": (_compact, False, "drop superseded rows and merge small parts of an index (resumable)"),
     "report": (_report, True, "population and quality report (HTML, summary.json, MLflow)"),

@@ -23,7 +23,8 @@ built-in still catches it::
     ├── ModelNotFoundError    (FileNotFoundError) no model where one was named
     ├── DatasetError          (ValueError)        a dataset version that cannot be built or read
     ├── DeidKeyError          (RuntimeError)      no usable de-identification key
-    └── DeidOutputError       (ValueError)        an output folder de-identification may not use
+    ├── DeidOutputError       (ValueError)        an output folder de-identification may not use
+    └── PacsError             (ConnectionError)   a PACS that cannot be reached, refuses, or denies access
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ class DeidOutputError(CurateError, ValueError):
     """An output folder (or mapping file) that de-identification must not write to."""
 
 
+class PacsError(CurateError, ConnectionError):
+    """A PACS that cannot be reached, rejects the association, or denies the credentials:
+    the pull cannot start (a single instance that fails is a ledger row, not this)."""
+
+
 __all__ = [
     "ConfigError",
     "CurateError",
@@ -91,6 +97,7 @@ __all__ = [
     "IndexNotFoundError",
     "LabelsError",
     "ModelNotFoundError",
+    "PacsError",
     "QueryError",
     "ScanError",
     "SelectionError",

@@ -51,3 +51,40 @@ def mlflow_store(tmp_path_factory):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+# --- a real PACS: Orthanc on loopback, with a generated archive --------------------------
+
+#: Orthanc's cap on C-FIND and QIDO answers in the shared server: small enough that the
+#: generated archive's 300 studies (and its busy day) need splitting.
+FIND_LIMIT = 40
+
+
+def need_orthanc() -> None:
+    from curate.pull.sandbox import orthanc_available
+
+    if not orthanc_available():
+        if os.environ.get("CURATE_REQUIRE_ORTHANC"):
+            pytest.fail("no Orthanc with its DICOMweb plugin (apt-get install orthanc orthanc-dicomweb)")
+        pytest.skip("no Orthanc (apt-get install orthanc orthanc-dicomweb)")
+
+
+@pytest.fixture(scope="session")
+def pacs_archive(tmp_path_factory):
+    from curate.pull.sandbox import generate_archive
+
+    return generate_archive(tmp_path_factory.mktemp("pacs-archive"), studies=300, seed=3)
+
+
+@pytest.fixture(scope="session")
+def orthanc(pacs_archive, tmp_path_factory):
+    """An Orthanc holding the generated archive, its answers capped at FIND_LIMIT."""
+    need_orthanc()
+    from curate.pull.sandbox import LocalOrthanc
+
+    server = LocalOrthanc(tmp_path_factory.mktemp("orthanc"), find_limit=FIND_LIMIT).start()
+    try:
+        server.upload(pacs_archive.files)
+        yield server
+    finally:
+        server.stop()

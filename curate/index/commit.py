@@ -88,7 +88,7 @@ def commit_scan(
             return None
         checkpoint("commit:start")
         parts = _write_parts(con, root, store, name, base, gone, work, bool(staged), checkpoint)
-        retired = _write_retired(con, root, name, base, gone, checkpoint) if base is not None else []
+        retired = _write_retired(con, root, store, name, base, gone, checkpoint) if base is not None else []
         new_files = [root / p.file for p in parts + retired]
         content = _content(con, old.content if old is not None else "", generation, parts, retired, root)
     finally:
@@ -170,11 +170,21 @@ def _gone(con, base: Manifest | None, listed: bool) -> int:
     if base is None or not listed:
         con.execute(f"CREATE TEMP TABLE gone AS SELECT path, {ROW_ID}, part FROM cur WHERE false")
     else:
+        # Rows pulled from a PACS describe no file under the source: a scan never vanishes them.
         con.execute(
             f"CREATE TEMP TABLE gone AS SELECT path, {ROW_ID}, part FROM cur ANTI JOIN listing USING (path) "
-            "WHERE status <> 'vanished'"
+            "WHERE status NOT IN ('vanished', 'remote')"
         )
     return con.execute("SELECT count(*) FROM gone").fetchall()[0][0]
+
+
+def _has_remote_rows(con) -> bool:
+    """Whether the index holds rows pulled from a PACS (a scan of a staged part can supersede them)."""
+    try:
+        con.execute("SELECT 1 FROM staged LIMIT 0")
+    except Exception:  # noqa: BLE001 - no staged view: nothing arrived
+        return False
+    return bool(con.execute("SELECT count(*) FROM cur WHERE status = 'remote'").fetchall()[0][0])
 
 
 def _write_parts(
@@ -251,11 +261,24 @@ def _write_parts(
     return parts
 
 
-def _write_retired(con, root: Path, name: str, base: Manifest, gone: int, checkpoint: Checkpoint) -> list[Part]:
-    """The rows this generation supersedes: current rows of re-parsed or vanished files."""
+def _write_retired(
+    con, root: Path, store: IndexStore, name: str, base: Manifest, gone: int, checkpoint: Checkpoint
+) -> list[Part]:
+    """The rows this generation supersedes: current rows of re-parsed or vanished files,
+    and rows pulled from a PACS whose instance has now arrived as a file."""
     query = "SELECT c.part, c.row_id FROM cur c SEMI JOIN newest USING (path)"
     if gone:
         query += f" UNION ALL SELECT part, {ROW_ID} FROM gone"
+    if _has_remote_rows(con) and "SOPInstanceUID" in store.columns():
+        arrived = (
+            "SELECT s.SOPInstanceUID FROM staged s JOIN newest n ON s.path = n.path AND s.filename = n.filename "
+            "WHERE s.status = 'ok' AND s.SOPInstanceUID IS NOT NULL"
+        )
+        remote = f"SELECT SOPInstanceUID, {ROW_ID}, filename AS part FROM ({store.rows_sql(base, filename=True)}) "
+        remote += "WHERE status = 'remote'"
+        query += (
+            f" UNION ALL SELECT r.part, r.{ROW_ID} FROM ({remote}) r SEMI JOIN ({arrived}) a USING (SOPInstanceUID)"
+        )
     count = con.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]
     if count == 0:
         return []

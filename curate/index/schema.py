@@ -12,6 +12,9 @@ FILE_COLUMNS: tuple[str, ...] = tuple(_native.FILE_COLUMNS)
 STATUSES: tuple[str, ...] = tuple(_native.STATUSES)
 #: Every kind an ``error`` message starts with (``kind: message``).
 ERROR_KINDS: tuple[str, ...] = tuple(_native.ERROR_KINDS)
+#: Rows that describe an image: a file that was read, or an instance on a PACS (pulled
+#: metadata). Population and header checks read both; what needs the file reads ``ok``.
+DESCRIBES_IMAGE = "status IN ('ok', 'remote')"
 #: The column the index adds to every row: an id kept for a path across rescans, which
 #: quality examples cite instead of paths.
 ROW_ID = "row_id"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from curate.index.schema import DESCRIBES_IMAGE
 from curate.index.store import open_index
 
 #: Default small-cell threshold: counts from 1 to min_cell - 1 are not shown.
@@ -61,7 +62,7 @@ class _Stats:
             "ExposureInuAs",
         ]
         select = ", ".join(c if c in self.columns else f"NULL AS {c}" for c in wanted)
-        self.con.execute(f"CREATE VIEW img AS SELECT {select} FROM raw WHERE status = 'ok'")
+        self.con.execute(f"CREATE VIEW img AS SELECT {select} FROM raw WHERE {DESCRIBES_IMAGE}")
 
     def cell(self, n) -> int | str:
         n = int(n or 0)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from curate.files import sha256_of, write_atomic
-from curate.index.schema import ERROR_KIND_SQL, ROW_ID
+from curate.index.schema import DESCRIBES_IMAGE, ERROR_KIND_SQL, ROW_ID
 from curate.index.store import open_index
 from curate.tracking import StageResult
 
@@ -37,7 +37,9 @@ NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 
 LIVE = "status NOT IN ('vanished')"
-OK = "status = 'ok'"
+# Header checks read the rows of pulled metadata too; the checks of the file's pixel data
+# need a transfer syntax and a pixel data length, which such rows do not have.
+OK = DESCRIBES_IMAGE
 
 
 @dataclass

@@ -1,0 +1,177 @@
+"""DICOMweb: QIDO-RS to find, WADO-RS to retrieve, over http or https.
+
+QIDO answers are paged with ``limit`` and ``offset`` until a page comes back short, so
+a server that caps its answers still gives all of them. Instances are retrieved one
+request each, as stored (``transfer-syntax=*``): a killed pull loses at most the
+requests in flight, and the request-rate limit means what it says.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote, urlsplit
+
+from curate.errors import PacsError
+from curate.pull.credentials import Credentials
+from curate.pull.source import IMAGE, SERIES, STUDY, Answers, InstanceError, Query, Sink, TransientError, tag_hex
+
+#: Answers per QIDO request.
+PAGE = 500
+ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+class DicomWebSource:
+    kind = "dicomweb"
+
+    def __init__(
+        self,
+        url: str,
+        credentials: Credentials | None = None,
+        ca_bundle: str | None = None,
+        timeout: float = 60.0,
+        page: int = PAGE,
+    ):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise PacsError(f"url must be an http or https DICOMweb root, not {url!r}")
+        if parts.username or parts.password:
+            raise PacsError("url must not hold credentials: give them with auth.env or auth.file")
+        self.url = url.rstrip("/")
+        self.credentials = credentials or Credentials()
+        self.ca_bundle = ca_bundle
+        self.timeout = timeout
+        self.page = page
+
+    def describe(self) -> str:
+        parts = urlsplit(self.url)
+        return f"DICOMweb at {parts.scheme}://{parts.hostname}:{parts.port or ''}"
+
+    def instance_uri(self, study: str, series: str, instance: str) -> str:
+        return f"{self.url}/studies/{study}/series/{series}/instances/{instance}"
+
+    def connect(self) -> DicomWebConnection:
+        return DicomWebConnection(self)
+
+
+class DicomWebConnection:
+    def __init__(self, source: DicomWebSource):
+        import requests
+
+        self.source = source
+        self.session = requests.Session()
+        source.credentials.apply(self.session)
+        if source.ca_bundle:
+            self.session.verify = source.ca_bundle
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> DicomWebConnection:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _get(self, path: str, params=None, accept: str = "application/dicom+json"):
+        import requests
+
+        url = self.source.url + path
+        try:
+            response = self.session.get(url, params=params, headers={"Accept": accept}, timeout=self.source.timeout)
+        except requests.exceptions.SSLError as e:
+            raise PacsError(f"{self.source.describe()}: the TLS certificate was not accepted ({_reason(e)})") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            raise TransientError(f"{self.source.describe()}: {_reason(e)}") from None
+        if response.status_code in (401, 403):
+            raise PacsError(f"{self.source.describe()} refused the credentials (HTTP {response.status_code})")
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientError(f"{self.source.describe()} answered HTTP {response.status_code}")
+        return response
+
+    def echo(self) -> float:
+        """Seconds for the smallest QIDO query: the connection check and the probe."""
+        started = time.perf_counter()
+        response = self._get("/studies", params={"limit": 1})
+        if response.status_code >= 400:
+            raise PacsError(f"{self.source.describe()} answered HTTP {response.status_code} to a QIDO query")
+        return time.perf_counter() - started
+
+    def find(self, level: str, query: Query) -> Answers:
+        path = _qido_path(level, query)
+        params = [(k, v) for k, v in query.items() if v and not _is_parent(level, k)]
+        # One includefield per key: PS3.18 allows a comma list too, but servers (Orthanc's
+        # plugin among them) read only its first key.
+        params += [("includefield", tag_hex(k)) for k, v in query.items() if not v]
+        answers = Answers()
+        while True:
+            page = self._get(path, params=[*params, ("limit", self.source.page), ("offset", len(answers))])
+            if page.status_code == 204:
+                break
+            if page.status_code >= 400:
+                raise PacsError(f"{self.source.describe()} answered HTTP {page.status_code} to a QIDO query")
+            got = page.json() if page.content else []
+            answers.extend(got)
+            if len(got) < self.source.page:
+                break
+        return answers
+
+    def retrieve(self, study: str, series: str, instances: list[str], sop_classes: list[str], sink: Sink) -> None:
+        for instance in instances:
+            path = f"/studies/{quote(study)}/series/{quote(series)}/instances/{quote(instance)}"
+            response = self._get(path, accept=ACCEPT_DICOM)
+            if response.status_code == 404:
+                raise InstanceError("the server no longer has the instance (HTTP 404)")
+            if response.status_code >= 400:
+                raise InstanceError(f"WADO-RS answered HTTP {response.status_code}")
+            parts = multipart_bodies(response.content, response.headers.get("Content-Type", ""))
+            if len(parts) != 1:
+                raise InstanceError(f"WADO-RS sent {len(parts)} parts for one instance")
+            sink(instance, parts[0])
+
+
+def _is_parent(level: str, keyword: str) -> bool:
+    return (level in (SERIES, IMAGE) and keyword == "StudyInstanceUID") or (
+        level == IMAGE and keyword == "SeriesInstanceUID"
+    )
+
+
+def _qido_path(level: str, query: Query) -> str:
+    if level == STUDY:
+        return "/studies"
+    study = query.get("StudyInstanceUID")
+    if not study:
+        raise ValueError("a series or instance query needs its StudyInstanceUID")
+    if level == SERIES:
+        return f"/studies/{quote(study)}/series"
+    series = query.get("SeriesInstanceUID")
+    if not series:
+        raise ValueError("an instance query needs its SeriesInstanceUID")
+    return f"/studies/{quote(study)}/series/{quote(series)}/instances"
+
+
+def multipart_bodies(content: bytes, content_type: str) -> list[bytes]:
+    """The bodies of a ``multipart/related`` answer (RFC 2046), headers dropped."""
+    boundary = None
+    for param in content_type.split(";")[1:]:
+        name, _, val = param.strip().partition("=")
+        if name.lower() == "boundary":
+            boundary = val.strip('"')
+    if not boundary:
+        raise InstanceError(f"a WADO-RS answer without a multipart boundary ({content_type.split(';')[0]})")
+    delimiter = b"--" + boundary.encode()
+    bodies = []
+    for chunk in content.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break  # the closing delimiter
+        head, sep, body = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise InstanceError("a WADO-RS part without headers")
+        if body.endswith(b"\r\n"):
+            body = body[:-2]
+        bodies.append(body)
+    return bodies
+
+
+def _reason(error: Exception) -> str:
+    text = str(error)
+    return text if len(text) < 200 else text[:200] + "..."

@@ -1,0 +1,235 @@
+"""DIMSE: C-ECHO, C-FIND and C-GET (or C-MOVE to curate's own storage SCP) via pynetdicom.
+
+C-GET is the default: the instances come back on the association curate opened, so the
+PACS needs no entry for curate's AE title, host and port. Each connection is one
+association (the pull's concurrency cap is a cap on associations); an aborted one is
+opened again on the next request.
+
+A retrieval proposes, for each SOP class the series holds, one presentation context per
+common transfer syntax, so that the PACS can send every file as it stored it rather than
+transcode it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    JPEG2000,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+
+from curate.errors import PacsError
+from curate.pull.source import IMAGE, SERIES, Answers, InstanceError, Query, Sink, TransientError
+
+# pynetdicom logs every request at INFO and data sets at DEBUG: identifiers must not go
+# into a log, and Hydra turns INFO on for every logger.
+logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+FIND_MODEL = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve - FIND
+GET_MODEL = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve - GET
+MOVE_MODEL = "1.2.840.10008.5.1.4.1.2.2.2"  # Study Root Query/Retrieve - MOVE
+VERIFICATION = "1.2.840.10008.1.1"
+#: Transfer syntaxes proposed for each stored SOP class, one context each.
+STORE_SYNTAXES = (
+    (ExplicitVRLittleEndian, ImplicitVRLittleEndian),
+    (DeflatedExplicitVRLittleEndian,),
+    (ExplicitVRBigEndian,),
+    (JPEGBaseline8Bit,),
+    (JPEGExtended12Bit,),
+    (JPEGLosslessSV1,),
+    (JPEGLSLossless,),
+    (JPEGLSNearLossless,),
+    (JPEG2000Lossless,),
+    (JPEG2000,),
+    (RLELossless,),
+)
+#: Presentation contexts an association may propose (PS3.8: at most 128).
+MAX_CONTEXTS = 128
+SUCCESS, PENDING = 0x0000, (0xFF00, 0xFF01)
+CANCELLED = 0xFE00
+
+
+class DimseSource:
+    kind = "dimse"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        called_aet: str,
+        calling_aet: str = "CURATE",
+        timeout: float = 60.0,
+        move_destination: str | None = None,
+    ):
+        for name, aet in (("called_aet", called_aet), ("calling_aet", calling_aet)):
+            if not aet or len(aet) > 16 or "\\" in aet:
+                raise PacsError(f"{name} must be 1 to 16 characters without a backslash, not {aet!r}")
+        self.host, self.port = host, int(port)
+        self.called_aet, self.calling_aet = called_aet, calling_aet
+        self.timeout = timeout
+        self.move_destination = move_destination
+
+    def describe(self) -> str:
+        return f"DIMSE {self.called_aet} at {self.host}:{self.port}"
+
+    def instance_uri(self, study: str, series: str, instance: str) -> str:
+        return f"dicom://{self.called_aet}@{self.host}:{self.port}/studies/{study}/series/{series}/instances/{instance}"
+
+    def connect(self) -> DimseConnection:
+        return DimseConnection(self)
+
+
+class DimseConnection:
+    """One association for finds (opened when first needed); retrievals open their own,
+    with the storage contexts of the series they fetch."""
+
+    def __init__(self, source: DimseSource):
+        self.source = source
+        self._assoc = None
+        self._cancel = threading.Event()
+
+    def _ae(self):
+        from pynetdicom import AE
+
+        ae = AE(ae_title=self.source.calling_aet)
+        for timeout in ("acse_timeout", "dimse_timeout", "network_timeout"):
+            setattr(ae, timeout, self.source.timeout)
+        ae.connection_timeout = min(self.source.timeout, 10.0)
+        return ae
+
+    def _associate(self, ae, **kwargs):
+        assoc = ae.associate(self.source.host, self.source.port, ae_title=self.source.called_aet, **kwargs)
+        if assoc.is_established:
+            _no_delay(assoc)
+            return assoc
+        if assoc.is_rejected:
+            raise PacsError(
+                f"{self.source.describe()} rejected the association from {self.source.calling_aet} "
+                "(check the called and calling AE titles, and that the PACS knows the calling one)"
+            )
+        raise TransientError(f"{self.source.describe()}: no association (the server did not answer)")
+
+    def _finder(self):
+        if self._assoc is None or not self._assoc.is_established:
+            ae = self._ae()
+            ae.add_requested_context(VERIFICATION)
+            ae.add_requested_context(FIND_MODEL)
+            self._assoc = self._associate(ae)
+        return self._assoc
+
+    def close(self) -> None:
+        if self._assoc is not None and self._assoc.is_established:
+            self._assoc.release()
+        self._assoc = None
+
+    def __enter__(self) -> DimseConnection:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def cancel(self) -> None:
+        """Ask a retrieval in progress to stop (a C-CANCEL goes to the PACS)."""
+        self._cancel.set()
+
+    def echo(self) -> float:
+        started = time.perf_counter()
+        status = self._finder().send_c_echo()
+        if not status or status.Status != SUCCESS:
+            self.close()
+            raise TransientError(f"{self.source.describe()}: C-ECHO failed")
+        return time.perf_counter() - started
+
+    def find(self, level: str, query: Query) -> Answers:
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = level
+        for keyword, match in query.items():
+            setattr(identifier, keyword, match or None)  # None: an empty return key of any VR
+        assoc = self._finder()
+        answers = Answers()
+        for status, found in assoc.send_c_find(identifier, FIND_MODEL):
+            if not status:
+                self.close()
+                raise TransientError(f"{self.source.describe()}: the C-FIND was cut off")
+            if status.Status in PENDING:
+                if found is not None:
+                    answers.append(found.to_json_dict())
+            elif status.Status == CANCELLED:
+                answers.capped = True
+            elif status.Status != SUCCESS:
+                raise TransientError(f"{self.source.describe()}: C-FIND failed with status 0x{status.Status:04X}")
+        return answers
+
+    def retrieve(self, study: str, series: str, instances: list[str], sop_classes: list[str], sink: Sink) -> None:
+        """C-GET `instances` of one series (all of them when the list holds the whole series)."""
+        from pynetdicom import build_role, evt
+
+        ae = self._ae()
+        ae.add_requested_context(GET_MODEL)
+        roles = []
+        for sop_class in sorted(set(sop_classes))[: (MAX_CONTEXTS - 1) // len(STORE_SYNTAXES)]:
+            for syntaxes in STORE_SYNTAXES:
+                ae.add_requested_context(sop_class, list(syntaxes))
+            roles.append(build_role(sop_class, scp_role=True))
+        failures: list[str] = []
+
+        def store(event) -> int:
+            try:
+                sink(str(event.request.AffectedSOPInstanceUID), event.encoded_dataset(include_meta=True))
+            except Exception as e:  # noqa: BLE001 - reported to the PACS and to the pull
+                failures.append(f"{type(e).__name__}: {e}")
+                return 0xA700  # out of resources
+            return SUCCESS
+
+        assoc = self._associate(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, store)])
+        self._cancel.clear()
+        identifier = Dataset()
+        identifier.StudyInstanceUID = study
+        identifier.SeriesInstanceUID = series
+        if instances:
+            identifier.QueryRetrieveLevel = IMAGE
+            identifier.SOPInstanceUID = instances if len(instances) > 1 else instances[0]
+        else:
+            identifier.QueryRetrieveLevel = SERIES
+        final = None
+        try:
+            for status, _ in assoc.send_c_get(identifier, GET_MODEL, msg_id=1):
+                if not status:
+                    raise TransientError(f"{self.source.describe()}: the C-GET was cut off")
+                final = status.Status
+                if self._cancel.is_set() and final in PENDING:
+                    assoc.send_c_cancel(1, query_model=GET_MODEL)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        if failures:
+            raise InstanceError(failures[0])
+        if final not in (SUCCESS, CANCELLED, 0xB000):  # 0xB000: some sub-operations failed
+            raise InstanceError(
+                f"C-GET ended with status 0x{final:04X}" if final is not None else "C-GET had no answer"
+            )
+
+
+def _no_delay(assoc) -> None:
+    """Turn off Nagle's algorithm: pynetdicom writes a message's command and data set as
+    separate small writes, and with Nagle on each exchange waits out the peer's delayed
+    ACK (about 40 ms on Linux), which made every C-FIND and C-ECHO take that long."""
+    import socket
+
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

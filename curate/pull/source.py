@@ -1,0 +1,119 @@
+"""What every PACS source shares: query levels, answers, failures and retries.
+
+A source (:mod:`curate.pull.dicomweb`, :mod:`curate.pull.dimse`) opens connections;
+a connection answers ``find(level, query)`` with DICOM JSON objects (PS3.18 F.2, the
+same shape from QIDO-RS and C-FIND) and ``retrieve(...)`` hands each instance's Part 10
+bytes to a sink. The rest of the pull sees only that.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol, TypeVar
+
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
+
+STUDY, SERIES, IMAGE = "STUDY", "SERIES", "IMAGE"
+LEVELS = (STUDY, SERIES, IMAGE)
+#: The key that names a query's parent at each level.
+UID_OF = {STUDY: "StudyInstanceUID", SERIES: "SeriesInstanceUID", IMAGE: "SOPInstanceUID"}
+
+#: DICOM JSON: tag (8 hex digits) -> {"vr": ..., "Value": [...]}.
+Answer = dict
+
+
+class Answers(list):
+    """A find's answers; `capped` when the server said it stopped short (C-FIND status
+    Cancel, which Orthanc sends at its limit) - a count at the configured cap is taken
+    as capped too, by the splitter."""
+
+    capped: bool = False
+
+
+#: A query: keyword -> match value; "" asks for the key back without matching on it.
+Query = Mapping[str, str]
+#: Receives (SOPInstanceUID, Part 10 bytes) for each instance retrieved.
+Sink = Callable[[str, bytes], None]
+
+T = TypeVar("T")
+
+
+class TransientError(Exception):
+    """A failure worth retrying: a dropped connection, a timeout, a busy server (5xx)."""
+
+
+class InstanceError(Exception):
+    """One instance (or series) could not be retrieved; the pull records it and goes on."""
+
+
+class Connection(Protocol):
+    def echo(self) -> float: ...
+
+    def find(self, level: str, query: Query) -> Answers: ...
+
+    def retrieve(self, study: str, series: str, instances: list[str], sop_classes: list[str], sink: Sink) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    kind: str
+
+    def connect(self) -> Connection: ...
+
+    def describe(self) -> str: ...
+
+    def instance_uri(self, study: str, series: str, instance: str) -> str: ...
+
+
+def tag_hex(keyword: str) -> str:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
+    return f"{tag:08X}"
+
+
+def value(answer: Answer, keyword: str) -> str | None:
+    """The first value of `keyword` in a DICOM JSON answer, as text (None when absent)."""
+    element = answer.get(tag_hex(keyword))
+    values = element.get("Value") if element else None
+    if not values:
+        return None
+    first = values[0]
+    if isinstance(first, dict):  # a person name
+        return first.get("Alphabetic")
+    return str(first)
+
+
+def values(answer: Answer, keyword: str) -> list[str] | None:
+    """Every value of `keyword` in an answer (None when absent)."""
+    element = answer.get(tag_hex(keyword))
+    found = element.get("Value") if element else None
+    return [str(v) for v in found] if found else None
+
+
+def keywords_of(answer: Answer) -> list[str]:
+    return [keyword_for_tag(int(tag, 16)) or tag for tag in answer]
+
+
+def with_retries(
+    call: Callable[[], T],
+    attempts: int = 4,
+    backoff: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[Exception], None] | None = None,
+) -> T:
+    """`call()`, again after a :class:`TransientError`, waiting longer each time
+    (exponential back-off with jitter, so that retrying clients do not beat in step)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except TransientError as e:
+            if attempt == attempts - 1:
+                raise
+            if on_retry is not None:
+                on_retry(e)
+            sleep(backoff * (2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")

@@ -1,0 +1,213 @@
+"""curate pull against a real Orthanc (DIMSE and DICOMweb) holding a generated archive.
+
+The server caps its C-FIND and QIDO answers (``LimitFindResults``), so every pull here
+also exercises the splitting of capped queries.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pydicom
+import pytest
+from conftest import FIND_LIMIT
+
+from curate.errors import PacsError
+from curate.index.store import IndexStore
+from curate.pull import pull
+from curate.pull.dicomweb import DicomWebSource
+from curate.pull.dimse import DimseSource
+from curate.pull.selection import Selection
+
+COMPARED = ["PatientID", "PatientSex", "StudyDate", "AccessionNumber", "Modality", "BodyPartExamined", "ViewPosition"]
+
+
+def dicomweb(server) -> DicomWebSource:
+    return DicomWebSource(server.dicomweb_url)
+
+
+def dimse(server, aet: str | None = None) -> DimseSource:
+    return DimseSource("127.0.0.1", server.dicom_port, aet or server.aet)
+
+
+def rows(index: Path, columns: str = "*", where: str = "true") -> list[tuple]:
+    con = duckdb.connect()
+    return con.execute(f"SELECT {columns} FROM ({IndexStore(index).rows_sql()}) WHERE {where}").fetchall()
+
+
+def after_meta(data: bytes) -> bytes:
+    """A Part 10 file's data set: every byte after the file meta group."""
+    assert data[128:132] == b"DICM"
+    group_length = int.from_bytes(data[140:144], "little")  # (0002,0000) UL, explicit VR
+    return data[144 + group_length :]
+
+
+def assert_store_matches(store: Path, archive, uids=None) -> None:
+    files = sorted(p for p in store.rglob("*.dcm"))
+    wanted = set(uids if uids is not None else archive.by_uid)
+    assert {p.stem for p in files} == wanted
+    for path in files:
+        assert after_meta(path.read_bytes()) == after_meta(archive.by_uid[path.stem].read_bytes()), path.stem
+
+
+def test_metadata_pull_over_dicomweb_fills_an_index_the_report_reads(orthanc, pacs_archive, tmp_path):
+    index = tmp_path / "index"
+    result = pull(dicomweb(orthanc), index, find_limit=FIND_LIMIT, progress=False)
+    assert (result.studies, result.series, result.instances) == (300, pacs_archive.series, pacs_archive.instances)
+    assert result.capped > 0 and result.unsplittable == 0  # the cap was met, and split around
+    got = rows(index, "status, path, SOPInstanceUID, PatientID, Modality, StudyDate")
+    assert len(got) == pacs_archive.instances
+    assert {r[0] for r in got} == {"remote"}
+    assert len({r[2] for r in got}) == pacs_archive.instances
+    assert all(r[1].startswith(orthanc.dicomweb_url + "/studies/") and r[1].endswith(r[2]) for r in got)
+    for _, _, uid, patient, modality, study_date in got[::50]:
+        ds = pydicom.dcmread(pacs_archive.by_uid[uid], stop_before_pixels=True)
+        assert (patient, modality, study_date.strftime("%Y%m%d")) == (ds.PatientID, ds.Modality, ds.StudyDate)
+    assert stat.S_IMODE(os.stat(index).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(index / "pull" / "ledger.sqlite").st_mode) == 0o600
+
+    from curate.inspect.report import build_report
+
+    report = build_report(index, tmp_path / "report")
+    assert report.summary["population"]["totals"]["studies"] == 300
+    assert report.summary["population"]["totals"]["images"] == pacs_archive.instances
+    assert "curate pull (dicomweb" in result.format()
+
+
+def test_metadata_over_dimse_is_the_same_as_over_dicomweb(orthanc, tmp_path):
+    web, dicom = tmp_path / "web", tmp_path / "dimse"
+    pull(dicomweb(orthanc), web, find_limit=FIND_LIMIT, progress=False)
+    result = pull(dimse(orthanc), dicom, find_limit=FIND_LIMIT, progress=False)
+    assert result.capped > 0
+    columns = ", ".join(["SOPInstanceUID", *COMPARED])
+    assert sorted(rows(web, columns)) == sorted(rows(dicom, columns))
+    assert all(p.startswith("dicom://ORTHANC@127.0.0.1:") for (p,) in rows(dicom, "path"))
+
+
+def test_a_second_metadata_pull_asks_for_nothing_again(orthanc, tmp_path):
+    index = tmp_path / "index"
+    pull(dicomweb(orthanc), index, find_limit=FIND_LIMIT, progress=False)
+    generation = IndexStore(index).manifest().generation
+    again = pull(dicomweb(orthanc), index, find_limit=FIND_LIMIT, progress=False)
+    assert again.instances == 0 and again.skipped_series == again.series > 0
+    assert IndexStore(index).manifest().generation == generation  # nothing was written
+
+
+def test_check_counts_what_would_be_pulled_and_writes_no_rows(orthanc, pacs_archive, tmp_path):
+    result = pull(dimse(orthanc), tmp_path / "index", find_limit=FIND_LIMIT, check=True, progress=False)
+    assert (result.studies, result.series, result.instances) == (300, pacs_archive.series, pacs_archive.instances)
+    assert result.estimated_bytes > 0
+    assert not (tmp_path / "index" / "manifest.json").exists()
+    assert "would pull" in result.format()
+
+
+def test_selection_by_modality_and_body_part(orthanc, pacs_archive, tmp_path):
+    result = pull(
+        dicomweb(orthanc),
+        tmp_path / "i",
+        find_limit=FIND_LIMIT,
+        progress=False,
+        selection=Selection(modalities=("CR",)),
+    )
+    assert result.studies == pacs_archive.modalities["CR"]
+    assert {m for (m,) in rows(tmp_path / "i", "Modality")} == {"CR"}
+    head = pull(
+        dimse(orthanc), tmp_path / "h", find_limit=FIND_LIMIT, progress=False, selection=Selection(body_part="head")
+    )
+    assert head.instances > 0 and {m for (m,) in rows(tmp_path / "h", "DISTINCT Modality")} == {"MR"}
+
+
+def test_selection_from_a_csv_of_accession_numbers(orthanc, tmp_path):
+    ids = tmp_path / "ids.csv"
+    ids.write_text("AccessionNumber\nACC000007\nACC000008\nACC000008\nACC*\n\nACC999999\n")
+    result = pull(dimse(orthanc), tmp_path / "i", progress=False, selection=Selection(ids=str(ids)))
+    assert result.studies == 2  # the duplicate once, the wildcard refused, the unknown one absent
+    assert sorted({a for (a,) in rows(tmp_path / "i", "AccessionNumber")}) == ["ACC000007", "ACC000008"]
+
+
+def test_images_over_dimse_arrive_exactly_and_named_by_uids(orthanc, pacs_archive, tmp_path):
+    store, index = tmp_path / "store", tmp_path / "index"
+    result = pull(dimse(orthanc), index, level="images", store=store, find_limit=FIND_LIMIT, progress=False)
+    assert result.failed_series == 0 and result.instances == pacs_archive.instances
+    assert_store_matches(store, pacs_archive)
+    for path in store.rglob("*"):
+        relative = path.relative_to(store)
+        assert all(part.replace(".dcm", "").replace(".", "").isdigit() for part in relative.parts), relative
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600)
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+    statuses = rows(index, "status, count(*)", "true GROUP BY status")
+    assert statuses == [("ok", pacs_archive.instances)]
+    again = pull(dimse(orthanc), index, level="images", store=store, find_limit=FIND_LIMIT, progress=False)
+    assert again.instances == 0 and again.skipped_studies == 300
+
+
+def test_arriving_files_supersede_the_remote_rows(orthanc, pacs_archive, tmp_path):
+    store, index = tmp_path / "store", tmp_path / "index"
+    pull(dicomweb(orthanc), index, find_limit=FIND_LIMIT, progress=False)
+    dx = Selection(modalities=("DX",))
+    result = pull(
+        dicomweb(orthanc), index, level="images", store=store, selection=dx, find_limit=FIND_LIMIT, progress=False
+    )
+    dx_uids = {p.stem for p in store.rglob("*.dcm")}
+    assert result.studies == pacs_archive.modalities["DX"]
+    assert result.failed_series == 0 and len(dx_uids) == result.instances > 0
+    assert_store_matches(store, pacs_archive, dx_uids)
+    current = rows(index, "SOPInstanceUID, status, Modality")
+    assert len(current) == pacs_archive.instances == len({r[0] for r in current})  # one row per instance
+    assert {r[1] for r in current if r[2] == "DX"} == {"ok"}
+    assert {r[1] for r in current if r[2] != "DX"} == {"remote"}
+    # A later metadata pull does not bring the remote rows of the files back.
+    pull(dicomweb(orthanc), index, find_limit=FIND_LIMIT, progress=False)
+    assert sorted(rows(index, "SOPInstanceUID, status, Modality")) == sorted(current)
+
+
+def test_a_killed_images_pull_resumes_without_fetching_twice(orthanc, pacs_archive, tmp_path):
+    store, index = tmp_path / "store", tmp_path / "index"
+    args = [
+        sys.executable, "-m", "curate.cli", "pull", "source=dimse", "host=127.0.0.1", f"port={orthanc.dicom_port}",
+        f"called_aet={orthanc.aet}", "level=images", f"store={store}", f"index={index}", f"find_limit={FIND_LIMIT}",
+        "select.modalities=[CR,DX]", "tracking=off", "progress=false",
+    ]  # fmt: skip
+    radiographs = Selection(modalities=("CR", "DX"))
+    uids = [u for u, p in pacs_archive.by_uid.items() if pydicom.dcmread(p, stop_before_pixels=True).Modality in "CRDX"]
+    env = dict(os.environ, CURATE_RUNS_DIR=str(tmp_path / "runs"))
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(store.rglob("*.dcm"))) < 100:
+        assert process.poll() is None, process.stderr.read().decode()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = len(list(store.rglob("*.dcm")))
+    assert 0 < before < len(uids)
+    result = pull(
+        dimse(orthanc), index, level="images", store=store, find_limit=FIND_LIMIT, selection=radiographs, progress=False
+    )
+    assert result.instances == len(uids) - before  # nothing fetched twice
+    assert result.skipped_studies + result.skipped_series > 0
+    assert_store_matches(store, pacs_archive, uids)
+    assert not [p for p in store.rglob("*") if p.name.startswith(".")]  # no half-written file
+    assert rows(index, "count(*)", "status = 'ok'") == [(len(uids),)]
+
+
+def test_a_wrong_called_ae_title_is_a_clear_error(orthanc, tmp_path):
+    with pytest.raises(PacsError, match="rejected the association"):
+        pull(dimse(orthanc, aet="NOT_ORTHANC"), tmp_path / "i", progress=False)
+    assert not (tmp_path / "i" / "manifest.json").exists()
+
+
+def test_a_server_that_is_not_there_is_a_clear_error(tmp_path):
+    from curate.pull.sandbox import free_port
+
+    port = free_port()
+    with pytest.raises(PacsError, match="cannot be reached"):
+        pull(DimseSource("127.0.0.1", port, "NOBODY", timeout=2), tmp_path / "i", progress=False)
+    with pytest.raises(PacsError, match="cannot be reached"):
+        pull(DicomWebSource(f"http://127.0.0.1:{port}/dicom-web", timeout=2), tmp_path / "j", progress=False)
