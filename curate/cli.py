@@ -159,6 +159,7 @@ def _pull(cfg: DictConfig) -> StageResult:
         source_from_config(_container(cfg)),
         cfg.index,
         level=cfg.level,
+        metadata=cfg.metadata,
         store=cfg.store,
         selection=Selection(**select),
         find_limit=cfg.find_limit,

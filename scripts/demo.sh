@@ -54,6 +54,30 @@ else
     echo "PyTorch is not installed: CURATE_EXTRAS=torch bash scripts/setup.sh, then curate.torch.CuratedDataset(\"$VERSION_DIR\")"
 fi
 echo
+# A PACS pull: a local Orthanc with a generated archive, its metadata over DICOMweb
+# (no pixel moves), then the chest radiographs' images over DIMSE.
+if command -v Orthanc >/dev/null 2>&1 && [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
+    rm -rf "$DEMO/pacs" && mkdir -p "$DEMO/pacs"
+    python - "$DEMO/pacs" <<'PY'
+import subprocess, sys
+from pathlib import Path
+from curate.pull.sandbox import LocalOrthanc, generate_archive
+
+work = Path(sys.argv[1])
+archive = generate_archive(work / "generated", studies=60, seed=1)
+with LocalOrthanc(work / "orthanc", find_limit=25) as pacs:
+    pacs.upload(archive.files)
+    print(f"Orthanc on loopback holds {archive.studies} studies, {archive.instances} instances (its answers capped at 25)")
+    common = ["curate", "pull", f"index={work / 'index'}", "find_limit=25", "progress=false"]
+    subprocess.run([*common, "source=dicomweb", f"url={pacs.dicomweb_url}"], check=True)
+    subprocess.run([*common, "source=dimse", "host=127.0.0.1", f"port={pacs.dicom_port}", f"called_aet={pacs.aet}",
+                    "level=images", f"store={work / 'store'}", "select.modalities=[CR,DX]"], check=True)
+PY
+    curate query "SELECT status, Modality, count(*) AS instances FROM idx GROUP BY ALL ORDER BY ALL" index="$DEMO/pacs/index"
+else
+    echo "PACS pull skipped: install Orthanc (apt-get install orthanc orthanc-dicomweb) to see curate pull"
+fi
+echo
 echo "index    $DEMO/index   (curate query \"SELECT ... FROM idx\" index=$DEMO/index)"
 echo "report   $DEMO/report/report.html"
 echo "datasets $DEMO/datasets   (curate datasets list root=$DEMO/datasets)"

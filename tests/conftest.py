@@ -80,9 +80,15 @@ def pacs_archive(tmp_path_factory):
 def orthanc(pacs_archive, tmp_path_factory):
     """An Orthanc holding the generated archive, its answers capped at FIND_LIMIT."""
     need_orthanc()
-    from curate.pull.sandbox import LocalOrthanc
+    from curate.pull.sandbox import LocalOrthanc, free_port
 
-    server = LocalOrthanc(tmp_path_factory.mktemp("orthanc"), find_limit=FIND_LIMIT).start()
+    move_port = free_port()  # where curate's storage SCP listens for a C-MOVE
+    server = LocalOrthanc(
+        tmp_path_factory.mktemp("orthanc"),
+        find_limit=FIND_LIMIT,
+        modalities={"CURATEMOVE": ("CURATEMOVE", "127.0.0.1", move_port)},
+    ).start()
+    server.move_port = move_port
     try:
         server.upload(pacs_archive.files)
         yield server

@@ -168,6 +168,26 @@ def test_arriving_files_supersede_the_remote_rows(orthanc, pacs_archive, tmp_pat
     assert sorted(rows(index, "SOPInstanceUID, status, Modality")) == sorted(current)
 
 
+def test_images_by_c_move_to_curates_own_storage_scp(orthanc, pacs_archive, tmp_path):
+    from curate.pull.dimse import StorageSCP
+    from curate.pull.sandbox import free_port
+
+    cr = Selection(modalities=("CR",))
+    uids = [u for u, p in pacs_archive.by_uid.items() if pydicom.dcmread(p, stop_before_pixels=True).Modality == "CR"]
+    source = DimseSource(
+        "127.0.0.1", orthanc.dicom_port, orthanc.aet, storage=StorageSCP("CURATEMOVE", orthanc.move_port)
+    )
+    result = pull(source, tmp_path / "i", level="images", store=tmp_path / "s", selection=cr, find_limit=FIND_LIMIT)
+    assert result.failed_series == 0 and result.instances == len(uids)
+    assert_store_matches(tmp_path / "s", pacs_archive, uids)
+    stranger = DimseSource("127.0.0.1", orthanc.dicom_port, orthanc.aet, storage=StorageSCP("STRANGER", free_port()))
+    ids = tmp_path / "one.csv"
+    ids.write_text("AccessionNumber\nACC000001\n")
+    refused = pull(stranger, tmp_path / "j", level="images", store=tmp_path / "t", selection=Selection(ids=str(ids)))
+    assert refused.failed_series > 0 and refused.instances == 0
+    assert "move destination" in refused.failures[0][0]
+
+
 def test_a_killed_images_pull_resumes_without_fetching_twice(orthanc, pacs_archive, tmp_path):
     store, index = tmp_path / "store", tmp_path / "index"
     args = [
@@ -211,3 +231,66 @@ def test_a_server_that_is_not_there_is_a_clear_error(tmp_path):
         pull(DimseSource("127.0.0.1", port, "NOBODY", timeout=2), tmp_path / "i", progress=False)
     with pytest.raises(PacsError, match="cannot be reached"):
         pull(DicomWebSource(f"http://127.0.0.1:{port}/dicom-web", timeout=2), tmp_path / "j", progress=False)
+
+
+def test_images_chosen_by_sql_over_the_metadata_index(orthanc, pacs_archive, tmp_path):
+    index, store = tmp_path / "index", tmp_path / "store"
+    pull(dicomweb(orthanc), index, find_limit=FIND_LIMIT, progress=False)
+    frontal = Selection(where="Modality = 'CR' AND ViewPosition = 'PA'")
+    result = pull(dimse(orthanc), index, level="images", store=store, selection=frontal, progress=False)
+    wanted = {u for (u,) in rows(index, "SOPInstanceUID", "Modality = 'CR' AND ViewPosition = 'PA'")}
+    assert result.queries == 0  # the index said what to fetch: the PACS was not queried again
+    assert result.failed_series == 0 and len(wanted) == result.instances > 0
+    assert_store_matches(store, pacs_archive, wanted)
+    one = Selection(where="Modality = 'MR'", one_per_series=True)
+    result = pull(dicomweb(orthanc), index, level="images", store=tmp_path / "mr", selection=one, progress=False)
+    series = rows(index, "count(DISTINCT SeriesInstanceUID)", "Modality = 'MR'")[0][0]
+    assert result.instances == series == len(list((tmp_path / "mr").rglob("*.dcm")))
+    with pytest.raises(Exception, match="select.where"):
+        pull(dimse(orthanc), index, level="images", store=store, selection=Selection(where="no_such_column = 1"))
+
+
+def test_instances_already_in_the_index_as_files_are_not_fetched(orthanc, pacs_archive, tmp_path):
+    from curate.index.build import build_index
+
+    export = tmp_path / "export"
+    dx = [p for p in pacs_archive.files if pydicom.dcmread(p, stop_before_pixels=True).Modality == "DX"]
+    for number, path in enumerate(dx):
+        (export / f"{number:04d}.dcm").parent.mkdir(parents=True, exist_ok=True)
+        (export / f"{number:04d}.dcm").write_bytes(path.read_bytes())
+    index = tmp_path / "index"
+    build_index(export, index, progress=False)
+    result = pull(
+        dimse(orthanc),
+        index,
+        level="images",
+        store=tmp_path / "store",
+        selection=Selection(modalities=("DX",)),
+        find_limit=FIND_LIMIT,
+        progress=False,
+    )
+    assert result.instances == 0 and result.failed_series == 0 and result.series == len(dx)
+    assert not list((tmp_path / "store").rglob("*.dcm"))
+    # The store's scan keeps the rows of the export: it vanishes only what was under the store.
+    assert rows(index, "status, count(*)", "true GROUP BY status") == [("ok", len(dx))]
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_full_metadata_adds_whole_headers(orthanc, pacs_archive, tmp_path, protocol):
+    source = dicomweb(orthanc) if protocol == "dicomweb" else dimse(orthanc)
+    ids = tmp_path / "ids.csv"
+    ids.write_text("AccessionNumber\nACC000002\nACC000003\n")  # a CT and an MR study
+    selection = Selection(ids=str(ids))
+    dry = pull(source, tmp_path / "dry", check=True, metadata="full", selection=selection, progress=False)
+    assert dry.extra_requests == dry.series > 0 and "metadata=full costs the PACS" in dry.format()
+    index = tmp_path / "index"
+    pull(source, index, selection=selection, progress=False)
+    if protocol == "dimse":  # Orthanc's C-FIND answers no BitsAllocated (its QIDO reads the files)
+        assert rows(index, "count(BitsAllocated), count(*)") == [(0, dry.instances)]
+    full = pull(source, index, selection=selection, metadata="full", progress=False)
+    assert full.instances == dry.instances
+    got = rows(index, "SOPInstanceUID, status, BitsAllocated, SamplesPerPixel, PatientID")
+    assert len(got) == dry.instances and {r[1] for r in got} == {"remote"}  # the rows were replaced, not added
+    for uid, _, bits, samples, patient in got:
+        ds = pydicom.dcmread(pacs_archive.by_uid[uid], stop_before_pixels=True)
+        assert (bits, samples, patient) == (ds.BitsAllocated, ds.SamplesPerPixel, ds.PatientID)

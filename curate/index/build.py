@@ -132,6 +132,7 @@ def build_index(
             current,
             staging,
             checkpoint or no_checkpoint,
+            sources=sources,
         )
         summary.committed = written is not None
         shutil.rmtree(staging, ignore_errors=True)

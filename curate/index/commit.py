@@ -53,6 +53,7 @@ def commit_scan(
     ids_from: Manifest | None,
     work: Path,
     checkpoint: Checkpoint = no_checkpoint,
+    sources: Sequence[str] = (),
 ) -> Manifest | None:
     """Write the next generation and make it live; returns the new manifest, or None when
     the scan found nothing to change.
@@ -61,7 +62,8 @@ def commit_scan(
     rows alone); `ids_from` the index whose row ids paths keep (a path keeps its id even
     through a rebuild); `listing` the files under the source now (None on a first scan,
     whose staged rows are the listing); `work` a private folder for what the commit
-    spills (the scan's staging folder)."""
+    spills (the scan's staging folder); `sources` the folders and files the listing
+    walked (empty: all of the index), outside which no row becomes vanished."""
     import duckdb
 
     old = base if base is not None else ids_from
@@ -83,7 +85,7 @@ def commit_scan(
         )
         added = con.execute("SELECT count(*) FROM new_ids").fetchall()[0][0]
         fresh = con.execute("SELECT count(*) FROM newest").fetchall()[0][0]
-        gone = _gone(con, base, listing is not None)
+        gone = _gone(con, base, listing is not None, sources)
         if fresh == 0 and gone == 0 and base is not None:
             return None
         checkpoint("commit:start")
@@ -158,22 +160,32 @@ def _newest_staged(con, staged: Sequence[Path], listed: bool, keep_current: bool
         return
     filters = f" SEMI JOIN listing l ON {same_file('s', 'l')}" if listed else ""
     if keep_current:
-        filters += f" ANTI JOIN (SELECT * FROM cur WHERE status <> 'vanished') c ON {same_file('s', 'c')}"
+        # A remote row has no size or time to tell a change by: a staged one is always new
+        # (a pull stages only what its ledger says is not done).
+        filters += (
+            f" ANTI JOIN (SELECT * FROM cur WHERE status <> 'vanished') c ON {same_file('s', 'c')} "
+            "AND s.status <> 'remote'"
+        )
     con.execute(
         f"CREATE TEMP VIEW staged AS SELECT s.* FROM read_parquet({sql_list(staged)}, filename=true) s{filters}"
     )
     con.execute("CREATE TEMP TABLE newest AS SELECT path, max(filename) AS filename FROM staged GROUP BY path")
 
 
-def _gone(con, base: Manifest | None, listed: bool) -> int:
-    """The table ``gone``: current rows of files no longer listed (they become vanished)."""
+def _gone(con, base: Manifest | None, listed: bool, sources: Sequence[str]) -> int:
+    """The table ``gone``: current rows of files under the scanned sources that are no
+    longer listed (they become vanished). Rows of other sources in the same index (a
+    pull's store beside an export) are kept, and so are rows pulled from a PACS: they
+    describe no file."""
     if base is None or not listed:
         con.execute(f"CREATE TEMP TABLE gone AS SELECT path, {ROW_ID}, part FROM cur WHERE false")
     else:
-        # Rows pulled from a PACS describe no file under the source: a scan never vanishes them.
+        under = " OR ".join(
+            f"path = {sql_string(root)} OR starts_with(path, {sql_string(root.rstrip('/') + '/')})" for root in sources
+        )
         con.execute(
             f"CREATE TEMP TABLE gone AS SELECT path, {ROW_ID}, part FROM cur ANTI JOIN listing USING (path) "
-            "WHERE status NOT IN ('vanished', 'remote')"
+            f"WHERE status NOT IN ('vanished', 'remote'){f' AND ({under})' if under else ''}"
         )
     return con.execute("SELECT count(*) FROM gone").fetchall()[0][0]
 

@@ -28,8 +28,19 @@ def source_from_config(cfg: Mapping):
 
         if not cfg.get("host") or not cfg.get("called_aet"):
             raise ConfigError("source=dimse needs host=, port= and called_aet= (the PACS's AE title)")
+        storage = None
+        move = cfg.get("move") or {}
+        if move.get("aet"):
+            from curate.pull.dimse import StorageSCP
+
+            storage = StorageSCP(move["aet"], int(move.get("port") or 11112), move.get("bind") or "0.0.0.0")
         return DimseSource(
-            cfg["host"], int(cfg.get("port") or 104), cfg["called_aet"], cfg.get("calling_aet") or "CURATE", timeout
+            cfg["host"],
+            int(cfg.get("port") or 104),
+            cfg["called_aet"],
+            cfg.get("calling_aet") or "CURATE",
+            timeout,
+            storage=storage,
         )
     raise ConfigError(f"source must be one of {', '.join(SOURCES)}, not {kind!r}")
 

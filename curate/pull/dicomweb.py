@@ -13,7 +13,20 @@ from urllib.parse import quote, urlsplit
 
 from curate.errors import PacsError
 from curate.pull.credentials import Credentials
-from curate.pull.source import IMAGE, SERIES, STUDY, Answers, InstanceError, Query, Sink, TransientError, tag_hex
+from curate.pull.source import (
+    IMAGE,
+    SERIES,
+    STUDY,
+    Answer,
+    Answers,
+    InstanceError,
+    Query,
+    QueryRefused,
+    Sink,
+    TransientError,
+    tag_hex,
+    without_bulk_data,
+)
 
 #: Answers per QIDO request.
 PAGE = 500
@@ -60,8 +73,9 @@ class DicomWebConnection:
         self.source = source
         self.session = requests.Session()
         source.credentials.apply(self.session)
-        if source.ca_bundle:
-            self.session.verify = source.ca_bundle
+        # Given with every request: a session's own `verify` loses to REQUESTS_CA_BUNDLE
+        # in the environment (requests issue #3829).
+        self.verify = source.ca_bundle or True
 
     def close(self) -> None:
         self.session.close()
@@ -77,7 +91,9 @@ class DicomWebConnection:
 
         url = self.source.url + path
         try:
-            response = self.session.get(url, params=params, headers={"Accept": accept}, timeout=self.source.timeout)
+            response = self.session.get(
+                url, params=params, headers={"Accept": accept}, timeout=self.source.timeout, verify=self.verify
+            )
         except requests.exceptions.SSLError as e:
             raise PacsError(f"{self.source.describe()}: the TLS certificate was not accepted ({_reason(e)})") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
@@ -108,12 +124,27 @@ class DicomWebConnection:
             if page.status_code == 204:
                 break
             if page.status_code >= 400:
-                raise PacsError(f"{self.source.describe()} answered HTTP {page.status_code} to a QIDO query")
+                # A refusal of this query alone (Orthanc answers 400 when it cannot read a
+                # file the query needs): the series fails, the pull goes on.
+                raise QueryRefused(f"QIDO-RS answered HTTP {page.status_code} at {level.lower()} level")
             got = page.json() if page.content else []
             answers.extend(got)
             if len(got) < self.source.page:
                 break
         return answers
+
+    def metadata(self, study: str, series: str) -> list[Answer]:
+        """WADO-RS metadata of every instance of a series: whole headers, bulk data left out."""
+        response = self._get(f"/studies/{quote(study)}/series/{quote(series)}/metadata")
+        if response.status_code >= 400:
+            raise QueryRefused(f"WADO-RS metadata answered HTTP {response.status_code}")
+        try:
+            answers = response.json()
+        except ValueError:
+            raise InstanceError("WADO-RS metadata is not JSON") from None
+        if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+            raise InstanceError("WADO-RS metadata is not a list of DICOM JSON objects")
+        return [without_bulk_data(a) for a in answers]
 
     def retrieve(self, study: str, series: str, instances: list[str], sop_classes: list[str], sink: Sink) -> None:
         for instance in instances:

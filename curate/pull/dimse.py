@@ -31,9 +31,10 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
+from pynetdicom import ALL_TRANSFER_SYNTAXES as ALL_SYNTAXES
 
 from curate.errors import PacsError
-from curate.pull.source import IMAGE, SERIES, Answers, InstanceError, Query, Sink, TransientError
+from curate.pull.source import IMAGE, SERIES, Answers, InstanceError, Query, QueryRefused, Sink, TransientError
 
 # pynetdicom logs every request at INFO and data sets at DEBUG: identifiers must not go
 # into a log, and Hydra turns INFO on for every logger.
@@ -57,6 +58,20 @@ STORE_SYNTAXES = (
     (JPEG2000,),
     (RLELossless,),
 )
+#: Storage SOP classes proposed when the instances' classes are not known.
+COMMON_STORAGE = (
+    "1.2.840.10008.5.1.4.1.1.1",  # CR
+    "1.2.840.10008.5.1.4.1.1.1.1",  # DX for presentation
+    "1.2.840.10008.5.1.4.1.1.1.1.1",  # DX for processing
+    "1.2.840.10008.5.1.4.1.1.2",  # CT
+    "1.2.840.10008.5.1.4.1.1.4",  # MR
+    "1.2.840.10008.5.1.4.1.1.6.1",  # US
+    "1.2.840.10008.5.1.4.1.1.7",  # secondary capture
+    "1.2.840.10008.5.1.4.1.1.1.2",  # MG for presentation
+    "1.2.840.10008.5.1.4.1.1.12.1",  # XA
+    "1.2.840.10008.5.1.4.1.1.2.1",  # enhanced CT
+    "1.2.840.10008.5.1.4.1.1.4.1",  # enhanced MR
+)
 #: Presentation contexts an association may propose (PS3.8: at most 128).
 MAX_CONTEXTS = 128
 SUCCESS, PENDING = 0x0000, (0xFF00, 0xFF01)
@@ -73,7 +88,7 @@ class DimseSource:
         called_aet: str,
         calling_aet: str = "CURATE",
         timeout: float = 60.0,
-        move_destination: str | None = None,
+        storage: StorageSCP | None = None,
     ):
         for name, aet in (("called_aet", called_aet), ("calling_aet", calling_aet)):
             if not aet or len(aet) > 16 or "\\" in aet:
@@ -81,7 +96,7 @@ class DimseSource:
         self.host, self.port = host, int(port)
         self.called_aet, self.calling_aet = called_aet, calling_aet
         self.timeout = timeout
-        self.move_destination = move_destination
+        self.storage = storage  # None: C-GET
 
     def describe(self) -> str:
         return f"DIMSE {self.called_aet} at {self.host}:{self.port}"
@@ -170,32 +185,45 @@ class DimseConnection:
                     answers.append(found.to_json_dict())
             elif status.Status == CANCELLED:
                 answers.capped = True
+            elif status.Status & 0xFF00 == 0xA700:
+                raise TransientError(f"{self.source.describe()}: C-FIND out of resources (0x{status.Status:04X})")
             elif status.Status != SUCCESS:
-                raise TransientError(f"{self.source.describe()}: C-FIND failed with status 0x{status.Status:04X}")
+                raise QueryRefused(f"C-FIND failed with status 0x{status.Status:04X} at {level.lower()} level")
         return answers
 
     def retrieve(self, study: str, series: str, instances: list[str], sop_classes: list[str], sink: Sink) -> None:
-        """C-GET `instances` of one series (all of them when the list holds the whole series)."""
+        """C-GET `instances` of one series (all of them when the list is empty), or C-MOVE
+        them to curate's own storage SCP when the source has one."""
         from pynetdicom import build_role, evt
 
-        ae = self._ae()
-        ae.add_requested_context(GET_MODEL)
-        roles = []
-        for sop_class in sorted(set(sop_classes))[: (MAX_CONTEXTS - 1) // len(STORE_SYNTAXES)]:
-            for syntaxes in STORE_SYNTAXES:
-                ae.add_requested_context(sop_class, list(syntaxes))
-            roles.append(build_role(sop_class, scp_role=True))
         failures: list[str] = []
 
         def store(event) -> int:
             try:
                 sink(str(event.request.AffectedSOPInstanceUID), event.encoded_dataset(include_meta=True))
             except Exception as e:  # noqa: BLE001 - reported to the PACS and to the pull
-                failures.append(f"{type(e).__name__}: {e}")
+                failures.append(
+                    str(e) if isinstance(e, InstanceError) else f"the instance was not stored ({type(e).__name__})"
+                )
                 return 0xA700  # out of resources
             return SUCCESS
 
-        assoc = self._associate(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, store)])
+        ae = self._ae()
+        move = self.source.storage
+        if move is None:
+            ae.add_requested_context(GET_MODEL)
+            roles = []
+            # Unknown classes (a PACS that did not answer SOPClassUID): the common ones.
+            for sop_class in sorted(set(sop_classes) or COMMON_STORAGE)[: (MAX_CONTEXTS - 1) // len(STORE_SYNTAXES)]:
+                for syntaxes in STORE_SYNTAXES:
+                    ae.add_requested_context(sop_class, list(syntaxes))
+                roles.append(build_role(sop_class, scp_role=True))
+            assoc = self._associate(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, store)])
+            model, msg_id = GET_MODEL, 1
+        else:
+            ae.add_requested_context(MOVE_MODEL)
+            assoc = self._associate(ae)
+            model, msg_id = MOVE_MODEL, move.expect(store)
         self._cancel.clear()
         identifier = Dataset()
         identifier.StudyInstanceUID = study
@@ -207,21 +235,82 @@ class DimseConnection:
             identifier.QueryRetrieveLevel = SERIES
         final = None
         try:
-            for status, _ in assoc.send_c_get(identifier, GET_MODEL, msg_id=1):
+            if move is None:
+                responses = assoc.send_c_get(identifier, model, msg_id=msg_id)
+            else:
+                responses = assoc.send_c_move(identifier, move.aet, model, msg_id=msg_id)
+            for status, _ in responses:
                 if not status:
-                    raise TransientError(f"{self.source.describe()}: the C-GET was cut off")
+                    raise TransientError(f"{self.source.describe()}: the retrieval was cut off")
                 final = status.Status
                 if self._cancel.is_set() and final in PENDING:
-                    assoc.send_c_cancel(1, query_model=GET_MODEL)
+                    assoc.send_c_cancel(msg_id, query_model=model)
         finally:
             if assoc.is_established:
                 assoc.release()
+            if move is not None:
+                move.forget(msg_id)
         if failures:
             raise InstanceError(failures[0])
+        name = "C-GET" if move is None else "C-MOVE"
+        if final == 0xA801:
+            raise PacsError(f"{self.source.describe()} does not know the move destination {move.aet}")
         if final not in (SUCCESS, CANCELLED, 0xB000):  # 0xB000: some sub-operations failed
-            raise InstanceError(
-                f"C-GET ended with status 0x{final:04X}" if final is not None else "C-GET had no answer"
+            text = f"{name} ended with status 0x{final:04X}" if final is not None else f"{name} had no answer"
+            if move is not None:
+                text += f" (does the PACS know {move.aet} as a move destination, with this host and port?)"
+            raise InstanceError(text)
+
+
+class StorageSCP:
+    """curate's own storage SCP, for C-MOVE: the PACS opens associations to it and sends
+    the instances there. Each C-STORE names the message ID of the C-MOVE it belongs to
+    (Move Originator Message ID), which routes it to that retrieval's sink."""
+
+    def __init__(self, aet: str, port: int, bind: str = "127.0.0.1"):
+        self.aet, self.port, self.bind = aet, int(port), bind
+        self._sinks: dict[int, object] = {}
+        self._next = 1
+        self._lock = threading.Lock()
+        self._server = None
+
+    def start(self) -> StorageSCP:
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+        ae = AE(ae_title=self.aet)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_SYNTAXES)
+        try:
+            self._server = ae.start_server(
+                (self.bind, self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
             )
+        except OSError as e:
+            raise PacsError(f"curate's storage SCP cannot listen on port {self.port}: {e.strerror or e}") from None
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def expect(self, handler) -> int:
+        """A message ID for one C-MOVE, whose instances go to `handler`."""
+        with self._lock:
+            msg_id = self._next
+            self._next = self._next % 65535 + 1
+            self._sinks[msg_id] = handler
+            return msg_id
+
+    def forget(self, msg_id: int) -> None:
+        with self._lock:
+            self._sinks.pop(msg_id, None)
+
+    def _store(self, event) -> int:
+        with self._lock:
+            handler = self._sinks.get(int(event.request.MoveOriginatorMessageID or 0))
+        if handler is None:
+            return 0xA700  # no retrieval asked for it
+        return handler(event)
 
 
 def _no_delay(assoc) -> None:

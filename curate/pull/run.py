@@ -16,12 +16,13 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curate.errors import ConfigError, PacsError
+from curate.errors import ConfigError, CurateError, PacsError, QueryError
 from curate.index.manifest import PARTS_DIR, generation_name
 from curate.index.remote import check_signature, commit_remote_rows
 from curate.index.tags import resolve_tags
@@ -30,16 +31,20 @@ from curate.pull.ledger import DONE, Ledger
 from curate.pull.rows import PART_ROWS, RowStager, merged
 from curate.pull.selection import Selection
 from curate.pull.source import (
+    REQUIRED_KEYS,
     Answer,
     Answers,
     Connection,
     InstanceError,
     Query,
+    QueryRefused,
     Source,
     TransientError,
+    tag_hex,
     value,
     values,
     with_retries,
+    without_bulk_data,
 )
 from curate.pull.split import CappedFinder
 from curate.pull.store import InstanceStore, safe_name
@@ -64,6 +69,7 @@ class ThrottleOptions:
     timezone: str | None = None
     probe_interval: float = 0.2
     slow_factor: float = 2.0
+    recover_factor: float = 1.3
 
 
 @dataclass
@@ -80,16 +86,23 @@ class PullResult(StageResult):
     failed_series: int = 0
     bytes: int = 0
     estimated_bytes: float = 0.0
+    extra_requests: int = 0
+    extra_bytes: float = 0.0
     rows_committed: int = 0
     seconds: float = 0.0
     retries: int = 0
+    degraded_queries: int = 0
     queries: int = 0
     capped: int = 0
     unsplittable: int = 0
     throttle: dict = field(default_factory=dict)
+    #: (seconds since the start, concurrency limit) at each change of the limit.
+    limit_history: list[tuple[float, int]] = field(default_factory=list)
     idle_latency: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     failures: list[tuple[str, int]] = field(default_factory=list)
+    failed_studies: int = 0
+    study_failures: list[tuple[str, int]] = field(default_factory=list)
     windows: str = "always"
 
     def params(self):
@@ -101,6 +114,7 @@ class PullResult(StageResult):
             "series": self.series,
             "instances": self.instances,
             "failed_series": self.failed_series,
+            "failed_studies": self.failed_studies,
             "bytes": self.bytes,
             "seconds": round(self.seconds, 3),
             "instances_per_s": self.instances / self.seconds if self.seconds else 0.0,
@@ -109,6 +123,7 @@ class PullResult(StageResult):
             "capped_answers": self.capped,
             "unsplittable_answers": self.unsplittable,
             "retries": self.retries,
+            "degraded_queries": self.degraded_queries,
         }
         out.update({f"throttle_{k}": float(v) for k, v in self.throttle.items() if isinstance(v, (int, float))})
         for name, seconds in (("idle_latency", self.idle_latency), ("probe_latency", self.latencies)):
@@ -123,10 +138,16 @@ class PullResult(StageResult):
         lines.append(f"  studies {self.studies:,}  series {self.series:,}  instances {self.instances:,}")
         if self.check:
             lines.append(f"  estimated bytes {self.estimated_bytes / 1e6:,.1f} MB (from typical sizes per modality)")
+            if self.extra_requests:
+                lines.append(
+                    f"  metadata=full costs the PACS {self.extra_requests:,} more requests (one a series)"
+                    + (f", about {self.extra_bytes / 1e6:,.1f} MB of sample instances" if self.extra_bytes else "")
+                )
         else:
             rate = self.instances / self.seconds if self.seconds else 0.0
+            moved = f"{self.bytes / 1e6:,.1f} MB" if self.level == "images" else "metadata only"
             lines.append(
-                f"  {self.bytes / 1e6:,.1f} MB in {self.seconds:,.1f} s ({rate:,.1f} instances/s); "
+                f"  {moved} in {self.seconds:,.1f} s ({rate:,.1f} instances/s); "
                 f"already done: {self.skipped_studies:,} studies, {self.skipped_series:,} series; "
                 f"{self.rows_committed:,} index rows written"
             )
@@ -148,6 +169,11 @@ class PullResult(StageResult):
             )
         if self.retries:
             lines.append(f"  {self.retries:,} transient failures retried")
+        if self.degraded_queries:
+            lines.append(f"  {self.degraded_queries:,} queries refused, then answered with the required keys only")
+        if self.failed_studies:
+            lines.append(f"  FAILED studies (their series could not be listed): {self.failed_studies:,}")
+            lines += [f"    {count:,} x {reason}" for reason, count in self.study_failures]
         if self.failed_series:
             lines.append(f"  FAILED series: {self.failed_series:,}")
             lines += [f"    {count:,} x {reason}" for reason, count in self.failures]
@@ -216,8 +242,10 @@ class _Pull:
         extra_tags,
         progress: bool,
         clock=None,
+        metadata: str = "query",
     ):
         self.source, self.index, self.level, self.selection = source, index, level, selection
+        self.metadata = metadata
         self.columns = resolve_tags(tags, extra_tags)
         self.store = InstanceStore(store) if store is not None else None
         self.options = throttle
@@ -229,6 +257,7 @@ class _Pull:
             windows=_windows(throttle),
             clock=clock,
             slow_factor=throttle.slow_factor,
+            recover_factor=throttle.recover_factor,
             on_pause=self.connections.cancel_all,
         )
         self.retries = retries
@@ -240,6 +269,8 @@ class _Pull:
         self._stager: RowStager | None = None
         self._staged_series: list[tuple[str, int]] = []
         self._bar = None
+        self.local: LocalInstances | None = None
+        self._study_failures: Counter[str] = Counter()
 
     # --- requests, each through the throttle and retried -----------------------------------
 
@@ -268,7 +299,18 @@ class _Pull:
             self.connections._local.connection = None
 
     def _find(self, level: str, query: Query) -> Answers:
-        return self._request(lambda c: c.find(level, query))
+        try:
+            return self._request(lambda c: c.find(level, query))
+        except QueryRefused:
+            # Asked again with the keys every PACS must answer, and the matching keys: a
+            # PACS may fail on a key it must read from a file it cannot read.
+            fewer = {k: v for k, v in query.items() if v or k in REQUIRED_KEYS[level]}
+            if fewer == dict(query):
+                raise
+            answers = self._request(lambda c: c.find(level, fewer))
+            with self._lock:
+                self.result.degraded_queries += 1
+            return answers
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -289,6 +331,16 @@ class _Pull:
         self.throttle.set_baseline(statistics.median(idle))
 
     def run(self, check: bool) -> PullResult:
+        storage = getattr(self.source, "storage", None)  # C-MOVE's destination: curate's own SCP
+        if storage is not None and not check and self.level == "images":
+            storage.start()
+        try:
+            return self._run(check)
+        finally:
+            if storage is not None:
+                storage.stop()
+
+    def _run(self, check: bool) -> PullResult:
         started = time.perf_counter()
         self.verify()
         self.result.check = check
@@ -301,15 +353,22 @@ class _Pull:
             else:
                 if self.level == "metadata":
                     self._stager = RowStager(self.index / PULL_DIR / "staged", self.columns)
-                with Ledger(ledger_path, self.source.describe(), self.level) as ledger, prober:
+                else:
+                    self.local = LocalInstances.of_index(self.index, self.index / PULL_DIR / "work")
+                with Ledger(ledger_path, self.source.describe(), self._depth()) as ledger, prober:
                     self._each_study(lambda study: self._study(ledger, study), ledger)
                     self.result.failures = ledger.failures()
+                    self.result.study_failures = self._study_failures.most_common(20)
                 self._finish()
         finally:
             self.connections.close()
             self.throttle.close()
+            if self.local is not None:
+                self.local.close()
         self.result.latencies = list(prober.latencies())
         self.result.throttle = self.throttle.stats()
+        history = self.throttle.history
+        self.result.limit_history = [(t - history[0][0], limit) for t, limit in history]
         self.result.queries = self.finder.counts.queries
         self.result.capped = self.finder.counts.capped
         self.result.unsplittable = self.finder.counts.unsplittable
@@ -317,12 +376,33 @@ class _Pull:
         self.result.seconds = time.perf_counter() - started
         return self.result
 
+    def _planned_studies(self) -> Iterator[Answer]:
+        """The studies of the index's remote rows that `select.where` keeps, each with its
+        series and instances (the PACS is not asked again what the index already says)."""
+        from curate.index.store import IndexStore
+
+        store = IndexStore(self.index)
+        if not store.exists():
+            raise ConfigError("select.where filters the index's remote rows: pull level=metadata into it first")
+        columns = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"]
+        where = f"status = 'remote' AND SeriesInstanceUID IS NOT NULL AND ({self.selection.where})"
+        try:
+            for table in store.grouped_batches(columns, "StudyInstanceUID", where=where):
+                yield from _planned(table.to_pylist(), self.selection.one_per_series)
+        except Exception as e:  # noqa: BLE001 - DuckDB's own errors: the SQL is the user's
+            if isinstance(e, CurateError):
+                raise
+            raise QueryError(f"select.where cannot be run over the index: {e}") from None
+
     def _studies(self) -> Iterator[Answer]:
+        if self.selection.where:
+            yield from self._planned_studies()
+            return
         # Only a CSV's queries can answer a study twice (two accessions of one study);
         # the splits of one query are disjoint, so nothing is held for them.
         seen: set[str] | None = set() if self.selection.ids else None
         for query in self.selection.study_queries(match_modalities=self.finder.find_limit == 0):
-            for study in self.finder.studies(query):
+            for study in self._refused_is_an_error(self.finder.studies(query)):
                 uid = value(study, "StudyInstanceUID")
                 if not uid or not self.selection.wants_study(values(study, "ModalitiesInStudy")):
                     continue
@@ -331,6 +411,20 @@ class _Pull:
                         continue
                     seen.add(uid)
                 yield study
+
+    def _depth(self) -> str:
+        """The ledger's name for what this pull fetches: a series done at one depth is not
+        done at another."""
+        return "metadata-full" if self.level == "metadata" and self.metadata == "full" else self.level
+
+    def _refused_is_an_error(self, studies: Iterator[Answer]) -> Iterator[Answer]:
+        """The studies; a refused study query stops the pull (nothing can be found)."""
+        try:
+            yield from studies
+        except InstanceError as e:
+            raise PacsError(f"{self.source.describe()} refused the study query: {e}") from None
+        except TransientError as e:
+            raise PacsError(f"{self.source.describe()} stopped answering the study query: {e}") from None
 
     def _dry_run(self) -> None:
         def count(study: Answer) -> None:
@@ -345,10 +439,16 @@ class _Pull:
                     self.result.instances += instances
                     typical = TYPICAL_BYTES.get(value(series, "Modality") or "", DEFAULT_BYTES)
                     self.result.estimated_bytes += instances * typical
+                    if self.metadata == "full":  # one more request a series
+                        self.result.extra_requests += 1
+                        if self.source.kind == "dimse":
+                            self.result.extra_bytes += typical
 
         self._each_study(count)
 
     def _wanted_series(self, study: Answer) -> list[Answer]:
+        if PLANNED in study:
+            return study[PLANNED]
         uid = value(study, "StudyInstanceUID")
         return [
             s
@@ -391,7 +491,14 @@ class _Pull:
     def _study_series(self, ledger: Ledger, study: Answer) -> None:
         uid = value(study, "StudyInstanceUID")
         finished = True
-        for series in self._wanted_series(study):
+        try:
+            wanted = self._wanted_series(study)
+        except (InstanceError, TransientError) as e:
+            with self._lock:  # its series are not known: the next pull asks again
+                self.result.failed_studies += 1
+                self._study_failures[_reason(e)] += 1
+            return
+        for series in wanted:
             series_uid = value(series, "SeriesInstanceUID")
             if not series_uid:
                 continue
@@ -415,7 +522,7 @@ class _Pull:
                 finished = False
                 with self._lock:
                     self.result.failed_series += 1
-        if finished:
+        if finished and PLANNED not in study:
             ledger.finish_study(uid, _int(value(study, "NumberOfStudyRelatedInstances")))
 
     # --- metadata ----------------------------------------------------------------------------
@@ -423,12 +530,14 @@ class _Pull:
     def _series_metadata(self, ledger: Ledger, study: Answer, series: Answer) -> None:
         study_uid, series_uid = value(study, "StudyInstanceUID"), value(series, "SeriesInstanceUID")
         instances, _ = self.finder.instances(self.selection.instance_query(study_uid, series_uid))
+        headers = self._full_headers(study_uid, series_uid, instances) if self.metadata == "full" else {}
         with self._lock:
             for instance in instances:
                 sop = value(instance, "SOPInstanceUID")
                 if sop:
+                    header = headers.get(sop) or headers.get(SAMPLE) or {}
                     self._stager.add(
-                        self.source.instance_uri(study_uid, series_uid, sop), merged(study, series, instance)
+                        self.source.instance_uri(study_uid, series_uid, sop), merged(header, study, series, instance)
                     )
             self._staged_series.append((series_uid, len(instances)))
             self.result.instances += len(instances)
@@ -436,6 +545,31 @@ class _Pull:
                 self._bar.update(len(instances))
             if len(self._stager) >= PART_ROWS:
                 self._flush_rows(ledger)
+
+    def _full_headers(self, study: str, series: str, instances: list[Answer]) -> dict[str, Answer]:
+        """Whole headers: every instance's over DICOMweb (WADO-RS metadata, one request a
+        series), or one instance's over DIMSE (one C-GET a series) standing for the rest
+        (under :data:`SAMPLE`); the query answers still win where they answer."""
+        if self.source.kind == "dicomweb":
+            found = self._request(lambda c: c.metadata(study, series))
+            return {value(a, "SOPInstanceUID"): a for a in found if value(a, "SOPInstanceUID")}
+        first = min((value(i, "SOPInstanceUID") for i in instances if value(i, "SOPInstanceUID")), default=None)
+        if first is None:
+            return {}
+        classes = [c for c in (value(i, "SOPClassUID") for i in instances) if c]
+        got: list[bytes] = []
+        self.connections.release()
+        self._request(lambda c: c.retrieve(study, series, [first], classes, lambda _, data: got.append(data)))
+        if not got:
+            return {}
+        import io
+
+        import pydicom
+
+        ds = pydicom.dcmread(io.BytesIO(got[0]), stop_before_pixels=True, force=True)
+        with self._lock:
+            self.result.bytes += len(got[0])
+        return {SAMPLE: without_bulk_data(ds.to_json_dict(bulk_data_threshold=1 << 30))}
 
     def _flush_rows(self, ledger: Ledger) -> None:
         """Write the staged rows as a part; only then are their series done."""
@@ -448,10 +582,21 @@ class _Pull:
 
     def _series_images(self, ledger: Ledger, study: Answer, series: Answer) -> bool:
         study_uid, series_uid = value(study, "StudyInstanceUID"), value(series, "SeriesInstanceUID")
-        instances, capped = self.finder.instances(self.selection.instance_query(study_uid, series_uid))
+        if PLANNED in series:
+            instances, capped = series[PLANNED], False
+        else:
+            instances, capped = self.finder.instances(self.selection.instance_query(study_uid, series_uid))
         wanted = {value(i, "SOPInstanceUID"): value(i, "SOPClassUID") for i in instances}
         wanted.pop(None, None)
-        expected = max(len(wanted), int(value(series, "NumberOfSeriesRelatedInstances") or 0))
+        if self.selection.one_per_series and wanted:
+            first = min(wanted)
+            wanted, capped = {first: wanted[first]}, False
+        local = self.local.of(series_uid) if self.local is not None else set()
+        for sop in local:
+            wanted.pop(sop, None)  # held as a file elsewhere in the index: not fetched again
+        planned = PLANNED in series or self.selection.one_per_series
+        related = 0 if planned else int(value(series, "NumberOfSeriesRelatedInstances") or 0)
+        expected = max(len(wanted), related - len(local))
         sop_classes = sorted({c for c in wanted.values() if c})
 
         def sink(sop: str, data: bytes) -> None:
@@ -470,9 +615,10 @@ class _Pull:
             if not missing and len(held) >= expected:
                 break
             if self.source.kind == "dimse":
-                # One retrieval: the whole series when nothing is held or the instance list
-                # was capped, else only what is missing.
-                asks = [[] if not held or capped else missing]
+                # One retrieval: the whole series when none of it is here and all of it is
+                # wanted (or its instance list was capped), else only what is missing.
+                whole = capped or not (held or local or planned)
+                asks = [[] if whole else missing]
             else:
                 asks = [[sop] for sop in missing]  # one request each: the rate limit counts them
             if not asks:
@@ -499,7 +645,7 @@ class _Pull:
             if self._stager is None:
                 return
             parts = self._stager.parts()
-            with Ledger(self.index / PULL_DIR / "ledger.sqlite", self.source.describe(), self.level) as ledger:
+            with Ledger(self.index / PULL_DIR / "ledger.sqlite", self.source.describe(), self._depth()) as ledger:
                 if len(self._stager):
                     self._flush_rows(ledger)
                 parts = self._stager.parts()
@@ -514,6 +660,72 @@ class _Pull:
 
             summary = build_index(self.store.root, self.index, progress=self.progress)
             self.result.rows_committed = summary.scanned
+
+
+#: Where a series' sampled header is kept, for the instances that have none of their own.
+SAMPLE = "*"
+#: How much a metadata pull asks: the query answers, or whole headers too.
+METADATA = ("query", "full")
+#: The key of a study's (or series') planned children, when the selection came from the index.
+PLANNED = "planned"
+
+
+def _planned(rows: list[dict], one_per_series: bool) -> Iterator[Answer]:
+    """Study answers, each holding its series and their instances, from index rows of
+    whole studies."""
+    studies: dict[str, dict[str, list[dict]]] = {}
+    for row in rows:
+        studies.setdefault(row["StudyInstanceUID"], {}).setdefault(row["SeriesInstanceUID"], []).append(row)
+    for study_uid, series in studies.items():
+        planned = []
+        for series_uid, instances in series.items():
+            instances = sorted((i for i in instances if i["SOPInstanceUID"]), key=lambda i: i["SOPInstanceUID"])
+            if one_per_series:
+                instances = instances[:1]
+            planned.append({**_answer(SeriesInstanceUID=series_uid), PLANNED: [
+                _answer(SOPInstanceUID=i["SOPInstanceUID"], SOPClassUID=i["SOPClassUID"]) for i in instances
+            ]})  # fmt: skip
+        yield {**_answer(StudyInstanceUID=study_uid), PLANNED: planned}
+
+
+def _answer(**keywords: str | None) -> Answer:
+    return {tag_hex(k): {"vr": "UI", "Value": [v]} for k, v in keywords.items() if v}
+
+
+class LocalInstances:
+    """The SOP Instance UIDs the index holds as files, by series, in a DuckDB table sorted
+    by series (so that a lookup reads one row group, at any index size)."""
+
+    def __init__(self, con):
+        self.con = con
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of_index(cls, index: Path, work: Path) -> LocalInstances | None:
+        import duckdb
+
+        from curate.index.store import IndexStore, limit_memory
+
+        store = IndexStore(index)
+        if not store.exists() or not {"SOPInstanceUID", "SeriesInstanceUID"} <= store.columns():
+            return None
+        work.mkdir(parents=True, exist_ok=True)
+        database = work / "local.duckdb"
+        database.unlink(missing_ok=True)
+        con = duckdb.connect(str(database))
+        limit_memory(con, work / "spill")
+        con.execute(
+            f"CREATE TABLE local AS SELECT SeriesInstanceUID AS series, SOPInstanceUID AS sop "
+            f"FROM ({store.rows_sql()}) WHERE status = 'ok' AND SOPInstanceUID IS NOT NULL ORDER BY 1"
+        )
+        return cls(con)
+
+    def of(self, series: str) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self.con.execute("SELECT sop FROM local WHERE series = ?", [series]).fetchall()}
+
+    def close(self) -> None:
+        self.con.close()
 
 
 def _int(text: str | None) -> int | None:
@@ -552,15 +764,24 @@ def pull(
     extra_tags=(),
     progress: bool = True,
     clock=None,
+    metadata: str = "query",
 ) -> PullResult:
     """Pull from `source` into the index at `index` (and, for images, the store at `store`).
 
     ``check=True`` verifies the connection and counts what would be pulled, then stops.
+    ``metadata="full"`` (level=metadata) adds whole headers: WADO-RS metadata, or one
+    instance of each series over DIMSE.
     """
+    if metadata not in METADATA:
+        raise ConfigError(f"metadata must be one of {', '.join(METADATA)}, not {metadata!r}")
     if level not in LEVELS:
         raise ConfigError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
     if level == "images" and store is None and not check:
         raise ConfigError("level=images needs store=DIR: the folder the instances are written to")
+    if level == "metadata" and selection is not None and (selection.where or selection.one_per_series):
+        raise ConfigError(
+            "select.where and select.one_per_series choose images to retrieve: use them with level=images"
+        )
     if find_limit < 0:
         raise ConfigError(f"find_limit must be 0 (no cap) or the server's cap on answers, not {find_limit}")
     index = Path(index)
@@ -579,6 +800,7 @@ def pull(
         extra_tags,
         progress,
         clock,
+        metadata,
     )
     return job.run(check)
 

@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -162,7 +162,8 @@ class LocalOrthanc:
 
     `find_limit` caps C-FIND answers (``LimitFindResults`` / ``LimitFindInstances``);
     `users` turns on HTTP basic auth; `certificate` (a PEM holding key and certificate)
-    turns on https; `lua` is a script Orthanc runs (callbacks that sleep make it slow)."""
+    turns on https, and `ca` is what this object's own requests trust (Debian's Orthanc
+    1.10 crashes with it: use :class:`LoopbackProxy` for https)."""
 
     def __init__(
         self,
@@ -171,7 +172,7 @@ class LocalOrthanc:
         find_limit: int = 0,
         users: dict[str, str] | None = None,
         certificate: str | os.PathLike[str] | None = None,
-        lua: str | None = None,
+        ca: str | os.PathLike[str] | None = None,
         modalities: dict[str, tuple[str, str, int]] | None = None,
         http_port: int | None = None,
         dicom_port: int | None = None,
@@ -182,6 +183,7 @@ class LocalOrthanc:
         self.dicom_port = dicom_port or free_port()
         self.users = users
         self.certificate = certificate
+        self.ca = ca
         self.process: subprocess.Popen | None = None
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = {
@@ -209,13 +211,10 @@ class LocalOrthanc:
             "HttpTimeout": 60,
             "ConcurrentJobs": 2,
             "DicomThreadsCount": 8,
+            "MaximumStorageCacheSize": 0,  # serve what is on disk (tests corrupt it there)
         }
         if certificate is not None:
             config.update({"SslEnabled": True, "SslCertificate": str(certificate)})
-        if lua is not None:
-            script = self.workdir / "callbacks.lua"
-            script.write_text(lua)
-            config["LuaScripts"] = [str(script)]
         self.config_path = self.workdir / "orthanc.json"
         self.config_path.write_text(json.dumps(config, indent=1))
 
@@ -284,8 +283,9 @@ class LocalOrthanc:
         session = requests.Session()
         if self.users:
             session.auth = next(iter(self.users.items()))
-        if self.certificate is not None:
-            session.verify = str(self.certificate)
+        if self.ca is not None:
+            session.verify = str(self.ca)
+            session.trust_env = False  # else REQUESTS_CA_BUNDLE wins over `verify` (requests #3829)
         return session
 
     def upload(self, files: Iterable[str | os.PathLike[str]]) -> int:
@@ -308,6 +308,105 @@ class LocalOrthanc:
     def statistics(self) -> dict:
         with self.session() as session:
             return session.get(f"{self.url}/statistics", timeout=30).json()
+
+
+class LoopbackProxy:
+    """A TCP proxy on loopback in front of a server: it can add a delay to every request
+    (a PACS under load) and terminate TLS with a test certificate. `delay` is seconds, or
+    a function called for each chunk a client sends (each request, near enough) that
+    returns them.
+
+    Debian's Orthanc 1.10 crashes (civetweb segfaults) on its first request with
+    ``SslEnabled``, so https is served by this proxy in front of its plain HTTP port."""
+
+    def __init__(
+        self,
+        target_port: int,
+        certificate: str | os.PathLike[str] | None = None,
+        delay: float | Callable[[], float] = 0.0,
+    ):
+        import ssl
+
+        self.target_port = target_port
+        self.delay = delay
+        self.context = None
+        if certificate is not None:
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.context.load_cert_chain(str(certificate))
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._stopped = False
+        self._threads: list = []
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.context else 'http'}://127.0.0.1:{self.port}"
+
+    def start(self) -> LoopbackProxy:
+        import threading
+
+        self.listener.listen(64)
+        thread = threading.Thread(target=self._accept, daemon=True, name="curate-proxy")
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped = True
+        self.listener.close()
+
+    def __enter__(self) -> LoopbackProxy:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._stopped:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        import threading
+
+        try:
+            if self.context is not None:
+                client = self.context.wrap_socket(client, server_side=True)
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            client.close()
+            return
+        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        back = threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True)
+        back.start()
+        self._pipe(client, upstream, True)
+
+    def _pipe(self, source: socket.socket, target: socket.socket, delayed: bool) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if delayed:
+                    pause = self.delay() if callable(self.delay) else self.delay
+                    if pause:
+                        time.sleep(pause)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
 
 
 def make_test_ca(

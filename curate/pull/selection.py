@@ -45,6 +45,10 @@ class Selection:
     body_part: str | None = None
     description: str | None = None
     ids: str | None = None
+    #: SQL over the index's remote rows (level=images): the series to retrieve, e.g.
+    #: "Modality IN ('CR','DX') AND view IN ('PA','AP')"; the PACS is not queried again.
+    where: str | None = None
+    one_per_series: bool = False
     study_keys: tuple[str, ...] = STUDY_KEYS
     series_keys: tuple[str, ...] = SERIES_KEYS
     instance_keys: tuple[str, ...] = INSTANCE_KEYS
@@ -73,6 +77,10 @@ class Selection:
             parts.append("a description match")
         if self.ids:
             parts.append("identifiers from a CSV")
+        if self.where:
+            parts.append("a SQL filter over the index")
+        if self.one_per_series:
+            parts.append("one instance per series")
         return ", ".join(parts) or "everything"
 
     def study_queries(self, match_modalities: bool = True) -> Iterator[dict[str, str]]:

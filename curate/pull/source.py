@@ -48,6 +48,20 @@ class InstanceError(Exception):
     """One instance (or series) could not be retrieved; the pull records it and goes on."""
 
 
+class QueryRefused(InstanceError):
+    """The PACS refused one query (an HTTP 400, a C-FIND failure status): it may answer the
+    same query with fewer keys."""
+
+
+#: The keys every Query/Retrieve SCP must answer (PS3.4 C.6.2.1: required and unique
+#: keys): what a refused query is asked again with.
+REQUIRED_KEYS = {
+    STUDY: ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "PatientName", "PatientID", "StudyID"),
+    SERIES: ("SeriesInstanceUID", "Modality", "SeriesNumber"),
+    IMAGE: ("SOPInstanceUID", "InstanceNumber"),
+}
+
+
 class Connection(Protocol):
     def echo(self) -> float: ...
 
@@ -92,6 +106,22 @@ def values(answer: Answer, keyword: str) -> list[str] | None:
     element = answer.get(tag_hex(keyword))
     found = element.get("Value") if element else None
     return [str(v) for v in found] if found else None
+
+
+#: VRs whose values are bytes: never wanted in an index row (pixel data, overlays, curves).
+BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+
+
+def without_bulk_data(answer: Answer) -> Answer:
+    """A DICOM JSON object less its binary elements and bulk data references."""
+    out = {}
+    for tag, element in answer.items():
+        if not isinstance(element, dict) or element.get("vr") in BINARY_VRS or "BulkDataURI" in element:
+            continue
+        if element.get("vr") == "SQ" and element.get("Value"):
+            element = {**element, "Value": [without_bulk_data(i) for i in element["Value"] if isinstance(i, dict)]}
+        out[tag] = element
+    return out
 
 
 def keywords_of(answer: Answer) -> list[str]:
