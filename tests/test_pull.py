@@ -119,7 +119,7 @@ def test_selection_by_modality_and_body_part(orthanc, pacs_archive, tmp_path):
     assert result.studies == pacs_archive.modalities["CR"]
     assert {m for (m,) in rows(tmp_path / "i", "Modality")} == {"CR"}
     head = pull(
-        dimse(orthanc), tmp_path / "h", find_limit=FIND_LIMIT, progress=False, selection=Selection(body_part="head")
+        dicomweb(orthanc), tmp_path / "h", find_limit=FIND_LIMIT, progress=False, selection=Selection(body_part="head")
     )
     assert head.instances > 0 and {m for (m,) in rows(tmp_path / "h", "DISTINCT Modality")} == {"MR"}
 
@@ -172,12 +172,15 @@ def test_images_by_c_move_to_curates_own_storage_scp(orthanc, pacs_archive, tmp_
     from curate.pull.dimse import StorageSCP
     from curate.pull.sandbox import free_port
 
-    cr = Selection(modalities=("CR",))
-    uids = [u for u, p in pacs_archive.by_uid.items() if pydicom.dcmread(p, stop_before_pixels=True).Modality == "CR"]
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in pacs_archive.by_uid.values()]
+    accessions = sorted({ds.AccessionNumber for ds in headers if ds.Modality == "CR"})[:8]
+    uids = [ds.SOPInstanceUID for ds in headers if ds.AccessionNumber in accessions]
+    csv = tmp_path / "cr.csv"
+    csv.write_text("AccessionNumber\n" + "\n".join(accessions) + "\n")
     source = DimseSource(
         "127.0.0.1", orthanc.dicom_port, orthanc.aet, storage=StorageSCP("CURATEMOVE", orthanc.move_port)
     )
-    result = pull(source, tmp_path / "i", level="images", store=tmp_path / "s", selection=cr, find_limit=FIND_LIMIT)
+    result = pull(source, tmp_path / "i", level="images", store=tmp_path / "s", selection=Selection(ids=str(csv)))
     assert result.failed_series == 0 and result.instances == len(uids)
     assert_store_matches(tmp_path / "s", pacs_archive, uids)
     stranger = DimseSource("127.0.0.1", orthanc.dicom_port, orthanc.aet, storage=StorageSCP("STRANGER", free_port()))

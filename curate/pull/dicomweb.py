@@ -25,6 +25,7 @@ from curate.pull.source import (
     Sink,
     TransientError,
     tag_hex,
+    well_formed,
     without_bulk_data,
 )
 
@@ -44,11 +45,18 @@ class DicomWebSource:
         timeout: float = 60.0,
         page: int = PAGE,
     ):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise PacsError(f"url must be an http or https DICOMweb root, not {url!r}")
-        if parts.username or parts.password:
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # a port that is not a number raises here
+        except ValueError:
+            raise PacsError("url is not a URL (it is not echoed: it may hold a secret)") from None
+        if parts.username or parts.password or "@" in parts.netloc:
             raise PacsError("url must not hold credentials: give them with auth.env or auth.file")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PacsError("url must be an http or https DICOMweb root, such as https://pacs.example.org/dicom-web")
+        if parts.query or parts.fragment:
+            raise PacsError("url must not hold a query or a fragment (a token there would go into every row)")
+        del port
         self.url = url.rstrip("/")
         self.credentials = credentials or Credentials()
         self.ca_bundle = ca_bundle
@@ -57,10 +65,12 @@ class DicomWebSource:
 
     def describe(self) -> str:
         parts = urlsplit(self.url)
-        return f"DICOMweb at {parts.scheme}://{parts.hostname}:{parts.port or ''}"
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"DICOMweb at {parts.scheme}://{host}:{port}"
 
     def instance_uri(self, study: str, series: str, instance: str) -> str:
-        return f"{self.url}/studies/{study}/series/{series}/instances/{instance}"
+        return f"{self.url}{instance_path(study, series, instance)}"
 
     def connect(self) -> DicomWebConnection:
         return DicomWebConnection(self)
@@ -95,9 +105,14 @@ class DicomWebConnection:
                 url, params=params, headers={"Accept": accept}, timeout=self.source.timeout, verify=self.verify
             )
         except requests.exceptions.SSLError as e:
-            raise PacsError(f"{self.source.describe()}: the TLS certificate was not accepted ({_reason(e)})") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-            raise TransientError(f"{self.source.describe()}: {_reason(e)}") from None
+            raise PacsError(
+                f"{self.source.describe()}: the TLS certificate was not accepted ({_tls_reason(e)})"
+            ) from None
+        except requests.exceptions.Timeout:
+            raise TransientError(f"{self.source.describe()}: no answer within {self.source.timeout:g} s") from None
+        except requests.exceptions.ConnectionError:
+            # Not the exception's text: it quotes the URL, and the URL the query (a PatientID).
+            raise TransientError(f"{self.source.describe()}: the connection failed or was dropped") from None
         if response.status_code in (401, 403):
             raise PacsError(f"{self.source.describe()} refused the credentials (HTTP {response.status_code})")
         if response.status_code == 429 or response.status_code >= 500:
@@ -119,6 +134,7 @@ class DicomWebConnection:
         # plugin among them) read only its first key.
         params += [("includefield", tag_hex(k)) for k, v in query.items() if not v]
         answers = Answers()
+        first_of_last_page = None
         while True:
             page = self._get(path, params=[*params, ("limit", self.source.page), ("offset", len(answers))])
             if page.status_code == 204:
@@ -127,7 +143,14 @@ class DicomWebConnection:
                 # A refusal of this query alone (Orthanc answers 400 when it cannot read a
                 # file the query needs): the series fails, the pull goes on.
                 raise QueryRefused(f"QIDO-RS answered HTTP {page.status_code} at {level.lower()} level")
-            got = page.json() if page.content else []
+            try:
+                got = page.json() if page.content else []
+            except ValueError:
+                raise QueryRefused(f"the QIDO-RS answer at {level.lower()} level is not JSON") from None
+            got = well_formed(got, f"the QIDO-RS answer at {level.lower()} level")
+            if got and got[0] == first_of_last_page:
+                raise QueryRefused("the QIDO-RS server ignores offset (the same page came back twice)")
+            first_of_last_page = got[0] if got else None
             answers.extend(got)
             if len(got) < self.source.page:
                 break
@@ -135,7 +158,7 @@ class DicomWebConnection:
 
     def metadata(self, study: str, series: str) -> list[Answer]:
         """WADO-RS metadata of every instance of a series: whole headers, bulk data left out."""
-        response = self._get(f"/studies/{quote(study)}/series/{quote(series)}/metadata")
+        response = self._get(f"{series_path(study, series)}/metadata")
         if response.status_code >= 400:
             raise QueryRefused(f"WADO-RS metadata answered HTTP {response.status_code}")
         try:
@@ -148,8 +171,7 @@ class DicomWebConnection:
 
     def retrieve(self, study: str, series: str, instances: list[str], sop_classes: list[str], sink: Sink) -> None:
         for instance in instances:
-            path = f"/studies/{quote(study)}/series/{quote(series)}/instances/{quote(instance)}"
-            response = self._get(path, accept=ACCEPT_DICOM)
+            response = self._get(instance_path(study, series, instance), accept=ACCEPT_DICOM)
             if response.status_code == 404:
                 raise InstanceError("the server no longer has the instance (HTTP 404)")
             if response.status_code >= 400:
@@ -166,6 +188,19 @@ def _is_parent(level: str, keyword: str) -> bool:
     )
 
 
+def _segment(uid: str) -> str:
+    """A UID as one path segment: '/' and '..' in a hostile UID must not change the path."""
+    return quote(uid, safe="") if uid not in (".", "..") else quote(uid.replace(".", "%2E"), safe="%")
+
+
+def series_path(study: str, series: str) -> str:
+    return f"/studies/{_segment(study)}/series/{_segment(series)}"
+
+
+def instance_path(study: str, series: str, instance: str) -> str:
+    return f"{series_path(study, series)}/instances/{_segment(instance)}"
+
+
 def _qido_path(level: str, query: Query) -> str:
     if level == STUDY:
         return "/studies"
@@ -173,11 +208,11 @@ def _qido_path(level: str, query: Query) -> str:
     if not study:
         raise ValueError("a series or instance query needs its StudyInstanceUID")
     if level == SERIES:
-        return f"/studies/{quote(study)}/series"
+        return f"/studies/{_segment(study)}/series"
     series = query.get("SeriesInstanceUID")
     if not series:
         raise ValueError("an instance query needs its SeriesInstanceUID")
-    return f"/studies/{quote(study)}/series/{quote(series)}/instances"
+    return f"{series_path(study, series)}/instances"
 
 
 def multipart_bodies(content: bytes, content_type: str) -> list[bytes]:
@@ -203,6 +238,9 @@ def multipart_bodies(content: bytes, content_type: str) -> list[bytes]:
     return bodies
 
 
-def _reason(error: Exception) -> str:
-    text = str(error)
-    return text if len(text) < 200 else text[:200] + "..."
+def _tls_reason(error: Exception) -> str:
+    """What the TLS layer objected to, without the URL that requests' message quotes."""
+    import re
+
+    found = re.search(r"certificate verify failed: ([^(')]*)", str(error))
+    return found.group(1).strip() if found else "the handshake failed"

@@ -97,12 +97,16 @@ class DimseSource:
         self.called_aet, self.calling_aet = called_aet, calling_aet
         self.timeout = timeout
         self.storage = storage  # None: C-GET
+        if storage is not None:
+            storage.accept_from(called_aet, host)
 
     def describe(self) -> str:
         return f"DIMSE {self.called_aet} at {self.host}:{self.port}"
 
     def instance_uri(self, study: str, series: str, instance: str) -> str:
-        return f"dicom://{self.called_aet}@{self.host}:{self.port}/studies/{study}/series/{series}/instances/{instance}"
+        from curate.pull.dicomweb import instance_path
+
+        return f"dicom://{self.called_aet}@{self.host}:{self.port}{instance_path(study, series, instance)}"
 
     def connect(self) -> DimseConnection:
         return DimseConnection(self)
@@ -271,6 +275,8 @@ class StorageSCP:
         self.aet, self.port, self.bind = aet, int(port), bind
         self._sinks: dict[int, object] = {}
         self._next = 1
+        self._peers: set[str] = set()
+        self._aets: set[str] = set()
         self._lock = threading.Lock()
         self._server = None
 
@@ -293,6 +299,16 @@ class StorageSCP:
             self._server.shutdown()
             self._server = None
 
+    def accept_from(self, aet: str, host: str) -> None:
+        """Take C-STOREs only from this PACS: its AE title, from its address."""
+        import socket
+
+        self._aets.add(aet)
+        try:
+            self._peers.update(info[4][0] for info in socket.getaddrinfo(host, None))
+        except OSError:
+            self._peers.add(host)
+
     def expect(self, handler) -> int:
         """A message ID for one C-MOVE, whose instances go to `handler`."""
         with self._lock:
@@ -306,6 +322,9 @@ class StorageSCP:
             self._sinks.pop(msg_id, None)
 
     def _store(self, event) -> int:
+        requestor = event.assoc.requestor
+        if requestor.ae_title.strip() not in self._aets or requestor.address not in self._peers:
+            return 0xA700  # not the PACS this pull asked (none until a source names one)
         with self._lock:
             handler = self._sinks.get(int(event.request.MoveOriginatorMessageID or 0))
         if handler is None:

@@ -1,7 +1,8 @@
 """The pull's ledger: what was asked for, what is done, what failed and why.
 
 One SQLite file per index (``<index>/pull/ledger.sqlite``), owner-only: it holds UIDs.
-Each series has one row per source and depth (``queued``, ``done`` or ``failed``, with
+Each series (of a study: a hostile or broken PACS can give two studies one series UID)
+has one row per source and depth (``queued``, ``done`` or ``failed``, with
 the PACS's count of its instances, the count fetched, attempts and the last reason);
 each study is marked once all its series are queued, so that a resumed pull does not
 ask for the series of a finished study again. Every change is committed at once: a
@@ -24,7 +25,7 @@ CREATE TABLE IF NOT EXISTS series (
     source TEXT NOT NULL, depth TEXT NOT NULL, study TEXT NOT NULL, series TEXT NOT NULL,
     state TEXT NOT NULL, expected INTEGER, got INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0, reason TEXT, updated REAL NOT NULL,
-    PRIMARY KEY (source, depth, series)
+    PRIMARY KEY (source, depth, study, series)
 );
 CREATE TABLE IF NOT EXISTS studies (
     source TEXT NOT NULL, depth TEXT NOT NULL, study TEXT NOT NULL, state TEXT NOT NULL, instances INTEGER,
@@ -93,36 +94,34 @@ class Ledger:
         if expected is not None:  # the PACS may hold more now than at the last pull
             self._run(
                 "UPDATE series SET expected=?, state=CASE WHEN state=? AND got<? THEN ? ELSE state END "
-                "WHERE source=? AND depth=? AND series=?",
-                (expected, DONE, expected, QUEUED, self.source, self.depth, series),
+                "WHERE source=? AND depth=? AND study=? AND series=?",
+                (expected, DONE, expected, QUEUED, self.source, self.depth, study, series),
             )
-        return self.state(series)
+        return self.state(study, series)
 
-    def state(self, series: str) -> str | None:
+    def state(self, study: str, series: str) -> str | None:
         rows = self._run(
-            "SELECT state FROM series WHERE source=? AND depth=? AND series=?", (self.source, self.depth, series)
+            "SELECT state FROM series WHERE source=? AND depth=? AND study=? AND series=?",
+            (self.source, self.depth, study, series),
         )
         return rows[0][0] if rows else None
 
-    def attempt(self, series: str) -> int:
+    def attempt(self, study: str, series: str) -> None:
         self._run(
-            "UPDATE series SET attempts=attempts+1, updated=? WHERE source=? AND depth=? AND series=?",
-            (time.time(), self.source, self.depth, series),
+            "UPDATE series SET attempts=attempts+1, updated=? WHERE source=? AND depth=? AND study=? AND series=?",
+            (time.time(), self.source, self.depth, study, series),
         )
-        return self._run(
-            "SELECT attempts FROM series WHERE source=? AND depth=? AND series=?", (self.source, self.depth, series)
-        )[0][0]
 
-    def done(self, series: str, got: int) -> None:
-        self._set(series, DONE, got, None)
+    def done(self, study: str, series: str, got: int) -> None:
+        self._set(study, series, DONE, got, None)
 
-    def failed(self, series: str, got: int, reason: str) -> None:
-        self._set(series, FAILED, got, reason)
+    def failed(self, study: str, series: str, got: int, reason: str) -> None:
+        self._set(study, series, FAILED, got, reason)
 
-    def _set(self, series: str, state: str, got: int, reason: str | None) -> None:
+    def _set(self, study: str, series: str, state: str, got: int, reason: str | None) -> None:
         self._run(
-            "UPDATE series SET state=?, got=?, reason=?, updated=? WHERE source=? AND depth=? AND series=?",
-            (state, got, reason, time.time(), self.source, self.depth, series),
+            "UPDATE series SET state=?, got=?, reason=?, updated=? WHERE source=? AND depth=? AND study=? AND series=?",
+            (state, got, reason, time.time(), self.source, self.depth, study, series),
         )
 
     def counts(self) -> dict[str, int]:

@@ -54,10 +54,11 @@ class RowStager:
         self.derive = DeriveCounts()
         self.skipped_elements = 0
         self._pending: dict[str, str] = {}  # spooled file -> URI
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
         shutil.rmtree(self.spool, ignore_errors=True)
-        self.spool.mkdir()
+        self.spool.mkdir(mode=0o700)
+        os.chmod(self.spool, 0o700)
 
     def parts(self) -> list[Path]:
         return sorted(self.folder.glob("part-*.parquet"))
@@ -89,10 +90,11 @@ class RowStager:
         while (self.folder / f"part-{number:06d}.parquet").exists():
             number += 1
         target = self.folder / f"part-{number:06d}.parquet"
-        with atomic_path(target) as partial:
+        with atomic_path(target, mode=0o600) as partial:
             pq.write_table(table, partial, compression="zstd")
         shutil.rmtree(self.spool)
-        self.spool.mkdir()
+        self.spool.mkdir(mode=0o700)
+        os.chmod(self.spool, 0o700)
         self._pending.clear()
         return target
 
@@ -121,6 +123,7 @@ def _write_header(answer: Answer, path: Path) -> int:
     meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or "1.2.3"
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # owner-only before the first byte
     try:
         pydicom.dcmwrite(path, ds, enforce_file_format=True)
     except Exception:  # noqa: BLE001 - values pydicom cannot encode: keep what it can

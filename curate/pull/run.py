@@ -13,9 +13,13 @@ over the store.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import statistics
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -40,6 +44,7 @@ from curate.pull.source import (
     QueryRefused,
     Source,
     TransientError,
+    check_instance,
     tag_hex,
     value,
     values,
@@ -47,7 +52,7 @@ from curate.pull.source import (
     without_bulk_data,
 )
 from curate.pull.split import CappedFinder
-from curate.pull.store import InstanceStore, safe_name
+from curate.pull.store import InstanceStore, is_uid, safe_name
 from curate.pull.throttle import Prober, Throttle
 from curate.tracking import StageResult
 
@@ -210,6 +215,17 @@ class _Connections:
         if connection is not None and self.source.kind == "dimse":
             connection.close()
 
+    def drop(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - closing what may already be gone
+                pass
+            self._local.connection = None
+            with self._lock:
+                self._all.remove(connection)
+
     def cancel_all(self) -> None:
         with self._lock:
             for connection in self._all:
@@ -267,7 +283,7 @@ class _Pull:
         self.progress = progress
         self._lock = threading.Lock()
         self._stager: RowStager | None = None
-        self._staged_series: list[tuple[str, int]] = []
+        self._staged_series: list[tuple[str, str, int]] = []
         self._bar = None
         self.local: LocalInstances | None = None
         self._study_failures: Counter[str] = Counter()
@@ -280,7 +296,7 @@ class _Pull:
                 try:
                     return call(self.connections.get())
                 except TransientError:
-                    self._drop_connection()
+                    self.connections.drop()  # a broken connection: the next try opens a new one
                     raise
 
         return with_retries(once, attempts=self.retries, on_retry=self._count_retry)
@@ -288,15 +304,6 @@ class _Pull:
     def _count_retry(self, _: Exception) -> None:
         with self._lock:
             self.retried += 1
-
-    def _drop_connection(self) -> None:
-        connection = getattr(self.connections._local, "connection", None)
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self.connections._local.connection = None
 
     def _find(self, level: str, query: Query) -> Answers:
         try:
@@ -332,13 +339,17 @@ class _Pull:
 
     def run(self, check: bool) -> PullResult:
         storage = getattr(self.source, "storage", None)  # C-MOVE's destination: curate's own SCP
-        if storage is not None and not check and self.level == "images":
-            storage.start()
-        try:
-            return self._run(check)
-        finally:
-            if storage is not None:
-                storage.stop()
+        if not check:
+            self.index.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.index, 0o700)  # it holds PHI from the first row staged
+        with _quiet_pydicom():
+            if storage is not None and not check and self.level == "images":
+                storage.start()
+            try:
+                return self._run(check)
+            finally:
+                if storage is not None:
+                    storage.stop()
 
     def _run(self, check: bool) -> PullResult:
         started = time.perf_counter()
@@ -435,7 +446,7 @@ class _Pull:
             with self._lock:
                 for series in wanted:
                     self.result.series += 1
-                    instances = int(value(series, "NumberOfSeriesRelatedInstances") or 0)
+                    instances = _int(value(series, "NumberOfSeriesRelatedInstances")) or 0
                     self.result.instances += instances
                     typical = TYPICAL_BYTES.get(value(series, "Modality") or "", DEFAULT_BYTES)
                     self.result.estimated_bytes += instances * typical
@@ -491,26 +502,31 @@ class _Pull:
     def _study_series(self, ledger: Ledger, study: Answer) -> None:
         uid = value(study, "StudyInstanceUID")
         finished = True
+        if self.level == "images" and not is_uid(uid):
+            self._fail_study("its StudyInstanceUID is not a UID (digits and dots, at most 64)")
+            return
         try:
             wanted = self._wanted_series(study)
         except (InstanceError, TransientError) as e:
-            with self._lock:  # its series are not known: the next pull asks again
-                self.result.failed_studies += 1
-                self._study_failures[_reason(e)] += 1
+            self._fail_study(_reason(e))  # its series are not known: the next pull asks again
             return
         for series in wanted:
             series_uid = value(series, "SeriesInstanceUID")
             if not series_uid:
                 continue
+            if self.level == "images" and not is_uid(series_uid):
+                self._fail_study("a SeriesInstanceUID is not a UID (digits and dots, at most 64)")
+                finished = False
+                continue
             expected = value(series, "NumberOfSeriesRelatedInstances")
             with self._lock:
                 self.result.series += 1
-            state = ledger.queue(uid, series_uid, int(expected) if expected else None)
+            state = ledger.queue(uid, series_uid, _int(expected))
             if state == DONE:
                 with self._lock:
                     self.result.skipped_series += 1
                 continue
-            ledger.attempt(series_uid)
+            ledger.attempt(uid, series_uid)
             try:
                 if self.level == "metadata":
                     self._series_metadata(ledger, study, series)
@@ -518,12 +534,17 @@ class _Pull:
                 else:
                     finished &= self._series_images(ledger, study, series)
             except (InstanceError, TransientError) as e:
-                ledger.failed(series_uid, 0, _reason(e))
+                ledger.failed(uid, series_uid, 0, _reason(e))
                 finished = False
                 with self._lock:
                     self.result.failed_series += 1
         if finished and PLANNED not in study:
             ledger.finish_study(uid, _int(value(study, "NumberOfStudyRelatedInstances")))
+
+    def _fail_study(self, reason: str) -> None:
+        with self._lock:
+            self.result.failed_studies += 1
+            self._study_failures[reason] += 1
 
     # --- metadata ----------------------------------------------------------------------------
 
@@ -539,7 +560,7 @@ class _Pull:
                     self._stager.add(
                         self.source.instance_uri(study_uid, series_uid, sop), merged(header, study, series, instance)
                     )
-            self._staged_series.append((series_uid, len(instances)))
+            self._staged_series.append((study_uid, series_uid, len(instances)))
             self.result.instances += len(instances)
             if self._bar is not None:
                 self._bar.update(len(instances))
@@ -574,8 +595,8 @@ class _Pull:
     def _flush_rows(self, ledger: Ledger) -> None:
         """Write the staged rows as a part; only then are their series done."""
         self._stager.flush()
-        for series_uid, count in self._staged_series:
-            ledger.done(series_uid, count)
+        for study_uid, series_uid, count in self._staged_series:
+            ledger.done(study_uid, series_uid, count)
         self._staged_series.clear()
 
     # --- images ------------------------------------------------------------------------------
@@ -588,6 +609,9 @@ class _Pull:
             instances, capped = self.finder.instances(self.selection.instance_query(study_uid, series_uid))
         wanted = {value(i, "SOPInstanceUID"): value(i, "SOPClassUID") for i in instances}
         wanted.pop(None, None)
+        not_uids = [sop for sop in wanted if not is_uid(sop)]
+        for sop in not_uids:  # nothing could tell its file from another: not fetched
+            del wanted[sop]
         if self.selection.one_per_series and wanted:
             first = min(wanted)
             wanted, capped = {first: wanted[first]}, False
@@ -595,12 +619,21 @@ class _Pull:
         for sop in local:
             wanted.pop(sop, None)  # held as a file elsewhere in the index: not fetched again
         planned = PLANNED in series or self.selection.one_per_series
-        related = 0 if planned else int(value(series, "NumberOfSeriesRelatedInstances") or 0)
+        related = 0 if planned else (_int(value(series, "NumberOfSeriesRelatedInstances")) or 0)
         expected = max(len(wanted), related - len(local))
         sop_classes = sorted({c for c in wanted.values() if c})
 
-        def sink(sop: str, data: bytes) -> None:
-            self.store.write(study_uid, series_uid, sop, data)
+        def sink(_: str, data: bytes) -> None:
+            # Named by the file's own SOPInstanceUID, once the file is of the series asked for.
+            sop = check_instance(data, study_uid, series_uid)
+            if not is_uid(sop):
+                raise InstanceError("the server sent an instance whose SOPInstanceUID is not a UID")
+            if sop not in wanted and not capped:  # a capped instance list may lack it
+                raise InstanceError("the server sent an instance that was not asked for")
+            try:
+                self.store.write(study_uid, series_uid, sop, data)
+            except OSError as e:
+                raise InstanceError(f"the store cannot be written ({_errno(e)})") from None
             with self._lock:
                 self.result.instances += 1
                 self.result.bytes += len(data)
@@ -608,6 +641,7 @@ class _Pull:
                     self._bar.update(1)
 
         self.connections.release()  # the retrieval opens its own association
+        self.store.clear_partials(study_uid, series_uid)  # a killed pull's half-written file
         reason = None
         for _ in range(self.retries):
             held = self.store.held(study_uid, series_uid)
@@ -629,11 +663,13 @@ class _Pull:
                 except InstanceError as e:
                     reason = _reason(e)
         held = self.store.held(study_uid, series_uid)
-        if len(held) >= expected and all(safe_name(s) in held for s in wanted):
-            ledger.done(series_uid, len(held))
+        if not_uids:
+            reason = f"{len(not_uids)} instances have a SOPInstanceUID that is not a UID: not fetched"
+        elif len(held) >= expected and all(safe_name(s) in held for s in wanted):
+            ledger.done(study_uid, series_uid, len(held))
             return True
         missing = max(expected - len(held), sum(safe_name(s) not in held for s in wanted))
-        ledger.failed(series_uid, len(held), reason or f"{missing} of {expected} instances did not arrive")
+        ledger.failed(study_uid, series_uid, len(held), reason or f"{missing} of {expected} instances did not arrive")
         with self._lock:
             self.result.failed_series += 1
         return False
@@ -728,10 +764,39 @@ class LocalInstances:
         self.con.close()
 
 
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """pydicom warns and logs about values that break their VR, quoting them: header values
+    from a PACS must not reach a log. The quality checks report such values instead."""
+    from pydicom import config
+
+    loggers = [logging.getLogger(name) for name in ("pydicom", "pynetdicom")]
+    levels = [logger.level for logger in loggers]
+    modes = config.settings.reading_validation_mode, config.settings.writing_validation_mode
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    config.settings.reading_validation_mode = config.settings.writing_validation_mode = config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="pydicom")
+            warnings.filterwarnings("ignore", module="pynetdicom")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        config.settings.reading_validation_mode, config.settings.writing_validation_mode = modes
+
+
+def _errno(error: OSError) -> str:
+    import errno
+
+    return errno.errorcode.get(error.errno or 0, type(error).__name__)
+
+
 def _int(text: str | None) -> int | None:
     try:
         return int(text) if text else None
-    except ValueError:
+    except (ValueError, TypeError):
         return None
 
 

@@ -92,20 +92,20 @@ def tag_hex(keyword: str) -> str:
 def value(answer: Answer, keyword: str) -> str | None:
     """The first value of `keyword` in a DICOM JSON answer, as text (None when absent)."""
     element = answer.get(tag_hex(keyword))
-    values = element.get("Value") if element else None
-    if not values:
+    values = element.get("Value") if isinstance(element, dict) else None
+    if not values or not isinstance(values, list):  # a string is not a list of values
         return None
     first = values[0]
     if isinstance(first, dict):  # a person name
         return first.get("Alphabetic")
-    return str(first)
+    return None if first is None else str(first)
 
 
 def values(answer: Answer, keyword: str) -> list[str] | None:
     """Every value of `keyword` in an answer (None when absent)."""
     element = answer.get(tag_hex(keyword))
-    found = element.get("Value") if element else None
-    return [str(v) for v in found] if found else None
+    found = element.get("Value") if isinstance(element, dict) else None
+    return [str(v) for v in found] if isinstance(found, list) and found else None
 
 
 #: VRs whose values are bytes: never wanted in an index row (pixel data, overlays, curves).
@@ -126,6 +126,44 @@ def without_bulk_data(answer: Answer) -> Answer:
 
 def keywords_of(answer: Answer) -> list[str]:
     return [keyword_for_tag(int(tag, 16)) or tag for tag in answer]
+
+
+def well_formed(answers: object, what: str) -> Answers:
+    """`answers` as :class:`Answers` when they are a list of DICOM JSON objects, else the
+    query counts as refused (a proxy's error page, a server's bug)."""
+    if not isinstance(answers, list) or not all(
+        isinstance(a, dict) and all(isinstance(e, dict) for e in a.values()) for a in answers
+    ):
+        raise QueryRefused(f"{what} is not a list of DICOM JSON objects")
+    out = Answers(answers)
+    return out
+
+
+def check_instance(data: bytes, study: str, series: str) -> str:
+    """The SOPInstanceUID of a received Part 10 file, once it is one and belongs to the
+    series asked for; else :class:`InstanceError` (and nothing is stored)."""
+    import io
+
+    import pydicom
+
+    if len(data) < 132 or data[128:132] != b"DICM":
+        raise InstanceError("the server sent something that is not a DICOM file")
+    try:
+        ds = pydicom.dcmread(
+            io.BytesIO(data),
+            stop_before_pixels=True,
+            specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SpecificCharacterSet"],
+        )
+        got = [
+            str(ds.get(k, "") or "").strip("\x00 ") for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+        ]
+    except Exception:  # noqa: BLE001 - the file's own bytes: any failure is "unreadable"
+        raise InstanceError("the server sent a DICOM file whose header cannot be read") from None
+    if got[0] != study or got[1] != series:
+        raise InstanceError("the server sent an instance of another study or series than the one asked for")
+    if not got[2]:
+        raise InstanceError("the server sent an instance without a SOPInstanceUID")
+    return got[2]
 
 
 def with_retries(

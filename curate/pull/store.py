@@ -14,14 +14,19 @@ import os
 import re
 from pathlib import Path
 
-from curate.files import write_atomic
+from curate.files import is_partial, write_atomic
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 FILE_MODE = 0o600
 
 
+def is_uid(text: str | None) -> bool:
+    """A well-formed UID: digits and dots, at most 64 characters (PS3.5 9.1)."""
+    return bool(text) and len(text) <= 64 and _UID.match(text) is not None
+
+
 def safe_name(uid: str) -> str:
-    if _UID.match(uid) and len(uid) <= 64:
+    if is_uid(uid):
         return uid
     return "x" + hashlib.sha256(uid.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
@@ -29,7 +34,7 @@ def safe_name(uid: str) -> str:
 class InstanceStore:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)  # the store holds PHI
 
     def series_folder(self, study: str, series: str) -> Path:
@@ -48,7 +53,15 @@ class InstanceStore:
     def write(self, study: str, series: str, instance: str, data: bytes) -> Path:
         folder = self.series_folder(study, series)
         if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
-            os.chmod(folder.parent, 0o700)
-            os.chmod(folder, 0o700)
+            for level in (folder.parent, folder):
+                level.mkdir(mode=0o700, exist_ok=True)  # owner-only from the start
+                os.chmod(level, 0o700)
         return write_atomic(self.path(study, series, instance), data, mode=FILE_MODE)
+
+    def clear_partials(self, study: str, series: str) -> None:
+        """Remove what a killed pull was writing in a series' folder (never indexed)."""
+        folder = self.series_folder(study, series)
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if is_partial(path):
+                    path.unlink(missing_ok=True)
