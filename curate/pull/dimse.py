@@ -333,9 +333,10 @@ class StorageSCP:
 
 
 def _no_delay(assoc) -> None:
-    """Turn off Nagle's algorithm: pynetdicom writes a message's command and data set as
-    separate small writes, and with Nagle on each exchange waits out the peer's delayed
-    ACK (about 40 ms on Linux), which made every C-FIND and C-ECHO take that long."""
+    """Turn off Nagle's algorithm on curate's side: pynetdicom writes a message's command
+    and data set as separate small writes, and with Nagle on the second waits out the
+    peer's delayed ACK (about 40 ms on Linux). The PACS's side is the PACS's own setting
+    (DCMTK-based servers read TCP_NODELAY from their environment)."""
     import socket
 
     sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
