@@ -38,7 +38,8 @@ from curate.pull.source import IMAGE, SERIES, Answers, InstanceError, Query, Que
 
 # pynetdicom logs every request at INFO and data sets at DEBUG: identifiers must not go
 # into a log, and Hydra turns INFO on for every logger.
-logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+# Its errors are reported by curate, with what they mean: its own log line only repeats them.
+logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
 FIND_MODEL = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve - FIND
 GET_MODEL = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve - GET

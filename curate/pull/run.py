@@ -333,15 +333,13 @@ class _Pull:
         try:
             idle = [with_retries(self.probe, attempts=2) for _ in range(BASELINE_PROBES)]
         except TransientError as e:
-            raise PacsError(f"{self.source.describe()} cannot be reached: {e}") from None
+            why = str(e).removeprefix(f"{self.source.describe()}: ")
+            raise PacsError(f"{self.source.describe()} cannot be reached: {why}") from None
         self.result.idle_latency = idle
         self.throttle.set_baseline(statistics.median(idle))
 
     def run(self, check: bool) -> PullResult:
         storage = getattr(self.source, "storage", None)  # C-MOVE's destination: curate's own SCP
-        if not check:
-            self.index.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.index, 0o700)  # it holds PHI from the first row staged
         with _quiet_pydicom():
             if storage is not None and not check and self.level == "images":
                 storage.start()
@@ -354,6 +352,9 @@ class _Pull:
     def _run(self, check: bool) -> PullResult:
         started = time.perf_counter()
         self.verify()
+        if not check:
+            self.index.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.index, 0o700)  # it holds PHI from the first row staged
         self.result.check = check
         self.result.windows = self.throttle.windows.describe() if self.throttle.windows else "always"
         ledger_path = self.index / PULL_DIR / "ledger.sqlite"
@@ -773,8 +774,8 @@ def _quiet_pydicom() -> Iterator[None]:
     loggers = [logging.getLogger(name) for name in ("pydicom", "pynetdicom")]
     levels = [logger.level for logger in loggers]
     modes = config.settings.reading_validation_mode, config.settings.writing_validation_mode
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
+    for logger, quiet in zip(loggers, (logging.ERROR, logging.CRITICAL), strict=True):
+        logger.setLevel(max(quiet, logger.level))
     config.settings.reading_validation_mode = config.settings.writing_validation_mode = config.IGNORE
     try:
         with warnings.catch_warnings():
