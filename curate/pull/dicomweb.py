@@ -72,6 +72,10 @@ class DicomWebSource:
     def instance_uri(self, study: str, series: str, instance: str) -> str:
         return f"{self.url}{instance_path(study, series, instance)}"
 
+    def probe_spec(self) -> tuple:
+        """What :mod:`curate.pull.probe` needs to probe this source from another process."""
+        return ("dicomweb", self.url, self.credentials.kind, self.credentials.secret, self.ca_bundle, self.timeout)
+
     def connect(self) -> DicomWebConnection:
         return DicomWebConnection(self)
 

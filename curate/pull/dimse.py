@@ -109,6 +109,10 @@ class DimseSource:
 
         return f"dicom://{self.called_aet}@{self.host}:{self.port}{instance_path(study, series, instance)}"
 
+    def probe_spec(self) -> tuple:
+        """What :mod:`curate.pull.probe` needs to probe this source from another process."""
+        return ("dimse", self.host, self.port, self.called_aet, self.calling_aet, self.timeout)
+
     def connect(self) -> DimseConnection:
         return DimseConnection(self)
 

@@ -32,6 +32,7 @@ from curate.index.remote import check_signature, commit_remote_rows
 from curate.index.tags import resolve_tags
 from curate.progress import progress_bar
 from curate.pull.ledger import DONE, Ledger
+from curate.pull.probe import process_probe
 from curate.pull.rows import PART_ROWS, RowStager, merged
 from curate.pull.selection import Selection
 from curate.pull.source import (
@@ -322,6 +323,14 @@ class _Pull:
     # --- the run ---------------------------------------------------------------------------
 
     def probe(self) -> float:
+        """Seconds for a C-ECHO or a one-study QIDO, timed in a process of its own (see
+        :mod:`curate.pull.probe`), or here for a source that cannot be described to one."""
+        spec = getattr(self.source, "probe_spec", None)
+        if spec is not None:
+            return process_probe(spec(), getattr(self.source, "timeout", 60.0))
+        return self._probe_here()
+
+    def _probe_here(self) -> float:
         connection = self.source.connect()
         try:
             return connection.echo()
@@ -329,8 +338,10 @@ class _Pull:
             connection.close()
 
     def verify(self) -> None:
-        """C-ECHO or a QIDO probe: the connection works and the idle baseline is measured."""
+        """C-ECHO or a QIDO probe: the connection works (checked here, where a refusal has
+        its own error), and the idle baseline is measured the way the probes will be."""
         try:
+            with_retries(self._probe_here, attempts=2)
             idle = [with_retries(self.probe, attempts=2) for _ in range(BASELINE_PROBES)]
         except TransientError as e:
             why = str(e).removeprefix(f"{self.source.describe()}: ")
