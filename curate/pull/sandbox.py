@@ -305,13 +305,6 @@ class LocalOrthanc:
                 stored += 1
         return stored
 
-    def instance_file(self, sop_instance_uid: str) -> bytes:
-        """The server's copy of an instance, as stored (for comparisons in tests)."""
-        with self.session() as session:
-            found = session.post(f"{self.url}/tools/lookup", data=sop_instance_uid, timeout=30).json()
-            orthanc_id = next(item["ID"] for item in found if item["Type"] == "Instance")
-            return session.get(f"{self.url}/instances/{orthanc_id}/file", timeout=30).content
-
     def statistics(self) -> dict:
         with self.session() as session:
             return session.get(f"{self.url}/statistics", timeout=30).json()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
 
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 
 STUDY, SERIES, IMAGE = "STUDY", "SERIES", "IMAGE"
 LEVELS = (STUDY, SERIES, IMAGE)
@@ -122,10 +122,6 @@ def without_bulk_data(answer: Answer) -> Answer:
             element = {**element, "Value": [without_bulk_data(i) for i in element["Value"] if isinstance(i, dict)]}
         out[tag] = element
     return out
-
-
-def keywords_of(answer: Answer) -> list[str]:
-    return [keyword_for_tag(int(tag, 16)) or tag for tag in answer]
 
 
 def well_formed(answers: object, what: str) -> Answers:
