@@ -55,6 +55,24 @@ def mlflow_store(tmp_path_factory):
 
 # --- a real PACS: Orthanc on loopback, with a generated archive --------------------------
 
+
+def after_meta(data: bytes) -> bytes:
+    """A Part 10 file's data set: every byte after the file meta group."""
+    assert data[128:132] == b"DICM"
+    group_length = int.from_bytes(data[140:144], "little")  # (0002,0000) UL, explicit VR
+    return data[144 + group_length :]
+
+
+def assert_store_matches(store: Path, archive, uids=None) -> None:
+    """The store holds exactly the instances `uids` (all of `archive`'s by default), each
+    with the data set the archive's file has."""
+    files = sorted(p for p in store.rglob("*.dcm"))
+    wanted = set(uids if uids is not None else archive.by_uid)
+    assert {p.stem for p in files} == wanted
+    for path in files:
+        assert after_meta(path.read_bytes()) == after_meta(archive.by_uid[path.stem].read_bytes()), path.stem
+
+
 #: Orthanc's cap on C-FIND and QIDO answers in the shared server: small enough that the
 #: generated archive's 300 studies (and its busy day) need splitting.
 FIND_LIMIT = 40

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pydicom
 import pytest
-from conftest import FIND_LIMIT
+from conftest import FIND_LIMIT, assert_store_matches
 
 from curate.errors import PacsError
 from curate.index.store import IndexStore
@@ -40,21 +40,6 @@ def dimse(server, aet: str | None = None) -> DimseSource:
 def rows(index: Path, columns: str = "*", where: str = "true") -> list[tuple]:
     con = duckdb.connect()
     return con.execute(f"SELECT {columns} FROM ({IndexStore(index).rows_sql()}) WHERE {where}").fetchall()
-
-
-def after_meta(data: bytes) -> bytes:
-    """A Part 10 file's data set: every byte after the file meta group."""
-    assert data[128:132] == b"DICM"
-    group_length = int.from_bytes(data[140:144], "little")  # (0002,0000) UL, explicit VR
-    return data[144 + group_length :]
-
-
-def assert_store_matches(store: Path, archive, uids=None) -> None:
-    files = sorted(p for p in store.rglob("*.dcm"))
-    wanted = set(uids if uids is not None else archive.by_uid)
-    assert {p.stem for p in files} == wanted
-    for path in files:
-        assert after_meta(path.read_bytes()) == after_meta(archive.by_uid[path.stem].read_bytes()), path.stem
 
 
 def test_metadata_pull_over_dicomweb_fills_an_index_the_report_reads(orthanc, pacs_archive, tmp_path):

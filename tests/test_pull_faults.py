@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import need_orthanc
+from conftest import assert_store_matches, need_orthanc
 
 from curate.errors import ConfigError, PacsError
 from curate.index.store import IndexStore
@@ -21,18 +20,6 @@ from curate.pull.dicomweb import DicomWebSource
 from curate.pull.dimse import DimseSource
 from curate.pull.run import ThrottleOptions
 from curate.pull.sandbox import LocalOrthanc, LoopbackProxy, generate_archive, make_test_ca
-
-
-def after_meta(data: bytes) -> bytes:
-    group_length = int.from_bytes(data[140:144], "little")
-    return data[144 + group_length :]
-
-
-def assert_store_matches(store: Path, archive) -> None:
-    files = sorted(store.rglob("*.dcm"))
-    assert {p.stem for p in files} == set(archive.by_uid)
-    for path in files:
-        assert after_meta(path.read_bytes()) == after_meta(archive.by_uid[path.stem].read_bytes())
 
 
 @pytest.fixture(scope="module")
