@@ -282,3 +282,44 @@ def test_full_metadata_adds_whole_headers(orthanc, pacs_archive, tmp_path, proto
     for uid, _, bits, samples, patient in got:
         ds = pydicom.dcmread(pacs_archive.by_uid[uid], stop_before_pixels=True)
         assert (bits, samples, patient) == (ds.BitsAllocated, ds.SamplesPerPixel, ds.PatientID)
+
+
+def test_no_c_find_answer_is_lost_to_a_thread_polling_the_association(orthanc, pacs_archive):
+    """pynetdicom's reactor polls the association's messages while a C-FIND is answered,
+    and could take a pending answer for itself (a study missing, without an error). Here
+    a thread polls the way the reactor does, all through twenty C-FINDs."""
+    import threading
+
+    dates = sorted({pydicom.dcmread(p, stop_before_pixels=True).StudyDate for p in pacs_archive.files})
+    by_date: dict[str, set[str]] = {}
+    for path in pacs_archive.files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        by_date.setdefault(ds.StudyDate, set()).add(ds.StudyInstanceUID)
+    last, wanted = dates[0], set()
+    for day in dates:  # the earliest days, as many studies as an answer holds uncapped
+        if len(wanted | by_date[day]) >= FIND_LIMIT:
+            break
+        last, wanted = day, wanted | by_date[day]
+    assert len(wanted) > 10
+    connection = dimse(orthanc).connect()
+    query = {"StudyInstanceUID": None, "StudyDate": f"{dates[0]}-{last}"}
+    connection.find("STUDY", query)  # opens the association
+    taken: list = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            _, message = connection._assoc.dimse.get_msg(block=False)
+            if message is not None:
+                taken.append(message)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        answers = [{a["0020000D"]["Value"][0] for a in connection.find("STUDY", query)} for _ in range(20)]
+    finally:
+        stop.set()
+        poller.join()
+        connection.close()
+    assert taken == []
+    assert all(found == wanted for found in answers)
