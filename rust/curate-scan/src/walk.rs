@@ -289,6 +289,7 @@ impl Walker<'_> {
         let mut children: Vec<(PathBuf, Option<fs::FileType>)> = Vec::new();
         for item in listing {
             match item {
+                Ok(item) if is_curates_own(&item.file_name()) => {}
                 Ok(item) => children.push((item.path(), item.file_type().ok())),
                 Err(e) => {
                     self.push(Entry::failed(dir.to_path_buf(), describe(&e, "cannot list folder")));
@@ -317,6 +318,14 @@ impl Walker<'_> {
             },
         }
     }
+}
+
+/// What curate keeps beside the files it writes (`.curate-audit/`, `.curate-deid.json`,
+/// `.curate-digitize/`): its own records, never DICOM, so not walked.
+const OWN_PREFIX: &str = ".curate-";
+
+fn is_curates_own(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(OWN_PREFIX.as_bytes())
 }
 
 /// A folder's identity on disk (device and inode where the platform has them).
@@ -399,6 +408,23 @@ mod tests {
         let loops: Vec<_> = found.iter().filter(|e| e.error.is_some()).map(rel).collect();
         assert_eq!(loops, ["a/b/c/up", "a/side/up"]);
         assert!(found.iter().filter_map(|e| e.error.as_deref()).all(|m| m.starts_with("symlink_loop: ")));
+    }
+
+    #[test]
+    fn curates_own_records_beside_the_files_are_not_walked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("s/.curate-audit")).unwrap();
+        fs::create_dir_all(root.join(".curate-digitize")).unwrap();
+        fs::write(root.join("s/.curate-audit/deid.csv"), b"x").unwrap();
+        fs::write(root.join(".curate-digitize/errors.csv"), b"x").unwrap();
+        fs::write(root.join(".curate-deid.json"), b"{}").unwrap();
+        fs::write(root.join(".curated.dcm"), b"x").unwrap();
+        fs::write(root.join("s/1.dcm"), b"x").unwrap();
+        let found = collect(&[root.to_path_buf()]);
+        let rel: Vec<_> =
+            found.iter().map(|e| e.path.strip_prefix(root).unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(rel, [".curated.dcm", "s/1.dcm"]);
     }
 
     #[cfg(unix)]
