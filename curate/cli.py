@@ -100,6 +100,20 @@ def _deid(cfg: DictConfig) -> StageResult:
     )
 
 
+def _digitize(cfg: DictConfig) -> StageResult:
+    from curate.digitize import Digitizer, digitize
+
+    return digitize(
+        cfg.source,
+        cfg.manifest,
+        cfg.output,
+        digitizer=Digitizer(**{k: str(v or "") for k, v in _container(cfg.digitizer).items()}),
+        uid_root=str(cfg.uid_root),
+        workers=cfg.workers or None,
+        progress=cfg.progress,
+    )
+
+
 def _train(cfg: DictConfig) -> StageResult:
     from curate.classify.experiment import Experiment, train, training_data
 
@@ -258,6 +272,7 @@ def _tracked(stage: str, run: Callable[[DictConfig], StageResult], cfg: DictConf
 #: name -> (function, tracked in MLflow, what it does)
 STAGES: dict[str, tuple[Callable[[DictConfig], object], bool, str]] = {
     "pull": (_pull, True, "metadata or images from a PACS (DICOMweb, DIMSE), throttled and resumable"),
+    "digitize": (_digitize, True, "scanned films (PNG, TIFF, JPEG) and a manifest CSV into DICOM files"),
     "scan": (_scan, True, "read DICOM headers into a Parquet index (again: only what changed)"),
     "compact": (_compact, False, "drop superseded rows and merge small parts of an index (resumable)"),
     "report": (_report, True, "population and quality report (HTML, summary.json, MLflow)"),

@@ -112,3 +112,15 @@ def orthanc(pacs_archive, tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+def dciodvfy() -> str:
+    """dciodvfy (Debian's dicom3tools): the validator of what curate writes."""
+    import shutil
+
+    found = shutil.which("dciodvfy")
+    if found is None:
+        if os.environ.get("CURATE_REQUIRE_DCIODVFY"):
+            pytest.fail("no dciodvfy on PATH (apt-get install dicom3tools), and CURATE_REQUIRE_DCIODVFY is set")
+        pytest.skip("dciodvfy is not installed (apt-get install dicom3tools)")
+    return found

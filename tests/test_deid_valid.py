@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import dciodvfy
 from pydicom.data import get_testdata_files
 
 from curate.deid.profile import Options
@@ -25,15 +25,6 @@ KEY = b"test key, not a secret, 32 bytes"
 VALUES = re.compile(r'"[^"]*"|\'[^\']*\'|<[^>]*=[^>]*>|\[[^\]]*\]|\d+(\.\d+)*')
 #: What dciodvfy says of a file it cannot parse: there is then nothing to compare with.
 UNREADABLE = re.compile(r"read failed|giving up")
-
-
-def dciodvfy() -> str:
-    found = shutil.which("dciodvfy")
-    if found is None:
-        if os.environ.get("CURATE_REQUIRE_DCIODVFY"):
-            pytest.fail("no dciodvfy on PATH (apt-get install dicom3tools), and CURATE_REQUIRE_DCIODVFY is set")
-        pytest.skip("dciodvfy is not installed (apt-get install dicom3tools)")
-    return found
 
 
 def errors(tool: str, path: Path) -> set[str] | None:

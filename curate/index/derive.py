@@ -5,18 +5,20 @@ sex as ``M``, ``male`` or nothing, the chest as ``CHEST``, ``THORAX``, ``TORAX``
 ``PORT CHEST``, the frontal view as ``PA`` or ``POSTEROANTERIOR``. The index keeps the raw
 columns and adds these:
 
-============  ============================================================================
-column        meaning
-============  ============================================================================
-age_years     PatientAge (``nnnD/W/M/Y``), else StudyDate minus PatientBirthDate; values
-              outside 0-120 years are nulled (and counted: :class:`DeriveCounts`)
-sex           ``M``, ``F``, ``O`` or ``unknown``
-study_year    year of StudyDate (else SeriesDate, AcquisitionDate, ContentDate)
-body_part     BodyPartExamined normalised across spellings and languages (``CHEST``,
-              ``ABDOMEN``, ``HEAD``, ...); an unknown spelling is kept, upper-cased
-view          ViewPosition normalised: ``PA``, ``AP``, ``LATERAL``, ``OBLIQUE``, ...
-monochrome1   PhotometricInterpretation is MONOCHROME1 (high values are dark)
-============  ============================================================================
+==============  ============================================================================
+column          meaning
+==============  ============================================================================
+age_years       PatientAge (``nnnD/W/M/Y``), else StudyDate minus PatientBirthDate; values
+                outside 0-120 years are nulled (and counted: :class:`DeriveCounts`)
+sex             ``M``, ``F``, ``O`` or ``unknown``
+study_year      year of StudyDate (else SeriesDate, AcquisitionDate, ContentDate)
+body_part       BodyPartExamined normalised across spellings and languages (``CHEST``,
+                ``ABDOMEN``, ``HEAD``, ...); an unknown spelling is kept, upper-cased
+view            ViewPosition normalised: ``PA``, ``AP``, ``LATERAL``, ``OBLIQUE``, ...
+monochrome1     PhotometricInterpretation is MONOCHROME1 (high values are dark)
+digitized_film  ConversionType is ``DF``: a scanned film (``curate digitize`` writes them)
+==============  ============================================================================
+
 
 Every function works on any subset of the raw columns: a missing column gives nulls.
 """
@@ -30,7 +32,7 @@ import pyarrow.compute as pc
 
 #: Bumped whenever a derivation changes, so that an index built by another version is
 #: rebuilt rather than mixed.
-DERIVE_VERSION = 1
+DERIVE_VERSION = 2
 
 DERIVED_COLUMNS: dict[str, pa.DataType] = {
     "age_years": pa.float64(),
@@ -39,6 +41,7 @@ DERIVED_COLUMNS: dict[str, pa.DataType] = {
     "body_part": pa.string(),
     "view": pa.string(),
     "monochrome1": pa.bool_(),
+    "digitized_film": pa.bool_(),
 }
 
 MAX_AGE_YEARS = 120.0
@@ -198,6 +201,11 @@ def monochrome1(batch: pa.RecordBatch | pa.Table) -> pa.Array:
     return pc.equal(photometric, "MONOCHROME1")
 
 
+def digitized_film(batch: pa.RecordBatch | pa.Table) -> pa.Array:
+    conversion = pc.utf8_upper(pc.utf8_trim_whitespace(_column(batch, "ConversionType", pa.string())))
+    return pc.fill_null(pc.equal(conversion, "DF"), False)
+
+
 def add_derived_columns(
     batch: pa.RecordBatch | pa.Table, counts: DeriveCounts | None = None
 ) -> pa.RecordBatch | pa.Table:
@@ -210,6 +218,7 @@ def add_derived_columns(
         "body_part": body_part(batch),
         "view": view(batch),
         "monochrome1": monochrome1(batch),
+        "digitized_film": digitized_film(batch),
     }
     keep = [name for name in batch.column_names if name not in derived]
     arrays = [batch.column(name) for name in keep] + [derived[name] for name in DERIVED_COLUMNS]

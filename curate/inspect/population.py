@@ -53,6 +53,7 @@ class _Stats:
             "study_year",
             "body_part",
             "view",
+            "digitized_film",
             "ExposureIndex",
             "DeviationIndex",
             "EntranceDoseInmGy",
@@ -88,6 +89,7 @@ def population(index_dir: str | os.PathLike[str], min_cell: int = MIN_CELL) -> d
             "studies_per_patient": _studies_per_patient(s),
             "top_utilisers": _top_utilisers(s),
             "by_year": _by_year(s),
+            "film_by_year": _film_by_year(s),
             "trend": _trend(s),
             "xray_dose": _xray_dose(s),
             "deviation_index": _deviation_index(s),
@@ -211,6 +213,23 @@ def _by_year(s: _Stats) -> list[dict]:
         "WHERE study_year IS NOT NULL GROUP BY ALL ORDER BY ALL"
     )
     return [{"year": y, "modality": m, "studies": s.cell(n)} for y, m, n in rows]
+
+
+def _film_by_year(s: _Stats) -> list[dict]:
+    """Digitised films against digital images, by study year (an index of a film
+    import beside a PACS's images shows when the archive went digital)."""
+    rows = s.fetch(
+        "SELECT study_year, coalesce(digitized_film, false) AS film, count(*), count(DISTINCT StudyInstanceUID) "
+        "FROM img WHERE study_year IS NOT NULL GROUP BY ALL ORDER BY ALL"
+    )
+    years: dict[int, dict] = {}
+    for year, film, images, studies in rows:
+        kind = "film" if film else "digital"
+        entry = years.setdefault(
+            year, {"year": year, "film_images": 0, "film_studies": 0, "digital_images": 0, "digital_studies": 0}
+        )
+        entry[f"{kind}_images"], entry[f"{kind}_studies"] = s.cell(images), s.cell(studies)
+    return list(years.values())
 
 
 def _trend(s: _Stats) -> list[dict]:

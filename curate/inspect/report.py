@@ -311,6 +311,8 @@ def render_html(stats: dict, quality: QualityReport) -> str:
         "<h2>Trend</h2>",
         _fig(_trend_plot(stats), "Studies per month"),
         _year_table(stats, k),
+        "<h2>Film and digital</h2>",
+        *_film_section(stats, k),
         "<h2>Chest imaging: views and body parts</h2>",
         _fig(_chest_view_plot(stats), "Chest images by modality and normalised view"),
         "<p class='note'>How X-ray images spell BodyPartExamined, and what curate reads it as.</p>",
@@ -347,6 +349,45 @@ def render_html(stats: dict, quality: QualityReport) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _film_plot(stats: dict) -> str | None:
+    rows = stats["film_by_year"]
+    if not any(_plottable(r["film_images"]) for r in rows):
+        return None
+
+    def draw(ax):
+        years = [str(r["year"]) for r in rows]
+        film = [_plottable(r["film_images"]) for r in rows]
+        digital = [_plottable(r["digital_images"]) for r in rows]
+        ax.bar(years, film, color="#c0504d", label="digitised film")
+        ax.bar(years, digital, bottom=film, color="#3b6ea5", label="digital")
+        step = max(1, len(years) // 15)
+        ax.set_xticks(range(0, len(years), step), years[::step], rotation=45, ha="right")
+        ax.set_ylabel("images")
+        ax.legend(frameon=False)
+
+    return _figure(draw)
+
+
+def _film_section(stats: dict, min_cell: int) -> list[str]:
+    """Digitised films (ConversionType DF) against digital images, by study year."""
+    rows = stats["film_by_year"]
+    if not any(r["film_images"] for r in rows):
+        return [
+            "<p class='note'>No digitised film in this index (ConversionType DF; `curate digitize` imports films).</p>"
+        ]
+    return [
+        _fig(_film_plot(stats), "Images by study year: digitised film and digital"),
+        _table(
+            ["year", "film images", "film studies", "digital images", "digital studies"],
+            [
+                [str(r["year"]), r["film_images"], r["film_studies"], r["digital_images"], r["digital_studies"]]
+                for r in rows
+            ],
+            min_cell,
+        ),
+    ]
 
 
 def _year_table(stats: dict, min_cell: int) -> str:
