@@ -1,0 +1,116 @@
+"""Reading text in an image with Tesseract (Debian's ``tesseract-ocr``, through pytesseract).
+
+Two readings, because neither alone finds all burned-in text:
+
+- the whole frame, upright, in sparse-text mode (``--psm 11``: words scattered over an
+  image, as annotations are): a word read with high confidence is text wherever it is;
+- each candidate region of :mod:`curate.deid.text_regions`, cut out and read as one
+  line (``--psm 7``), upright if it is wide, turned a quarter both ways if it is tall
+  (a film's label often runs up its side), all three if it is neither.
+
+Tesseract reads junk in image texture (film grain, speckle), with confidences that
+overlap those of real words in odd type (``DOE^JANE`` is read with 13). So a word on the
+whole frame must be read with high confidence, and a region is text when it is shaped
+like a line of text and Tesseract reads two letters or digits in it, or when it reads
+a confident word there.
+
+The text read decides whether a box is text and is then dropped: it is never logged or
+written (the tests compare it with what they burned in).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+
+from curate.errors import CurateError
+
+#: A word on the whole frame is text with at least this many letters and digits at
+#: CONFIDENT, or two at CERTAIN (Tesseract's confidence, 0-100).
+PAGE_MIN_CHARACTERS, CONFIDENT, CERTAIN = 3, 60, 90
+#: A region this elongated (long side over short side), and this thick, is shaped like a
+#: line of text (grain and speckle make thinner blobs that Tesseract reads letters in).
+LINE_SHAPE, LINE_THICKNESS = 2.0, 10
+#: Pixels of the image kept around a region that is read.
+CONTEXT = 6
+
+
+class OcrUnavailable(CurateError, RuntimeError):
+    """Tesseract is not installed: no pixel can be redacted."""
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word's box in the frame (x0, y0 inclusive; x1, y1 exclusive), Tesseract's
+    confidence, and its text (kept in memory only)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    confidence: float
+    text: str
+
+
+def check_tesseract() -> str:
+    """The version of the Tesseract on PATH, or :class:`OcrUnavailable`."""
+    if shutil.which("tesseract") is None:
+        raise OcrUnavailable("pixels=redact needs Tesseract: apt-get install tesseract-ocr")
+    import pytesseract
+
+    return str(pytesseract.get_tesseract_version())
+
+
+def _characters(text: str) -> int:
+    return sum(c.isalnum() for c in text)
+
+
+def _read(image: np.ndarray, mode: int) -> list[tuple[str, float, int, int, int, int]]:
+    import pytesseract
+    from PIL import Image
+
+    data = pytesseract.image_to_data(
+        Image.fromarray(np.ascontiguousarray(image)), config=f"--psm {mode}", output_type=pytesseract.Output.DICT
+    )
+    found = []
+    for text, confidence, left, top, width, height in zip(
+        data["text"], data["conf"], data["left"], data["top"], data["width"], data["height"], strict=True
+    ):
+        if text.strip() and width > 0 and height > 0:
+            found.append((text.strip(), float(confidence), int(left), int(top), int(width), int(height)))
+    return found
+
+
+def page_words(grey: np.ndarray) -> list[Word]:
+    """The words read with high confidence on the whole frame, upright."""
+    words = []
+    for text, confidence, left, top, width, height in _read(grey, 11):
+        characters = _characters(text)
+        if (characters >= PAGE_MIN_CHARACTERS and confidence >= CONFIDENT) or (
+            characters >= 2 and confidence >= CERTAIN
+        ):
+            words.append(Word(left, top, left + width, top + height, confidence, text))
+    return words
+
+
+def region_reading(grey: np.ndarray, box: tuple[int, int, int, int]) -> list[tuple[str, float]]:
+    """What Tesseract reads in `box` of `grey`, in the turns its shape calls for."""
+    x0, y0, x1, y1 = box
+    crop = grey[max(0, y0 - CONTEXT) : y1 + CONTEXT, max(0, x0 - CONTEXT) : x1 + CONTEXT]
+    height, width = crop.shape
+    turns = (0,) if width >= 1.5 * height else (1, 3) if height >= 1.5 * width else (0, 1, 3)
+    return [(text, confidence) for turn in turns for text, confidence, *_ in _read(np.rot90(crop, turn), 7)]
+
+
+def is_text(box: tuple[int, int, int, int], reading: list[tuple[str, float]]) -> bool:
+    """Whether a candidate region is text: shaped like a line and holding two letters
+    or digits that Tesseract reads (at any confidence), or holding a word it reads with
+    confidence."""
+    x0, y0, x1, y1 = box
+    long_side, short_side = max(x1 - x0, y1 - y0), min(x1 - x0, y1 - y0)
+    line = long_side >= LINE_SHAPE * short_side and short_side >= LINE_THICKNESS
+    if line and sum(_characters(text) for text, _ in reading) >= 2:
+        return True
+    return any(_characters(text) >= 2 and confidence >= CONFIDENT for text, confidence in reading)

@@ -1,0 +1,227 @@
+"""Text burned into pixels: found, filled, and proven gone, or the file stays held back.
+
+For each frame, on the image as displayed (:mod:`curate.deid.display`):
+
+1. the regions configured for the device (Manufacturer, model, Rows, Columns), CTP
+   style, are filled without OCR;
+2. the text regions are filled: the candidate regions of strong thin strokes
+   (:mod:`curate.deid.text_regions`) that OCR reads as text, and the words OCR reads
+   with confidence on the whole frame (:mod:`curate.deid.ocr`), each grown by 2 pixels
+   (a word's box by a sixth of its height: Tesseract's boxes cut anti-aliased stroke
+   ends off);
+3. the filled frame is displayed and read again, the same two ways (with the source
+   frame's stroke threshold and display range, so that filling does not change what
+   counts): text found then is filled too (a word joined to a neighbour's region may
+   show only once the neighbour is gone), and the frame read once more. Text found in
+   that last reading means it was not removed, and the file is not written (the caller
+   keeps it held back, with the reason).
+
+A region is filled with the stored value the frame displays darkest (black on screen,
+whatever the photometric interpretation, the rescale or the window), or black in a colour
+image. Only the filled regions change: every other pixel keeps its stored value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from curate.deid.display import display_ranges, displayed, stored_frames
+from curate.deid.ocr import is_text, page_words, region_reading
+from curate.deid.text_regions import candidate_boxes, stroke_threshold
+
+#: Fraction of a box's narrow side added on every side of it: a region of strokes holds
+#: its strokes whole already; Tesseract's word boxes cut anti-aliased stroke ends off.
+REGION_MARGIN, WORD_MARGIN = 0.0, 1 / 6
+MIN_MARGIN = 2
+#: Readings of a frame at most: the first, one after filling (text that a neighbour hid
+#: from the first shows once the neighbour is gone), and the last, which must find none.
+ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class FixedRegion:
+    """Boxes to blank in every image of one device and size (CTP's pixel anonymizer
+    works so): each box ``(x0, y0, x1, y1)``, in pixels, end exclusive."""
+
+    manufacturer: str
+    model: str
+    rows: int
+    columns: int
+    boxes: tuple[tuple[int, int, int, int], ...]
+
+    def applies_to(self, ds) -> bool:
+        return (
+            str(ds.get("Manufacturer", "")).strip().upper() == self.manufacturer.strip().upper()
+            and str(ds.get("ManufacturerModelName", "")).strip().upper() == self.model.strip().upper()
+            and int(ds.get("Rows", 0)) == self.rows
+            and int(ds.get("Columns", 0)) == self.columns
+        )
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FixedRegion:
+        boxes = tuple(tuple(int(v) for v in box) for box in values.get("boxes", ()))
+        if any(len(box) != 4 or box[0] >= box[2] or box[1] >= box[3] for box in boxes):
+            raise ValueError("each fixed region box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        return cls(
+            str(values.get("manufacturer", "")),
+            str(values.get("model", "")),
+            int(values["rows"]),
+            int(values["columns"]),
+            boxes,  # type: ignore[arg-type]
+        )
+
+
+@dataclass
+class Redaction:
+    """What was done to one file's pixels: the filled boxes (frame, x0, y0, x1, y1),
+    how many came from fixed regions, and the text boxes still found after filling
+    (none: the text is gone)."""
+
+    pixels: np.ndarray
+    boxes: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    fixed: int = 0
+    remaining: list[tuple[int, int, int, int]] = field(default_factory=list)
+    frames: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not self.remaining
+
+    @property
+    def area(self) -> int:
+        return sum((x1 - x0) * (y1 - y0) for _, x0, y0, x1, y1 in self.boxes)
+
+    def record(self) -> dict:
+        """The audit's record of this file: counts and boxes, never the text."""
+        return {
+            "frames": self.frames,
+            "boxes": len(self.boxes),
+            "fixed_boxes": self.fixed,
+            "area_px": self.area,
+            "regions": [list(b) for b in self.boxes],
+        }
+
+
+def redact(ds, fixed_regions: Sequence[FixedRegion] = (), rounds: int = ROUNDS) -> Redaction:
+    """Fill the text in `ds`'s pixels (decoded here), and read the result again: text
+    found then is filled too, for at most `rounds` readings in all; text still found
+    in the last one is left in :attr:`Redaction.remaining`."""
+    if rounds < 2:
+        raise ValueError("redaction reads a frame at least twice: once to find the text, once to prove it gone")
+    original = stored_frames(ds)
+    pixels = np.array(original, copy=True)
+    result = Redaction(pixels=pixels, frames=len(pixels))
+    fixed = [box for region in fixed_regions if region.applies_to(ds) for box in region.boxes]
+    ranges = display_ranges(ds, original)
+    first: list[FrameText] = []
+    for index, grey in enumerate(displayed(ds, original, ranges)):
+        boxes = [box for box in (_clip(box, grey.shape) for box in fixed) if box is not None]
+        result.fixed += len(boxes)
+        text = FrameText.of(grey)
+        first.append(text)
+        boxes += _boxes_of(text, text.regions + [w[:4] for w in text.words], grey.shape)
+        _fill(result, index, grey, boxes)
+    for round_ in range(1, rounds):
+        if not result.boxes:
+            break  # nothing was read and nothing filled: nothing to read again
+        left = []
+        for index, (grey, before) in enumerate(zip(displayed(ds, pixels, ranges), first, strict=True)):
+            found = FrameText.of(grey, before.threshold)
+            boxes = found.left_after(before)
+            left += boxes
+            if round_ < rounds - 1:
+                _fill(result, index, grey, _boxes_of(found, boxes, grey.shape))
+        result.remaining = left
+        if not left:
+            break
+    return result
+
+
+def _boxes_of(text: FrameText, boxes: list[Box], shape: tuple[int, int]) -> list[Box]:
+    """`boxes` grown by their margins (a region's or a word's) and clipped to the frame."""
+    words = {w[:4] for w in text.words}
+    grown = [_clip(_grown(box, WORD_MARGIN if box in words else REGION_MARGIN), shape) for box in boxes]
+    return [box for box in grown if box is not None]
+
+
+def _fill(result: Redaction, index: int, grey: np.ndarray, boxes: list[Box]) -> None:
+    """Fill `boxes` of frame `index` with the stored value it displays darkest (black in
+    a colour image)."""
+    if not boxes:
+        return
+    pixels = result.pixels
+    darkest = np.unravel_index(int(np.argmin(grey)), grey.shape)
+    fill = 0 if pixels.ndim == 4 else pixels[index][darkest]
+    for x0, y0, x1, y1 in boxes:
+        pixels[index, y0:y1, x0:x1] = fill
+        result.boxes.append((index, x0, y0, x1, y1))
+
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class FrameText:
+    """What one displayed frame holds: the stroke threshold it was searched with, the
+    candidate regions, those OCR reads as text, the confident words OCR reads on the
+    whole frame (box and text), and every token read (letters and digits)."""
+
+    threshold: float
+    candidates: list[Box]
+    regions: list[Box]
+    words: list[tuple[int, int, int, int, str]]
+    tokens: set[str]
+
+    @classmethod
+    def of(cls, grey: np.ndarray, threshold: float | None = None) -> FrameText:
+        threshold = stroke_threshold(grey) if threshold is None else threshold
+        candidates = candidate_boxes(grey, threshold)
+        regions, tokens = [], set()
+        for box in candidates:
+            reading = region_reading(grey, box)
+            tokens |= {_token(text) for text, _ in reading}
+            if is_text(box, reading):
+                regions.append(box)
+        words = [(w.x0, w.y0, w.x1, w.y1, w.text) for w in page_words(grey)]
+        tokens |= {_token(w[4]) for w in words}
+        return cls(threshold, candidates, regions, words, tokens - {""})
+
+    def left_after(self, before: FrameText) -> list[Box]:
+        """The text this frame (a redacted one) still holds: regions read as text, and
+        confident words that are strokes (inside a candidate region) or that were read
+        in the frame before (a word on grain, read only once the text beside it is
+        gone, is Tesseract's guess at texture; one it read before is text left)."""
+        left = list(self.regions)
+        for *box, text in self.words:
+            if _token(text) in before.tokens or any(_overlap(tuple(box), c) for c in self.candidates):
+                left.append(tuple(box))
+        return left
+
+
+def text_boxes(grey: np.ndarray, threshold: float | None = None) -> tuple[list[Box], list[Box]]:
+    """The text boxes in one displayed frame: regions read as text, and confident words."""
+    text = FrameText.of(grey, threshold)
+    return text.regions, [w[:4] for w in text.words]
+
+
+def _token(text: str) -> str:
+    return "".join(c for c in text if c.isalnum()).upper()
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _grown(box: Box, fraction: float) -> Box:
+    x0, y0, x1, y1 = box
+    margin = max(MIN_MARGIN, round(min(x1 - x0, y1 - y0) * fraction))
+    return (x0 - margin, y0 - margin, x1 + margin, y1 + margin)
+
+
+def _clip(box: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    rows, columns = shape
+    x0, y0, x1, y1 = max(0, box[0]), max(0, box[1]), min(columns, box[2]), min(rows, box[3])
+    return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None

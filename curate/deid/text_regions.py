@@ -1,0 +1,69 @@
+"""Where text may be in an image: the regions of strong, thin strokes.
+
+Burned-in text is drawn to be read: its strokes stand out from what is around them much
+more than film grain or ultrasound speckle does, and they are thin. A white and a black
+top-hat (the image less its opening; its closing less the image) with a 15-pixel square
+keep exactly such structures, bright or dark, and fill the gaps between the strokes of
+a word, so that each word or line becomes one blob; the blobs above the image's own
+noise (six robust standard deviations, at least 24 grey levels), large enough to be a
+character and no thicker than a line of large text, are the candidates. Each is then
+read by OCR (:mod:`curate.deid.ocr`), which decides whether it is text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Side of the top-hats' square: strokes up to this wide, gaps up to this wide filled.
+STROKE = 15
+#: The least contrast (grey levels of 255) a stroke must have over its surroundings.
+MIN_CONTRAST = 24.0
+NOISE_FACTOR = 6.0
+#: The part of a blob kept: where the response is at least this share of its peak.
+STRONG = 0.5
+#: A candidate's sides, in pixels: at least a small character, at most a thick line.
+MIN_SIDE, MIN_LONG_SIDE, MAX_THICKNESS = 6, 10, 120
+
+
+def stroke_threshold(grey: np.ndarray) -> float:
+    """The contrast a stroke needs in `grey`: six robust standard deviations of its
+    pixel-to-pixel noise (where the display does not clip it), at least
+    :data:`MIN_CONTRAST`."""
+    from scipy import ndimage
+
+    image = grey.astype(np.float32)
+    deviation = np.abs(image - ndimage.median_filter(image, 3))
+    shown = (grey > 0) & (grey < 255)  # clipped by the window, a pixel shows no noise
+    if shown.sum() >= 0.05 * grey.size:
+        deviation = deviation[shown]
+    return max(MIN_CONTRAST, NOISE_FACTOR * float(np.median(deviation)) * 1.4826)
+
+
+def candidate_boxes(grey: np.ndarray, threshold: float | None = None) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1; end exclusive) of the blobs of strong thin strokes in
+    `grey` (2-D uint8, as displayed); `threshold`: :func:`stroke_threshold` of `grey`
+    unless given (a redacted frame is searched again with its source's)."""
+    from scipy import ndimage
+
+    image = grey.astype(np.float32)
+    size = (STROKE, STROKE)
+    response = np.maximum(
+        image - ndimage.grey_opening(image, size=size), ndimage.grey_closing(image, size=size) - image
+    )
+    strokes = response > (stroke_threshold(grey) if threshold is None else threshold)
+    strokes = ndimage.binary_closing(strokes, structure=np.ones((5, 5), bool))
+    labels, _ = ndimage.label(strokes)
+    boxes = []
+    for label, (rows, columns) in enumerate(ndimage.find_objects(labels), start=1):
+        # The blob's own strongest part: text's strokes stand out more than an edge of
+        # the anatomy that a word touches and that the closing joined to it.
+        inside = labels[rows, columns] == label
+        strength = np.where(inside, response[rows, columns], 0.0)
+        strong_rows, strong_columns = np.nonzero(strength >= STRONG * strength.max())
+        y0, y1 = rows.start + strong_rows.min(), rows.start + strong_rows.max() + 1
+        x0, x1 = columns.start + strong_columns.min(), columns.start + strong_columns.max() + 1
+        height, width = y1 - y0, x1 - x0
+        if min(height, width) < MIN_SIDE or max(height, width) < MIN_LONG_SIDE or min(height, width) > MAX_THICKNESS:
+            continue
+        boxes.append((int(x0), int(y0), int(x1), int(y1)))
+    return boxes
