@@ -83,9 +83,14 @@ def _report(cfg: DictConfig) -> StageResult:
 
 def _deid(cfg: DictConfig) -> StageResult:
     from curate.deid import Options, load_key
+    from curate.deid.redact import FixedRegion
     from curate.deid.tree import deidentify_tree
 
     options = Options(**_container(cfg.options))
+    try:
+        regions = [FixedRegion.from_dict(r) for r in _container(cfg.pixel_regions or [])]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"pixel_regions: {e} (each: manufacturer, model, rows, columns, boxes)") from None
     key = load_key(cfg.key_file)
     return deidentify_tree(
         cfg.source,
@@ -97,6 +102,8 @@ def _deid(cfg: DictConfig) -> StageResult:
         mapping=cfg.mapping,
         workers=cfg.workers or None,
         progress=cfg.progress,
+        pixels=cfg.pixels,
+        pixel_regions=regions,
     )
 
 

@@ -85,7 +85,15 @@ def image_dataset(pixels: np.ndarray, photometric: str = "MONOCHROME2", **attrib
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
     ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.Modality = "OT"
+    ds.ConversionType = "WSD"
+    # The SC IOD's Type 2 attributes: present, empty unless `attributes` says otherwise.
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime"):
+        setattr(ds, keyword, "")
+    for keyword in ("ReferringPhysicianName", "StudyID", "AccessionNumber", "Laterality", "PatientOrientation"):
+        setattr(ds, keyword, "")
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
     ds.Rows, ds.Columns = pixels.shape[-3:-1] if colour else pixels.shape[-2:]
     ds.SamplesPerPixel = 3 if colour else 1
     if colour:

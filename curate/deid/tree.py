@@ -23,6 +23,7 @@ import csv
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +33,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.deid.check import HEADER_LEAK, UID_LEAK
+from curate.deid.ocr import check_tesseract
+from curate.deid.pixels import REDACTABLE, PixelRedaction
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
+from curate.deid.redact import FixedRegion
 from curate.deid.worker import PIXEL_TEXT_LEAK, SOP_INSTANCE_CLASH, deidentify_task, output_path
-from curate.errors import DeidOutputError, SourceNotFoundError
+from curate.errors import ConfigError, DeidOutputError, SourceNotFoundError
 from curate.files import atomic_path, is_partial, write_atomic
 from curate.index.schema import error_kind
 from curate.index.store import GROUPING_MEMORY, limit_memory, sql_string
@@ -138,6 +142,12 @@ class DeidSummary(StageResult):
     #: The settings of the run (logged beside the counts).
     options: list[str] = field(default_factory=list)
     quarantine: bool = True
+    #: ``quarantine`` or ``redact`` (held-back files' pixel text redacted instead).
+    pixels: str = "quarantine"
+    #: Files written with the text in their pixels filled (pixels=redact).
+    redacted: int = 0
+    #: Where the redactions were recorded (boxes and counts, no text), once one was.
+    redaction_file: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -153,10 +163,10 @@ class DeidSummary(StageResult):
         return None if self.ok else "the output still holds source values: do not release it"
 
     def params(self) -> dict[str, object]:
-        return {"options": ",".join(self.options) or "basic", "quarantine": self.quarantine}
+        return {"options": ",".join(self.options) or "basic", "quarantine": self.quarantine, "pixels": self.pixels}
 
     def artifacts(self) -> list[Path]:
-        return [self.audit_file] if self.audit_file is not None else []
+        return [p for p in (self.audit_file, self.redaction_file) if p is not None]
 
     def metrics(self) -> dict[str, float]:
         values = {
@@ -164,6 +174,7 @@ class DeidSummary(StageResult):
             "written": self.written,
             "already_done": self.already_done,
             "quarantined": sum(self.quarantined.values()),
+            "redacted": self.redacted,
             "withheld": sum(self.withheld.values()),
             "sop_instance_clashes": self.clashes,
             "failed": sum(self.failed.values()),
@@ -179,6 +190,8 @@ class DeidSummary(StageResult):
         rows = [("files", self.files), ("written", self.written)]
         if self.already_done:
             rows.append(("already written (resumed)", self.already_done))
+        if self.pixels == "redact":
+            rows.append(("  of them redacted (text in pixels filled)", self.redacted))
         rows.append(("quarantined", sum(self.quarantined.values())))
         rows += [(f"  {k}", v) for k, v in self.quarantined.most_common()]
         rows.append(("withheld by a check", sum(self.withheld.values())))
@@ -193,6 +206,8 @@ class DeidSummary(StageResult):
             changed = sum(n for (_, outcome), n in self.audit.items() if outcome != "kept")
             lines.append(f"audit: {changed:,} values removed, emptied, replaced or changed; by attribute in")
             lines.append(f"  {AUDIT_DIR}/{self.audit_file.name} (in the output folder)")
+        if self.redaction_file is not None:
+            lines.append(f"redactions (boxes and counts per file): {AUDIT_DIR}/{self.redaction_file.name}")
         lines.append(
             "verification: " + ("passed" if self.ok else f"FAILED, {self.leaks} source values found in the output")
         )
@@ -222,8 +237,13 @@ def deidentify_tree(
     mapping: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     progress: bool = True,
+    pixels: str = "quarantine",
+    pixel_regions: Sequence[FixedRegion] = (),
 ) -> DeidSummary:
     """De-identify every DICOM file under `source` into `output`; see the module text.
+    With ``pixels="redact"``, the held-back files whose pixels are an image with text
+    on it are redacted instead (:mod:`curate.deid.pixels`; `pixel_regions`: the fixed
+    regions of known devices), and written only once no text is read in them.
 
     The tree is planned and driven from a stream of scan batches: what a run holds does
     not grow with the tree. What the mapping and the verification need of every source
@@ -238,10 +258,19 @@ def deidentify_tree(
     source, output = Path(source), Path(output)
     _check_paths(source, output, mapping)
     pseudo = Pseudonymizer(key, uid_root)
-    _check_manifest(output, _manifest(options, uid_root, quarantine, pseudo))
+    if pixels not in ("quarantine", "redact"):
+        raise ConfigError(f"pixels must be 'quarantine' or 'redact', not {pixels!r}")
+    redaction = None
+    if pixels == "redact":
+        check_tesseract()
+        redaction = PixelRedaction(tuple(pixel_regions))
+    manifest = _manifest(options, uid_root, quarantine, pseudo)
+    if redaction is not None:
+        manifest["pixels"] = {"redact": True, "regions": [repr(r) for r in redaction.fixed_regions]}
+    _check_manifest(output, manifest)
     _remove_partials(output)
     started = time.perf_counter()
-    summary = DeidSummary(options=options.active(), quarantine=quarantine)
+    summary = DeidSummary(options=options.active(), quarantine=quarantine, pixels=pixels)
     profile = Profile(options)
     checked = _checked_tags(profile)
     output.mkdir(parents=True, exist_ok=True)
@@ -252,14 +281,16 @@ def deidentify_tree(
         progress_bar(None, "deid", enabled=progress) as bar,
     ):
         spool = _Spool(Path(private), checked, pseudo if mapping is not None else None)
+        redactions = _RedactionLog(output / AUDIT_DIR)
         for batch in handle.reader():
             walked = handle.walked  # read first: once true, the total read next is final
             bar.set_total(handle.total, final=walked)
             spool.add(batch)
-            tasks = _tasks(batch.to_pylist(), output, pseudo, quarantine, summary)
+            tasks = _tasks(batch.to_pylist(), output, pseudo, quarantine, summary, redaction is not None)
             bar.update(batch.num_rows - len(tasks))
-            _run_tasks(pool, tasks, options, key, uid_root, summary, bar)
+            _run_tasks(pool, tasks, options, key, uid_root, summary, bar, redaction, redactions)
         spool.close()
+        summary.redaction_file = redactions.close()
         if mapping is not None:
             spool.write_mapping(Path(mapping))
         summary.leaks += spool.count_in(output)
@@ -304,12 +335,12 @@ def _check_paths(source: Path, output: Path, mapping: str | os.PathLike[str] | N
 
 
 def _tasks(
-    plan: list[dict], output: Path, pseudo: Pseudonymizer, quarantine: bool, summary: DeidSummary
-) -> list[tuple[str, str]]:
-    """(source, target) of every file of `plan` to write now; the others are counted, by
-    reason."""
+    plan: list[dict], output: Path, pseudo: Pseudonymizer, quarantine: bool, summary: DeidSummary, redact: bool = False
+) -> list[tuple[str, str, bool]]:
+    """(source, target, whether its pixels are redacted) of every file of `plan` to
+    write now; the others are counted, by reason."""
     summary.files += len(plan)
-    tasks: list[tuple[str, str]] = []
+    tasks: list[tuple[str, str, bool]] = []
     for row in plan:
         if row["status"] != "ok":
             summary.failed[error_kind(row["error"] or row["status"])] += 1
@@ -317,33 +348,45 @@ def _tasks(
         if not row.get("SOPInstanceUID"):
             summary.failed["no SOPInstanceUID"] += 1
             continue
-        if quarantine and (reason := _quarantine_reason(row)):
+        reason = _quarantine_reason(row) if quarantine else None
+        if reason and not (redact and reason in REDACTABLE):
             summary.quarantined[reason] += 1
             continue
         target = output_path(output, pseudo, row)
         if target.exists():
             summary.already_done += 1
             continue
-        tasks.append((row["path"], str(target)))
+        tasks.append((row["path"], str(target), reason is not None))
     return tasks
 
 
 def _run_tasks(
     pool: ProcessPoolExecutor,
-    tasks: list[tuple[str, str]],
+    tasks: list[tuple[str, str, bool]],
     options: Options,
     key: bytes,
     uid_root: str,
     summary: DeidSummary,
     bar,
+    redaction: PixelRedaction | None = None,
+    redactions: _RedactionLog | None = None,
 ) -> None:
     """De-identify one batch of files in the worker processes, counting what each gave."""
-    futures = [pool.submit(deidentify_task, src, dst, options, key, uid_root) for src, dst in tasks]
+    futures = {
+        pool.submit(deidentify_task, src, dst, options, key, uid_root, redaction if redact else None): dst
+        for src, dst, redact in tasks
+    }
     for future in as_completed(futures):
-        status, reason, audit = future.result()
+        status, reason, audit, record = future.result()
         if status == "written":
             summary.written += 1
             summary.audit.update(audit)
+            if record is not None:
+                summary.redacted += 1
+                if redactions is not None:
+                    redactions.add(Path(futures[future]), record)
+        elif status == "quarantined":
+            summary.quarantined[reason] += 1
         elif reason in WITHHELD:
             summary.withheld[reason] += 1  # held back, so nothing leaked
         elif reason == SOP_INSTANCE_CLASH:
@@ -351,6 +394,46 @@ def _run_tasks(
         else:
             summary.failed[reason or "failed"] += 1
         bar.update(1)
+
+
+class _RedactionLog:
+    """Per file redacted, in ``<output>/.curate-audit/redactions-<time>.csv``: its output
+    name (pseudonymous UIDs), frames, boxes, fixed boxes, filled pixels and the boxes
+    (frame, x0, y0, x1, y1). Boxes and counts only, never the text read."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._file = None
+
+    def add(self, target: Path, record: dict) -> None:
+        import json
+
+        if self._file is None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            self.path = self.folder / f"redactions-{stamp}.csv"
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+            self._file = open(self._partial, "w", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(["file", "frames", "boxes", "fixed_boxes", "area_px", "regions"])
+        name = "/".join(target.parts[-3:])
+        self._writer.writerow(
+            [
+                name,
+                record["frames"],
+                record["boxes"],
+                record["fixed_boxes"],
+                record["area_px"],
+                json.dumps(record["regions"]),
+            ]
+        )
+
+    def close(self) -> Path | None:
+        if self._file is None:
+            return None
+        self._file.close()
+        os.replace(self._partial, self.path)
+        return self.path
 
 
 def _remove_partials(output: Path) -> None:

@@ -12,6 +12,7 @@ from pydicom.uid import UID, ImplicitVRLittleEndian
 from curate.deid.check import file_problem
 from curate.deid.engine import Deidentifier, Identity
 from curate.deid.identifiers import MIN_LENGTH
+from curate.deid.pixels import PixelRedaction, record_redaction, redact_pixels
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.segments import Unparsable, text_segments
@@ -44,24 +45,37 @@ def output_path(output: Path, pseudo: Pseudonymizer, row: dict) -> Path:
     return output / study / series / f"{instance}.dcm"
 
 
-def deidentify_task(source: str, target: str, options: Options, key: bytes, uid_root: str) -> tuple:
+def deidentify_task(
+    source: str, target: str, options: Options, key: bytes, uid_root: str, pixels: PixelRedaction | None = None
+) -> tuple:
     """:func:`deidentify_file` as a worker process's task: (status, reason, the audit of
-    the file written, empty if none was)."""
+    the file written, empty if none was, the record of its pixels' redaction or None)."""
     audit: Counter = Counter()
-    status, reason = deidentify_file(source, target, options, key, uid_root, audit)
-    return status, reason, audit if status == "written" else Counter()
+    record: dict = {}
+    status, reason = deidentify_file(source, target, options, key, uid_root, audit, pixels, record)
+    return status, reason, audit if status == "written" else Counter(), record or None
 
 
 def deidentify_file(
-    source: str, target: str, options: Options, key: bytes, uid_root: str, audit: Counter | None = None
+    source: str,
+    target: str,
+    options: Options,
+    key: bytes,
+    uid_root: str,
+    audit: Counter | None = None,
+    pixels: PixelRedaction | None = None,
+    record: dict | None = None,
 ) -> tuple[str, str | None]:
     """One worker task: read, de-identify, write under a temporary name, check, rename.
-    Returns ("written", None) or ("failed", the reason). `audit` gains what became of
-    each attribute (:meth:`Deidentifier.deidentify`).
+    Returns ("written", None), ("quarantined", why) for a file whose pixels' text could
+    not be shown gone, or ("failed", the reason). `audit` gains what became of each
+    attribute (:meth:`Deidentifier.deidentify`).
 
     Only the header and the elements after Pixel Data are parsed and rewritten; the
     pixel element's bytes are copied from the source by the kernel (:mod:`curate.deid.split`).
-    A file that cannot be cut so is read and written whole by pydicom."""
+    A file that cannot be cut so is read and written whole by pydicom. With `pixels`,
+    the text burned into its pixels is redacted first (:mod:`curate.deid.redact`): the
+    file is read whole, and written uncompressed; `record` gains what was filled."""
     import logging
     import warnings
 
@@ -74,6 +88,8 @@ def deidentify_file(
     split = None
     try:
         try:
+            if pixels is not None:
+                raise CannotSplit("its pixels are rewritten")
             split = split_file(source)
             ds = split.dataset
         except CannotSplit:
@@ -93,7 +109,13 @@ def deidentify_file(
             problem = None
         if problem:
             return "failed", problem
+        if pixels is not None:
+            held_back = redact_pixels(ds, pixels, record if record is not None else {})
+            if held_back:
+                return "quarantined", held_back
         Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity, audit)
+        if pixels is not None:
+            record_redaction(ds)
         # Never over another file: two sources with one SOP Instance UID share a target.
         with atomic_path(target, replace=False) as partial:
             if split is None:

@@ -1,0 +1,173 @@
+"""curate deid pixels=redact: held-back files with text in their pixels, redacted with
+the real Tesseract, de-identified, validated by dciodvfy, and read again."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from conftest import dciodvfy
+from pydicom.data import get_testdata_file
+
+from curate.deid.display import displayed, stored_frames
+from curate.deid.pixels import TEXT_REMAINS
+from curate.deid.sandbox import Burned, burn, flat, font_path, image_dataset
+from curate.deid.tree import AUDIT_DIR, deidentify_tree
+from curate.errors import ConfigError
+
+KEY = b"test key, not a secret, 32 bytes"
+NAME, PATIENT_ID, BORN = "DOE^JANE", "4711-0815", "19610714"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tesseract():
+    if shutil.which("tesseract") is None or font_path("DejaVuSans.ttf") is None:
+        import os
+
+        if os.environ.get("CURATE_REQUIRE_TESSERACT"):
+            pytest.fail("no tesseract or no fonts (apt-get install tesseract-ocr fonts-dejavu fonts-liberation)")
+        pytest.skip("tesseract-ocr and fonts-dejavu, fonts-liberation are not installed")
+
+
+def screen_capture(path: Path) -> None:
+    """A secondary capture whose pixels show the patient's name, ID and birth date."""
+    image, _ = burn(
+        flat(480, 640, 235),
+        [
+            Burned(NAME, 20, 20, 26, brightness=0.0),
+            Burned(PATIENT_ID, 20, 70, 22, "LiberationMono-Regular.ttf", brightness=0.0),
+            Burned("1961-07-14", 420, 430, 22, "DejaVuSans-Bold.ttf", brightness=0.0),
+        ],
+    )
+    image[150:400, 100:540] = 60  # the picture the screen shows
+    ds = image_dataset(
+        image,
+        PatientName=NAME,
+        PatientID=PATIENT_ID,
+        PatientBirthDate=BORN,
+        StudyInstanceUID=pydicom.uid.generate_uid(),
+        SeriesInstanceUID=pydicom.uid.generate_uid(),
+        ConversionType="WSD",
+        BurnedInAnnotation="YES",
+    )
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("held-back")
+    screen_capture(root / "screen.dcm")
+    for name in ("US1_UNCR.dcm", "OBXXXX1A.dcm", "CT_small.dcm"):
+        shutil.copyfile(get_testdata_file(name), root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def redacted(tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("redacted") / "out"
+    return out, deidentify_tree(tree, out, KEY, pixels="redact", workers=2, progress=False)
+
+
+def source_of(out: Path, sop_class: str, rows: int) -> Path:
+    for path in out.rglob("*.dcm"):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if ds.SOPClassUID == sop_class and ds.Rows == rows:
+            return path
+    raise AssertionError("not written")
+
+
+def words_read(ds) -> set[str]:
+    from curate.deid.redact import FrameText
+
+    found = set()
+    for grey in displayed(ds, stored_frames(ds)):
+        found |= FrameText.of(grey).tokens
+    return found
+
+
+def test_by_default_they_are_held_back(tree, tmp_path):
+    summary = deidentify_tree(tree, tmp_path / "out", KEY, progress=False, workers=2)
+    assert summary.written == 1 and summary.redacted == 0  # the CT only
+    assert summary.quarantined == {"burned-in annotation": 1, "ultrasound": 2}
+
+
+def test_redacted_files_are_written_and_say_so(redacted):
+    out, summary = redacted
+    assert summary.written == 3 and summary.redacted == 2, summary.format()
+    # The palette-colour ultrasound stays held back, with its reason.
+    assert summary.quarantined == {"palette colour pixels are not redacted": 1}
+    screen = pydicom.dcmread(source_of(out, "1.2.840.10008.5.1.4.1.1.7", 480))
+    assert screen.BurnedInAnnotation == "NO"
+    codes = [item.CodeValue for item in screen.DeidentificationMethodCodeSequence]
+    assert codes[0] == "113100" and "113101" in codes
+    assert screen.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    ultrasound = pydicom.dcmread(source_of(out, "1.2.840.10008.5.1.4.1.1.6.1", 480))
+    assert ultrasound.PhotometricInterpretation == "RGB" and ultrasound.BurnedInAnnotation == "NO"
+    assert "redacted" in summary.format() and summary.metrics()["redacted"] == 2
+
+
+def test_no_word_read_in_the_source_is_read_in_the_output(redacted, tree):
+    out, _ = redacted
+    for name, sop_class in (
+        ("screen.dcm", "1.2.840.10008.5.1.4.1.1.7"),
+        ("US1_UNCR.dcm", "1.2.840.10008.5.1.4.1.1.6.1"),
+    ):
+        before = {w for w in words_read(pydicom.dcmread(tree / name)) if len(w) >= 3}
+        assert before, name
+        after = words_read(pydicom.dcmread(source_of(out, sop_class, 480)))
+        assert not (before & after), (name, before & after)
+    assert {"DOEJANE", "47110815"} & words_read(pydicom.dcmread(tree / "screen.dcm"))
+
+
+def test_what_was_filled_is_in_the_audit_without_text(redacted):
+    out, summary = redacted
+    assert summary.redaction_file is not None and summary.redaction_file.parent == out / AUDIT_DIR
+    with open(summary.redaction_file, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    for row in rows:
+        assert int(row["boxes"]) == len(json.loads(row["regions"])) > 0 and int(row["area_px"]) > 0
+        assert (out / row["file"]).exists()
+    text = summary.redaction_file.read_text()
+    for value in ("DOE", "JANE", "4711", "MED", "LYMPH"):
+        assert value not in text
+
+
+def test_redacted_files_pass_dciodvfy(redacted):
+    tool = dciodvfy()
+    out, _ = redacted
+    screen = source_of(out, "1.2.840.10008.5.1.4.1.1.7", 480)
+    run = subprocess.run([tool, str(screen)], capture_output=True, text=True, errors="replace", timeout=60)
+    errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+    assert errors == []
+
+
+def test_a_file_whose_text_is_still_read_stays_held_back(tree, tmp_path, monkeypatch):
+    import curate.deid.pixels as pixels
+
+    real = pixels.redact
+    monkeypatch.setattr(pixels, "redact", lambda ds, regions: real(ds, regions, rounds=2))
+    # Two readings are not enough for this ultrasound's annotation (see test_redact).
+    (tmp_path / "src").mkdir()
+    shutil.copyfile(get_testdata_file("US1_UNCR.dcm"), tmp_path / "src" / "us.dcm")
+    summary = deidentify_tree(tmp_path / "src", tmp_path / "out", KEY, pixels="redact", workers=1, progress=False)
+    assert summary.written == 0 and summary.quarantined == {TEXT_REMAINS: 1}
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_pixels_must_be_quarantine_or_redact(tree, tmp_path):
+    with pytest.raises(ConfigError, match="pixels must be"):
+        deidentify_tree(tree, tmp_path / "out", KEY, pixels="blur", progress=False)
+
+
+def test_a_redacted_screen_keeps_its_picture(redacted, tree):
+    out, _ = redacted
+    source = stored_frames(pydicom.dcmread(tree / "screen.dcm"))[0]
+    written = stored_frames(pydicom.dcmread(source_of(out, "1.2.840.10008.5.1.4.1.1.7", 480)))[0]
+    assert np.array_equal(written[160:390, 110:530], source[160:390, 110:530])
