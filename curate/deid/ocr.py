@@ -4,9 +4,10 @@ Two readings, because neither alone finds all burned-in text:
 
 - the whole frame, upright, in sparse-text mode (``--psm 11``: words scattered over an
   image, as annotations are): a word read with high confidence is text wherever it is;
-- each candidate region of :mod:`curate.deid.text_regions`, cut out and read as one
-  line (``--psm 7``), upright if it is wide, turned a quarter both ways if it is tall
-  (a film's label often runs up its side), all three if it is neither.
+- each candidate region of :mod:`curate.deid.text_regions`, cut out and read upright if
+  it is wide, turned a quarter both ways if it is tall (a film's label often runs up
+  its side), all three if it is neither; the regions of a frame are read together, one
+  Tesseract run a turn (:func:`region_readings`).
 
 Tesseract reads junk in image texture (film grain, speckle), with confidences that
 overlap those of real words in odd type (``DOE^JANE`` is read with 13). So a word on the
@@ -97,11 +98,74 @@ def page_words(grey: np.ndarray) -> list[Word]:
 
 def region_reading(grey: np.ndarray, box: tuple[int, int, int, int]) -> list[tuple[str, float]]:
     """What Tesseract reads in `box` of `grey`, in the turns its shape calls for."""
+    return region_readings(grey, [box])[0]
+
+
+def region_readings(grey: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[list[tuple[str, float]]]:
+    """What Tesseract reads in each of `boxes`, in the turns each one's shape calls for.
+
+    The regions are read together, one Tesseract run a turn: each cut out with some
+    context, stretched over its own range, made dark on light (Tesseract binarises a
+    page with one threshold, and the regions differ), and stacked into one column with
+    white between them; each word read goes to the region its middle lies in."""
+    readings: list[list[tuple[str, float]]] = [[] for _ in boxes]
+    by_turn: dict[int, list[int]] = {}
+    for index, (x0, y0, x1, y1) in enumerate(boxes):
+        width, height = x1 - x0 + 2 * CONTEXT, y1 - y0 + 2 * CONTEXT
+        turns = (0,) if width >= 1.5 * height else (1, 3) if height >= 1.5 * width else (0, 1, 3)
+        for turn in turns:
+            by_turn.setdefault(turn, []).append(index)
+    for turn, indices in by_turn.items():
+        for chunk in _chunks([np.rot90(_crop(grey, boxes[i]), turn) for i in indices], indices):
+            mosaic, spans = _mosaic([crop for crop, _ in chunk])
+            for text, confidence, _, top, _, height in _read(mosaic, 11):
+                middle = top + height / 2
+                for (start, end), (_, index) in zip(spans, chunk, strict=True):
+                    if start <= middle < end:
+                        readings[index].append((text, confidence))
+                        break
+    return readings
+
+
+#: The tallest stack of regions read in one Tesseract run, in pixels.
+MOSAIC_HEIGHT = 4000
+GAP = 24
+
+
+def _crop(grey: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     x0, y0, x1, y1 = box
-    crop = grey[max(0, y0 - CONTEXT) : y1 + CONTEXT, max(0, x0 - CONTEXT) : x1 + CONTEXT]
-    height, width = crop.shape
-    turns = (0,) if width >= 1.5 * height else (1, 3) if height >= 1.5 * width else (0, 1, 3)
-    return [(text, confidence) for turn in turns for text, confidence, *_ in _read(np.rot90(crop, turn), 7)]
+    crop = grey[max(0, y0 - CONTEXT) : y1 + CONTEXT, max(0, x0 - CONTEXT) : x1 + CONTEXT].astype(np.float32)
+    low, high = float(crop.min()), float(crop.max())
+    crop = (crop - low) * (255.0 / (high - low)) if high > low else np.zeros_like(crop)
+    border = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])
+    if float(np.median(border)) < 128:  # light text on a dark ground: made dark on light
+        crop = 255.0 - crop
+    return crop.astype(np.uint8)
+
+
+def _chunks(crops: list[np.ndarray], indices: list[int]) -> list[list[tuple[np.ndarray, int]]]:
+    chunks, current, height = [], [], 0
+    for crop, index in zip(crops, indices, strict=True):
+        if current and height + crop.shape[0] + GAP > MOSAIC_HEIGHT:
+            chunks.append(current)
+            current, height = [], 0
+        current.append((crop, index))
+        height += crop.shape[0] + GAP
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _mosaic(crops: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    width = max(c.shape[1] for c in crops) + 2 * GAP
+    height = sum(c.shape[0] + GAP for c in crops) + GAP
+    mosaic = np.full((height, width), 255, np.uint8)
+    spans, top = [], GAP
+    for crop in crops:
+        mosaic[top : top + crop.shape[0], GAP : GAP + crop.shape[1]] = crop
+        spans.append((top - GAP // 2, top + crop.shape[0] + GAP // 2))
+        top += crop.shape[0] + GAP
+    return mosaic, spans
 
 
 def is_text(box: tuple[int, int, int, int], reading: list[tuple[str, float]]) -> bool:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from curate.deid.display import display_ranges, displayed, stored_frames
-from curate.deid.ocr import is_text, page_words, region_reading
+from curate.deid.ocr import is_text, page_words, region_readings
 from curate.deid.text_regions import candidate_boxes, stroke_threshold
 
 #: Fraction of a box's narrow side added on every side of it: a region of strokes holds
@@ -180,8 +180,7 @@ class FrameText:
         threshold = stroke_threshold(grey) if threshold is None else threshold
         candidates = candidate_boxes(grey, threshold)
         regions, tokens = [], set()
-        for box in candidates:
-            reading = region_reading(grey, box)
+        for box, reading in zip(candidates, region_readings(grey, candidates), strict=True):
             tokens |= {_token(text) for text, _ in reading}
             if is_text(box, reading):
                 regions.append(box)

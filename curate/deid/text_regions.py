@@ -28,15 +28,15 @@ MIN_SIDE, MIN_LONG_SIDE, MAX_THICKNESS = 6, 10, 120
 def stroke_threshold(grey: np.ndarray) -> float:
     """The contrast a stroke needs in `grey`: six robust standard deviations of its
     pixel-to-pixel noise (where the display does not clip it), at least
-    :data:`MIN_CONTRAST`."""
-    from scipy import ndimage
-
-    image = grey.astype(np.float32)
-    deviation = np.abs(image - ndimage.median_filter(image, 3))
-    shown = (grey > 0) & (grey < 255)  # clipped by the window, a pixel shows no noise
-    if shown.sum() >= 0.05 * grey.size:
-        deviation = deviation[shown]
-    return max(MIN_CONTRAST, NOISE_FACTOR * float(np.median(deviation)) * 1.4826)
+    :data:`MIN_CONTRAST`. The noise is read from the differences of horizontal
+    neighbours (a smooth image's neighbours differ by its noise alone)."""
+    left, right = grey[:, :-1].astype(np.int16), grey[:, 1:].astype(np.int16)
+    differences = right - left
+    shown = (left > 0) & (left < 255) & (right > 0) & (right < 255)  # clipped pixels show no noise
+    if shown.sum() >= 0.05 * differences.size:
+        differences = differences[shown]
+    spread = float(np.median(np.abs(differences - np.median(differences)))) * 1.4826 / np.sqrt(2.0)
+    return max(MIN_CONTRAST, NOISE_FACTOR * spread)
 
 
 def candidate_boxes(grey: np.ndarray, threshold: float | None = None) -> list[tuple[int, int, int, int]]:
@@ -45,11 +45,11 @@ def candidate_boxes(grey: np.ndarray, threshold: float | None = None) -> list[tu
     unless given (a redacted frame is searched again with its source's)."""
     from scipy import ndimage
 
-    image = grey.astype(np.float32)
     size = (STROKE, STROKE)
+    image = grey.astype(np.int16)
     response = np.maximum(
-        image - ndimage.grey_opening(image, size=size), ndimage.grey_closing(image, size=size) - image
-    )
+        image - ndimage.grey_opening(grey, size=size), ndimage.grey_closing(grey, size=size).astype(np.int16) - image
+    ).astype(np.float32)
     strokes = response > (stroke_threshold(grey) if threshold is None else threshold)
     strokes = ndimage.binary_closing(strokes, structure=np.ones((5, 5), bool))
     labels, _ = ndimage.label(strokes)
