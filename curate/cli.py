@@ -88,7 +88,7 @@ def _deid(cfg: DictConfig) -> StageResult:
 
     options = Options(**_container(cfg.options))
     try:
-        regions = [FixedRegion.from_dict(r) for r in _container(cfg.pixel_regions or [])]
+        regions = [FixedRegion.from_dict(r) for r in (_container(cfg.pixel_regions) if cfg.pixel_regions else [])]
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"pixel_regions: {e} (each: manufacturer, model, rows, columns, boxes)") from None
     key = load_key(cfg.key_file)

@@ -2,7 +2,8 @@
 # Set everything up and run the main job on data the project generates: a PACS-like
 # export (headers cloned from real files, fresh UIDs, fake patients, a few broken files)
 # scanned into a Parquet index, then the population and quality report (logged to a
-# local MLflow store), a query over the index, series types from a classifier that adapts
+# local MLflow store), scanned films imported as DICOM and scanned beside it, a query
+# over the index, series types from a classifier that adapts
 # to the archive, and a versioned, de-identified dataset of adult chest radiographs by
 # the view it found, split by patient.
 set -euo pipefail
@@ -16,7 +17,25 @@ if [ ! -d "$DEMO/dicom" ]; then
     python benchmarks/make_corpus.py "$DEMO/dicom" --count "${DEMO_COUNT:-2000}" --pixel-bytes 131072 --decodable
     python scripts/plant_problems.py "$DEMO/dicom"
 fi
-curate scan source="$DEMO/dicom" index="$DEMO/index"
+if [ ! -d "$DEMO/film-scans" ]; then
+    # Scanned films with the patient's name, ID and film date on their label, and a manifest.
+    python - "$DEMO/film-scans" <<'PY'
+import sys
+import numpy as np
+from PIL import Image
+from curate.deid.sandbox import Burned, burn
+from curate.digitize.sandbox import generate_films
+films = generate_films(sys.argv[1], count=12, rows=1000, columns=800)
+for row in films.rows:
+    path = films.source / row["file"]
+    scan = np.asarray(Image.open(path))
+    label = [Burned(row["patient_name"].upper(), 40, 40, 32), Burned(row["patient_id"], 40, 90, 28), Burned(row["study_date"], 40, 140, 28)]
+    Image.fromarray(burn(scan, label)[0]).save(path)
+PY
+fi
+curate digitize source="$DEMO/film-scans/scans" manifest="$DEMO/film-scans/manifest.csv" output="$DEMO/films" digitizer.manufacturer=DEMO
+echo
+curate scan source="[$DEMO/dicom,$DEMO/films]" index="$DEMO/index"
 echo
 curate report index="$DEMO/index" out="$DEMO/report"
 echo "(The unreadable and non-DICOM files in the quality table were planted on purpose.)"
@@ -35,6 +54,13 @@ KEY_ARG=()
 curate classify index="$DEMO/index"
 echo
 curate build dataset=chest_views index="$DEMO/index" out="$DEMO/datasets" "${KEY_ARG[@]}"
+echo
+if command -v tesseract >/dev/null 2>&1; then
+    # The films carry their label in their pixels: redacted, verified, then written.
+    curate deid source="$DEMO/films" output="$DEMO/films-deid" pixels=redact "${KEY_ARG[@]}"
+else
+    echo "pixel redaction skipped: install Tesseract (apt-get install tesseract-ocr) to see curate deid pixels=redact"
+fi
 echo
 VERSION_DIR=$(ls -d "$DEMO"/datasets/chest_views/*/ | head -n 1)
 if python -c "import torch" 2>/dev/null; then

@@ -171,3 +171,45 @@ def test_a_redacted_screen_keeps_its_picture(redacted, tree):
     source = stored_frames(pydicom.dcmread(tree / "screen.dcm"))[0]
     written = stored_frames(pydicom.dcmread(source_of(out, "1.2.840.10008.5.1.4.1.1.7", 480)))[0]
     assert np.array_equal(written[160:390, 110:530], source[160:390, 110:530])
+
+
+def test_a_digitized_film_with_its_label_is_redacted_and_written(tmp_path):
+    from PIL import Image
+
+    from curate.digitize import digitize
+    from curate.digitize.sandbox import generate_films
+
+    films = generate_films(tmp_path / "films", count=2, rows=900, columns=700)
+    for row in films.rows:
+        path = films.source / row["file"]
+        label = [Burned(row["patient_name"].upper(), 30, 30, 30), Burned(row["patient_id"], 30, 80, 26)]
+        Image.fromarray(burn(np.asarray(Image.open(path)), label)[0]).save(path)
+    assert digitize(films.source, films.manifest, tmp_path / "dicom", progress=False).written == 2
+    held = deidentify_tree(tmp_path / "dicom", tmp_path / "held", KEY, progress=False, workers=1)
+    assert held.written == 0 and held.quarantined == {"burned-in annotation": 2}
+    summary = deidentify_tree(tmp_path / "dicom", tmp_path / "out", KEY, pixels="redact", progress=False, workers=1)
+    assert summary.written == summary.redacted == 2, summary.format()
+    for source, written in zip(
+        sorted((tmp_path / "dicom").rglob("*.dcm"), key=lambda p: pydicom.dcmread(p).InstanceNumber),
+        sorted((tmp_path / "out").rglob("*.dcm"), key=lambda p: pydicom.dcmread(p).InstanceNumber),
+        strict=True,
+    ):
+        before = words_read(pydicom.dcmread(source))
+        assert any(w.startswith("FILM") for w in before)  # the label's patient ID was readable
+        after = words_read(pydicom.dcmread(written))
+        assert not ({w for w in before if len(w) >= 3} & after)
+        assert pydicom.dcmread(written).ConversionType == "DF"
+
+
+def test_the_command_line_redacts_with_regions_from_the_config(tree, tmp_path, monkeypatch):
+    from curate.cli import main
+
+    monkeypatch.setenv("CURATE_DEID_KEY", KEY.hex())
+    monkeypatch.setenv("CURATE_RUNS_DIR", str(tmp_path / "runs"))
+    region = '[{manufacturer: ACME, model: "US 1", rows: 480, columns: 640, boxes: [[0, 0, 640, 40]]}]'
+    args = ["deid", f"source={tree}", "tracking=off", "progress=false", "workers=1", "pixels=redact"]
+    assert main([*args, f"output={tmp_path / 'out'}", f"pixel_regions={region}"]) == 0
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 3
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, f"output={tmp_path / 'bad'}", "pixel_regions=[{rows: 1}]"])
+    assert exit_.value.code == 2
