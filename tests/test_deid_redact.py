@@ -213,3 +213,34 @@ def test_the_command_line_redacts_with_regions_from_the_config(tree, tmp_path, m
     with pytest.raises(SystemExit) as exit_:
         main([*args, f"output={tmp_path / 'bad'}", "pixel_regions=[{rows: 1}]"])
     assert exit_.value.code == 2
+
+
+def test_a_reason_redaction_cannot_lift_keeps_the_file_back(tmp_path):
+    # Burned-in text on a photograph of a face, and on a scanned document: filling the
+    # text would leave the face, or a page of text.
+    source = tmp_path / "src"
+    source.mkdir()
+    image, _ = burn(flat(300, 400, 20), [Burned(NAME, 20, 20, 26)])
+    rgb = np.stack([image] * 3, axis=-1)
+    photo = image_dataset(
+        rgb, "RGB", Modality="XC", BurnedInAnnotation="YES", RecognizableVisualFeatures="YES", PatientName=NAME
+    )
+    photo.SOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.4"
+    photo.save_as(source / "photo.dcm", enforce_file_format=True)
+    image_dataset(image, ConversionType="SD", BurnedInAnnotation="YES").save_as(
+        source / "page.dcm", enforce_file_format=True
+    )
+    summary = deidentify_tree(source, tmp_path / "out", KEY, pixels="redact", progress=False, workers=1)
+    assert summary.written == 0
+    assert summary.quarantined == {"recognizable visual features": 1, "scanned document": 1}
+
+
+def test_float_pixel_data_is_not_redacted():
+    from curate.deid.pixels import PixelRedaction, redact_pixels
+
+    image, _ = burn(flat(100, 200, 20), [Burned(NAME, 10, 10, 20)])
+    ds = image_dataset(image)
+    del ds.PixelData
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
+    ds.FloatPixelData = image.astype(np.float32).tobytes()
+    assert redact_pixels(ds, PixelRedaction(), {}) == "float pixel data is not redacted"

@@ -17,7 +17,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from curate.deid.display import displayed, stored_frames
+from curate.deid.display import displayed, frame_views, stored_frames, stretched
 from curate.deid.ocr import page_words, region_reading
 from curate.deid.redact import FixedRegion, redact, text_boxes
 from curate.deid.sandbox import Burned, burn, flat, font_path, image_dataset
@@ -53,13 +53,16 @@ def film(seed: int = 0) -> np.ndarray:
 
 
 def readable_words(ds) -> set[str]:
-    """What OCR reads in every frame: the confident words on the whole frame and what it
-    reads in each candidate region (letters and digits only)."""
+    """What OCR reads in every view of every frame, each over its own range: the
+    confident words on the whole frame and what it reads in each candidate region
+    (letters and digits only)."""
     found = set()
-    for grey in displayed(ds, stored_frames(ds)):
-        found |= {w.text for w in page_words(grey)}
-        for box in candidate_boxes(grey):
-            found |= {text for text, _ in region_reading(grey, box)}
+    for frame in stored_frames(ds):
+        for values in frame_views(ds, frame).values():
+            grey = stretched(values, (float(values.min()), float(values.max())))
+            found |= {w.text for w in page_words(grey)}
+            for box in candidate_boxes(grey):
+                found |= {text for text, _ in region_reading(grey, box)}
     return {"".join(c for c in text if c.isalnum()) for text in found} - {""}
 
 
@@ -193,3 +196,68 @@ def test_the_audit_record_holds_boxes_and_counts_never_text():
     record = redact(image_dataset(image)).record()
     assert record["boxes"] >= 1 and record["area_px"] > 0 and record["frames"] == 1
     assert "DOE" not in repr(record) and "JANE" not in repr(record)
+
+
+# --- what a leak hunter tried ------------------------------------------------------------
+
+
+def names_layer(rows: int, columns: int) -> tuple[np.ndarray, list]:
+    """Where the name and ID's ink is (0-1), and their true boxes."""
+    ink, truth = burn(flat(rows, columns, 0), [Burned("DOE^JANE", 30, 30, 28), Burned("4711-0815", 30, 90, 28)])
+    return ink.astype(np.float32) / 255, truth
+
+
+def test_faint_text_beside_bright_text_is_found_once_the_bright_is_gone():
+    image, bright = burn(flat(512, 512, 20), [Burned("CHEST PA ERECT", 30, 300, 30)])
+    ink, truth = names_layer(512, 512)
+    image = (image * (1 - ink) + 40 * ink).astype(np.uint8)
+    check_redaction(image_dataset(image), [truth + bright], image[np.newaxis])
+
+
+def test_text_above_a_bright_rule_is_found():
+    image, truth = burn(flat(512, 512, 20), [Burned("DOE^JANE", 30, 30, 26, brightness=0.42)])
+    image[60:63, 20:300] = 255  # a white rule just under the line
+    image[150:480, 100:420] = 200
+    ds = image_dataset(image)
+    result = redact(ds)
+    assert result.clean
+    mask = np.zeros(image.shape, bool)
+    for _, x0, y0, x1, y1 in result.boxes:
+        mask[y0:y1, x0:x1] = True
+    x0, y0, x1, y1 = truth[0]
+    assert mask[y0:y1, x0:x1].all()
+
+
+@pytest.mark.parametrize(
+    "text, ground", [((255, 0, 0), (0, 130, 0)), ((0, 0, 160), (0, 0, 0))], ids=["red-on-green", "dark-blue-on-black"]
+)
+def test_colour_text_that_differs_in_hue_not_brightness(text, ground):
+    ink, truth = names_layer(512, 512)
+    rgb = np.zeros((512, 512, 3), np.uint8)
+    rgb[:] = ground
+    rgb[250:480, 100:420] = 200
+    for channel in range(3):
+        rgb[..., channel] = (rgb[..., channel] * (1 - ink) + text[channel] * ink).astype(np.uint8)
+    ds = image_dataset(rgb, "RGB")
+    result = redact(ds)
+    assert result.clean
+    mask = np.zeros((512, 512), bool)
+    for _, x0, y0, x1, y1 in result.boxes:
+        mask[y0:y1, x0:x1] = True
+    assert all(mask[y0:y1, x0:x1].all() for x0, y0, x1, y1 in truth)
+
+
+def test_text_a_window_hides_is_found_in_the_stored_values():
+    # The text (3000) on a bright region (2000): under the window (-160 to 240 HU) both
+    # show white; re-windowed, the name shows.
+    image = np.full((512, 512), 100, np.uint16)
+    image[10:160, 10:400] = 2000
+    ink, truth = names_layer(512, 512)
+    image[ink > 0.08] = 3000
+    ds = image_dataset(image, WindowCenter=40, WindowWidth=400, RescaleSlope=1, RescaleIntercept=-1024)
+    result = redact(ds)
+    assert result.clean
+    mask = np.zeros((512, 512), bool)
+    for _, x0, y0, x1, y1 in result.boxes:
+        mask[y0:y1, x0:x1] = True
+    assert all(mask[y0:y1, x0:x1].all() for x0, y0, x1, y1 in truth)

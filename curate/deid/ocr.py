@@ -105,9 +105,10 @@ def region_readings(grey: np.ndarray, boxes: list[tuple[int, int, int, int]]) ->
     """What Tesseract reads in each of `boxes`, in the turns each one's shape calls for.
 
     The regions are read together, one Tesseract run a turn: each cut out with some
-    context, stretched over its own range, made dark on light (Tesseract binarises a
-    page with one threshold, and the regions differ), and stacked into one column with
-    white between them; each word read goes to the region its middle lies in."""
+    context and made dark ink on white over its own contrast (:func:`_crop`: Tesseract
+    binarises a page with one threshold, and the regions differ), and stacked into one
+    column with white between them; each word read goes to the region its middle lies
+    in."""
     readings: list[list[tuple[str, float]]] = [[] for _ in boxes]
     by_turn: dict[int, list[int]] = {}
     for index, (x0, y0, x1, y1) in enumerate(boxes):
@@ -133,14 +134,19 @@ GAP = 24
 
 
 def _crop(grey: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A region cut out with some context, as dark ink on white: each pixel by how far
+    it lies from the region's ground (its border's median), bright or dark, full ink
+    from the level most of its strokes reach (a bright rule under faint text must not
+    set the scale, or the text would fade into the white)."""
     x0, y0, x1, y1 = box
     crop = grey[max(0, y0 - CONTEXT) : y1 + CONTEXT, max(0, x0 - CONTEXT) : x1 + CONTEXT].astype(np.float32)
-    low, high = float(crop.min()), float(crop.max())
-    crop = (crop - low) * (255.0 / (high - low)) if high > low else np.zeros_like(crop)
     border = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])
-    if float(np.median(border)) < 128:  # light text on a dark ground: made dark on light
-        crop = 255.0 - crop
-    return crop.astype(np.uint8)
+    distance = np.abs(crop - float(np.median(border)))
+    strokes = distance[distance > 0.2 * float(distance.max())]
+    full = float(np.percentile(strokes, 60)) if strokes.size else 0.0
+    if full <= 0:
+        return np.full(crop.shape, 255, np.uint8)
+    return (255.0 - np.clip(distance / full, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _chunks(crops: list[np.ndarray], indices: list[int]) -> list[list[tuple[np.ndarray, int]]]:

@@ -65,6 +65,8 @@ def redact_pixels(ds: Dataset, settings: PixelRedaction, record: dict) -> str | 
         return "1-bit pixels are not redacted"
     if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
         return "palette colour pixels are not redacted"
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        return "float pixel data is not redacted"
     try:
         result = redact(ds, settings.fixed_regions)
     except Exception as e:  # noqa: BLE001 - a codec pydicom lacks, or pixel data that does not decode
@@ -88,6 +90,9 @@ def _replace_pixels(ds: Dataset, frames: np.ndarray) -> None:
     ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
     ds["PixelData"].is_undefined_length = False
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):  # of the encapsulated source
+        if keyword in ds:
+            delattr(ds, keyword)
     if lossy:
         ds.LossyImageCompression = "01"
 

@@ -9,12 +9,17 @@ For each frame, on the image as displayed (:mod:`curate.deid.display`):
    with confidence on the whole frame (:mod:`curate.deid.ocr`), each grown by 2 pixels
    (a word's box by a sixth of its height: Tesseract's boxes cut anti-aliased stroke
    ends off);
-3. the filled frame is displayed and read again, the same two ways (with the source
-   frame's stroke threshold and display range, so that filling does not change what
-   counts): text found then is filled too (a word joined to a neighbour's region may
-   show only once the neighbour is gone), and the frame read once more. Text found in
-   that last reading means it was not removed, and the file is not written (the caller
-   keeps it held back, with the reason).
+3. the filled frame is read again, the same two ways (with the source frame's stroke
+   threshold and ranges, so that filling does not change what counts): text found then
+   is filled too (a word joined to a neighbour's region, or faint beside bright text,
+   may show only once the other is gone), and the frame read once more, until a
+   reading finds nothing. Text found in the last reading allowed means it was not
+   removed, and the file is not written (the caller keeps it held back, with the
+   reason).
+
+Every view of a frame is read (:func:`~curate.deid.display.frame_views`: as displayed,
+over the whole stored range where a window would hide part of it, and a colour
+image's saturation).
 
 A region is filled with the stored value the frame displays darkest (black on screen,
 whatever the photometric interpretation, the rescale or the window), or black in a colour
@@ -28,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curate.deid.display import display_ranges, displayed, stored_frames
+from curate.deid.display import DISPLAY, frame_views, stored_frames, stretched
 from curate.deid.ocr import is_text, page_words, region_readings
 from curate.deid.text_regions import candidate_boxes, stroke_threshold
 
@@ -111,33 +116,44 @@ def redact(ds, fixed_regions: Sequence[FixedRegion] = (), rounds: int = ROUNDS) 
     in the last one is left in :attr:`Redaction.remaining`."""
     if rounds < 2:
         raise ValueError("redaction reads a frame at least twice: once to find the text, once to prove it gone")
-    original = stored_frames(ds)
-    pixels = np.array(original, copy=True)
+    pixels = np.array(stored_frames(ds), copy=True)
     result = Redaction(pixels=pixels, frames=len(pixels))
     fixed = [box for region in fixed_regions if region.applies_to(ds) for box in region.boxes]
-    ranges = display_ranges(ds, original)
-    first: list[FrameText] = []
-    for index, grey in enumerate(displayed(ds, original, ranges)):
-        boxes = [box for box in (_clip(box, grey.shape) for box in fixed) if box is not None]
-        result.fixed += len(boxes)
-        text = FrameText.of(grey)
-        first.append(text)
-        boxes += _boxes_of(text, text.regions + [w[:4] for w in text.words], grey.shape)
-        _fill(result, index, grey, boxes)
-    for round_ in range(1, rounds):
-        if not result.boxes:
-            break  # nothing was read and nothing filled: nothing to read again
-        left = []
-        for index, (grey, before) in enumerate(zip(displayed(ds, pixels, ranges), first, strict=True)):
-            found = FrameText.of(grey, before.threshold)
-            boxes = found.left_after(before)
-            left += boxes
-            if round_ < rounds - 1:
-                _fill(result, index, grey, _boxes_of(found, boxes, grey.shape))
-        result.remaining = left
-        if not left:
-            break
+    for index in range(len(pixels)):
+        _redact_frame(ds, result, index, fixed, rounds)
     return result
+
+
+def _redact_frame(ds, result: Redaction, index: int, fixed: list[Box], rounds: int) -> None:
+    """One frame: every view read (:func:`~curate.deid.display.frame_views`), filled,
+    and read again, each view over its source's range and with its source's threshold."""
+    source = frame_views(ds, result.pixels[index])
+    ranges = {name: (float(v.min()), float(v.max())) for name, v in source.items()}
+    first = {name: FrameText.of(stretched(v, ranges[name])) for name, v in source.items()}
+    shape = source[DISPLAY].shape
+    boxes = [box for box in (_clip(box, shape) for box in fixed) if box is not None]
+    result.fixed += len(boxes)
+    for text in first.values():
+        boxes += _boxes_of(text, text.regions + [w[:4] for w in text.words], shape)
+    # The stored value this frame displays darkest: black on screen (black in colour).
+    darkest = np.unravel_index(int(np.argmin(source[DISPLAY])), shape)
+    fill = 0 if result.pixels.ndim == 4 else result.pixels[index][darkest]
+    _fill(result, index, fill, boxes)
+    filled = bool(boxes)
+    left: list[Box] = []
+    for round_ in range(1, rounds):
+        if not filled:
+            break  # the last reading found nothing to fill: it is the proof
+        left, boxes = [], []
+        for name, values in frame_views(ds, result.pixels[index]).items():
+            found = FrameText.of(stretched(values, ranges[name]), first[name].threshold)
+            text = found.regions + [w[:4] for w in found.words]
+            left += text
+            boxes += _boxes_of(found, text, shape)
+        if round_ < rounds - 1:
+            _fill(result, index, fill, boxes)
+        filled = bool(boxes)
+    result.remaining += left
 
 
 def _boxes_of(text: FrameText, boxes: list[Box], shape: tuple[int, int]) -> list[Box]:
@@ -147,16 +163,9 @@ def _boxes_of(text: FrameText, boxes: list[Box], shape: tuple[int, int]) -> list
     return [box for box in grown if box is not None]
 
 
-def _fill(result: Redaction, index: int, grey: np.ndarray, boxes: list[Box]) -> None:
-    """Fill `boxes` of frame `index` with the stored value it displays darkest (black in
-    a colour image)."""
-    if not boxes:
-        return
-    pixels = result.pixels
-    darkest = np.unravel_index(int(np.argmin(grey)), grey.shape)
-    fill = 0 if pixels.ndim == 4 else pixels[index][darkest]
+def _fill(result: Redaction, index: int, fill, boxes: list[Box]) -> None:
     for x0, y0, x1, y1 in boxes:
-        pixels[index, y0:y1, x0:x1] = fill
+        result.pixels[index, y0:y1, x0:x1] = fill
         result.boxes.append((index, x0, y0, x1, y1))
 
 
@@ -187,17 +196,6 @@ class FrameText:
         words = [(w.x0, w.y0, w.x1, w.y1, w.text) for w in page_words(grey)]
         tokens |= {_token(w[4]) for w in words}
         return cls(threshold, candidates, regions, words, tokens - {""})
-
-    def left_after(self, before: FrameText) -> list[Box]:
-        """The text this frame (a redacted one) still holds: regions read as text, and
-        confident words that are strokes (inside a candidate region) or that were read
-        in the frame before (a word on grain, read only once the text beside it is
-        gone, is Tesseract's guess at texture; one it read before is text left)."""
-        left = list(self.regions)
-        for *box, text in self.words:
-            if _token(text) in before.tokens or any(_overlap(tuple(box), c) for c in self.candidates):
-                left.append(tuple(box))
-        return left
 
 
 def text_boxes(grey: np.ndarray, threshold: float | None = None) -> tuple[list[Box], list[Box]]:

@@ -50,7 +50,8 @@ def candidate_boxes(grey: np.ndarray, threshold: float | None = None) -> list[tu
     response = np.maximum(
         image - ndimage.grey_opening(grey, size=size), ndimage.grey_closing(grey, size=size).astype(np.int16) - image
     ).astype(np.float32)
-    strokes = response > (stroke_threshold(grey) if threshold is None else threshold)
+    limit = stroke_threshold(grey) if threshold is None else threshold
+    strokes = response > limit
     strokes = ndimage.binary_closing(strokes, structure=np.ones((5, 5), bool))
     labels, _ = ndimage.label(strokes)
     boxes = []
@@ -59,11 +60,38 @@ def candidate_boxes(grey: np.ndarray, threshold: float | None = None) -> list[tu
         # the anatomy that a word touches and that the closing joined to it.
         inside = labels[rows, columns] == label
         strength = np.where(inside, response[rows, columns], 0.0)
-        strong_rows, strong_columns = np.nonzero(strength >= STRONG * strength.max())
-        y0, y1 = rows.start + strong_rows.min(), rows.start + strong_rows.max() + 1
-        x0, x1 = columns.start + strong_columns.min(), columns.start + strong_columns.max() + 1
-        height, width = y1 - y0, x1 - x0
-        if min(height, width) < MIN_SIDE or max(height, width) < MIN_LONG_SIDE or min(height, width) > MAX_THICKNESS:
-            continue
-        boxes.append((int(x0), int(y0), int(x1), int(y1)))
+        peak = float(strength.max())
+        strong = _box_of(strength >= STRONG * peak, rows, columns)
+        whole = (columns.start, rows.start, columns.stop, rows.stop)
+        found = [strong]
+        if _area(strong) < 0.5 * _area(whole):
+            # The strongest part alone may be a rule under fainter text, or an edge
+            # beside it: then the rest of the blob, and the whole blob, are candidates too.
+            weak = (strength > limit) & (strength < STRONG * peak)
+            found += [whole] + ([_box_of(weak, rows, columns)] if weak.any() else [])
+        boxes += [box for box in found if _fits(box)]
     return boxes
+
+
+def _box_of(mask: np.ndarray, rows: slice, columns: slice) -> tuple[int, int, int, int]:
+    """The box of `mask`'s true pixels, in the frame's coordinates (`mask` is the blob's
+    slice at `rows`, `columns`)."""
+    ys, xs = np.nonzero(mask)
+    return (
+        int(columns.start + xs.min()),
+        int(rows.start + ys.min()),
+        int(columns.start + xs.max() + 1),
+        int(rows.start + ys.max() + 1),
+    )
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _fits(box: tuple[int, int, int, int]) -> bool:
+    """Whether a box is sized like a character, a word or a line of text."""
+    width, height = box[2] - box[0], box[3] - box[1]
+    return (
+        min(height, width) >= MIN_SIDE and max(height, width) >= MIN_LONG_SIDE and min(height, width) <= MAX_THICKNESS
+    )

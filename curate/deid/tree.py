@@ -55,6 +55,7 @@ PLAN_TAGS = [
     "BurnedInAnnotation",
     "RecognizableVisualFeatures",
     "ImageType",
+    "ConversionType",
     "PatientID",
     "IssuerOfPatientID",
 ]
@@ -214,17 +215,25 @@ class DeidSummary(StageResult):
         return "\n".join(lines)
 
 
-def _quarantine_reason(row: dict) -> str | None:
+def _quarantine_reasons(row: dict) -> list[str]:
+    """Every reason to hold the file back (redaction may lift it only if it may lift
+    them all: a photograph with burned-in text still shows a face)."""
+    reasons = []
     if str(row.get("BurnedInAnnotation") or "").strip().upper() == "YES":
-        return "burned-in annotation"
+        reasons.append("burned-in annotation")
     if str(row.get("RecognizableVisualFeatures") or "").strip().upper() == "YES":
-        return "recognizable visual features"
+        reasons.append("recognizable visual features")
     if any("SCREEN SAVE" in str(v).upper() for v in row.get("ImageType") or []):
-        return "screen save"
-    reason = QUARANTINED_SOP_CLASSES.get(str(row.get("SOPClassUID") or ""))
-    if reason:
-        return reason
-    return QUARANTINED_MODALITIES.get(str(row.get("Modality") or "").strip().upper())
+        reasons.append("screen save")
+    if str(row.get("ConversionType") or "").strip().upper() == "SD":
+        reasons.append("scanned document")
+    for reason in (
+        QUARANTINED_SOP_CLASSES.get(str(row.get("SOPClassUID") or "")),
+        QUARANTINED_MODALITIES.get(str(row.get("Modality") or "").strip().upper()),
+    ):
+        if reason and reason not in reasons:
+            reasons.append(reason)
+    return reasons
 
 
 def deidentify_tree(
@@ -348,15 +357,15 @@ def _tasks(
         if not row.get("SOPInstanceUID"):
             summary.failed["no SOPInstanceUID"] += 1
             continue
-        reason = _quarantine_reason(row) if quarantine else None
-        if reason and not (redact and reason in REDACTABLE):
-            summary.quarantined[reason] += 1
+        reasons = _quarantine_reasons(row) if quarantine else []
+        if reasons and not (redact and all(r in REDACTABLE for r in reasons)):
+            summary.quarantined[next((r for r in reasons if r not in REDACTABLE), reasons[0])] += 1
             continue
         target = output_path(output, pseudo, row)
         if target.exists():
             summary.already_done += 1
             continue
-        tasks.append((row["path"], str(target), reason is not None))
+        tasks.append((row["path"], str(target), bool(reasons)))
     return tasks
 
 
