@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -261,3 +263,17 @@ def test_text_a_window_hides_is_found_in_the_stored_values():
     for _, x0, y0, x1, y1 in result.boxes:
         mask[y0:y1, x0:x1] = True
     assert all(mask[y0:y1, x0:x1].all() for x0, y0, x1, y1 in truth)
+
+
+def test_tesseracts_files_stay_in_a_private_folder():
+    import tempfile
+
+    from curate.deid import ocr
+
+    before = tempfile.gettempdir()
+    image, _ = burn(flat(200, 400, 20), [Burned("PATIENT", 20, 20, 30)])
+    assert ocr._read(image, 11)
+    folder = Path(ocr._FOLDER)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.parent == Path(before)
+    assert list(folder.iterdir()) == []  # pytesseract removed what it wrote there
+    assert tempfile.gettempdir() == before

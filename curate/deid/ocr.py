@@ -21,7 +21,12 @@ written (the tests compare it with what they burned in).
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing.util
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +60,29 @@ class Word:
     text: str
 
 
+_FOLDER: str | None = None
+
+
+@contextlib.contextmanager
+def private_files() -> Iterator[str]:
+    """Where pytesseract's files go while Tesseract reads: a folder of this process's own
+    (0700). pytesseract writes the image, and Tesseract what it read, to files in the
+    temporary folder, created under the umask (readable by others, as a rule): the
+    pixels and the text of a patient's label."""
+    global _FOLDER
+    if _FOLDER is None or not os.path.isdir(_FOLDER):
+        _FOLDER = tempfile.mkdtemp(prefix="curate-ocr-")
+        # Removed at exit, in the main process and in a worker process alike.
+        multiprocessing.util.Finalize(
+            None, shutil.rmtree, args=(_FOLDER,), kwargs={"ignore_errors": True}, exitpriority=10
+        )
+    previous, tempfile.tempdir = tempfile.tempdir, _FOLDER
+    try:
+        yield _FOLDER
+    finally:
+        tempfile.tempdir = previous
+
+
 def check_tesseract() -> str:
     """The version of the Tesseract on PATH, or :class:`OcrUnavailable`."""
     if shutil.which("tesseract") is None:
@@ -72,9 +100,10 @@ def _read(image: np.ndarray, mode: int) -> list[tuple[str, float, int, int, int,
     import pytesseract
     from PIL import Image
 
-    data = pytesseract.image_to_data(
-        Image.fromarray(np.ascontiguousarray(image)), config=f"--psm {mode}", output_type=pytesseract.Output.DICT
-    )
+    with private_files():
+        data = pytesseract.image_to_data(
+            Image.fromarray(np.ascontiguousarray(image)), config=f"--psm {mode}", output_type=pytesseract.Output.DICT
+        )
     found = []
     for text, confidence, left, top, width, height in zip(
         data["text"], data["conf"], data["left"], data["top"], data["width"], data["height"], strict=True
