@@ -124,3 +124,15 @@ def dciodvfy() -> str:
             pytest.fail("no dciodvfy on PATH (apt-get install dicom3tools), and CURATE_REQUIRE_DCIODVFY is set")
         pytest.skip("dciodvfy is not installed (apt-get install dicom3tools)")
     return found
+
+
+def need_tesseract() -> None:
+    """Tesseract and the fonts the redaction tests draw with, or a skip (a failure in CI)."""
+    import shutil
+
+    from curate.deid.sandbox import font_path
+
+    if shutil.which("tesseract") is None or font_path("DejaVuSans.ttf") is None:
+        if os.environ.get("CURATE_REQUIRE_TESSERACT"):
+            pytest.fail("no tesseract or no fonts (apt-get install tesseract-ocr fonts-dejavu fonts-liberation)")
+        pytest.skip("tesseract-ocr and fonts-dejavu, fonts-liberation are not installed")

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import dciodvfy
+from conftest import dciodvfy, need_tesseract
 from pydicom.data import get_testdata_file
 
 from curate.deid.display import displayed, stored_frames
 from curate.deid.pixels import TEXT_REMAINS
-from curate.deid.sandbox import Burned, burn, flat, font_path, image_dataset
+from curate.deid.sandbox import Burned, burn, flat, image_dataset
 from curate.deid.tree import AUDIT_DIR, deidentify_tree
 from curate.errors import ConfigError
 
@@ -27,12 +27,7 @@ NAME, PATIENT_ID, BORN = "DOE^JANE", "4711-0815", "19610714"
 
 @pytest.fixture(autouse=True, scope="module")
 def tesseract():
-    if shutil.which("tesseract") is None or font_path("DejaVuSans.ttf") is None:
-        import os
-
-        if os.environ.get("CURATE_REQUIRE_TESSERACT"):
-            pytest.fail("no tesseract or no fonts (apt-get install tesseract-ocr fonts-dejavu fonts-liberation)")
-        pytest.skip("tesseract-ocr and fonts-dejavu, fonts-liberation are not installed")
+    need_tesseract()
 
 
 def screen_capture(path: Path) -> None:

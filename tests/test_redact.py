@@ -9,30 +9,26 @@ none of the words it could read in the source.
 
 from __future__ import annotations
 
-import os
-import shutil
 import stat
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from conftest import need_tesseract
 from pydicom.data import get_testdata_file
 
 from curate.deid.display import displayed, frame_views, stored_frames, stretched
 from curate.deid.ocr import page_words, region_reading
 from curate.deid.redact import FixedRegion, redact, text_boxes
-from curate.deid.sandbox import Burned, burn, flat, font_path, image_dataset
+from curate.deid.sandbox import Burned, burn, flat, image_dataset
 from curate.deid.text_regions import candidate_boxes
 from curate.digitize.sandbox import film_pixels
 
 
 @pytest.fixture(autouse=True, scope="module")
 def tesseract():
-    if shutil.which("tesseract") is None or font_path("DejaVuSans.ttf") is None:
-        if os.environ.get("CURATE_REQUIRE_TESSERACT"):
-            pytest.fail("no tesseract or no fonts (apt-get install tesseract-ocr fonts-dejavu fonts-liberation)")
-        pytest.skip("tesseract-ocr and fonts-dejavu, fonts-liberation are not installed")
+    need_tesseract()
 
 
 FILM_WORDS = [
@@ -203,6 +199,14 @@ def test_the_audit_record_holds_boxes_and_counts_never_text():
 # --- what a leak hunter tried ------------------------------------------------------------
 
 
+def filled(result, shape: tuple[int, int]) -> np.ndarray:
+    """Where the redaction filled the (single) frame."""
+    mask = np.zeros(shape, bool)
+    for _, x0, y0, x1, y1 in result.boxes:
+        mask[y0:y1, x0:x1] = True
+    return mask
+
+
 def names_layer(rows: int, columns: int) -> tuple[np.ndarray, list]:
     """Where the name and ID's ink is (0-1), and their true boxes."""
     ink, truth = burn(flat(rows, columns, 0), [Burned("DOE^JANE", 30, 30, 28), Burned("4711-0815", 30, 90, 28)])
@@ -223,9 +227,7 @@ def test_text_above_a_bright_rule_is_found():
     ds = image_dataset(image)
     result = redact(ds)
     assert result.clean
-    mask = np.zeros(image.shape, bool)
-    for _, x0, y0, x1, y1 in result.boxes:
-        mask[y0:y1, x0:x1] = True
+    mask = filled(result, image.shape)
     x0, y0, x1, y1 = truth[0]
     assert mask[y0:y1, x0:x1].all()
 
@@ -243,9 +245,7 @@ def test_colour_text_that_differs_in_hue_not_brightness(text, ground):
     ds = image_dataset(rgb, "RGB")
     result = redact(ds)
     assert result.clean
-    mask = np.zeros((512, 512), bool)
-    for _, x0, y0, x1, y1 in result.boxes:
-        mask[y0:y1, x0:x1] = True
+    mask = filled(result, (512, 512))
     assert all(mask[y0:y1, x0:x1].all() for x0, y0, x1, y1 in truth)
 
 
@@ -259,9 +259,7 @@ def test_text_a_window_hides_is_found_in_the_stored_values():
     ds = image_dataset(image, WindowCenter=40, WindowWidth=400, RescaleSlope=1, RescaleIntercept=-1024)
     result = redact(ds)
     assert result.clean
-    mask = np.zeros((512, 512), bool)
-    for _, x0, y0, x1, y1 in result.boxes:
-        mask[y0:y1, x0:x1] = True
+    mask = filled(result, (512, 512))
     assert all(mask[y0:y1, x0:x1].all() for x0, y0, x1, y1 in truth)
 
 
