@@ -221,6 +221,16 @@ def _datasets(cfg: DictConfig) -> str:
     raise ConfigError(f"curate datasets: action must be list, show or diff, not {cfg.action!r}")
 
 
+def _audit(cfg: DictConfig) -> StageResult:
+    from curate.audit import verify_store
+
+    if cfg.action != "verify":
+        raise ConfigError(f"curate audit: the action is verify, not {cfg.action!r}")
+    if not cfg.store:
+        raise ConfigError("curate audit verify STORE (an index, a de-identified tree, a film folder, a datasets root)")
+    return verify_store(cfg.store, contents=cfg.contents, recent=cfg.recent, progress=cfg.progress)
+
+
 def _query(cfg: DictConfig) -> str:
     from curate.inspect import query
 
@@ -268,7 +278,12 @@ def _tracked(stage: str, run: Callable[[DictConfig], StageResult], cfg: DictConf
     with tracked_run(stage, tracking, sweep=_sweep_id(), name=_run_name(stage, cfg)) as mlrun:
         result = run(cfg)
         mlrun.log(result)
+        if result.run_entry:
+            mlrun.params({"run_log.seq": result.run_entry["seq"], "run_log.entry": result.run_entry["hash"]})
     print(result.format())
+    if result.run_entry:
+        entry = result.run_entry
+        print(f"run log: entry {entry['seq']} ({entry['hash'][:16]}), `curate audit verify` checks it")
     if hint := mlrun.hint():
         print(hint)
     if result.failure:
@@ -289,15 +304,27 @@ STAGES: dict[str, tuple[Callable[[DictConfig], object], bool, str]] = {
     "build": (_build, True, "build a versioned, de-identified, split dataset from the index"),
     "datasets": (_datasets, False, "list, show and compare dataset versions"),
     "query": (_query, False, "run SQL over the index (DuckDB)"),
+    "audit": (_audit, False, "check a store's run log (and with contents=true, the store)"),
     "quality": (_quality, False, "data-quality and veracity checks over the index"),
 }
 
 
 def _positional_action(stage: str, args: list[str]) -> list[str]:
-    """`curate datasets list|show|diff ...`: the first argument is the action."""
+    """`curate datasets list|show|diff ...`, `curate audit verify STORE`: the first
+    argument is the action (and for audit, the next one the store)."""
     if stage == "datasets" and args and args[0] in ("list", "show", "diff"):
         return [f"action={args[0]}", *args[1:]]
+    if stage == "audit" and args and args[0] == "verify":
+        rest = args[1:]
+        if rest and not rest[0].startswith("-") and not _is_override(rest[0]):
+            return ["action=verify", f"store={_quoted(rest[0])}", *rest[1:]]
+        return ["action=verify", *rest]
     return args
+
+
+def _quoted(value: str) -> str:
+    """A value quoted for Hydra's override grammar (paths may hold '=', ',' or spaces)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _positional_sql(stage: str, args: list[str]) -> list[str]:
@@ -305,8 +332,7 @@ def _positional_sql(stage: str, args: list[str]) -> list[str]:
     override grammar (SQL holds commas, parentheses, quotes and '=')."""
     if stage != "query" or not args or args[0].startswith("-") or _is_override(args[0]):
         return args
-    sql = args[0].replace("\\", "\\\\").replace("'", "\\'")
-    return [f"sql='{sql}'", *args[1:]]
+    return [f"sql={_quoted(args[0])}", *args[1:]]
 
 
 def _is_override(arg: str) -> bool:
@@ -359,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
             if tracked:
                 code = _tracked(stage, run, cfg)
             else:
-                print(run(cfg))
-                code = 0
+                result = run(cfg)
+                print(result.format() if isinstance(result, StageResult) else result)
+                code = getattr(result, "exit_code", 0)
         except CurateError as err:  # the request cannot be done: a message, not a traceback
             print(f"curate {stage}: {err}", file=sys.stderr)
             sys.exit(2)

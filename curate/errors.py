@@ -24,7 +24,8 @@ built-in still catches it::
     ├── DatasetError          (ValueError)        a dataset version that cannot be built or read
     ├── DeidKeyError          (RuntimeError)      no usable de-identification key
     ├── DeidOutputError       (ValueError)        an output folder de-identification may not use
-    └── PacsError             (ConnectionError)   a PACS that cannot be reached, refuses, or denies access
+    ├── PacsError             (ConnectionError)   a PACS that cannot be reached, refuses, or denies access
+    └── AuditError            (ValueError)        a run log that cannot be written, or a value it may not hold
 """
 
 from __future__ import annotations
@@ -86,7 +87,13 @@ class PacsError(CurateError, ConnectionError):
     the pull cannot start (a single instance that fails is a ledger row, not this)."""
 
 
+class AuditError(CurateError, ValueError):
+    """A store's run log that cannot be appended to, or a value it may not hold (it
+    holds digests and counts, never a path or a header value)."""
+
+
 __all__ = [
+    "AuditError",
     "ConfigError",
     "CurateError",
     "DatasetError",

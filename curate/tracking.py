@@ -45,6 +45,9 @@ class StageResult:
     #: Non-zero when the stage ran but its output must not be used.
     exit_code: int = 0
     failure: str | None = None
+    #: The entry the run appended to its store's run log (:mod:`curate.runlog`), if any:
+    #: its hash goes to the MLflow run too, an anchor outside the store.
+    run_entry: dict | None = None
 
     def params(self) -> Mapping[str, object]:
         return {}

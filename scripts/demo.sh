@@ -58,6 +58,9 @@ echo
 if command -v tesseract >/dev/null 2>&1; then
     # The films carry their label in their pixels: redacted, verified, then written.
     curate deid source="$DEMO/films" output="$DEMO/films-deid" pixels=redact "${KEY_ARG[@]}"
+    echo
+    # Every run above left an entry in its store's hash-chained run log: check one, store too.
+    curate audit verify "$DEMO/films-deid" contents=true
 else
     echo "pixel redaction skipped: install Tesseract (apt-get install tesseract-ocr) to see curate deid pixels=redact"
 fi
@@ -104,7 +107,7 @@ else
     echo "PACS pull skipped: install Orthanc (apt-get install orthanc orthanc-dicomweb) to see curate pull"
 fi
 echo
-echo "index    $DEMO/index   (curate query \"SELECT ... FROM idx\" index=$DEMO/index)"
+echo "index    $DEMO/index   (curate query \"SELECT ... FROM idx\" index=$DEMO/index; curate audit verify $DEMO/index)"
 echo "report   $DEMO/report/report.html"
 echo "datasets $DEMO/datasets   (curate datasets list root=$DEMO/datasets)"
 echo "MLflow   .venv/bin/mlflow ui --backend-store-uri sqlite:///.curate/mlflow.db"

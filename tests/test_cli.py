@@ -45,7 +45,8 @@ def test_scan_writes_index_and_summary(small_tree: Path, tmp_path: Path):
     assert "files" in out and "5" in out
     assert "truncated" in out and "files/s" in out
     # Nothing half-written is left beside the index.
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["manifest.json", "parts"]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [".curate-audit", "manifest.json", "parts"]
+    assert "run log: entry 1 (" in out
     # No composed config is kept with the run: it would hold the source's path (folders
     # are named after patients); the run's settings go to MLflow, paths left out.
     assert not list((tmp_path / "runs").rglob("config.yaml"))

@@ -132,6 +132,11 @@ def test_what_was_filled_is_in_the_audit_without_text(redacted):
     text = summary.redaction_file.read_text()
     for value in ("DOE", "JANE", "4711", "MED", "LYMPH"):
         assert value not in text
+    # The run's audit by attribute counts the redactions too, and the run log the run.
+    with open(summary.audit_file, newline="") as f:
+        pixel_rows = [row for row in csv.DictReader(f) if row["attribute"] == "PixelData"]
+    assert [row["redacted"] for row in pixel_rows] == ["2"]
+    assert summary.run_entry["counts"]["redacted"] == 2
 
 
 def test_redacted_files_pass_dciodvfy(redacted):

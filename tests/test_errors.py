@@ -112,6 +112,7 @@ def test_every_error_is_a_curate_error_and_the_builtin_it_replaces():
         errors.DatasetError: ValueError,
         errors.DeidKeyError: RuntimeError,
         errors.DeidOutputError: ValueError,
+        errors.AuditError: ValueError,
     }
     for error, builtin in builtins.items():
         assert issubclass(error, errors.CurateError) and issubclass(error, builtin), error

@@ -19,6 +19,7 @@ from curate.errors import IndexBusyError
 from curate.index import build_index, read_index
 from curate.index.manifest import MANIFEST_FILE, PARTS_DIR
 from curate.index.store import STAGING_DIR, IndexStore
+from curate.runlog import AUDIT_DIR
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -54,7 +55,7 @@ def test_first_scan_writes_a_sorted_index_with_derived_columns(tmp_path):
     assert rows["ct_small.dcm"]["sex"] == "O"  # PatientSex 'O' in pydicom's CT_small.dcm
     assert rows["ct_small.dcm"]["age_years"] == 0.0  # PatientAge '000Y'
     assert rows["ct_small.dcm"]["study_year"] == 2004
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [MANIFEST_FILE, PARTS_DIR]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [AUDIT_DIR, MANIFEST_FILE, PARTS_DIR]
 
 
 def test_rescan_parses_exactly_the_new_and_changed_files(tmp_path):

@@ -20,8 +20,9 @@ import pyarrow as pa
 
 from curate.classify.model import SeriesTypeClassifier
 from curate.errors import LabelsError, ModelNotFoundError
-from curate.files import write_atomic
+from curate.files import sha256_of, write_atomic
 from curate.index.dask import DaskOptions
+from curate.index.store import SERIES_TYPES_FILE
 from curate.tracking import StageResult
 
 
@@ -278,4 +279,11 @@ def classify_index(
             for table in predicted:
                 writer.write_table(table)
                 counts.update(table.column("series_type").to_pylist())
-    return ClassifyResult({str(k): int(v) for k, v in counts.items()}, model_version)
+    result = ClassifyResult({str(k): int(v) for k, v in counts.items()}, model_version)
+    result.run_entry = store.log_run(
+        "classify",
+        {"model_version": model_version, "threshold": getattr(model, "threshold", None)},
+        result.metrics(),
+        {"series_types": sha256_of(store.root / SERIES_TYPES_FILE)},
+    )
+    return result

@@ -173,10 +173,24 @@ def build_dataset(
             description = _describe(spec, vid, previous, counts, index_digest, building)
             write_atomic(building / DESCRIPTION, json.dumps(description, indent=2))
             write_atomic(building / CARD, render_card(description))
-            return _publish(building, final, spec, description)
+            result = _publish(building, final, spec, description)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
+    if result.created:
+        result.run_entry = _log_build(Path(root), result, index_digest)
+    return result
+
+
+def _log_build(root: Path, result: BuildResult, index_digest: str) -> dict:
+    """The build's entry in the datasets root's run log (:mod:`curate.runlog`): the
+    index it read, the version and manifest it wrote, by digest."""
+    from curate.runlog import RunLog
+
+    manifest = result.description.get("manifest_sha256") or ""
+    outputs = {"version": result.version_id, **({"manifest": manifest} if manifest else {})}
+    settings = {"spec": result.spec.digest(), "deid": result.spec.deid.active()}
+    return RunLog(root).append("build", settings, result.metrics(), {"index": index_digest}, outputs)
 
 
 def _read_description(version: Path) -> dict:

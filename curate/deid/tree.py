@@ -15,11 +15,14 @@
    and deletes what a killed run left half-done, so it resumes and gives the same bytes.
 4. The output is scanned again; the run fails if any attribute the profile removes or
    replaces still holds one of the source's values.
+5. The run appends its entry to the output's run log (:mod:`curate.runlog`): settings
+   digest, counts, the digest of the files it wrote and of the output as it now is.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import time
 from collections import Counter
@@ -43,6 +46,7 @@ from curate.errors import ConfigError, DeidOutputError, SourceNotFoundError
 from curate.files import atomic_path, is_partial, write_atomic
 from curate.index.schema import error_kind
 from curate.index.store import GROUPING_MEMORY, limit_memory, sql_string
+from curate.runlog import AUDIT_DIR, FileSet, RunOfFiles, tree_files
 from curate.tracking import StageResult
 
 #: What the run reads from every header before deciding what to do with the file.
@@ -60,8 +64,6 @@ PLAN_TAGS = [
     "IssuerOfPatientID",
 ]
 MANIFEST = ".curate-deid.json"
-#: Where each run's audit goes, in the output folder.
-AUDIT_DIR = ".curate-audit"
 #: What a check says of a file it holds back: never written, so never a leak.
 WITHHELD = (HEADER_LEAK, UID_LEAK, PIXEL_TEXT_LEAK)
 SPOOL_BATCH_ROWS = 65_536
@@ -283,28 +285,36 @@ def deidentify_tree(
     profile = Profile(options)
     checked = _checked_tags(profile)
     output.mkdir(parents=True, exist_ok=True)
+    run = RunOfFiles(output, "deid", was_empty=next(tree_files(output), None) is None)
+    sources = FileSet()
     handle = open_scan(source, tags=PLAN_TAGS + VERIFY_TAGS)
-    with (
-        tempfile.TemporaryDirectory(prefix="curate-deid-") as private,  # mode 0700
-        ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
-        progress_bar(None, "deid", enabled=progress) as bar,
-    ):
-        spool = _Spool(Path(private), checked, pseudo if mapping is not None else None)
-        redactions = _RedactionLog(output / AUDIT_DIR)
-        for batch in handle.reader():
-            walked = handle.walked  # read first: once true, the total read next is final
-            bar.set_total(handle.total, final=walked)
-            spool.add(batch)
-            tasks = _tasks(batch.to_pylist(), output, pseudo, quarantine, summary, redaction is not None)
-            bar.update(batch.num_rows - len(tasks))
-            _run_tasks(pool, tasks, options, key, uid_root, summary, bar, redaction, redactions)
-        spool.close()
-        summary.redaction_file = redactions.close()
-        if mapping is not None:
-            spool.write_mapping(Path(mapping))
-        summary.leaks += spool.count_in(output)
-    summary.seconds = time.perf_counter() - started
-    summary.audit_file = write_audit(output, summary.audit)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="curate-deid-") as private,  # mode 0700
+            ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
+            progress_bar(None, "deid", enabled=progress) as bar,
+        ):
+            spool = _Spool(Path(private), checked, pseudo if mapping is not None else None)
+            redactions = _RedactionLog(output / AUDIT_DIR)
+            for batch in handle.reader():
+                walked = handle.walked  # read first: once true, the total read next is final
+                bar.set_total(handle.total, final=walked)
+                spool.add(batch)
+                tasks = _tasks(batch.to_pylist(), output, pseudo, quarantine, summary, redaction is not None, sources)
+                bar.update(batch.num_rows - len(tasks))
+                _run_tasks(pool, tasks, options, key, uid_root, summary, bar, redaction, redactions, run)
+                run.journal.flush()
+            spool.close()
+            summary.redaction_file = redactions.close()
+            if mapping is not None:
+                spool.write_mapping(Path(mapping))
+            summary.leaks += spool.count_in(output)
+        summary.seconds = time.perf_counter() - started
+        summary.audit_file = write_audit(output, summary.audit)
+    except BaseException:
+        run.abandon()
+        raise
+    summary.run_entry = run.finish(manifest, summary.metrics(), {"sources": sources.digest})
     return summary
 
 
@@ -344,10 +354,17 @@ def _check_paths(source: Path, output: Path, mapping: str | os.PathLike[str] | N
 
 
 def _tasks(
-    plan: list[dict], output: Path, pseudo: Pseudonymizer, quarantine: bool, summary: DeidSummary, redact: bool = False
+    plan: list[dict],
+    output: Path,
+    pseudo: Pseudonymizer,
+    quarantine: bool,
+    summary: DeidSummary,
+    redact: bool = False,
+    sources: FileSet | None = None,
 ) -> list[tuple[str, str, bool]]:
     """(source, target, whether its pixels are redacted) of every file of `plan` to
-    write now; the others are counted, by reason."""
+    write now; the others are counted, by reason. `sources` gains each file to be
+    written (or written before), by its output name, size and time, for the run log."""
     summary.files += len(plan)
     tasks: list[tuple[str, str, bool]] = []
     for row in plan:
@@ -362,6 +379,9 @@ def _tasks(
             summary.quarantined[next((r for r in reasons if r not in REDACTABLE), reasons[0])] += 1
             continue
         target = output_path(output, pseudo, row)
+        if sources is not None:
+            stamp = hashlib.sha256(f"{row.get('file_size')}:{row.get('mtime')}".encode()).hexdigest()
+            sources.add(target.relative_to(output).as_posix(), stamp)
         if target.exists():
             summary.already_done += 1
             continue
@@ -379,19 +399,24 @@ def _run_tasks(
     bar,
     redaction: PixelRedaction | None = None,
     redactions: _RedactionLog | None = None,
+    run: RunOfFiles | None = None,
 ) -> None:
-    """De-identify one batch of files in the worker processes, counting what each gave."""
+    """De-identify one batch of files in the worker processes, counting what each gave
+    (and journalling each file written in `run`)."""
     futures = {
         pool.submit(deidentify_task, src, dst, options, key, uid_root, redaction if redact else None): dst
         for src, dst, redact in tasks
     }
     for future in as_completed(futures):
-        status, reason, audit, record = future.result()
+        status, reason, audit, record, digest = future.result()
         if status == "written":
             summary.written += 1
             summary.audit.update(audit)
+            if run is not None:
+                run.wrote(futures[future], digest)
             if record is not None:
                 summary.redacted += 1
+                summary.audit["PixelData", "redacted"] += 1  # the boxes are in the redaction log
                 if redactions is not None:
                     redactions.add(Path(futures[future]), record)
         elif status == "quarantined":

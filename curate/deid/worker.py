@@ -17,7 +17,7 @@ from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.segments import Unparsable, text_segments
 from curate.deid.split import CannotSplit, Fragment, Malformed, SplitFile, copy_range, encode_elements, split_file
-from curate.files import atomic_path
+from curate.files import atomic_path, sha256_of
 
 #: The folder name for a study or series whose UID the source lacks.
 UNKNOWN_UID = "unknown"
@@ -49,11 +49,15 @@ def deidentify_task(
     source: str, target: str, options: Options, key: bytes, uid_root: str, pixels: PixelRedaction | None = None
 ) -> tuple:
     """:func:`deidentify_file` as a worker process's task: (status, reason, the audit of
-    the file written, empty if none was, the record of its pixels' redaction or None)."""
+    the file written, empty if none was, the record of its pixels' redaction or None,
+    the sha256 of the file written or None)."""
     audit: Counter = Counter()
     record: dict = {}
     status, reason = deidentify_file(source, target, options, key, uid_root, audit, pixels, record)
-    return status, reason, audit if status == "written" else Counter(), record or None
+    if status != "written":
+        return status, reason, Counter(), None, None
+    # Hashed here, on the worker's core, for the store's run log (it is in the page cache).
+    return status, reason, audit, record or None, sha256_of(target)
 
 
 def deidentify_file(

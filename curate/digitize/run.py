@@ -12,19 +12,21 @@ summary and MLflow get the counts only.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from curate.digitize.film import Digitizer, encode, film_dataset, film_uids
 from curate.digitize.image import image_digest, read_film
 from curate.digitize.manifest import FilmRow, FilmRowError, read_manifest
 from curate.errors import ConfigError, SourceNotFoundError
-from curate.files import PARTIAL_SUFFIX, atomic_path, write_atomic
+from curate.files import PARTIAL_SUFFIX, atomic_path, sha256_of, write_atomic
 from curate.progress import progress_bar
+from curate.runlog import RunOfFiles, tree_files
 from curate.tracking import StageResult
 
 ERRORS_DIR = ".curate-digitize"
@@ -103,6 +105,33 @@ def digitize(
     started = time.perf_counter()
     workers = workers or os.cpu_count() or 1
     errors = _ErrorList(output / ERRORS_DIR / "errors.csv")
+    run = RunOfFiles(output, "digitize", was_empty=next(tree_files(output), None) is None)
+    try:
+        _import_all(source, manifest, output, digitizer, uid_root, workers, progress, result, errors, run)
+    except BaseException:
+        run.abandon()
+        raise
+    result.errors_file = errors.close()
+    result.seconds = time.perf_counter() - started
+    settings = {"digitizer": asdict(digitizer), "uid_root": uid_root}
+    result.run_entry = run.finish(settings, result.metrics(), {"manifest": sha256_of(manifest)})
+    return result
+
+
+def _import_all(
+    source: Path,
+    manifest,
+    output: Path,
+    digitizer: Digitizer,
+    uid_root: str,
+    workers: int,
+    progress: bool,
+    result: DigitizeResult,
+    errors: _ErrorList,
+    run: RunOfFiles,
+) -> None:
+    """Every row of `manifest` through :func:`import_film` on `workers` processes, a few
+    rows in flight a worker, counted in `result` and journalled in `run` as each lands."""
     with (
         ProcessPoolExecutor(max_workers=workers) as pool,
         progress_bar(_count_rows(Path(manifest)), "digitize", enabled=progress, unit="film") as bar,
@@ -112,11 +141,12 @@ def digitize(
         def collect(done) -> None:
             for future in done:
                 row = pending.pop(future)
-                outcome, detail, size, lossy = future.result()
+                outcome, detail, size, lossy, digest = future.result()
                 if outcome == "written":
                     result.written += 1
                     result.bytes += size
                     result.lossy += lossy
+                    run.journal.add(detail, digest)
                 elif outcome == "already":
                     result.already_done += 1
                 else:
@@ -136,15 +166,14 @@ def digitize(
             if len(pending) >= 4 * workers:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 collect(done)
+                run.journal.flush()
         collect(list(pending))
-    result.errors_file = errors.close()
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 def import_film(source: str, output: str, row: FilmRow, digitizer: Digitizer, uid_root: str) -> tuple:
     """One row, in a worker process: ("written" | "already" | "failed", the reason a
-    row failed, bytes written, whether the scan was lossy)."""
+    row failed or the written file's name in `output`, bytes written, whether the scan
+    was lossy, the sha256 of the file written or None)."""
     from curate import __version__
 
     try:
@@ -156,7 +185,7 @@ def import_film(source: str, output: str, row: FilmRow, digitizer: Digitizer, ui
         uids = film_uids(row, digest, uid_root)
         target = Path(output) / uids.study / uids.series / f"{uids.instance}.dcm"
         if target.exists():
-            return "already", "", 0, False
+            return "already", "", 0, False, None
         image = read_film(path, data, digest)
         if not (row.dpi or image.dpi):
             raise FilmRowError("dpi is empty and the image records no resolution of its own")
@@ -168,12 +197,13 @@ def import_film(source: str, output: str, row: FilmRow, digitizer: Digitizer, ui
             with atomic_path(target, mode=OWNER_ONLY_FILE, replace=False) as partial:
                 partial.write_bytes(encoded)
         except FileExistsError:  # another row with the same image and values
-            return "already", "", 0, False
-        return "written", "", len(encoded), image.lossy
+            return "already", "", 0, False, None
+        name = target.relative_to(output).as_posix()
+        return "written", name, len(encoded), image.lossy, hashlib.sha256(encoded).hexdigest()
     except FilmRowError as e:
-        return "failed", str(e), 0, False
+        return "failed", str(e), 0, False, None
     except OSError as e:
-        return "failed", f"the output cannot be written ({e.strerror or type(e).__name__})", 0, False
+        return "failed", f"the output cannot be written ({e.strerror or type(e).__name__})", 0, False, None
 
 
 def _remove_dead_partials(target: Path) -> None:

@@ -36,7 +36,14 @@ from curate.index.compact import WORK_DIR as COMPACTION_DIR
 from curate.index.dask import DaskOptions
 from curate.index.derive import DERIVE_VERSION, DeriveCounts, add_derived_columns
 from curate.index.legacy import convert_legacy
-from curate.index.manifest import INDEX_FORMAT, Manifest, no_room_is_an_error, remove_unlisted, writer_lock
+from curate.index.manifest import (
+    INDEX_FORMAT,
+    Manifest,
+    log_run,
+    no_room_is_an_error,
+    remove_unlisted,
+    writer_lock,
+)
 from curate.index.scan import PathsLike, as_path_list, open_columns
 from curate.index.store import STAGING_DIR, IndexStore, limit_memory, same_file, sql_list, sql_string
 from curate.index.summary import ScanSummary
@@ -141,7 +148,9 @@ def build_index(
             # compaction would discard it anyway, and it may hold large parts.
             shutil.rmtree(index_dir / COMPACTION_DIR, ignore_errors=True)
         _count_final(summary)
-    summary.seconds = time.perf_counter() - started
+        summary.seconds = time.perf_counter() - started
+        settings = {**signature, **summary.params()}
+        summary.run_entry = log_run(index_dir, "scan", settings, summary.metrics(), current)
     return summary
 
 

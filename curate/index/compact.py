@@ -32,6 +32,7 @@ from curate.index.manifest import (
     Part,
     fsync_files,
     generation_name,
+    log_run,
     no_room_is_an_error,
     remove_unlisted,
     write_manifest,
@@ -143,7 +144,8 @@ def compact_index(
         summary.parts_after = len(compacted.parts)
         summary.parts_rewritten = sum(len(groups[i]) for i in rewrite)
         summary.retired_dropped = sum(r.rows for r in manifest.retired)
-    summary.seconds = time.perf_counter() - started
+        summary.seconds = time.perf_counter() - started
+        summary.run_entry = log_run(root, "compact", {"target_rows": target_rows}, summary.metrics(), manifest)
     return summary
 
 

@@ -187,6 +187,18 @@ def generation_name(generation: int) -> str:
     return f"{generation:08d}"
 
 
+def log_run(root: Path, stage: str, settings: dict, counts: dict, before: Manifest | None) -> dict:
+    """Append a run's entry to the index's run log (:mod:`curate.runlog`): its input is
+    the content digest the index had, its output and state the one it has now. Called
+    by writers, under the index's lock."""
+    from curate.runlog import RunLog
+
+    after = read_manifest(root)
+    digest = {"content": after.content} if after is not None and after.content else {}
+    previous = {"index": before.content} if before is not None and before.content else {}
+    return RunLog(root).append(stage, settings, counts, previous, digest, digest or None)
+
+
 def remove_unlisted(root: Path, manifest: Manifest | None) -> None:
     """Delete every part and retired list the manifest does not name: what a failed or
     killed commit left, and what a compaction replaced. Only writers call this, under the

@@ -300,6 +300,14 @@ class IndexStore:
         with atomic_path(self.root / SERIES_TYPES_FILE) as partial, pq.ParquetWriter(partial, schema) as writer:
             yield writer
 
+    def log_run(self, stage: str, settings: dict, counts: dict, outputs: dict[str, str]) -> dict:
+        """Append the entry of a run that wrote beside the index (series types) to the
+        index's run log: it read the index's current content, and changed none of it."""
+        from curate.runlog import RunLog
+
+        content = self.require().content
+        return RunLog(self.root).append(stage, settings, counts, {"index": content} if content else {}, outputs)
+
 
 def open_index(index_dir: str | os.PathLike[str]) -> IndexStore:
     """The index in `index_dir`; :class:`IndexNotFoundError` when there is none."""

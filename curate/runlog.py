@@ -1,0 +1,421 @@
+"""The run log of a store: one append-only line per run that wrote to it, each chained
+to the one before by its hash, so that an edit, a removal or an insertion shows.
+
+Every store curate writes (an index, a de-identified tree, a folder of digitised films,
+the dataset versions) keeps ``.curate-audit/runs.jsonl`` (0600, in a 0700 folder). An
+entry holds, and may hold, only::
+
+    seq, stage, time (UTC), curate (version), settings (a sha256 of the run's settings),
+    input, output, state (digests), counts (numbers), journals (names), prev, hash
+
+never a path, a header value or an identifier: the digests are hex, and the counts are
+numbers under names the code chose. ``hash`` is the sha256 of the entry's canonical JSON
+without it; ``prev`` is the previous entry's hash (64 zeros for the first).
+
+``state`` says what the store holds after the run, so that `curate audit verify
+contents=true` can tell whether it was changed outside the logged runs: an index's
+content digest, or for a tree of files a :class:`FileSet` over every file in it.
+
+Only the process that drives a run appends (the Dask client, never a worker), under an
+exclusive lock, so two runs never fork the chain. Files a run writes are journalled as
+they land (:class:`Journal`); a killed run's journal is adopted by the next run's entry,
+so the state stays true across kills.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curate.errors import AuditError
+
+#: The folder, in a store, of its run log and audits.
+AUDIT_DIR = ".curate-audit"
+LOG_FILE = "runs.jsonl"
+GENESIS = "0" * 64
+_DIGEST = re.compile(r"^[0-9a-f]{16,128}$")
+_JOURNAL = re.compile(r"^journal-\d+-\d+\.tsv$")
+_MASK = (1 << 256) - 1
+
+
+def canonical(value) -> bytes:
+    """The one JSON encoding an entry is hashed in."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def settings_digest(settings: Mapping) -> str:
+    """The sha256 of a run's settings: the log says whether two runs were alike without
+    holding a value (settings hold paths)."""
+    return hashlib.sha256(canonical(settings)).hexdigest()
+
+
+@dataclass
+class FileSet:
+    """A digest of a set of files, each by its path in the store and the sha256 of its
+    bytes, that does not depend on their order: the sum, modulo 2**256, of a sha256 of
+    each (path, content) pair. Two sets add up to the digest of their union, so a run
+    adds what it wrote to the store's state without reading the rest again."""
+
+    count: int = 0
+    total: int = 0
+
+    def add(self, relative: str, content_sha256: str) -> None:
+        pair = hashlib.sha256(relative.encode("utf-8") + b"\0" + bytes.fromhex(content_sha256)).digest()
+        self.total = (self.total + int.from_bytes(pair, "big")) & _MASK
+        self.count += 1
+
+    def __add__(self, other: FileSet) -> FileSet:
+        return FileSet(self.count + other.count, (self.total + other.total) & _MASK)
+
+    @property
+    def digest(self) -> str:
+        return f"{self.total:064x}"
+
+    def as_state(self) -> dict:
+        return {"files": self.count, "digest": self.digest}
+
+    @classmethod
+    def from_state(cls, state: Mapping) -> FileSet:
+        return cls(int(state["files"]), int(state["digest"], 16))
+
+
+def tree_files(root: Path) -> Iterator[Path]:
+    """Every file a tree store holds: its hidden names (curate's own bookkeeping, files
+    being written) aside."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(folder, name)
+
+
+def tree_state(root: Path, threads: int | None = None, progress=None) -> FileSet:
+    """The :class:`FileSet` of every file under `root` (:func:`tree_files`), hashed on
+    `threads` threads (hashlib lets go of the interpreter)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from curate.files import sha256_of
+
+    found = FileSet()
+    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+        pending: list = []
+        for path in tree_files(root):
+            pending.append((path, pool.submit(sha256_of, path)))
+            if len(pending) >= 256:  # bounded: the tree is streamed, not listed
+                _drain(root, pending, found, progress)
+        _drain(root, pending, found, progress)
+    return found
+
+
+def _drain(root: Path, pending: list, found: FileSet, progress) -> None:
+    for path, future in pending:
+        found.add(path.relative_to(root).as_posix(), future.result())
+        if progress is not None:
+            progress.update(1)
+    pending.clear()
+
+
+class RunLog:
+    """The run log of the store at `root` (see the module text)."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        self.folder = self.root / AUDIT_DIR
+        self.path = self.folder / LOG_FILE
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def entries(self) -> Iterator[tuple[int, dict | None, str]]:
+        """(line number, the entry or None where the line is not JSON, the line)."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    entry = None
+                yield number, entry if isinstance(entry, dict) else None, line
+
+    def last(self) -> dict | None:
+        """The last whole entry, or None."""
+        found = None
+        for _, entry, _ in self.entries():
+            if entry is not None:
+                found = entry
+        return found
+
+    def last_state(self, kind: str) -> dict | None:
+        """The state the last entry that recorded one of `kind` ("files", "content") gave."""
+        found = None
+        for _, entry, _ in self.entries():
+            state = (entry or {}).get("state") or {}
+            if kind in state:
+                found = state
+        return found
+
+    def folded_journals(self) -> set[str]:
+        return {name for _, entry, _ in self.entries() for name in (entry or {}).get("journals", [])}
+
+    def _prepare(self) -> None:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.folder, 0o700)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._prepare()
+        fd = os.open(self.folder / "runs.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def append(
+        self,
+        stage: str,
+        settings: Mapping,
+        counts: Mapping[str, float] | None = None,
+        inputs: Mapping[str, str] | None = None,
+        outputs: Mapping[str, str] | None = None,
+        state: Mapping | None = None,
+        journals: Iterable[str] = (),
+    ) -> dict:
+        """Append one run's entry, chained to the last, and return it. Raises
+        :class:`AuditError` for a value the log may not hold, or a log it cannot write."""
+        from curate import __version__
+
+        entry = {
+            "stage": _name(stage),
+            "time": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "curate": __version__,
+            "settings": settings_digest(settings),
+            "input": _digests(inputs or {}),
+            "output": _digests(outputs or {}),
+            "state": _state(state) if state else None,
+            "counts": _counts(counts or {}),
+            "journals": sorted(_journal_name(j) for j in journals),
+        }
+        try:
+            with self._locked():
+                last = self.last()
+                entry["seq"] = int(last["seq"]) + 1 if last else 1
+                entry["prev"] = str(last["hash"]) if last else GENESIS
+                entry["hash"] = entry_hash(entry)
+                line = canonical(entry) + b"\n"
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.fchmod(fd, 0o600)
+                    if os.fstat(fd).st_size and not _ends_with_newline(self.path):
+                        line = b"\n" + line  # a torn last line stays as it is, for verify to name
+                    os.write(fd, line)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as err:
+            raise AuditError(f"cannot append to the run log of the store: {err.strerror or err}") from None
+        return entry
+
+    def journal(self) -> Journal:
+        """A journal of the files a run writes to this store (see :class:`Journal`)."""
+        self._prepare()
+        return Journal(self)
+
+
+def entry_hash(entry: Mapping) -> str:
+    return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def _name(value: str) -> str:
+    if not re.fullmatch(r"[a-z_]{1,32}", value):
+        raise AuditError(f"a run log stage name must be a short lower-case word, not {value!r}")
+    return value
+
+
+def _digests(values: Mapping[str, str]) -> dict[str, str]:
+    out = {}
+    for name, value in values.items():
+        if not _DIGEST.match(str(value)):
+            raise AuditError(f"the run log holds hex digests only; {_name(name)!r} is not one")
+        out[_name(name)] = str(value)
+    return out
+
+
+def _state(state: Mapping) -> dict:
+    out: dict = {}
+    for name, value in state.items():
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise AuditError(f"a run log state is digests and counts; {name!r} is neither")
+        if isinstance(value, str) and not _DIGEST.match(value):
+            raise AuditError(f"the run log holds hex digests only; state {name!r} is not one")
+        out[_name(name)] = value
+    return out
+
+
+def _counts(counts: Mapping[str, float]) -> dict[str, float]:
+    out = {}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AuditError(f"run log counts are numbers; {name!r} is not")
+        # Names come from the code (a reason, a kind); anything else in them is dropped.
+        plain = re.sub(r"[^A-Za-z0-9_.()\-]", "_", str(name))[:100]
+        out[plain] = round(value, 3) if isinstance(value, float) else value
+    return out
+
+
+def _journal_name(name: str) -> str:
+    if not _JOURNAL.match(name):
+        raise AuditError(f"not a journal's name: {name!r}")
+    return name
+
+
+class Journal:
+    """The files one run wrote to a store, a line each (path in the store, sha256), as
+    they land, flushed batch by batch: ``journal-<pid>-<time>.tsv`` beside the log. The
+    run holds a lock on it while it lives; a journal nobody holds is a killed run's,
+    and the next entry adopts what it lists (:meth:`fold`)."""
+
+    def __init__(self, log: RunLog):
+        self.log = log
+        self.name = f"journal-{os.getpid()}-{time.time_ns()}.tsv"
+        self.path = log.folder / self.name
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._file = os.fdopen(fd, "w", encoding="utf-8")
+        self.written = FileSet()
+
+    def add(self, relative: str, content_sha256: str) -> None:
+        if "\t" in relative or "\n" in relative:
+            raise AuditError("a journalled path holds a tab or a line break")
+        self._file.write(f"{relative}\t{content_sha256}\n")
+        self.written.add(relative, content_sha256)
+
+    def flush(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def fold(self) -> tuple[FileSet, list[str]]:
+        """What killed runs' journals list, not yet in an entry (:func:`unfolded_journals`)."""
+        return unfolded_journals(self.log, skip=self.name)
+
+    def close(self, journals: Iterable[str]) -> None:
+        """Once the entry is in the log: remove this journal and the adopted ones."""
+        self._file.close()
+        for name in {self.name, *journals}:
+            (self.log.folder / name).unlink(missing_ok=True)
+
+    def abandon(self) -> None:
+        """A run that fails before its entry: the journal stays, for the next to adopt."""
+        with contextlib.suppress(OSError):
+            self.flush()
+        self._file.close()
+
+
+def unfolded_journals(log: RunLog, skip: str | None = None) -> tuple[FileSet, list[str]]:
+    """What the journals of killed runs list, that no entry has adopted yet: (their
+    files, their names). A journal a live run holds is left alone, and so are lines cut
+    short by a kill (their file was never counted as written)."""
+    adopted, names = FileSet(), []
+    folded = log.folded_journals()
+    for path in sorted(log.folder.glob("journal-*.tsv")):
+        if path.name == skip or path.name in folded or not _JOURNAL.match(path.name):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a live run's
+            os.close(fd)
+            continue
+        with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                relative, _, digest = line.rstrip("\n").partition("\t")
+                if line.endswith("\n") and re.fullmatch(r"[0-9a-f]{64}", digest):
+                    adopted.add(relative, digest)
+        names.append(path.name)
+    return adopted, names
+
+
+def live_journals(log: RunLog) -> int:
+    """How many runs are writing to the store now (they hold their journals)."""
+    live = 0
+    for path in log.folder.glob("journal-*.tsv") if log.folder.exists() else []:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            live += 1
+        finally:
+            os.close(fd)
+    return live
+
+
+@dataclass
+class RunOfFiles:
+    """The bookkeeping of a run that writes files into a tree store: its journal, the
+    store's state before it, and the entry at the end (:meth:`finish`)."""
+
+    store: Path
+    stage: str
+    log: RunLog = field(init=False)
+    journal: Journal = field(init=False)
+    was_empty: bool = True
+
+    def __post_init__(self):
+        self.store = Path(self.store)
+        self.log = RunLog(self.store)
+        self.journal = self.log.journal()
+
+    def wrote(self, target: str | os.PathLike[str], content_sha256: str) -> None:
+        self.journal.add(Path(target).relative_to(self.store).as_posix(), content_sha256)
+
+    def finish(self, settings: Mapping, counts: Mapping[str, float], inputs: Mapping[str, str] | None = None) -> dict:
+        """Append the run's entry: its output is what it wrote; the store's state is the
+        last state plus what this run and killed runs wrote, or, for a store that held
+        files before its log began, a new reading of the whole tree."""
+        self.journal.flush()
+        adopted, names = self.journal.fold()
+        before = self.log.last_state("files")
+        if before is not None:
+            state = FileSet.from_state(before) + adopted + self.journal.written
+        elif self.was_empty:
+            state = adopted + self.journal.written
+        else:
+            state = tree_state(self.store)
+        counts = {**counts, "adopted_files": adopted.count}
+        entry = self.log.append(
+            self.stage,
+            settings,
+            counts,
+            inputs,
+            {"files": self.journal.written.digest},
+            state.as_state(),
+            names,
+        )
+        self.journal.close(names)
+        return entry
+
+    def abandon(self) -> None:
+        self.journal.abandon()
