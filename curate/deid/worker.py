@@ -17,8 +17,10 @@ from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.segments import Unparsable, text_segments
 from curate.deid.split import CannotSplit, Fragment, Malformed, SplitFile, copy_range, encode_elements, split_file
+from curate.deid.unused_bits import CLEARED, canonical_pixels, layout
 from curate.files import atomic_path, sha256_of
 
+PIXEL_DATA = 0x7FE00010
 #: The folder name for a study or series whose UID the source lacks.
 UNKNOWN_UID = "unknown"
 #: Why a file is held back for what its encapsulated pixel data says.
@@ -120,13 +122,16 @@ def deidentify_file(
         Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity, audit)
         if pixels is not None:
             record_redaction(ds)
+        value = _canonical_unused_bits(source, ds, split)
+        if value is not None and audit is not None:
+            audit["PixelData", CLEARED] += 1
         # Never over another file: two sources with one SOP Instance UID share a target.
         with atomic_path(target, replace=False) as partial:
             if split is None:
                 ds.save_as(partial, enforce_file_format=True)
                 trailer = b""
             else:
-                trailer = _write_split(partial, ds, split, source)
+                trailer = _write_split(partial, ds, split, source, value)
             # The header as written must decode under its own character set and must not
             # hold the patient's names, IDs or birth date: else the file is not put in place.
             problem = file_problem(partial, ds, identity, profile, trailer)
@@ -235,10 +240,39 @@ def _encapsulated(ds) -> bool:
     return bool(syntax) and UID(str(syntax)).is_encapsulated
 
 
-def _write_split(partial: Path, ds, split: SplitFile, source: str) -> bytes:
+def _canonical_unused_bits(source: str, ds, split: SplitFile | None) -> bytes | None:
+    """Native Pixel Data whose unused bits carried something, rewritten to carry nothing
+    (:mod:`curate.deid.unused_bits`): for a split file, the new value (the caller writes
+    it in place of the source's); for a data set read whole, None, having set it."""
+    if layout(ds) is None:
+        return None
+    if split is None:
+        if "PixelData" not in ds or _encapsulated(ds) or ds["PixelData"].VR not in ("OW", "OB", "OB or OW"):
+            return None
+        little = UID(str(ds.file_meta.TransferSyntaxUID)).is_little_endian
+        value = canonical_pixels(ds.PixelData, ds, little_endian=little)
+        if value is not None:
+            ds.PixelData = value
+        return value
+    if split.fragments or split.pixel_tag != PIXEL_DATA:
+        return None
+    start = split.pixel_start + _element_header_length(ds)
+    with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with memoryview(data)[start : split.pixel_end] as view:
+            return canonical_pixels(view, ds)
+
+
+def _element_header_length(ds) -> int:
+    """The bytes of Pixel Data's element header: tag and length in implicit VR; tag, VR,
+    two reserved bytes and length in explicit VR (PS3.5 7.1)."""
+    return 8 if ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian else 12
+
+
+def _write_split(partial: Path, ds, split: SplitFile, source: str, value: bytes | None = None) -> bytes:
     """Write `ds` (de-identified, without pixel data) around the source's pixel element:
-    the elements before it, its bytes copied as they are, then the elements after it.
-    Returns the bytes written after the pixel element."""
+    the elements before it, its bytes copied as they are (or its header copied and
+    `value` written after it), then the elements after it. Returns the bytes written
+    after the pixel element."""
     from pydicom.dataset import Dataset
 
     head, tail = Dataset(), Dataset()
@@ -249,6 +283,10 @@ def _write_split(partial: Path, ds, split: SplitFile, source: str) -> bytes:
     trailer = encode_elements(tail, implicit) if len(tail) else b""
     with open(source, "rb") as src, open(partial, "wb") as out:
         head.save_as(out, enforce_file_format=True)
-        copy_range(src, out, split.pixel_start, split.pixel_end - split.pixel_start)
+        if value is None:
+            copy_range(src, out, split.pixel_start, split.pixel_end - split.pixel_start)
+        else:
+            copy_range(src, out, split.pixel_start, _element_header_length(ds))
+            out.write(value)
         out.write(trailer)
     return trailer
