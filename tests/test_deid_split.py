@@ -5,8 +5,10 @@ through the profile, and text inside encapsulated pixel data is searched."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from conftest import testdata
@@ -127,14 +129,54 @@ def j2k_comment(text: bytes) -> bytes:
         ("MR_small_jp2klossless.dcm", j2k_comment(b"\0\1Quentalia"), "head"),
     ],
 )
-def test_the_patients_name_or_id_in_a_codestream_segment_holds_the_file_back(tmp_path, name, segment, where):
+def test_the_patients_name_or_id_in_a_codestream_segment_is_cut_out_the_image_unchanged(tmp_path, name, segment, where):
     source = with_segment(testdata(name), tmp_path / "src.dcm", segment, where, PatientName=NAME, PatientID="P-7731")
     syntax = str(pydicom.dcmread(source).file_meta.TransferSyntaxUID)
     found = text_segments(source, split_file(source).fragments, syntax)
     assert any(segment in s.data for s in found)
     target = tmp_path / "out.dcm"
+    audit = Counter()
+    assert worker.deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT, audit) == ("written", None)
+    assert audit["PixelData", "text segments removed"] == 1
+    written = target.read_bytes()
+    for value in (b"Zyxwbrook", b"ZYXWBROOK", b"Quentalia", b"P-7731", segment):
+        assert value not in written, value
+    out = pydicom.dcmread(target)
+    assert str(out.file_meta.TransferSyntaxUID) == syntax
+    assert np.array_equal(out.pixel_array, pydicom.dcmread(source).pixel_array)
+    assert not any(segment in s.data for s in text_segments(target, split_file(target).fragments, syntax))
+
+
+def test_a_name_in_a_segment_the_colours_need_keeps_the_file_back(tmp_path):
+    icc = jpeg_segment(0xE2, b"ICC_PROFILE\0 Zyxwbrook Quentalia")
+    source = with_segment(testdata("SC_rgb_jpeg_dcmtk.dcm"), tmp_path / "src.dcm", icc, "head", PatientName=NAME)
+    target = tmp_path / "out.dcm"
     assert deid(source, target) == ("failed", worker.PIXEL_TEXT_LEAK)
     assert not target.exists()
+
+
+def test_a_cut_that_would_change_the_image_keeps_the_file_back(tmp_path, monkeypatch):
+    from curate.deid import strip
+
+    source = with_segment(
+        testdata("SC_rgb_jpeg_dcmtk.dcm"),
+        tmp_path / "src.dcm",
+        jpeg_segment(0xFE, b"Zyxwbrook"),
+        "head",
+        PatientName=NAME,
+    )
+    decoded = strip._decoded
+    calls = []
+
+    def other_image(ds, value):
+        image = decoded(ds, value)
+        calls.append(1)
+        return image if len(calls) == 1 else image[::-1]
+
+    monkeypatch.setattr(strip, "_decoded", other_image)
+    target = tmp_path / "out.dcm"
+    assert deid(source, target) == ("failed", worker.PIXEL_TEXT_LEAK)
+    assert not target.exists() and len(calls) == 2
 
 
 def test_an_encoders_comment_is_not_taken_for_the_patient(tmp_path):

@@ -42,11 +42,18 @@ J2K_SOC, J2K_SOT, J2K_SOD, J2K_EOC, J2K_COM = 0xFF4F, 0xFF90, 0xFF93, 0xFFD9, 0x
 @dataclass(frozen=True)
 class Segment:
     """A segment to search: its kind (``COM``, ``APP1`` ...), its bytes (marker included),
-    and whether it is text (see the module text)."""
+    whether it is text (see the module text), where it lies in the codestream it was
+    walked in, and whether it can be cut out of it without touching the image: a JPEG
+    comment or text APPn, a JPEG 2000 comment in the main header (one in a tile-part
+    header counts in the tile-part's length), a JP2 box that is not the image's, the
+    bytes after the end of the codestream."""
 
     kind: str
     data: bytes
     text: bool = True
+    start: int = 0
+    end: int = 0
+    removable: bool = False
 
 
 class Unparsable(Exception):
@@ -57,30 +64,52 @@ def text_segments(path, fragments: list[Fragment], transfer_syntax: str) -> list
     """Every segment of the encapsulated pixel data to search. A fragment that starts no
     codestream continues the previous one's frame. A transfer syntax whose codestreams
     are not walked here (video, for one) raises :class:`Unparsable`."""
+    with open(path, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return _segments(data, fragments, transfer_syntax)
+
+
+def item_segments(items: list[bytes], transfer_syntax: str) -> list[Segment]:
+    """:func:`text_segments` of pixel data read whole: its items, the offset table first."""
+    fragments, offset = [], 0
+    for item in items:
+        fragments.append(Fragment(offset, len(item)))
+        offset += len(item)
+    return _segments(b"".join(items), fragments, transfer_syntax)
+
+
+def _segments(data, fragments: list[Fragment], transfer_syntax: str) -> list[Segment]:
     if transfer_syntax not in JPEG_FAMILY and transfer_syntax != RLE_LOSSLESS:
         raise Unparsable(f"codestreams of transfer syntax {transfer_syntax} are not searched")
     found: list[Segment] = []
-    with open(path, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if fragments and fragments[0].length:
-            found.append(_binary("offset table", data, fragments[0].offset, fragments[0].offset + fragments[0].length))
-        if transfer_syntax == RLE_LOSSLESS:
-            return found + [_binary("RLE", data, f.offset, f.offset + f.length) for f in fragments[1:]]
-        for frame in _frames(data, fragments[1:]):
-            if len(frame) == 1:
-                view, start, end = data, frame[0].offset, frame[0].offset + frame[0].length
-            else:  # a frame cut into fragments: walked as one codestream
-                view = b"".join(data[f.offset : f.offset + f.length] for f in frame)
-                start, end = 0, len(view)
-            head = view[start : start + 2]
-            if head == b"\xff\xd8":
-                found += _jpeg(view, start, end)
-            elif head == b"\xff\x4f":
-                found += _j2k(view, start, end)
-            elif view[start + 4 : start + 8] == JP2_SIGNATURE:
-                found += _jp2(view, start, end)
-            else:
-                raise Unparsable("a fragment that starts no JPEG or JPEG 2000 codestream")
+    if fragments and fragments[0].length:
+        found.append(_binary("offset table", data, fragments[0].offset, fragments[0].offset + fragments[0].length))
+    if transfer_syntax == RLE_LOSSLESS:
+        return found + [_binary("RLE", data, f.offset, f.offset + f.length) for f in fragments[1:]]
+    for frame in _frames(data, fragments[1:]):
+        if len(frame) == 1:
+            view, start, end = data, frame[0].offset, frame[0].offset + frame[0].length
+        else:  # a frame cut into fragments: walked as one codestream
+            view = b"".join(data[f.offset : f.offset + f.length] for f in frame)
+            start, end = 0, len(view)
+        found += codestream_segments(view, start, end)
     return found
+
+
+def codestream_segments(view, start: int = 0, end: int | None = None) -> list[Segment]:
+    """The segments to search of one frame's codestream, bytes [start, end) of `view`."""
+    end = len(view) if end is None else end
+    if view[start : start + 2] == b"\xff\xd8":
+        return _jpeg(view, start, end)
+    if view[start : start + 2] == b"\xff\x4f":
+        return _j2k(view, start, end)
+    if view[start + 4 : start + 8] == JP2_SIGNATURE:
+        return _jp2(view, start, end)
+    raise Unparsable("a fragment that starts no JPEG or JPEG 2000 codestream")
+
+
+def starts_codestream(head) -> bool:
+    """Whether bytes (the first eight of a fragment) start a JPEG or JPEG 2000 codestream."""
+    return head[:2] in (b"\xff\xd8", b"\xff\x4f") or head[4:8] == JP2_SIGNATURE
 
 
 def _binary(kind: str, data, start: int, end: int) -> Segment:
@@ -91,10 +120,7 @@ def _frames(data, fragments: list[Fragment]) -> list[list[Fragment]]:
     """The fragments grouped by frame: a frame starts with a fragment that starts a codestream."""
     frames: list[list[Fragment]] = []
     for fragment in fragments:
-        starts = data[fragment.offset : fragment.offset + 2] in (b"\xff\xd8", b"\xff\x4f") or (
-            data[fragment.offset + 4 : fragment.offset + 8] == JP2_SIGNATURE
-        )
-        if starts or not frames:
+        if starts_codestream(data[fragment.offset : fragment.offset + 8]) or not frames:
             frames.append([fragment])
         else:
             frames[-1].append(fragment)
@@ -103,7 +129,9 @@ def _frames(data, fragments: list[Fragment]) -> list[list[Fragment]]:
 
 def _after_end(data, position: int, end: int) -> list[Segment]:
     """What follows a codestream's end in its fragment (padding, or not)."""
-    return [_binary("after end of image", data, position, end)] if position < end else []
+    if position >= end:
+        return []
+    return [Segment("after end of image", bytes(data[position:end]), False, position, end, removable=True)]
 
 
 def _jpeg(data, start: int, end: int) -> list[Segment]:
@@ -129,7 +157,8 @@ def _jpeg(data, start: int, end: int) -> list[Segment]:
             raise Unparsable(f"a segment running past its fragment at byte {position}")
         if marker == COM or 0xE0 <= marker <= 0xEF:
             kind = "COM" if marker == COM else f"APP{marker - 0xE0}"
-            found.append(Segment(kind, bytes(data[position:segment_end]), text=marker not in BINARY_APPS))
+            text = marker not in BINARY_APPS
+            found.append(Segment(kind, bytes(data[position:segment_end]), text, position, segment_end, removable=text))
         position = segment_end
         if marker == SOS:
             following = NEXT_MARKER.search(data, position, end)
@@ -166,7 +195,8 @@ def _j2k(data, start: int, end: int) -> list[Segment]:
                 raise Unparsable(f"a tile-part without a length that holds at byte {position}")
             tile_part_end = position + tile_part
         if marker == J2K_COM:
-            found.append(Segment("COM", bytes(data[position:segment_end])))
+            in_main_header = tile_part_end is None
+            found.append(Segment("COM", bytes(data[position:segment_end]), True, position, segment_end, in_main_header))
         position = segment_end
     return found
 
@@ -189,6 +219,8 @@ def _jp2(data, start: int, end: int) -> list[Segment]:
             found += _j2k(data, position + header, position + length)
         else:
             name = kind.decode("latin-1").strip()
-            found.append(Segment(name, bytes(data[position : position + length]), text=kind not in JP2_IMAGE_BOXES))
+            text = kind not in JP2_IMAGE_BOXES
+            box_end = position + length
+            found.append(Segment(name, bytes(data[position:box_end]), text, position, box_end, removable=text))
         position += length
     return found + _after_end(data, position, end)

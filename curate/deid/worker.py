@@ -7,6 +7,7 @@ import mmap
 from collections import Counter
 from pathlib import Path
 
+from pydicom.encaps import generate_fragments
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from curate.deid.check import file_problem
@@ -15,8 +16,9 @@ from curate.deid.identifiers import MIN_LENGTH
 from curate.deid.pixels import PixelRedaction, record_redaction, redact_pixels
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
-from curate.deid.segments import Unparsable, text_segments
+from curate.deid.segments import Unparsable, item_segments, text_segments
 from curate.deid.split import CannotSplit, Fragment, Malformed, SplitFile, copy_range, encode_elements, split_file
+from curate.deid.strip import EXTENDED_OFFSETS, REMOVED, CannotStrip, strip_text
 from curate.deid.unused_bits import CLEARED, canonical_pixels, layout
 from curate.files import atomic_path, sha256_of
 
@@ -114,7 +116,13 @@ def deidentify_file(
         else:
             problem = None
         if problem:
-            return "failed", problem
+            try:
+                _strip_pixel_text(source, ds, split, identity)
+            except CannotStrip:
+                return "failed", problem
+            split = None  # the data set holds the new pixel data: written whole
+            if audit is not None:
+                audit["PixelData", REMOVED] += 1
         if pixels is not None:
             held_back = redact_pixels(ds, pixels, record if record is not None else {})
             if held_back:
@@ -168,7 +176,31 @@ def _pixel_text(source: str, ds, fragments: list[Fragment] | None, identity: Ide
             start, end = fragments[0].offset, fragments[-1].offset + fragments[-1].length
             return PIXEL_TEXT_LEAK if search.holds(data, start, end) else None
     pixels = bytes(ds.PixelData)
-    return PIXEL_TEXT_LEAK if search.holds(pixels, 0, len(pixels)) else None
+    try:
+        segments = item_segments(list(generate_fragments(pixels)), str(ds.file_meta.TransferSyntaxUID))
+    except (Unparsable, ValueError, TypeError):  # searched whole
+        return PIXEL_TEXT_LEAK if search.holds(pixels, 0, len(pixels)) else None
+    return PIXEL_TEXT_LEAK if any(search.holds(s.data, 0, len(s.data), short=s.text) for s in segments) else None
+
+
+def _strip_pixel_text(source: str, ds, split: SplitFile | None, identity: Identity) -> None:
+    """Cut the text segments out of `ds`'s encapsulated pixel data (:mod:`curate.deid.strip`)
+    and give `ds` the new value; :class:`CannotStrip` where that cannot be shown safe."""
+    search = _IdentitySearch(identity, _encodings(ds))
+    if split is not None:
+        with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            items = [bytes(data[f.offset : f.offset + f.length]) for f in split.fragments]
+    else:
+        try:
+            items = list(generate_fragments(ds.PixelData))
+        except (ValueError, TypeError) as err:
+            raise CannotStrip(str(err)) from None
+    value = strip_text(items, ds, lambda s: search.holds(s.data, 0, len(s.data), short=s.text))
+    for tag in EXTENDED_OFFSETS:
+        if tag in ds:
+            del ds[tag]
+    ds.PixelData = value
+    ds["PixelData"].VR = "OB"
 
 
 #: Encodings names are written in outside the header's own: Japanese, Chinese, Korean.
