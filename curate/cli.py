@@ -104,6 +104,7 @@ def _deid(cfg: DictConfig) -> StageResult:
         progress=cfg.progress,
         pixels=cfg.pixels,
         pixel_regions=regions,
+        dask=_dask_options(cfg),
     )
 
 

@@ -21,13 +21,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from curate.deid.redact import FixedRegion
 from curate.deid.worker import PIXEL_TEXT_LEAK, SOP_INSTANCE_CLASH, deidentify_task, output_path
 from curate.errors import ConfigError, DeidOutputError, SourceNotFoundError
 from curate.files import atomic_path, is_partial, write_atomic
+from curate.index.dask import DaskOptions
 from curate.index.schema import error_kind
 from curate.index.store import GROUPING_MEMORY, limit_memory, sql_string
 from curate.runlog import AUDIT_DIR, FileSet, RunOfFiles, tree_files
@@ -151,6 +153,8 @@ class DeidSummary(StageResult):
     redacted: int = 0
     #: Where the redactions were recorded (boxes and counts, no text), once one was.
     redaction_file: Path | None = None
+    #: ``local`` (this machine's processes) or ``dask``.
+    backend: str = "local"
 
     @property
     def ok(self) -> bool:
@@ -166,7 +170,12 @@ class DeidSummary(StageResult):
         return None if self.ok else "the output still holds source values: do not release it"
 
     def params(self) -> dict[str, object]:
-        return {"options": ",".join(self.options) or "basic", "quarantine": self.quarantine, "pixels": self.pixels}
+        return {
+            "options": ",".join(self.options) or "basic",
+            "quarantine": self.quarantine,
+            "pixels": self.pixels,
+            "backend": self.backend,
+        }
 
     def artifacts(self) -> list[Path]:
         return [p for p in (self.audit_file, self.redaction_file) if p is not None]
@@ -250,11 +259,16 @@ def deidentify_tree(
     progress: bool = True,
     pixels: str = "quarantine",
     pixel_regions: Sequence[FixedRegion] = (),
+    dask: DaskOptions | None = None,
 ) -> DeidSummary:
     """De-identify every DICOM file under `source` into `output`; see the module text.
     With ``pixels="redact"``, the held-back files whose pixels are an image with text
     on it are redacted instead (:mod:`curate.deid.pixels`; `pixel_regions`: the fixed
-    regions of known devices), and written only once no text is read in them.
+    regions of known devices), and written only once no text is read in them. With
+    `dask`, the files are de-identified by Dask tasks (workers must see the source and
+    the output at the same paths, and the key travels to them with each task: use a
+    cluster whose connections are encrypted); the plan, the counts, the verification
+    and the run log stay with this process, and the output is the local run's.
 
     The tree is planned and driven from a stream of scan batches: what a run holds does
     not grow with the tree. What the mapping and the verification need of every source
@@ -281,7 +295,9 @@ def deidentify_tree(
     _check_manifest(output, manifest)
     _remove_partials(output)
     started = time.perf_counter()
-    summary = DeidSummary(options=options.active(), quarantine=quarantine, pixels=pixels)
+    summary = DeidSummary(
+        options=options.active(), quarantine=quarantine, pixels=pixels, backend="local" if dask is None else "dask"
+    )
     profile = Profile(options)
     checked = _checked_tags(profile)
     output.mkdir(parents=True, exist_ok=True)
@@ -291,7 +307,7 @@ def deidentify_tree(
     try:
         with (
             tempfile.TemporaryDirectory(prefix="curate-deid-") as private,  # mode 0700
-            ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
+            _executor(workers, dask) as pool,
             progress_bar(None, "deid", enabled=progress) as bar,
         ):
             spool = _Spool(Path(private), checked, pseudo if mapping is not None else None)
@@ -316,6 +332,25 @@ def deidentify_tree(
         raise
     summary.run_entry = run.finish(manifest, summary.metrics(), {"sources": sources.digest})
     return summary
+
+
+@contextlib.contextmanager
+def _executor(workers: int | None, dask: DaskOptions | None) -> Iterator[Executor]:
+    """Where the files are de-identified: this machine's processes, or Dask tasks (an
+    executor whose futures are :mod:`concurrent.futures` ones, so the driving loop is
+    the same)."""
+    if dask is None:
+        with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            yield pool
+        return
+    from curate.index.dask import dask_client
+
+    with dask_client(dask) as client:
+        executor = client.get_executor(pure=False)
+        try:
+            yield executor
+        finally:
+            executor.shutdown(wait=True)
 
 
 def write_audit(output: Path, audit: Counter) -> Path:
@@ -390,7 +425,7 @@ def _tasks(
 
 
 def _run_tasks(
-    pool: ProcessPoolExecutor,
+    pool: Executor,
     tasks: list[tuple[str, str, bool]],
     options: Options,
     key: bytes,
