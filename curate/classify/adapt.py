@@ -202,6 +202,11 @@ class ArchiveClassifier(ClassifierMixin, BaseEstimator):
         proba, answerable = self._bounded_proba(frame)
         return self.declared._series(frame, proba, answerable, self.threshold)
 
+    def predict_types(self, X) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """(the series frame, each row's type, each row's top probability), from one reading."""
+        frame = as_frame(X)
+        return self.declared._types(frame, *self._bounded_proba(frame), self.threshold)
+
 
 def adapt_to_archive(
     frame,

@@ -223,6 +223,19 @@ class SeriesTypeClassifier(ClassifierMixin, BaseEstimator):
         proba, answerable = self._bounded_proba(frame)
         return self._series(frame, proba, answerable, self.threshold)
 
+    def predict_types(self, X) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """:meth:`predict_series` and :meth:`predict` from one reading of the rows: (the
+        series frame, each row's type, each row's top probability)."""
+        frame = as_frame(X)
+        check_is_fitted(self, "estimator_")
+        return self._types(frame, *self._bounded_proba(frame), self.threshold)
+
+    def _types(
+        self, frame: pd.DataFrame, proba: np.ndarray, answerable: np.ndarray, threshold: float | None
+    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        series = self._series(frame, proba, answerable, threshold)
+        return series, self._answers(proba, answerable, threshold), proba.max(axis=1)
+
     def _series(
         self, frame: pd.DataFrame, proba: np.ndarray, answerable: np.ndarray, threshold: float | None
     ) -> pd.DataFrame:

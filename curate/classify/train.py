@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -22,7 +23,8 @@ from curate.classify.model import SeriesTypeClassifier
 from curate.errors import LabelsError, ModelNotFoundError
 from curate.files import sha256_of, write_atomic
 from curate.index.dask import DaskOptions
-from curate.index.store import SERIES_TYPES_FILE
+from curate.index.schema import ROW_ID
+from curate.index.store import INSTANCE_TYPES_FILE, SERIES_TYPES_FILE
 from curate.tracking import StageResult
 
 
@@ -187,6 +189,9 @@ def study_groups(available: set[str]) -> tuple[str, str]:
 
 
 #: What ``series_types.parquet`` holds: one row per series.
+#: Each instance's own type, keyed by the index's row id (a file keeps it across rescans).
+INSTANCE_TYPES_SCHEMA = pa.schema([(ROW_ID, pa.int64()), ("instance_type", pa.string()), ("confidence", pa.float64())])
+TYPES_FILES = {"series_types": SERIES_TYPES_FILE, "instance_types": INSTANCE_TYPES_FILE}
 SERIES_TYPES_SCHEMA = pa.schema(
     [
         ("SeriesInstanceUID", pa.string()),
@@ -199,7 +204,7 @@ SERIES_TYPES_SCHEMA = pa.schema(
 
 def _predict_on_dask(
     model: SeriesTypeClassifier, batches: Iterator[pa.Table], model_version: str, options: DaskOptions
-) -> Iterator[pa.Table]:
+) -> Iterator[tuple[pa.Table, pa.Table]]:
     """:func:`predict_batch` as Dask tasks, a few in flight per worker (memory stays
     bounded), their results handed on in order."""
     from collections import deque
@@ -225,17 +230,26 @@ def input_columns(model, available: set[str]) -> list[str]:
     return [c for c in model.columns_read() if c in available]
 
 
-def predict_batch(model: SeriesTypeClassifier, batch: pa.Table, model_version: str) -> pa.Table:
-    """Series types of the whole series in `batch` (one task of a Dask run)."""
+def predict_batch(model: SeriesTypeClassifier, batch: pa.Table, model_version: str) -> tuple[pa.Table, pa.Table]:
+    """Series types of the whole series in `batch`, and each instance's own type (one
+    task of a Dask run): a CR series may hold a PA and a lateral."""
     frame = batch.to_pandas()
-    series = model.predict_series(frame)
+    series, types, confidence = model.predict_types(frame)
     if STUDY_GROUP in frame:
         # In the order of the index's studies, whatever the batch size.
         study = frame.groupby("SeriesInstanceUID")[STUDY_GROUP].first()
         series = series.assign(_study=study.reindex(series["SeriesInstanceUID"]).to_numpy())
         series = series.sort_values(["_study", "SeriesInstanceUID"], kind="stable").drop(columns="_study")
     series["model_version"] = model_version
-    return pa.Table.from_pandas(series, schema=SERIES_TYPES_SCHEMA, preserve_index=False)
+    instances = pa.table(
+        {
+            ROW_ID: pa.array(frame[ROW_ID].to_numpy(), pa.int64()),
+            "instance_type": pa.array(np.asarray(types, dtype=object).astype(str), pa.string()),
+            "confidence": pa.array(np.asarray(confidence, dtype=float), pa.float64()),
+        },
+        schema=INSTANCE_TYPES_SCHEMA,
+    )
+    return pa.Table.from_pandas(series, schema=SERIES_TYPES_SCHEMA, preserve_index=False), instances
 
 
 def classify_index(
@@ -260,9 +274,12 @@ def classify_index(
     store = open_index(index_dir)
     available = store.columns()
     counts: Counter = Counter()
-    with store.series_types_writer(SERIES_TYPES_SCHEMA) as writer:
+    with (
+        store.types_writer(SERIES_TYPES_FILE, SERIES_TYPES_SCHEMA) as writer,
+        store.types_writer(INSTANCE_TYPES_FILE, INSTANCE_TYPES_SCHEMA) as instance_writer,
+    ):
         if "SeriesInstanceUID" in available:
-            columns = input_columns(model, available)
+            columns = [ROW_ID, *input_columns(model, available)]
             # Whole studies: an image is judged beside the rest of its study.
             batches = store.grouped_batches(
                 columns,
@@ -276,14 +293,15 @@ def classify_index(
                 if dask is None
                 else _predict_on_dask(model, batches, model_version, dask)
             )
-            for table in predicted:
+            for table, instances in predicted:
                 writer.write_table(table)
+                instance_writer.write_table(instances)
                 counts.update(table.column("series_type").to_pylist())
     result = ClassifyResult({str(k): int(v) for k, v in counts.items()}, model_version)
     result.run_entry = store.log_run(
         "classify",
         {"model_version": model_version, "threshold": getattr(model, "threshold", None)},
         result.metrics(),
-        {"series_types": sha256_of(store.root / SERIES_TYPES_FILE)},
+        {name: sha256_of(store.root / file) for name, file in TYPES_FILES.items()},
     )
     return result

@@ -220,6 +220,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("label", pa.string()),
         ("series_type", pa.string()),
         ("series_model", pa.string()),
+        ("instance_type", pa.string()),
         ("rows", pa.int64()),
         ("columns", pa.int64()),
         ("photometric", pa.string()),
@@ -347,6 +348,7 @@ def _write_files(
                         "label": None if label is None else str(label),
                         "series_type": value(row, "series_type"),
                         "series_model": value(row, "series_model"),
+                        "instance_type": value(row, "instance_type"),
                         "rows": None if value(row, "Rows") is None else int(row["Rows"]),
                         "columns": None if value(row, "Columns") is None else int(row["Columns"]),
                         "photometric": value(row, "PhotometricInterpretation"),
@@ -452,6 +454,7 @@ def render_card(d: dict) -> str:
         "",
         f"- Selection: `{d['spec']['select']}`"
         + (f"; series types {', '.join(d['spec']['series_types'])}" if d["spec"]["series_types"] else "")
+        + (f"; instance types {', '.join(d['spec']['instance_types'])}" if d["spec"].get("instance_types") else "")
         + ".",
         f"- De-identification: {d['deid']['profile']}"
         + (f" with {', '.join(d['deid']['options'])}" if d["deid"]["options"] else "")

@@ -53,6 +53,7 @@ BUILD_COLUMNS = (
     "PhotometricInterpretation",
     "series_type",
     "series_model",
+    "instance_type",
 )
 
 
@@ -113,6 +114,11 @@ def plan_build(store: IndexStore, spec: DatasetSpec, pseudo: Pseudonymizer, fold
             f"the spec keeps series types {spec.series_types}, but the index in {store.root} has "
             "no series types: run `curate classify` first"
         )
+    if spec.instance_types and not store.has_instance_types():
+        raise DatasetError(
+            f"the spec keeps instance types {spec.instance_types}, but the index in {store.root} has "
+            "no instance types: run `curate classify` first"
+        )
     con = store.connect("idx", series_types=True)
     limit_memory(con, folder / "spill", GROUPING_MEMORY)  # what spills holds PHI: the private folder
     con.execute("SET preserve_insertion_order = false")  # keeps each COPY streaming
@@ -125,6 +131,8 @@ def plan_build(store: IndexStore, spec: DatasetSpec, pseudo: Pseudonymizer, fold
         where = f"status = 'ok' AND ({spec.select})"
         if spec.series_types:
             where += " AND series_type IN (" + ", ".join(sql_string(t) for t in spec.series_types) + ")"
+        if spec.instance_types:
+            where += " AND instance_type IN (" + ", ".join(sql_string(t) for t in spec.instance_types) + ")"
         select = ", ".join(f'"{c}"' for c in columns)
         try:
             reader = con.sql(f"SELECT {select} FROM idx WHERE {where}").to_arrow_reader(PLAN_BATCH)

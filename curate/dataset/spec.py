@@ -60,6 +60,9 @@ class DatasetSpec:
     select: str = "TRUE"
     #: Keep only these predicted series types (needs series_types.parquet beside the index).
     series_types: list[str] = field(default_factory=list)
+    #: Keep only instances of these predicted types: each instance's own answer, which
+    #: may differ from its series' (a CR series may hold a PA and a lateral).
+    instance_types: list[str] = field(default_factory=list)
     #: The column that gives each instance its label (null: no label).
     label: str | None = None
     quality: QualitySpec = field(default_factory=QualitySpec)
@@ -81,6 +84,7 @@ class DatasetSpec:
             name=raw.pop("name"),
             select=raw.pop("select", "TRUE") or "TRUE",
             series_types=list(raw.pop("series_types", None) or []),
+            instance_types=list(raw.pop("instance_types", None) or []),
             label=raw.pop("label", None),
             quality=QualitySpec(**(raw.pop("quality", None) or {})),
             dedupe_pixels=raw.pop("dedupe_pixels", True),

@@ -41,6 +41,8 @@ DUCKDB_MEMORY = "128MB"
 GROUPING_MEMORY = "384MB"
 #: Series types a classifier wrote beside the index (one row per series).
 SERIES_TYPES_FILE = "series_types.parquet"
+#: Each instance's own type (a series may hold a PA and a lateral), by row id.
+INSTANCE_TYPES_FILE = "instance_types.parquet"
 
 
 def sql_string(text) -> str:
@@ -215,8 +217,9 @@ class IndexStore:
 
     def connect(self, view: str = "idx", series_types: bool = False):
         """A DuckDB connection with the index as the view `view`. With `series_types`,
-        the view carries ``series_type``, ``series_confidence`` and ``series_model``
-        (null where no classifier has run). DuckDB holds at most :data:`DUCKDB_MEMORY` and
+        the view carries ``series_type``, ``series_confidence`` and ``series_model``, and
+        each instance's own ``instance_type`` and ``instance_confidence`` (null where no
+        classifier has run). DuckDB holds at most :data:`DUCKDB_MEMORY` and
         spills the rest into the index folder (what it spills is index rows: it stays where
         the index is, never in the working directory)."""
         import duckdb
@@ -226,17 +229,24 @@ class IndexStore:
         limit_memory(con, self.root / SPILL_DIR)
         if not series_types:
             con.execute(f"CREATE VIEW {view} AS {rows}")
-        elif self.has_series_types():
-            con.execute(
-                f"CREATE VIEW {view} AS SELECT i.*, t.series_type, t.confidence AS series_confidence, "
-                f"t.model_version AS series_model FROM ({rows}) i "
-                f"LEFT JOIN read_parquet({sql_string(self.root / SERIES_TYPES_FILE)}) t USING (SeriesInstanceUID)"
+            return con
+        if self.has_series_types():
+            series = (
+                "t.series_type, t.confidence AS series_confidence, t.model_version AS series_model",
+                f"LEFT JOIN read_parquet({sql_string(self.root / SERIES_TYPES_FILE)}) t USING (SeriesInstanceUID)",
             )
         else:
-            con.execute(
-                f"CREATE VIEW {view} AS SELECT *, NULL AS series_type, NULL AS series_confidence, "
-                f"NULL AS series_model FROM ({rows})"
+            series = ("NULL AS series_type, NULL AS series_confidence, NULL AS series_model", "")
+        if (self.root / INSTANCE_TYPES_FILE).exists():
+            instance = (
+                "u.instance_type, u.confidence AS instance_confidence",
+                f"LEFT JOIN read_parquet({sql_string(self.root / INSTANCE_TYPES_FILE)}) u USING ({ROW_ID})",
             )
+        else:
+            instance = ("NULL AS instance_type, NULL AS instance_confidence", "")
+        con.execute(
+            f"CREATE VIEW {view} AS SELECT i.*, {series[0]}, {instance[0]} FROM ({rows}) i {series[1]} {instance[1]}"
+        )
         return con
 
     def grouped_batches(
@@ -291,13 +301,20 @@ class IndexStore:
     # --- what other stages keep beside the index -----------------------------------------
 
     def has_series_types(self) -> bool:
+        """Whether `curate classify` has written its types beside the index (both files,
+        the series' and the instances'; an index classified by an older curate has the
+        series' only)."""
         return (self.root / SERIES_TYPES_FILE).exists()
 
+    def has_instance_types(self) -> bool:
+        return (self.root / INSTANCE_TYPES_FILE).exists()
+
     @contextlib.contextmanager
-    def series_types_writer(self, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
-        """A Parquet writer for the series types beside the index: written in pieces, and
-        in place (replacing the previous ones) only when the block completes."""
-        with atomic_path(self.root / SERIES_TYPES_FILE) as partial, pq.ParquetWriter(partial, schema) as writer:
+    def types_writer(self, name: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """A Parquet writer for types beside the index (:data:`SERIES_TYPES_FILE`,
+        :data:`INSTANCE_TYPES_FILE`): written in pieces, and in place (replacing the
+        previous ones) only when the block completes."""
+        with atomic_path(self.root / name) as partial, pq.ParquetWriter(partial, schema) as writer:
             yield writer
 
     def log_run(self, stage: str, settings: dict, counts: dict, outputs: dict[str, str]) -> dict:
