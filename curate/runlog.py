@@ -69,7 +69,7 @@ class FileSet:
     total: int = 0
 
     def add(self, relative: str, content_sha256: str) -> None:
-        pair = hashlib.sha256(relative.encode("utf-8") + b"\0" + bytes.fromhex(content_sha256)).digest()
+        pair = hashlib.sha256(os.fsencode(relative) + b"\0" + bytes.fromhex(content_sha256)).digest()
         self.total = (self.total + int.from_bytes(pair, "big")) & _MASK
         self.count += 1
 
@@ -88,14 +88,35 @@ class FileSet:
         return cls(int(state["files"]), int(state["digest"], 16))
 
 
+#: The names curate keeps its own bookkeeping under, in a tree store (not its content).
+OWN_NAMES = (AUDIT_DIR, ".curate-deid.json", ".curate-digitize")
+
+
+def _own(name: str) -> bool:
+    from curate.files import PARTIAL_SUFFIX
+
+    return name in OWN_NAMES or (name.startswith(".") and name.endswith(PARTIAL_SUFFIX))
+
+
 def tree_files(root: Path) -> Iterator[Path]:
-    """Every file a tree store holds: its hidden names (curate's own bookkeeping, files
-    being written) aside."""
+    """Every file a tree store holds, hidden ones too, and every link (to a file or a
+    folder, not followed); curate's own bookkeeping and files being written aside."""
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
+        links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+        dirs[:] = sorted(d for d in dirs if not _own(d) and d not in links)
+        for name in sorted([*files, *links]):
+            if not _own(name):
                 yield Path(folder, name)
+
+
+def content_sha256(path: Path) -> str:
+    """A file's sha256; a link's is the sha256 of where it points (a store curate
+    wrote holds none, so one shows)."""
+    from curate.files import sha256_of
+
+    if path.is_symlink():
+        return hashlib.sha256(b"link\0" + os.fsencode(os.readlink(path))).hexdigest()
+    return sha256_of(path)
 
 
 def tree_state(root: Path, threads: int | None = None, progress=None) -> FileSet:
@@ -103,13 +124,11 @@ def tree_state(root: Path, threads: int | None = None, progress=None) -> FileSet
     `threads` threads (hashlib lets go of the interpreter)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from curate.files import sha256_of
-
     found = FileSet()
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
         pending: list = []
         for path in tree_files(root):
-            pending.append((path, pool.submit(sha256_of, path)))
+            pending.append((path, pool.submit(content_sha256, path)))
             if len(pending) >= 256:  # bounded: the tree is streamed, not listed
                 _drain(root, pending, found, progress)
         _drain(root, pending, found, progress)
@@ -136,7 +155,7 @@ class RunLog:
         return self.path.exists()
 
     def entries(self) -> Iterator[tuple[int, dict | None, str]]:
-        """(line number, the entry or None where the line is not JSON, the line)."""
+        """(line number, the entry or None where the line is not a well-formed entry, the line)."""
         if not self.path.exists():
             return
         with open(self.path, "rb") as f:
@@ -146,7 +165,7 @@ class RunLog:
                     entry = json.loads(line)
                 except ValueError:
                     entry = None
-                yield number, entry if isinstance(entry, dict) else None, line
+                yield number, entry if well_formed(entry) else None, line
 
     def last(self) -> dict | None:
         """The last whole entry, or None."""
@@ -233,6 +252,29 @@ class RunLog:
         return Journal(self)
 
 
+def well_formed(entry) -> bool:
+    """Whether a parsed line has an entry's fields, each of its kind (a line edited into
+    something else is not read as an entry: verify names it)."""
+    if not isinstance(entry, dict):
+        return False
+    kinds = {"seq": int, "stage": str, "hash": str, "prev": str, "counts": dict, "input": dict, "output": dict}
+    if any(not isinstance(entry.get(k), t) or isinstance(entry.get(k), bool) for k, t in kinds.items()):
+        return False
+    journals = entry.get("journals", [])
+    if not isinstance(journals, list) or not all(isinstance(j, str) for j in journals):
+        return False
+    state = entry.get("state")
+    if state is None:
+        return True
+    if not isinstance(state, dict):
+        return False
+    if "files" in state and (
+        not isinstance(state["files"], int) or not re.fullmatch(r"[0-9a-f]{64}", str(state.get("digest")))
+    ):
+        return False
+    return "content" not in state or isinstance(state["content"], str)
+
+
 def entry_hash(entry: Mapping) -> str:
     return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
 
@@ -298,7 +340,7 @@ class Journal:
         self.path = log.folder / self.name
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._file = os.fdopen(fd, "w", encoding="utf-8")
+        self._file = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape")
         self.written = FileSet()
 
     def add(self, relative: str, content_sha256: str) -> None:
@@ -346,7 +388,7 @@ def unfolded_journals(log: RunLog, skip: str | None = None) -> tuple[FileSet, li
         except OSError:  # a live run's
             os.close(fd)
             continue
-        with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as f:
+        with os.fdopen(fd, "r", encoding="utf-8", errors="surrogateescape") as f:
             for line in f:
                 relative, _, digest = line.rstrip("\n").partition("\t")
                 if line.endswith("\n") and re.fullmatch(r"[0-9a-f]{64}", digest):

@@ -124,6 +124,49 @@ def test_text_anywhere_in_encapsulated_pixel_data_is_cut_out_or_holds_the_file_b
     assert np.array_equal(pydicom.dcmread(target).pixel_array, pydicom.dcmread(source).pixel_array)
 
 
+@pytest.mark.parametrize("where", ["coded data", "DNL", "JPG extension", "frame 2"])
+def test_a_file_that_names_its_patient_beyond_the_segments_cut_is_kept_back(tmp_path, where):
+    """A comment is cut, but the name is also where no comment is: the cut file is
+    searched whole, and held back."""
+    ds = jpeg()
+    frame, name = frame_of(ds), b"Zyxwbrook Quentalia " + PID.encode()
+    end = frame.rindex(b"\xff\xd9")
+    named = frame[:2] + com(name) + frame[2:]
+    if where == "coded data":
+        frames = [named[: end + len(com(name))] + name + named[end + len(com(name)) :]]
+    elif where == "DNL":  # a marker segment no decoder needs here
+        frames = [named[: end + len(com(name))] + b"\xff\xdc" + (len(name) + 2).to_bytes(2, "big") + name + frame[end:]]
+    elif where == "JPG extension":
+        frames = [frame[:2] + com(name) + b"\xff\xf0" + (len(name) + 2).to_bytes(2, "big") + name + frame[2:]]
+    else:
+        frames = [frame, named]
+        ds.NumberOfFrames = 2
+    ds.PixelData = encapsulate(frames)
+    source = tmp_path / "src.dcm"
+    ds.save_as(source)
+    target = tmp_path / "out.dcm"
+    done = deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT)
+    if where == "frame 2":  # the second frame's comment only: cut, and nothing left
+        assert done == ("written", None) and b"Zyxwbrook" not in target.read_bytes()
+        assert np.array_equal(pydicom.dcmread(target).pixel_array, pydicom.dcmread(source).pixel_array)
+        return
+    assert done == ("failed", PIXEL_TEXT_LEAK) and not target.exists()
+
+
+@pytest.mark.parametrize("value", ["name", "study UID"])
+def test_an_element_after_pixel_data_is_checked_when_the_file_is_written_whole(tmp_path, value):
+    ds = jpeg()
+    frame = frame_of(ds)
+    ds.PixelData = encapsulate([frame[:2] + com(b"Zyxwbrook") + frame[2:]])  # cut: written whole
+    planted = b"Zyxwbrook Quentalia" if value == "name" else str(ds.StudyInstanceUID).encode()
+    ds.add_new(0x7FE00020, "OW", planted + b"\0" * (len(planted) % 2))
+    source = tmp_path / "src.dcm"
+    ds.save_as(source)
+    target = tmp_path / "out.dcm"
+    status, reason = deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT)
+    assert status == "failed" and "left in the header" in reason and not target.exists()
+
+
 def test_damaged_fragments_are_reported_not_rewritten(tmp_path):
     ds = jpeg()
     value = encapsulate([frame_of(ds)])
@@ -167,3 +210,24 @@ def test_a_listed_private_uid_read_as_bytes_is_removed_under_retain_safe_private
     assert result == ("written", None)
     assert uid.encode() not in target.read_bytes()
     assert CT_IMAGE_STORAGE  # the factory's class, kept
+
+
+def test_nothing_inside_a_jp2_codestream_box_is_cut():
+    """Cutting a comment out of the codestream box would leave the box's length wrong:
+    only whole boxes beside it may go."""
+    from curate.deid.segments import codestream_segments
+
+    ds = pydicom.dcmread(testdata("MR_small_jp2klossless.dcm"))
+    stream = next(generate_frames(ds.PixelData, number_of_frames=1))
+    siz_end = 4 + int.from_bytes(stream[4:6], "big")
+    text = b"Zyxwbrook"
+    stream = stream[:siz_end] + b"\xff\x64" + (len(text) + 2).to_bytes(2, "big") + text + stream[siz_end:]
+
+    def box(kind: bytes, body: bytes) -> bytes:
+        return (len(body) + 8).to_bytes(4, "big") + kind + body
+
+    jp2 = box(b"jP  ", b"\x0d\x0a\x87\x0a") + box(b"xml ", b"<name>Zyxwbrook</name>") + box(b"jp2c", stream)
+    segments = codestream_segments(jp2)
+    comments = [s for s in segments if s.kind == "COM"]
+    assert comments and not any(s.removable for s in comments)
+    assert [s.removable for s in segments if s.kind == "xml"] == [True]

@@ -86,12 +86,68 @@ def test_canonical_pixels_are_still_copied_by_the_kernel_bit_for_bit(tmp_path):
     assert ("PixelData", "unused bits cleared") not in audit
 
 
-def test_a_low_unused_bit_and_an_odd_padding_byte_are_cleared():
+def test_bits_readers_disagree_on_are_kept_and_an_odd_padding_byte_is_cleared():
+    # High Bit 6 for 6 bits stored: bits 1 to 6 by the standard, 0 to 5 as most readers
+    # take it. Both readings' value stays; bit 7 carries nothing; the pad byte is zeroed.
     ds = image_dataset(BitsAllocated=8, BitsStored=6, HighBit=6, Rows=1, Columns=3)
     ds.PixelData = bytes([0b1111_1111, 0b0000_0001, 0b0111_1110, 0xAB])
-    assert canonical_pixels(ds.PixelData, ds) == bytes([0b0111_1110, 0, 0b0111_1110, 0])
+    assert canonical_pixels(ds.PixelData, ds) == bytes([0b0111_1111, 1, 0b0111_1110, 0])
     clean = image_dataset(BitsAllocated=8, BitsStored=6, HighBit=5, Rows=1, Columns=2)
     assert canonical_pixels(bytes([0b0011_1111, 1]), clean) is None
     # No unused bits, or not native integer cells: nothing to do.
     assert canonical_pixels(bytes(8), image_dataset()) is None
     assert canonical_pixels(bytes(8), image_dataset(BitsAllocated=16, BitsStored=None)) is None
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        dict(HighBit=8),  # a High Bit that cannot be: taken as Bits Stored - 1
+        dict(HighBit=20),
+        dict(Rows=0),  # the header's size says nothing: every cell is cleared
+    ],
+)
+def test_a_header_that_cannot_be_is_read_as_readers_read_it(tmp_path, attrs):
+    source, cells = embedded_overlay_file(tmp_path / "src.dcm", bit=15)
+    ds = pydicom.dcmread(source)
+    for keyword, value in attrs.items():
+        setattr(ds, keyword, value)
+    ds.save_as(source)
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, "2.25") == ("written", None)
+    out = np.frombuffer(pydicom.dcmread(target).PixelData, dtype="<u2")
+    assert not (out >> 12).any() and np.array_equal(out, cells.reshape(-1) & 0x0FFF)
+
+
+@pytest.mark.parametrize(
+    "attrs, why",
+    [
+        (dict(BitsAllocated=12), "Bits Allocated 12"),
+        (dict(BitsStored=20), "Bits Stored 20"),
+        (dict(HighBit=15), "an overlay in the cells"),  # which bits are the value is a matter of reading
+    ],
+)
+def test_bits_that_cannot_be_told_apart_from_an_overlay_keep_the_file_back(tmp_path, attrs, why):
+    source, _ = embedded_overlay_file(tmp_path / "src.dcm", bit=15)
+    ds = pydicom.dcmread(source)
+    for keyword, value in attrs.items():
+        setattr(ds, keyword, value)
+    ds.save_as(source)
+    target = tmp_path / "out.dcm"
+    status, reason = deidentify_file(str(source), str(target), Options(), KEY, "2.25")
+    assert status == "failed" and why in reason and not target.exists()
+
+
+def test_a_pixel_element_with_a_short_vr_is_cleared_from_its_first_cell(tmp_path):
+    source, cells = embedded_overlay_file(tmp_path / "src.dcm", bit=15)
+    data = bytearray(source.read_bytes())
+    at = data.index(b"\xe0\x7f\x10\x00OW")
+    length = int.from_bytes(data[at + 8 : at + 12], "little")
+    # (7FE0,0010) as US: an 8-byte header, the same value.
+    data[at : at + 12] = b"\xe0\x7f\x10\x00US" + length.to_bytes(2, "little")
+    source.write_bytes(bytes(data))
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, "2.25")[0] == "written"
+    written = target.read_bytes()
+    value = written[written.index(b"\xe0\x7f\x10\x00US") + 8 :][: len(cells.tobytes())]
+    assert not (np.frombuffer(value, dtype="<u2") >> 12).any()

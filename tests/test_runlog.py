@@ -87,7 +87,7 @@ def test_an_edited_removed_or_cut_entry_is_named_by_its_line(tree, tmp_path):  #
     assert {n for n, _ in verify_store(out).breaks} == {2}
 
     write_lines(out, [good[0], good[1], good[2][:40]])  # the last cut short
-    assert verify_store(out).breaks == [(3, "not a whole entry (cut short or edited)")]
+    assert verify_store(out).breaks == [(3, "not a whole, well-formed entry (cut short or edited)")]
 
     write_lines(out, good)
     check = run_curate("audit", "verify", str(out), cwd=tmp_path)
@@ -217,3 +217,45 @@ def test_verify_names_a_store_without_a_log(tmp_path):
     done = run_curate("audit", "verify", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 2 and "no run log" in done.stderr
     assert FileSet().digest == "0" * 64
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['{"seq":2,"counts":[1]}', '{"journals":5}', '{"state":{"files":"abc"}}', '{"seq":{"a":1}}', "[1, 2]"],
+)
+def test_a_line_edited_into_something_else_is_named_and_later_runs_go_on(tree, tmp_path, line):  # noqa: F811
+    out = tmp_path / "out"
+    deid_twice(tree, out)
+    lines = log_lines(out)
+    write_lines(out, [lines[0], line, lines[1]])
+    report = verify_store(out, contents=True, progress=False)
+    assert [n for n, _ in report.breaks][:1] == [2] and report.exit_code == 1
+    assert deidentify_tree(tree, out, KEY, workers=1, progress=False).run_entry["seq"] == 3
+    assert not list((out / AUDIT_DIR).glob("journal-*"))
+
+
+def test_hidden_files_links_and_odd_names_in_a_store_show(tree, tmp_path):  # noqa: F811
+    out = tmp_path / "out"
+    deid_twice(tree, out)
+    study = next(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
+    (study / ".hidden.dcm").write_bytes(b"x")
+    assert "holds 4 files" in verify_store(out, contents=True, progress=False).contents_note
+    (study / ".hidden.dcm").unlink()
+    (study / "elsewhere").symlink_to(tmp_path)
+    assert verify_store(out, contents=True, progress=False).contents_ok is False
+    (study / "elsewhere").unlink()
+    (study / os.fsdecode(b"\xff\xfe.dcm")).write_bytes(b"x")  # a name that is not UTF-8
+    report = verify_store(out, contents=True, progress=False)
+    assert report.contents_ok is False and "holds 4 files" in report.contents_note
+
+
+def test_a_killed_runs_journal_is_named_by_verify(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    RunOfFiles(store, "deid").finish({}, {"written": 0})
+    killed = RunOfFiles(store, "deid")
+    (store / "a.dcm").write_bytes(b"a")
+    killed.wrote(store / "a.dcm", tree_state_of(store / "a.dcm"))
+    killed.abandon()
+    report = verify_store(store, contents=True, progress=False)
+    assert report.contents_ok and "only in the journal of 1 run(s) killed" in report.contents_note

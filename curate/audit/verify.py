@@ -74,7 +74,7 @@ def verify_store(store: str | Path, contents: bool = False, recent: int = 10, pr
     for number, entry, _ in log.entries():
         report.entries += 1
         if entry is None:
-            report.breaks.append((number, "not a whole entry (cut short or edited)"))
+            report.breaks.append((number, "not a whole, well-formed entry (cut short or edited)"))
             continue
         if entry.get("hash") != entry_hash(entry):
             report.breaks.append((number, "its hash does not match what it holds (the entry was edited)"))
@@ -122,12 +122,18 @@ def _check_contents(log: RunLog, report: AuditReport, progress: bool) -> None:
         return
     from curate.progress import progress_bar
 
-    expected = FileSet.from_state(files_state) + unfolded_journals(log)[0]
+    journalled, names = unfolded_journals(log)
+    expected = FileSet.from_state(files_state) + journalled
     with progress_bar(expected.count, "verify", enabled=progress) as bar:
         found = tree_state(log.root, progress=bar)
     report.contents_ok = found == expected
     if report.contents_ok:
         report.contents_note = f"{found.count:,} files, as logged"
+        if journalled.count:
+            report.contents_note += (
+                f" ({journalled.count:,} of them only in the journal of {len(names)} run(s) killed before "
+                "their entry: the next run's entry takes them in)"
+            )
     elif found.count != expected.count:
         report.contents_note = f"the store holds {found.count:,} files, the log says {expected.count:,}"
     else:

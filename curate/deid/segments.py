@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import mmap
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from curate.deid.split import Fragment
 
@@ -159,6 +159,10 @@ def _jpeg(data, start: int, end: int) -> list[Segment]:
             kind = "COM" if marker == COM else f"APP{marker - 0xE0}"
             text = marker not in BINARY_APPS
             found.append(Segment(kind, bytes(data[position:segment_end]), text, position, segment_end, removable=text))
+        else:  # tables, frame and scan headers, DNL, extensions: binary, searched all the same
+            found.append(
+                Segment(f"marker FF{marker:02X}", bytes(data[position:segment_end]), False, position, segment_end)
+            )
         position = segment_end
         if marker == SOS:
             following = NEXT_MARKER.search(data, position, end)
@@ -197,6 +201,10 @@ def _j2k(data, start: int, end: int) -> list[Segment]:
         if marker == J2K_COM:
             in_main_header = tile_part_end is None
             found.append(Segment("COM", bytes(data[position:segment_end]), True, position, segment_end, in_main_header))
+        else:  # SIZ, COD, QCD, tile-part headers, and markers no decoder knows: binary
+            found.append(
+                Segment(f"marker {marker:04X}", bytes(data[position:segment_end]), False, position, segment_end)
+            )
         position = segment_end
     return found
 
@@ -216,7 +224,8 @@ def _jp2(data, start: int, end: int) -> list[Segment]:
         if length < header or position + length > end:
             raise Unparsable(f"a JP2 box running past its fragment at byte {position}")
         if kind == b"jp2c":
-            found += _j2k(data, position + header, position + length)
+            # A cut inside the codestream box would leave its length wrong: nothing in it is removable.
+            found += [replace(s, removable=False) for s in _j2k(data, position + header, position + length)]
         else:
             name = kind.decode("latin-1").strip()
             text = kind not in JP2_IMAGE_BOXES

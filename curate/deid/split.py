@@ -66,6 +66,8 @@ class SplitFile:
     pixel_tag: int = 0
     #: The items of encapsulated pixel data, the basic offset table first; empty when native.
     fragments: list[Fragment] = field(default_factory=list)
+    #: Where the pixel element's value starts (after its tag, VR and length).
+    value_start: int = 0
 
 
 def split_file(path: str | os.PathLike[str]) -> SplitFile:
@@ -84,7 +86,7 @@ def split_file(path: str | os.PathLike[str]) -> SplitFile:
         if tag not in PIXEL_TAGS:
             # pydicom stopped somewhere else (a stray delimiter): the rest is unparsed.
             raise CannotSplit("the header ends before Pixel Data")
-        end, fragments = _pixel_element_end(fp, start, implicit, size)
+        value_at, end, fragments = _pixel_element_end(fp, start, implicit, size)
         if end < size:
             fp.seek(end)
             trailer = read_dataset(fp, implicit, little)
@@ -94,7 +96,7 @@ def split_file(path: str | os.PathLike[str]) -> SplitFile:
                 if element.tag in ds:
                     raise Malformed(f"attribute {element.tag} both before and after Pixel Data")
                 ds.add(element)
-    return SplitFile(ds, start, end, tag, fragments)
+    return SplitFile(ds, start, end, tag, fragments, value_at)
 
 
 def _check_encoding(fp: BinaryIO, implicit: bool) -> None:
@@ -123,8 +125,9 @@ def _encoding(ds: FileDataset) -> tuple[bool, bool]:
     return implicit, little
 
 
-def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> tuple[int, list[Fragment]]:
-    """(where the pixel element ends, its fragments if encapsulated)."""
+def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> tuple[int, int, list[Fragment]]:
+    """(where the pixel element's value starts, where the element ends, its fragments
+    if encapsulated)."""
     fp.seek(start)
     head = fp.read(12)
     if len(head) < 8:
@@ -140,7 +143,7 @@ def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> t
     if length != UNDEFINED:
         if value_at + length > size:
             raise Malformed("Pixel Data runs past the end of the file")
-        return value_at + length, []
+        return value_at, value_at + length, []
     fragments = []
     position = value_at
     while True:
@@ -152,7 +155,7 @@ def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> t
         tag = tag_group << 16 | tag_element
         position += 8
         if tag == SEQUENCE_END:
-            return position, fragments
+            return value_at, position, fragments
         if tag == ITEM and length != UNDEFINED and position + length > size:
             raise Malformed("a fragment of Pixel Data runs past the end of the file")
         if tag != ITEM or length == UNDEFINED:

@@ -27,10 +27,14 @@ class CannotStrip(Exception):
     """Why the text could not be cut out with the image shown unchanged."""
 
 
-def strip_text(items: list[bytes], ds, holds: Callable[[Segment], bool]) -> bytes:
+def strip_text(
+    items: list[bytes], ds, holds: Callable[[Segment], bool], holds_anywhere: Callable[[bytes], bool]
+) -> bytes:
     """The new encapsulated Pixel Data value for the items of `ds`'s (the offset table
     first, then the fragments), with the text cut out; :class:`CannotStrip` says why not.
-    `holds` says whether a segment holds one of the patient's values."""
+    `holds` says whether a segment holds one of the patient's values; `holds_anywhere`
+    whether bytes do, anywhere in them: the new value is searched whole (coded data
+    too), since a file that named its patient once may do it again where no segment is."""
     from pydicom.encaps import encapsulate
 
     if not items:
@@ -51,6 +55,8 @@ def strip_text(items: list[bytes], ds, holds: Callable[[Segment], bool]) -> byte
             raise CannotStrip(f"the cut codestream does not hold together: {err}") from None
         frames.append(frame)
     value = encapsulate(frames, has_bot=bool(items[0]))
+    if holds_anywhere(value):
+        raise CannotStrip("identifying text in the coded data")
     _same_image(ds, _value(items), value)
     return value
 

@@ -20,18 +20,55 @@ import numpy as np
 CLEARED = "unused bits cleared"
 
 
+class BitLayoutError(ValueError):
+    """The header does not say which bits of a pixel cell are its value."""
+
+
+#: Overlay Bits Allocated and Overlay Bit Position (60xx,0100 and 0102): an overlay drawn
+#: in the pixel cells' own bits (retired).
+OVERLAY_BITS_ALLOCATED, OVERLAY_BIT_POSITION = 0x0100, 0x0102
+
+
 def layout(ds) -> tuple[int, int, int, bool] | None:
-    """(bits allocated, bits stored, high bit, signed) of native integer Pixel Data with
-    unused bits, or None where it has none to clear (or is not native integer pixels)."""
+    """(bits allocated, the lowest and the highest bit of the value, signed) of native
+    integer Pixel Data with unused bits, or None where it has none to clear (1-bit
+    cells, cells all value, pixels that are not native integers). A High Bit that
+    cannot be is taken as Bits Stored - 1, as readers take it. A High Bit above that,
+    which readers disagree on, keeps every bit up to it, both readings' value; with an
+    overlay drawn in the cells as well, the file is refused (:class:`BitLayoutError`),
+    and so is a cell size or a Bits Stored that cannot be."""
     try:
-        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        allocated = int(ds.BitsAllocated)
+        stored = int(ds.get("BitsStored", allocated))
         high = int(ds.get("HighBit", stored - 1))
         signed = int(ds.get("PixelRepresentation", 0)) == 1
     except (AttributeError, TypeError, ValueError):
         return None
-    if allocated not in (8, 16, 32) or not 0 < stored < allocated or not stored - 1 <= high < allocated:
+    if allocated in (1, 64):
         return None
-    return allocated, stored, high, signed
+    if allocated not in (8, 16, 32):
+        raise BitLayoutError(f"Bits Allocated {allocated}")
+    if not 0 < stored <= allocated:
+        raise BitLayoutError(f"Bits Stored {stored} in cells of {allocated} bits")
+    if stored == allocated:
+        return None
+    if not stored - 1 <= high < allocated:
+        high = stored - 1
+    low = high - stored + 1
+    if low > 0:  # value bits declared above the low ones, which most readers take instead
+        if _embedded_overlay(ds):
+            raise BitLayoutError(f"High Bit {high} for {stored} bits stored, and an overlay in the cells")
+        low = 0
+    return allocated, low, high, signed
+
+
+def _embedded_overlay(ds) -> bool:
+    for element in ds:
+        group, number = element.tag.group, element.tag.element
+        if 0x6000 <= group <= 0x601E and not group % 2 and number in (OVERLAY_BITS_ALLOCATED, OVERLAY_BIT_POSITION):
+            if number == OVERLAY_BIT_POSITION or (element.value or 1) != 1:
+                return True
+    return False
 
 
 def _cells(ds) -> int:
@@ -49,15 +86,15 @@ def canonical_pixels(data, ds, little_endian: bool = True) -> bytes | None:
     found = layout(ds)
     if found is None:
         return None
-    allocated, stored, high, signed = found
+    allocated, low, high, signed = found
     width = allocated // 8
-    count = min(len(data) // width, _cells(ds))
+    cells = _cells(ds)
+    count = min(len(data) // width, cells) if cells else len(data) // width
     if not count:
         return None
     dtype = np.dtype(f"u{width}").newbyteorder("<" if little_endian else ">")
     cells = np.frombuffer(data, dtype=dtype, count=count)
-    low = high - stored + 1
-    kept = ((1 << stored) - 1) << low
+    kept = ((1 << (high - low + 1)) - 1) << low
     above = ((1 << allocated) - 1) & ~((1 << (high + 1)) - 1)
     padding = bytes(data[count * width :])  # what follows the last pixel: an odd length's pad
     if not signed and not int(np.bitwise_or.reduce(cells)) & ~kept and not padding.strip(b"\0"):

@@ -19,7 +19,7 @@ from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.segments import Unparsable, item_segments, text_segments
 from curate.deid.split import CannotSplit, Fragment, Malformed, SplitFile, copy_range, encode_elements, split_file
 from curate.deid.strip import EXTENDED_OFFSETS, REMOVED, CannotStrip, strip_text
-from curate.deid.unused_bits import CLEARED, canonical_pixels, layout
+from curate.deid.unused_bits import CLEARED, BitLayoutError, canonical_pixels, layout
 from curate.files import atomic_path, sha256_of
 
 PIXEL_DATA = 0x7FE00010
@@ -130,14 +130,17 @@ def deidentify_file(
         Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity, audit)
         if pixels is not None:
             record_redaction(ds)
-        value = _canonical_unused_bits(source, ds, split)
+        try:
+            value = _canonical_unused_bits(source, ds, split)
+        except BitLayoutError as err:
+            return "failed", f"pixel data whose bits the header does not describe ({err})"
         if value is not None and audit is not None:
             audit["PixelData", CLEARED] += 1
         # Never over another file: two sources with one SOP Instance UID share a target.
         with atomic_path(target, replace=False) as partial:
             if split is None:
                 ds.save_as(partial, enforce_file_format=True)
-                trailer = b""
+                trailer = _after_pixels(ds)
             else:
                 trailer = _write_split(partial, ds, split, source, value)
             # The header as written must decode under its own character set and must not
@@ -195,7 +198,12 @@ def _strip_pixel_text(source: str, ds, split: SplitFile | None, identity: Identi
             items = list(generate_fragments(ds.PixelData))
         except (ValueError, TypeError) as err:
             raise CannotStrip(str(err)) from None
-    value = strip_text(items, ds, lambda s: search.holds(s.data, 0, len(s.data), short=s.text))
+    value = strip_text(
+        items,
+        ds,
+        lambda s: search.holds(s.data, 0, len(s.data), short=s.text),
+        lambda data: search.holds(data, 0, len(data)),
+    )
     for tag in EXTENDED_OFFSETS:
         if tag in ds:
             del ds[tag]
@@ -288,16 +296,24 @@ def _canonical_unused_bits(source: str, ds, split: SplitFile | None) -> bytes | 
         return value
     if split.fragments or split.pixel_tag != PIXEL_DATA:
         return None
-    start = split.pixel_start + _element_header_length(ds)
     with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        with memoryview(data)[start : split.pixel_end] as view:
+        with memoryview(data)[split.value_start : split.pixel_end] as view:
             return canonical_pixels(view, ds)
 
 
-def _element_header_length(ds) -> int:
-    """The bytes of Pixel Data's element header: tag and length in implicit VR; tag, VR,
-    two reserved bytes and length in explicit VR (PS3.5 7.1)."""
-    return 8 if ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian else 12
+def _after_pixels(ds) -> bytes:
+    """The elements of `ds` after its pixel element, encoded: the header check reads a
+    written file up to its pixels, and these are searched with it."""
+    from pydicom.dataset import Dataset
+
+    pixel = next((tag for tag in (PIXEL_DATA, 0x7FE00008, 0x7FE00009) if tag in ds), None)
+    tail = Dataset()
+    for element in ds:
+        if pixel is not None and element.tag > pixel:
+            tail.add(element)
+    if not len(tail):
+        return b""
+    return encode_elements(tail, ds.file_meta.get("TransferSyntaxUID") == ImplicitVRLittleEndian)
 
 
 def _write_split(partial: Path, ds, split: SplitFile, source: str, value: bytes | None = None) -> bytes:
@@ -318,7 +334,7 @@ def _write_split(partial: Path, ds, split: SplitFile, source: str, value: bytes 
         if value is None:
             copy_range(src, out, split.pixel_start, split.pixel_end - split.pixel_start)
         else:
-            copy_range(src, out, split.pixel_start, _element_header_length(ds))
+            copy_range(src, out, split.pixel_start, split.value_start - split.pixel_start)
             out.write(value)
         out.write(trailer)
     return trailer
