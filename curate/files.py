@@ -19,6 +19,18 @@ def partial_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs (on this machine): work named by its writer's pid is
+    litter once the writer is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
 def is_partial(path: Path) -> bool:
     """Whether `path` is a temporary file of :func:`atomic_path` (a killed run's litter)."""
     return path.name.startswith(".") and path.name.endswith(PARTIAL_SUFFIX)

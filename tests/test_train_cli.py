@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import mlflow
@@ -165,6 +166,14 @@ def test_classify_streams_whole_series_and_gives_what_one_pass_gives(tmp_path, m
     assert list(got.series_type) == list(expected.series_type)
     assert np.allclose(got.confidence, expected.confidence)
     assert not list((tmp_path / "idx").glob(".grouping-*")), "the partitions are removed"
+    if grouping_rows:
+        # A reader killed mid-way leaves its partitions: the next one removes them (and
+        # leaves a live reader's alone).
+        dead, live = tmp_path / "idx" / ".grouping-999999999-x", tmp_path / "idx" / f".grouping-{os.getpid()}-y"
+        for folder in (dead, live):
+            (folder / "_part=0").mkdir(parents=True)
+        classify_index(tmp_path / "idx", model, "default", batch_rows=2)
+        assert not dead.exists() and live.exists()
 
 
 def test_each_instance_has_its_own_type_and_a_build_selects_by_it(tmp_path):

@@ -24,7 +24,7 @@ from curate.digitize.film import Digitizer, encode, film_dataset, film_uids
 from curate.digitize.image import image_digest, read_film
 from curate.digitize.manifest import FilmRow, FilmRowError, read_manifest
 from curate.errors import ConfigError, SourceNotFoundError
-from curate.files import PARTIAL_SUFFIX, atomic_path, sha256_of, write_atomic
+from curate.files import PARTIAL_SUFFIX, atomic_path, process_alive, sha256_of, write_atomic
 from curate.progress import progress_bar
 from curate.runlog import RunOfFiles, tree_files
 from curate.tracking import StageResult
@@ -211,18 +211,8 @@ def _remove_dead_partials(target: Path) -> None:
     the writer's process id; a live writer's is left alone)."""
     for partial in target.parent.glob(f".{target.name}.*{PARTIAL_SUFFIX}"):
         pid = partial.name[len(target.name) + 2 : -len(PARTIAL_SUFFIX)]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             partial.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _film_path(source: Path, name: str) -> Path:

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import IndexNotFoundError
-from curate.files import atomic_path
+from curate.files import atomic_path, process_alive
 from curate.index.derive import DERIVE_VERSION
 from curate.index.manifest import INDEX_FORMAT, LEGACY_INDEX_FILE, MANIFEST_FILE, Manifest, read_manifest
 from curate.index.schema import ROW_ID
@@ -282,7 +282,8 @@ class IndexStore:
             if parts <= 1:
                 yield from _whole_groups(con.sql(f"SELECT * EXCLUDE (_path) FROM ({query}) {order}"), key, rows)
                 return
-            with tempfile.TemporaryDirectory(dir=self.root, prefix=".grouping-") as spill:
+            _remove_dead_groupings(self.root)
+            with tempfile.TemporaryDirectory(dir=self.root, prefix=f"{GROUPING_PREFIX}{os.getpid()}-") as spill:
                 # Each partition written in small pieces: its buffer, not the whole
                 # partition, is what DuckDB holds.
                 con.execute("SET partitioned_write_flush_threshold = 2048")
@@ -324,6 +325,21 @@ class IndexStore:
 
         content = self.require().content
         return RunLog(self.root).append(stage, settings, counts, {"index": content} if content else {}, outputs)
+
+
+#: The folders grouped batches partition an index into, beside it: ``.grouping-<pid>-*``.
+GROUPING_PREFIX = ".grouping-"
+
+
+def _remove_dead_groupings(root: Path) -> None:
+    """Remove the partition folders of readers killed mid-way (they hold index rows: a
+    copy of part of the index nobody will read); a live reader's stay."""
+    import shutil
+
+    for folder in root.glob(f"{GROUPING_PREFIX}*"):
+        pid = folder.name[len(GROUPING_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def open_index(index_dir: str | os.PathLike[str]) -> IndexStore:
