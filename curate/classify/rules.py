@@ -8,6 +8,7 @@ description) and answer ``unknown`` when those say nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -19,17 +20,17 @@ UNKNOWN = "unknown"
 XRAY = {"CR", "DX", "DR", "RG"}
 
 
-def _string(row: pd.Series, column: str) -> str:
+def _string(row: Mapping, column: str) -> str:
     """The cell as text; "" where it is missing (None, or NaN as pandas reads a null)."""
     value = row.get(column)
     return value if isinstance(value, str) else ""
 
 
-def _text(row: pd.Series, *columns: str) -> str:
+def _text(row: Mapping, *columns: str) -> str:
     return " ".join(v for v in (row.get(c) for c in columns) if isinstance(v, str)).lower()
 
 
-def _number(row: pd.Series, column: str) -> float | None:
+def _number(row: Mapping, column: str) -> float | None:
     value = row.get(column)
     try:
         value = float(value)
@@ -44,25 +45,40 @@ def _parts(value) -> list[str]:
     return [p.upper() for p in value.split("\\") if p] if isinstance(value, str) else []
 
 
-def _radiograph(row: pd.Series) -> str:
-    part = _string(row, "BodyPartExamined").strip().upper()
-    part = BODY_PART_SYNONYMS.get(part, part)
-    if part and part != "CHEST":
-        return "not_chest"
-    view = _string(row, "ViewPosition").strip().upper()
-    view = VIEW_SYNONYMS.get(view) or view
-    if not part and not view:
-        return UNKNOWN
-    return {
-        "PA": "chest_pa",
-        "AP": "chest_ap",
-        "LATERAL": "chest_lateral",
-        "OBLIQUE": "chest_other",
-        "DECUBITUS": "chest_other",
-    }.get(view, UNKNOWN)
+#: A chest radiograph's type by its (normalised) ViewPosition.
+VIEW_TYPES = {
+    "PA": "chest_pa",
+    "AP": "chest_ap",
+    "LATERAL": "chest_lateral",
+    "OBLIQUE": "chest_other",
+    "DECUBITUS": "chest_other",
+}
 
 
-def _mr(row: pd.Series) -> str:
+def _texts(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column as text, stripped and upper-cased; "" where it is missing or not text."""
+    if column not in frame:
+        return pd.Series("", index=frame.index, dtype=object)
+    values = [v if isinstance(v, str) else "" for v in frame[column].to_numpy()]
+    return pd.Series(values, index=frame.index, dtype=object).str.strip().str.upper()
+
+
+def _normalised(values: pd.Series, synonyms: dict[str, str]) -> pd.Series:
+    mapped = values.map(synonyms)
+    return mapped.where(mapped.notna() & (mapped != ""), values)
+
+
+def _radiographs(frame: pd.DataFrame) -> np.ndarray:
+    """The radiograph rule, column by column: not chest where the body part says another;
+    else the view's type; unknown where neither says anything."""
+    part = _normalised(_texts(frame, "BodyPartExamined"), BODY_PART_SYNONYMS)
+    view = _normalised(_texts(frame, "ViewPosition"), VIEW_SYNONYMS)
+    types = view.map(VIEW_TYPES).fillna(UNKNOWN).to_numpy(dtype=object)
+    types[((part != "") & (part != "CHEST")).to_numpy()] = "not_chest"
+    return types
+
+
+def _mr(row: Mapping) -> str:
     text = _text(row, "SeriesDescription", "ProtocolName")
     image_type = _parts(row.get("ImageType"))
     if "LOCALIZER" in image_type or re.search(r"\b(loc|localizer|scout|survey)\b", text):
@@ -88,7 +104,7 @@ def _mr(row: pd.Series) -> str:
     return UNKNOWN
 
 
-def _ct(row: pd.Series) -> str:
+def _ct(row: Mapping) -> str:
     text = _text(row, "SeriesDescription", "ProtocolName")
     image_type = _parts(row.get("ImageType"))
     if "dose" in text or _string(row, "Modality") == "SR":
@@ -102,20 +118,25 @@ def _ct(row: pd.Series) -> str:
     return UNKNOWN
 
 
+#: The columns the MR and CT rules read, row by row.
+ROW_RULE_COLUMNS = ("Modality", "SeriesDescription", "ProtocolName", "ImageType", "RepetitionTime", "EchoTime")
+ROW_RULE_COLUMNS += ("ContrastBolusAgent",)
+
+
 class RuleLabeler:
-    """Series types from the obvious header rules; ``unknown`` where they say nothing."""
+    """Series types from the obvious header rules; ``unknown`` where they say nothing.
+    The radiograph rule runs column by column; the MR and CT rules row by row, on their
+    own rows only, read as plain dicts."""
 
     def predict(self, X) -> np.ndarray:
         frame = as_frame(X)
-        out = []
-        for _, row in frame.iterrows():
-            modality = _string(row, "Modality").strip().upper()
-            if modality in XRAY:
-                out.append(_radiograph(row))
-            elif modality == "MR":
-                out.append(_mr(row))
-            elif modality in ("CT", "SR"):
-                out.append(_ct(row))
-            else:
-                out.append(UNKNOWN)
-        return np.array(out, dtype=object)
+        out = np.full(len(frame), UNKNOWN, dtype=object)
+        modality = _texts(frame, "Modality")
+        xray = modality.isin(XRAY).to_numpy()
+        if xray.any():
+            out[xray] = _radiographs(frame[xray])
+        columns = [c for c in ROW_RULE_COLUMNS if c in frame]
+        for rows, rule in ((modality == "MR").to_numpy(), _mr), (modality.isin(["CT", "SR"]).to_numpy(), _ct):
+            if rows.any():
+                out[rows] = [rule(row) for row in frame.loc[rows, columns].to_dict("records")]
+        return out
