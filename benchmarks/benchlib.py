@@ -37,6 +37,10 @@ def list_files(root: Path) -> list[str]:
     return found
 
 
+#: Bumped when make_corpus.py writes other bytes: 2, pixel values within Bits Stored.
+CORPUS_VERSION = 2
+
+
 def ensure_corpus(count: int, pixel_bytes: int, seed: int) -> Path:
     """A generated corpus under benchmarks/corpus/, reused when already complete.
 
@@ -44,7 +48,7 @@ def ensure_corpus(count: int, pixel_bytes: int, seed: int) -> Path:
     exactly what was asked for; an incomplete one is completed by writing over it
     (generation is deterministic, so existing files are rewritten identically).
     """
-    out = CORPUS_ROOT / f"n{count}-px{pixel_bytes}-seed{seed}"
+    out = CORPUS_ROOT / f"n{count}-px{pixel_bytes}-seed{seed}-v{CORPUS_VERSION}"
     if out.is_dir() and len(list_files(out)) == count:
         print(f"reusing corpus {out}")
         return out

@@ -265,7 +265,26 @@ def stamp_pixels(ds: pydicom.Dataset, inst: Instance) -> None:
     if value is None or len(value) <= 32:
         return
     stamp = hashlib.sha256(inst.sop_uid.encode()).digest()[:16].replace(b"\xff", b"\xfe")  # no marker
-    ds.PixelData = bytes(value[:-16]) + stamp
+    ds.PixelData = bytes(value[:-16]) + within_stored_bits(ds, stamp)
+
+
+def within_stored_bits(ds: pydicom.Dataset, data: bytes) -> bytes:
+    """Native pixel bytes with nothing in the bits outside Bits Stored, as real images
+    have (random filler would set them all, and de-identification clears them)."""
+    from curate.deid.unused_bits import BitLayoutError, canonical_pixels
+
+    if ds.file_meta.TransferSyntaxUID.is_encapsulated or ds.file_meta.TransferSyntaxUID.is_deflated:
+        return data
+    try:
+        little = ds.file_meta.TransferSyntaxUID.is_little_endian
+        return canonical_pixels(data, ds, little_endian=little) or data
+    except BitLayoutError:
+        return data
+
+
+def ds_within_stored_bits(ds: pydicom.Dataset) -> None:
+    if PIXEL_DATA in ds and ds[PIXEL_DATA].VR in ("OW", "OB", "OB or OW"):
+        ds.PixelData = within_stored_bits(ds, bytes(ds.PixelData))
 
 
 def apply_instance(ds: pydicom.Dataset, inst: Instance) -> None:
@@ -330,6 +349,7 @@ def load_template(name: str, filler: bytes, decodable: bool = False) -> pydicom.
                 make_decodable(ds, filler)
             else:
                 set_pixel_data(ds, filler)
+            ds_within_stored_bits(ds)
             probe = _probe_instance(name)
             apply_instance(ds, probe)
             buffer = io.BytesIO()

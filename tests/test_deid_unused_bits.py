@@ -86,12 +86,16 @@ def test_canonical_pixels_are_still_copied_by_the_kernel_bit_for_bit(tmp_path):
     assert ("PixelData", "unused bits cleared") not in audit
 
 
-def test_bits_readers_disagree_on_are_kept_and_an_odd_padding_byte_is_cleared():
+def test_bits_readers_disagree_on_are_kept_and_every_cell_is_cleared():
     # High Bit 6 for 6 bits stored: bits 1 to 6 by the standard, 0 to 5 as most readers
-    # take it. Both readings' value stays; bit 7 carries nothing; the pad byte is zeroed.
+    # take it. Both readings' value stays; bit 7 carries nothing, in every cell of the
+    # value, the one past what Rows and Columns say too.
     ds = image_dataset(BitsAllocated=8, BitsStored=6, HighBit=6, Rows=1, Columns=3)
     ds.PixelData = bytes([0b1111_1111, 0b0000_0001, 0b0111_1110, 0xAB])
-    assert canonical_pixels(ds.PixelData, ds) == bytes([0b0111_1111, 1, 0b0111_1110, 0])
+    assert canonical_pixels(ds.PixelData, ds) == bytes([0b0111_1111, 1, 0b0111_1110, 0x2B])
+    # A 16-bit value of odd length: its last byte is no cell, and is zeroed.
+    wide = image_dataset(BitsStored=12, HighBit=11, Rows=1, Columns=1)
+    assert canonical_pixels(bytes([0xFF, 0x0F, 0x7F]), wide) == bytes([0xFF, 0x0F, 0])
     clean = image_dataset(BitsAllocated=8, BitsStored=6, HighBit=5, Rows=1, Columns=2)
     assert canonical_pixels(bytes([0b0011_1111, 1]), clean) is None
     # No unused bits, or not native integer cells: nothing to do.

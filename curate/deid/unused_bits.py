@@ -71,15 +71,6 @@ def _embedded_overlay(ds) -> bool:
     return False
 
 
-def _cells(ds) -> int:
-    """How many pixel cells the header says the value holds."""
-    try:
-        frames = int(ds.get("NumberOfFrames") or 1)
-        return int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * max(frames, 1)
-    except (AttributeError, TypeError, ValueError):
-        return 0
-
-
 def canonical_pixels(data, ds, little_endian: bool = True) -> bytes | None:
     """`data` (the Pixel Data value) with its unused bits set as the module says, or
     None when they already are (or the pixels have no unused bits)."""
@@ -88,15 +79,16 @@ def canonical_pixels(data, ds, little_endian: bool = True) -> bytes | None:
         return None
     allocated, low, high, signed = found
     width = allocated // 8
-    cells = _cells(ds)
-    count = min(len(data) // width, cells) if cells else len(data) // width
+    # Every whole cell of the value, whatever Rows, Columns and frames say (a header
+    # that says fewer must not make the rest unchecked, nor zeroed).
+    count = len(data) // width
     if not count:
         return None
     dtype = np.dtype(f"u{width}").newbyteorder("<" if little_endian else ">")
     cells = np.frombuffer(data, dtype=dtype, count=count)
     kept = ((1 << (high - low + 1)) - 1) << low
     above = ((1 << allocated) - 1) & ~((1 << (high + 1)) - 1)
-    padding = bytes(data[count * width :])  # what follows the last pixel: an odd length's pad
+    padding = bytes(data[count * width :])  # an odd length's pad byte
     if not signed and not int(np.bitwise_or.reduce(cells)) & ~kept and not padding.strip(b"\0"):
         return None  # the common case, in one pass and no copy
     canonical = cells & dtype.type(kept)
