@@ -1,6 +1,8 @@
 """SQL over the index, with DuckDB reading the Parquet file in place.
 
-The index is the view ``idx``::
+The index is the view ``idx``, with what `curate classify` wrote beside it (``series_type``,
+``series_confidence``, ``series_model``, ``instance_type``, ``instance_confidence``;
+null where it has not run)::
 
     SELECT Modality, body_part, count(*) AS images FROM idx WHERE status = 'ok' GROUP BY ALL
 
@@ -24,7 +26,7 @@ FORMATS = {".csv": "FORMAT csv, HEADER true", ".parquet": "FORMAT parquet, COMPR
 
 
 def _connect(index_dir: str | os.PathLike[str]):
-    return open_index(index_dir).connect(VIEW)
+    return open_index(index_dir).connect(VIEW, series_types=True)
 
 
 def _run(con, sql: str):
