@@ -142,6 +142,8 @@ def _train(cfg: DictConfig) -> StageResult:
         target_precision=cfg.target_precision,
         test_size=cfg.test_size,
         seed=cfg.seed,
+        archive_studies=cfg.archives.studies,
+        archive_adapted=cfg.archives.adapted,
     )
     return train(experiment, data, cfg.out)
 

@@ -43,6 +43,14 @@ def test_train_logs_metrics_confusion_matrix_and_a_loadable_model(tmp_path, stor
     [run] = mlflow.search_runs(experiment_names=["curate"]).to_dict("records")
     assert run["params.model"] == "logreg" and run["metrics.grouped.macro_f1"] > run["metrics.rules.macro_f1"]
     assert "metrics.random.macro_f1" in run and "metrics.grouped.f1.chest_pa" in run
+    # Scored on the two generated archive profiles too, the rule beside it: on the
+    # terminal and in the run. Adapted to each archive, it beats the rule there.
+    assert "on generated archives shaped like two real chest archives" in done.stdout
+    for profile in ("A", "B"):
+        assert f"{profile}       adapted" in done.stdout and f"{profile}       rule" in done.stdout
+        adapted, rule = (run[f"metrics.archive_{profile}.{a}.frontal_lateral"] for a in ("adapted", "rule"))
+        assert adapted > rule
+        assert 0 <= run[f"metrics.archive_{profile}.model.coverage"] <= 1
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"])}
     assert {"confusion_matrix.png", "evaluation.json"} <= artifacts
     inputs = mlflow.get_run(run["run_id"]).inputs.dataset_inputs

@@ -115,3 +115,57 @@ def confusion_png(confusion: dict, title: str) -> bytes:
         ax.set_title(title, fontsize=10)
 
     return figure_png(draw, size, size)
+
+
+#: The generated archive profiles a trained model is also scored on (:mod:`curate.classify.archives`).
+ARCHIVE_PROFILES = ("A", "B")
+
+
+def archive_scores(model, target_precision: float, studies: int = 300, seed: int = 100, adapt: bool = True) -> dict:
+    """Scores on archives generated like two real chest archives, one row each: the model
+    as it is (zero-shot), the model adapted to the archive from no labels (what `curate
+    classify` does without a model), and the ViewPosition rule beside them. Each gives
+    frontal-vs-lateral balanced accuracy, macro-F1 and coverage at `target_precision`
+    (the rule answers every image, so its coverage is its share of right answers where
+    that reaches the target, else 0)."""
+    from curate.classify.adapt import adapt_to_archive
+    from curate.classify.archives import frontal_lateral_accuracy, generate_archive, view_position_rule
+
+    out: dict = {}
+    for profile in ARCHIVE_PROFILES:
+        rows = generate_archive(profile, studies=studies, seed=seed)
+        truth = rows["series_type"].to_numpy()
+        X = rows.drop(columns=["series_type", "site"])
+        answers = {"model": model}
+        if adapt:
+            answers["adapted"] = adapt_to_archive(X, base=model, random_state=seed)
+        result = {}
+        for name, estimator in answers.items():
+            proba = estimator.predict_proba(X)
+            predicted = estimator.classes_[proba.argmax(axis=1)]
+            coverage, _ = coverage_at_precision(truth, proba, estimator.classes_, target_precision)
+            result[name] = {
+                "frontal_lateral": frontal_lateral_accuracy(truth, predicted),
+                "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+                "coverage": coverage,
+            }
+        rule = view_position_rule(X)
+        right = float(np.mean(rule == truth))
+        result["rule"] = {
+            "frontal_lateral": frontal_lateral_accuracy(truth, rule),
+            "macro_f1": float(f1_score(truth, rule, average="macro", zero_division=0)),
+            "coverage": 1.0 if right >= target_precision else 0.0,
+        }
+        out[profile] = result
+    return out
+
+
+def archive_table(results: dict, target_precision: float) -> str:
+    """The per-archive scores as a table for the terminal."""
+    lines = [f"{'archive':<8}{'answers':<10}{'frontal/lateral':>16}{'macro-F1':>10}{f'cov@{target_precision:g}':>10}"]
+    for profile, result in results.items():
+        for name, r in result.items():
+            lines.append(
+                f"{profile:<8}{name:<10}{r['frontal_lateral']:>16.3f}{r['macro_f1']:>10.3f}{r['coverage']:>10.1%}"
+            )
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from curate.classify.evaluate import confusion_png, evaluate, rule_scores
+from curate.classify.evaluate import archive_scores, archive_table, confusion_png, evaluate, rule_scores
 from curate.classify.model import SeriesTypeClassifier
 from curate.classify.rules import RuleLabeler
 from curate.classify.train import TrainingData, labelled_index, save_model, synthetic_data
@@ -37,6 +37,10 @@ class Experiment:
     target_precision: float = 0.95
     test_size: float = 0.25
     seed: int = 0
+    #: Studies of each generated archive profile the model is also scored on (0: none).
+    archive_studies: int = 300
+    #: Whether those scores include the model adapted to each archive (as `curate classify` adapts).
+    archive_adapted: bool = True
 
     def make(self) -> SeriesTypeClassifier:
         return SeriesTypeClassifier(
@@ -48,7 +52,12 @@ class Experiment:
         model fitted on all the data."""
         report = evaluate(self.make, data.X, data.y, data.groups, self.target_precision, self.test_size, self.seed)
         report["rules"] = rule_scores(RuleLabeler(), data.X, data.y)
-        return self.make().fit(data.X, data.y), report
+        model = self.make().fit(data.X, data.y)
+        if self.archive_studies and _chest_types(model):
+            report["archives"] = archive_scores(
+                model, self.target_precision, self.archive_studies, adapt=self.archive_adapted
+            )
+        return model, report
 
     def params(self, data: TrainingData) -> dict[str, object]:
         return {
@@ -69,6 +78,9 @@ class Experiment:
                 values.update({f"{split}.{k}": v for k, v in report[split].items() if isinstance(v, (int, float))})
                 values.update({f"{split}.f1.{c}": f for c, f in report[split]["per_class_f1"].items()})
         values.update({f"rules.{k}": v for k, v in report["rules"].items()})
+        for profile, result in report.get("archives", {}).items():
+            for answers, scores in result.items():
+                values.update({f"archive_{profile}.{answers}.{k}": v for k, v in scores.items()})
         return values
 
     def _log_model(self, model: SeriesTypeClassifier, data: TrainingData, report: dict) -> None:
@@ -116,6 +128,9 @@ class Experiment:
                 )
         rules = report["rules"]
         lines.append(f"rules    macro-F1 {rules['macro_f1']:.3f}  (answers {rules['coverage']:.1%})")
+        if report.get("archives"):
+            lines += ["", "on generated archives shaped like two real chest archives:"]
+            lines.append(archive_table(report["archives"], self.target_precision))
         return "\n".join(lines)
 
 
@@ -155,6 +170,12 @@ def train(experiment: Experiment, data: TrainingData, out: str | os.PathLike[str
     model, report = experiment.run(data)
     saved_to = save_model(model, out) if out else None
     return TrainResult(experiment, data, model, report, saved_to)
+
+
+def _chest_types(model) -> bool:
+    """Whether the model knows the chest views (a model trained on MR alone is not scored
+    on chest archives)."""
+    return {"chest_pa", "chest_lateral"} <= {str(c) for c in model.classes_}
 
 
 def own_types(model) -> list[str]:
