@@ -223,6 +223,11 @@ class DeidSummary(StageResult):
         lines.append(
             "verification: " + ("passed" if self.ok else f"FAILED, {self.leaks} source values found in the output")
         )
+        lines.append(
+            "  (each file written: its header at any depth, file meta, private elements and what follows the\n"
+            "  pixels searched for its source's names, IDs, dates and UIDs before it was put in place; then\n"
+            f"  {len(VERIFY_TAGS)} attributes of every output compared with every source's values)"
+        )
         return "\n".join(lines)
 
 
