@@ -88,24 +88,32 @@ class FileSet:
         return cls(int(state["files"]), int(state["digest"], 16))
 
 
-#: The names curate keeps its own bookkeeping under, in a tree store (not its content).
+#: The names curate keeps its own bookkeeping under, at the top of a tree store (not its content).
 OWN_NAMES = (AUDIT_DIR, ".curate-deid.json", ".curate-digitize")
+_BEING_WRITTEN = re.compile(r"^\..+\.(\d+)\.partial$")
 
 
-def _own(name: str) -> bool:
-    from curate.files import PARTIAL_SUFFIX
+def _own(name: str, top: bool) -> bool:
+    """Curate's bookkeeping (at the top only), or a file a live process is writing."""
+    from curate.files import process_alive
 
-    return name in OWN_NAMES or (name.startswith(".") and name.endswith(PARTIAL_SUFFIX))
+    if top and name in OWN_NAMES:
+        return True
+    being_written = _BEING_WRITTEN.match(name)
+    return being_written is not None and process_alive(int(being_written.group(1)))
 
 
 def tree_files(root: Path) -> Iterator[Path]:
     """Every file a tree store holds, hidden ones too, and every link (to a file or a
-    folder, not followed); curate's own bookkeeping and files being written aside."""
+    folder, not followed); curate's own bookkeeping at its top and files that live
+    processes are writing aside (a killed writer's half file counts: it is there)."""
+    root = Path(root)
     for folder, dirs, files in os.walk(root):
+        top = Path(folder) == root
         links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
-        dirs[:] = sorted(d for d in dirs if not _own(d) and d not in links)
+        dirs[:] = sorted(d for d in dirs if not _own(d, top) and d not in links)
         for name in sorted([*files, *links]):
-            if not _own(name):
+            if not _own(name, top):
                 yield Path(folder, name)
 
 
@@ -373,15 +381,20 @@ class Journal:
 def unfolded_journals(log: RunLog, skip: str | None = None) -> tuple[FileSet, list[str]]:
     """What the journals of killed runs list, that no entry has adopted yet: (their
     files, their names). A journal a live run holds is left alone, and so are lines cut
-    short by a kill (their file was never counted as written)."""
+    short by a kill (their file was never counted as written), and journals that are not
+    this user's and owner-only (curate writes them so)."""
     adopted, names = FileSet(), []
     folded = log.folded_journals()
     for path in sorted(log.folder.glob("journal-*.tsv")):
         if path.name == skip or path.name in folded or not _JOURNAL.match(path.name):
             continue
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
+            continue
+        info = os.fstat(fd)
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:  # not one curate wrote for this user
+            os.close(fd)
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -231,3 +231,34 @@ def test_nothing_inside_a_jp2_codestream_box_is_cut():
     comments = [s for s in segments if s.kind == "COM"]
     assert comments and not any(s.removable for s in comments)
     assert [s.removable for s in segments if s.kind == "xml"] == [True]
+
+
+@pytest.mark.parametrize("written", [b"19650412", b"1965-04-12", b"04/12/1965", b"12 Apr 1965"])
+def test_the_birth_date_in_a_codestream_comment_is_cut_out(tmp_path, written):
+    ds = jpeg(PatientBirthDate="19650412")
+    frame = frame_of(ds)
+    ds.PixelData = encapsulate([frame[:2] + com(b"info: " + written + b" end") + frame[2:]])
+    source = tmp_path / "src.dcm"
+    ds.save_as(source)
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+    assert written not in target.read_bytes()
+
+
+def test_a_name_cut_at_a_fragments_end_is_found_in_a_stream_that_cannot_be_walked(tmp_path):
+    """MPEG-2 is not walked: its fragments are searched joined, as a video reader reads
+    them, so a name that an item header splits is found whole."""
+    ds = jpeg()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"
+    stream = b"\x00\x00\x01\xb3 USER: Zyxwbrook Quentalia " + PID.encode() + b" end.."
+    cut = [stream[:20], stream[20:30], stream[30:40], stream[40:]]
+    value = b"\xfe\xff\x00\xe0\x00\x00\x00\x00"
+    for piece in cut:
+        piece += b"\0" * (len(piece) % 2)
+        value += b"\xfe\xff\x00\xe0" + len(piece).to_bytes(4, "little") + piece
+    ds.PixelData = value
+    ds["PixelData"].is_undefined_length = True
+    source = tmp_path / "src.dcm"
+    ds.save_as(source)
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", PIXEL_TEXT_LEAK)

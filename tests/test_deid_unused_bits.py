@@ -12,7 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from test_deid_engine import KEY
 
 from curate.deid import Options
-from curate.deid.unused_bits import canonical_pixels
+from curate.deid.unused_bits import BitLayoutError, canonical_pixels
 from curate.deid.worker import deidentify_file
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -100,7 +100,12 @@ def test_bits_readers_disagree_on_are_kept_and_every_cell_is_cleared():
     assert canonical_pixels(bytes([0b0011_1111, 1]), clean) is None
     # No unused bits, or not native integer cells: nothing to do.
     assert canonical_pixels(bytes(8), image_dataset()) is None
-    assert canonical_pixels(bytes(8), image_dataset(BitsAllocated=16, BitsStored=None)) is None
+    # Bits Stored missing, empty, or two values that differ: which bits are the value is
+    # not said, so nothing is cleared on a guess.
+    for stored in (None, "", [12, 11]):
+        with pytest.raises(BitLayoutError):
+            canonical_pixels(bytes(8), image_dataset(BitsAllocated=16, BitsStored=stored))
+    assert canonical_pixels(bytes(8), image_dataset(BitsAllocated=16, BitsStored=[16, 16])) is None
 
 
 @pytest.mark.parametrize(
@@ -109,6 +114,8 @@ def test_bits_readers_disagree_on_are_kept_and_every_cell_is_cleared():
         dict(HighBit=8),  # a High Bit that cannot be: taken as Bits Stored - 1
         dict(HighBit=20),
         dict(Rows=0),  # the header's size says nothing: every cell is cleared
+        dict(HighBit=""),  # empty: Bits Stored - 1
+        dict(HighBit=[11, 11]),
     ],
 )
 def test_a_header_that_cannot_be_is_read_as_readers_read_it(tmp_path, attrs):
@@ -129,6 +136,8 @@ def test_a_header_that_cannot_be_is_read_as_readers_read_it(tmp_path, attrs):
         (dict(BitsAllocated=12), "Bits Allocated 12"),
         (dict(BitsStored=20), "Bits Stored 20"),
         (dict(HighBit=15), "an overlay in the cells"),  # which bits are the value is a matter of reading
+        (dict(PixelRepresentation=""), "Pixel Representation"),
+        (dict(BitsStored=[12, 13]), "Bits Stored"),
     ],
 )
 def test_bits_that_cannot_be_told_apart_from_an_overlay_keep_the_file_back(tmp_path, attrs, why):

@@ -258,4 +258,27 @@ def test_a_killed_runs_journal_is_named_by_verify(tmp_path):
     killed.wrote(store / "a.dcm", tree_state_of(store / "a.dcm"))
     killed.abandon()
     report = verify_store(store, contents=True, progress=False)
-    assert report.contents_ok and "only in the journal of 1 run(s) killed" in report.contents_note
+    assert report.contents_ok is False and "only in the journal of 1 run(s) killed" in report.contents_note
+    # A journal that is not owner-only was not written by curate: not taken in.
+    forged = store / AUDIT_DIR / "journal-1-1.tsv"
+    (store / "b.dcm").write_bytes(b"b")
+    forged.write_text(f"b.dcm\t{tree_state_of(store / 'b.dcm')}\n")
+    forged.chmod(0o644)
+    entry = RunOfFiles(store, "deid").finish({}, {"written": 0})
+    assert entry["counts"]["adopted_files"] == 1  # a.dcm, the killed run's
+    report = verify_store(store, contents=True, progress=False)
+    assert report.contents_ok is False and "holds 2 files, the log says 1" in report.contents_note  # b.dcm: no one's
+
+
+def test_bookkeeping_names_below_the_top_and_a_dead_writers_half_file_count(tree, tmp_path):  # noqa: F811
+    out = tmp_path / "out"
+    deid_twice(tree, out)
+    series = next(p for p in out.rglob("*") if p.is_dir() and p.parent != out and not p.name.startswith("."))
+    for name in (".curate-deid.json", ".curate-audit", ".x.dcm.999999999.partial"):
+        planted = series / name
+        if name == ".curate-audit":
+            planted.mkdir()
+            planted = planted / "x.dcm"
+        planted.write_bytes(b"raw")
+        assert verify_store(out, contents=True, progress=False).contents_ok is False, name
+        planted.unlink()

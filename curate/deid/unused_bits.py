@@ -37,13 +37,15 @@ def layout(ds) -> tuple[int, int, int, bool] | None:
     which readers disagree on, keeps every bit up to it, both readings' value; with an
     overlay drawn in the cells as well, the file is refused (:class:`BitLayoutError`),
     and so is a cell size or a Bits Stored that cannot be."""
-    try:
-        allocated = int(ds.BitsAllocated)
-        stored = int(ds.get("BitsStored", allocated))
-        high = int(ds.get("HighBit", stored - 1))
-        signed = int(ds.get("PixelRepresentation", 0)) == 1
-    except (AttributeError, TypeError, ValueError):
-        return None
+    allocated = _number(ds, "BitsAllocated")
+    stored = _number(ds, "BitsStored")
+    high = _number(ds, "HighBit", stored - 1 if stored is not None else None)
+    representation = _number(ds, "PixelRepresentation")
+    if allocated is None or stored is None or representation not in (0, 1):
+        raise BitLayoutError("Bits Allocated, Bits Stored or Pixel Representation missing or not one number")
+    signed = representation == 1
+    if high is None:
+        high = stored - 1
     if allocated in (1, 64):
         return None
     if allocated not in (8, 16, 32):
@@ -60,6 +62,20 @@ def layout(ds) -> tuple[int, int, int, bool] | None:
             raise BitLayoutError(f"High Bit {high} for {stored} bits stored, and an overlay in the cells")
         low = 0
     return allocated, low, high, signed
+
+
+def _number(ds, keyword: str, default: int | None = None) -> int | None:
+    """An attribute as one number: `default` where it is absent or empty, None where it
+    holds something else (several values that differ, text)."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    try:
+        numbers = {int(v) for v in values}
+    except (TypeError, ValueError):
+        return None
+    return numbers.pop() if len(numbers) == 1 else None
 
 
 def _embedded_overlay(ds) -> bool:

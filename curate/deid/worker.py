@@ -176,13 +176,20 @@ def _pixel_text(source: str, ds, fragments: list[Fragment] | None, identity: Ide
                     return PIXEL_TEXT_LEAK
             return None
         with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            start, end = fragments[0].offset, fragments[-1].offset + fragments[-1].length
-            return PIXEL_TEXT_LEAK if search.holds(data, start, end) else None
+            # The fragments' values joined, as a reader of the stream sees them: a name
+            # cut at a fragment's end is whole again, not split by an item header.
+            joined = b"".join(data[f.offset : f.offset + f.length] for f in fragments)
+        return PIXEL_TEXT_LEAK if search.holds(joined, 0, len(joined)) else None
     pixels = bytes(ds.PixelData)
     try:
-        segments = item_segments(list(generate_fragments(pixels)), str(ds.file_meta.TransferSyntaxUID))
-    except (Unparsable, ValueError, TypeError):  # searched whole
+        items = list(generate_fragments(pixels))
+    except (ValueError, TypeError):  # not items at all: searched as they are
         return PIXEL_TEXT_LEAK if search.holds(pixels, 0, len(pixels)) else None
+    try:
+        segments = item_segments(items, str(ds.file_meta.TransferSyntaxUID))
+    except Unparsable:  # searched whole
+        joined = b"".join(items)
+        return PIXEL_TEXT_LEAK if search.holds(joined, 0, len(joined)) else None
     return PIXEL_TEXT_LEAK if any(search.holds(s.data, 0, len(s.data), short=s.text) for s in segments) else None
 
 
@@ -243,10 +250,13 @@ class _IdentitySearch:
         self._uids = [uid.encode("ascii", errors="ignore") for uid in identity.uids]
 
     def spellings(self, short: bool) -> dict[bytes, str]:
-        """Each spelling's bytes -> its encoding: every value with `short`, else those of
-        three characters or more."""
+        """Each spelling's bytes -> its encoding: every value with `short` (and each date's
+        year, around which the pattern looks for the date), else those of three
+        characters or more."""
         if short not in self._spellings:
             words = [w for w in self.identity.words if short or len(w) >= MIN_LENGTH]
+            if short:  # a date is written many ways, each with its year: the pattern reads it
+                words += sorted({date[:4] for date in self.identity.dates})
             found: dict[bytes, str] = {}
             for word in words:
                 for spelling in (word, word.upper(), word.lower(), word.title()):
@@ -284,17 +294,17 @@ def _canonical_unused_bits(source: str, ds, split: SplitFile | None) -> bytes | 
     """Native Pixel Data whose unused bits carried something, rewritten to carry nothing
     (:mod:`curate.deid.unused_bits`): for a split file, the new value (the caller writes
     it in place of the source's); for a data set read whole, None, having set it."""
-    if layout(ds) is None:
-        return None
     if split is None:
         if "PixelData" not in ds or _encapsulated(ds) or ds["PixelData"].VR not in ("OW", "OB", "OB or OW"):
+            return None
+        if layout(ds) is None:
             return None
         little = UID(str(ds.file_meta.TransferSyntaxUID)).is_little_endian
         value = canonical_pixels(ds.PixelData, ds, little_endian=little)
         if value is not None:
             ds.PixelData = value
         return value
-    if split.fragments or split.pixel_tag != PIXEL_DATA:
+    if split.fragments or split.pixel_tag != PIXEL_DATA or layout(ds) is None:
         return None
     with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
         with memoryview(data)[split.value_start : split.pixel_end] as view:
