@@ -452,7 +452,7 @@ def _run_tasks(
         if status == "written":
             summary.written += 1
             summary.audit.update(audit)
-            if run is not None:
+            if run is not None and digest is not None:
                 run.wrote(futures[future], digest)
             if record is not None:
                 summary.redacted += 1

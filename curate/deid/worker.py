@@ -61,7 +61,11 @@ def deidentify_task(
     if status != "written":
         return status, reason, Counter(), None, None
     # Hashed here, on the worker's core, for the store's run log (it is in the page cache).
-    return status, reason, audit, record or None, sha256_of(target)
+    try:
+        digest = sha256_of(target)
+    except OSError:  # gone already (removed by hand): the next verify shows it
+        digest = None
+    return status, reason, audit, record or None, digest
 
 
 def deidentify_file(
