@@ -323,3 +323,29 @@ def test_no_c_find_answer_is_lost_to_a_thread_polling_the_association(orthanc, p
         connection.close()
     assert taken == []
     assert all(found == wanted for found in answers)
+
+
+def test_studies_before_1980_after_today_and_undated_are_not_lost_behind_a_cap(tmp_path):
+    """A capped archive is split by dates from 1980 to today: the studies outside that
+    (old films, a scanner with a wrong clock) are asked for too, and the undated ones a
+    capped answer showed are kept and counted (no date query can match them)."""
+    from conftest import need_orthanc
+    from dicom_factory import image_dataset, write
+
+    from curate.pull.sandbox import LocalOrthanc
+
+    need_orthanc()
+    dates = ["", "", "19750601", "20310101", "20200105", "20200210", "20200315", "20200420"]
+    files = []
+    for i, day in enumerate(dates):
+        ds = image_dataset(PatientID=f"U{i}", Modality="CR", StudyDate=day or None, AccessionNumber=f"A{i}")
+        files.append(write(ds, tmp_path / "files" / f"{i}.dcm"))
+    with LocalOrthanc(tmp_path / "orthanc", find_limit=4) as pacs:
+        pacs.upload(files)
+        result = pull(dicomweb(pacs), tmp_path / "index", find_limit=4, progress=False)
+    found = {r[0]: r[1] for r in rows(tmp_path / "index", "AccessionNumber, StudyDate")}
+    assert {"A2", "A3", "A4", "A5", "A6", "A7"} <= set(found), found
+    undated = {a for a in found if a in ("A0", "A1")}
+    assert result.undated == len(undated) and len(found) == 6 + len(undated)
+    if result.undated:
+        assert "studies without a StudyDate" in result.format()

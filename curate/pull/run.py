@@ -101,6 +101,8 @@ class PullResult(StageResult):
     queries: int = 0
     capped: int = 0
     unsplittable: int = 0
+    #: Studies without a StudyDate kept from capped answers (more may exist: see split).
+    undated: int = 0
     throttle: dict = field(default_factory=dict)
     #: (seconds since the start, concurrency limit) at each change of the limit.
     limit_history: list[tuple[float, int]] = field(default_factory=list)
@@ -128,6 +130,7 @@ class PullResult(StageResult):
             "queries": self.queries,
             "capped_answers": self.capped,
             "unsplittable_answers": self.unsplittable,
+            "undated_studies": self.undated,
             "retries": self.retries,
             "degraded_queries": self.degraded_queries,
         }
@@ -160,6 +163,11 @@ class PullResult(StageResult):
         lines.append(
             f"  queries {self.queries:,} (capped answers split: {self.capped:,}; unsplittable: {self.unsplittable:,})"
         )
+        if self.undated:
+            lines.append(
+                f"  warning: {self.undated:,} studies without a StudyDate were seen in capped answers and kept; "
+                "no date query finds such studies, so the PACS may hold more of them"
+            )
         t = self.throttle
         if t:
             lines.append(
@@ -395,6 +403,7 @@ class _Pull:
         self.result.queries = self.finder.counts.queries
         self.result.capped = self.finder.counts.capped
         self.result.unsplittable = self.finder.counts.unsplittable
+        self.result.undated = self.finder.counts.undated
         self.result.retries = self.retried
         self.result.seconds = time.perf_counter() - started
         return self.result

@@ -3,7 +3,9 @@
 PACS servers stop at a maximum number of answers, often without saying so. An answer
 the server marked as cut short, or one as large as the configured ``find_limit``, is
 taken as capped, and the query is split until no answer is: studies by date range
-(halves, down to one day), then by the time of day (halves on the hour, down to one
+(halves, down to one day; a query of all dates also asks before 1980 and after today,
+and keeps the undated studies its capped answer showed, which no date query matches),
+then by the time of day (halves on the hour, down to one
 minute), then by modality; series by modality within their study. Time before modality:
 some servers (Orthanc among them) apply their cap before they match ModalitiesInStudy,
 so a modality query under a cap loses studies without looking capped. Instances have
@@ -41,6 +43,9 @@ class SplitCounts:
     capped: int = 0
     unsplittable: int = 0
     by_level: dict[str, int] = field(default_factory=dict)
+    #: Studies without a StudyDate seen in capped answers: no date query matches them,
+    #: so a capped archive may hold more than these.
+    undated: int = 0
 
 
 class CappedFinder:
@@ -79,7 +84,29 @@ class CappedFinder:
             # A time or a single date the caller gave cannot be split by date.
             yield from self._by_time_then_modality(query, answers)
             return
-        yield from self._by_dates(query, first, last)
+        if query.get("StudyDate"):
+            yield from self._by_dates(query, first, last)
+            return
+        # All dates were asked for: also before EARLIEST and after today (a wrong clock),
+        # and the studies without a date that the capped answer showed, unless a date
+        # query found them after all (a server that matches dates it does not return).
+        undated = {value(a, "StudyInstanceUID"): a for a in answers if not value(a, "StudyDate")}
+        ranges = (
+            self._by_dates(query, first, last),
+            self._open_range(query, f"-{EARLIEST - timedelta(days=1):%Y%m%d}"),
+            self._open_range(query, f"{self.today + timedelta(days=1):%Y%m%d}-"),
+        )
+        for found in ranges:
+            for answer in found:
+                undated.pop(value(answer, "StudyInstanceUID"), None)
+                yield answer
+        self.counts.undated += len(undated)
+        yield from undated.values()
+
+    def _open_range(self, query: Query, match: str) -> Iterator[Answer]:
+        asked = {**query, "StudyDate": match}
+        answers, capped = self._ask(STUDY, asked)
+        yield from (self._by_time_then_modality(asked, answers) if capped else answers)
 
     def _by_dates(self, query: Query, first: date, last: date) -> Iterator[Answer]:
         pending = [(first, last)]
