@@ -50,6 +50,16 @@ def embedded_overlay_file(path, signed: bool = False, syntax: str = ExplicitVRLi
     return write(ds, path, syntax), cells
 
 
+def overlay_file_with(tmp_path, attrs: dict):
+    """:func:`embedded_overlay_file` (the overlay at bit 15), its header then given `attrs`."""
+    source, cells = embedded_overlay_file(tmp_path / "src.dcm", bit=15)
+    ds = pydicom.dcmread(source)
+    for keyword, value in attrs.items():
+        setattr(ds, keyword, value)
+    ds.save_as(source)
+    return source, cells
+
+
 def cells_of(path) -> np.ndarray:
     ds = pydicom.dcmread(path)
     return np.frombuffer(ds.PixelData, dtype="<u2").reshape(ROWS, COLUMNS)
@@ -119,11 +129,7 @@ def test_bits_readers_disagree_on_are_kept_and_every_cell_is_cleared():
     ],
 )
 def test_a_header_that_cannot_be_is_read_as_readers_read_it(tmp_path, attrs):
-    source, cells = embedded_overlay_file(tmp_path / "src.dcm", bit=15)
-    ds = pydicom.dcmread(source)
-    for keyword, value in attrs.items():
-        setattr(ds, keyword, value)
-    ds.save_as(source)
+    source, cells = overlay_file_with(tmp_path, attrs)
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, "2.25") == ("written", None)
     out = np.frombuffer(pydicom.dcmread(target).PixelData, dtype="<u2")
@@ -141,11 +147,7 @@ def test_a_header_that_cannot_be_is_read_as_readers_read_it(tmp_path, attrs):
     ],
 )
 def test_bits_that_cannot_be_told_apart_from_an_overlay_keep_the_file_back(tmp_path, attrs, why):
-    source, _ = embedded_overlay_file(tmp_path / "src.dcm", bit=15)
-    ds = pydicom.dcmread(source)
-    for keyword, value in attrs.items():
-        setattr(ds, keyword, value)
-    ds.save_as(source)
+    source, _ = overlay_file_with(tmp_path, attrs)
     target = tmp_path / "out.dcm"
     status, reason = deidentify_file(str(source), str(target), Options(), KEY, "2.25")
     assert status == "failed" and why in reason and not target.exists()

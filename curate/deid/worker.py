@@ -17,7 +17,16 @@ from curate.deid.pixels import PixelRedaction, record_redaction, redact_pixels
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.segments import Unparsable, item_segments, text_segments
-from curate.deid.split import CannotSplit, Fragment, Malformed, SplitFile, copy_range, encode_elements, split_file
+from curate.deid.split import (
+    PIXEL_TAGS,
+    CannotSplit,
+    Fragment,
+    Malformed,
+    SplitFile,
+    copy_range,
+    encode_elements,
+    split_file,
+)
 from curate.deid.strip import EXTENDED_OFFSETS, REMOVED, CannotStrip, strip_text
 from curate.deid.unused_bits import CLEARED, BitLayoutError, canonical_pixels, layout
 from curate.files import atomic_path, sha256_of
@@ -320,7 +329,7 @@ def _after_pixels(ds) -> bytes:
     written file up to its pixels, and these are searched with it."""
     from pydicom.dataset import Dataset
 
-    pixel = next((tag for tag in (PIXEL_DATA, 0x7FE00008, 0x7FE00009) if tag in ds), None)
+    pixel = next((tag for tag in PIXEL_TAGS if tag in ds), None)
     tail = Dataset()
     for element in ds:
         if pixel is not None and element.tag > pixel:
