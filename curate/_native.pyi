@@ -64,3 +64,6 @@ def open_scan(
 
 def dictionary_vr(tag: int) -> str:
     """The VR the standard dictionary gives `tag`; "UN" for private or unknown tags."""
+
+def file_blake3(path: str | PathLike[str]) -> str:
+    """The BLAKE3 digest (hex) of a file's bytes; raises OSError as open() would."""

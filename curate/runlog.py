@@ -14,7 +14,10 @@ without it; ``prev`` is the previous entry's hash (64 zeros for the first).
 
 ``state`` says what the store holds after the run, so that `curate audit verify
 contents=true` can tell whether it was changed outside the logged runs: an index's
-content digest, or for a tree of files a :class:`FileSet` over every file in it.
+content digest, or for a tree of files a :class:`FileSet` over every file in it, with
+the name of the digest its files were read by (``file_hash``: BLAKE3, several times
+sha256's speed on the megabytes of an image; a tree whose log began with sha256, which
+states without the name used, keeps it, so that its states still add up).
 
 Only the process that drives a run appends (the Dask client, never a worker), under an
 exclusive lock, so two runs never fork the chain. Files a run writes are journalled as
@@ -45,6 +48,10 @@ GENESIS = "0" * 64
 _DIGEST = re.compile(r"^[0-9a-f]{16,128}$")
 _JOURNAL = re.compile(r"^journal-\d+-\d+\.tsv$")
 _MASK = (1 << 256) - 1
+#: The digests a tree store's files are read by (see the module text), the first for new stores.
+FILE_HASHES = ("blake3", "sha256")
+#: What a logged tree state without a ``file_hash`` was read by.
+LEGACY_FILE_HASH = "sha256"
 
 
 def canonical(value) -> bytes:
@@ -60,16 +67,17 @@ def settings_digest(settings: Mapping) -> str:
 
 @dataclass
 class FileSet:
-    """A digest of a set of files, each by its path in the store and the sha256 of its
-    bytes, that does not depend on their order: the sum, modulo 2**256, of a sha256 of
-    each (path, content) pair. Two sets add up to the digest of their union, so a run
-    adds what it wrote to the store's state without reading the rest again."""
+    """A digest of a set of files, each by its path in the store and the digest of its
+    bytes (:func:`file_digest`), that does not depend on their order: the sum, modulo
+    2**256, of a sha256 of each (path, content) pair. Two sets add up to the digest of
+    their union, so a run adds what it wrote to the store's state without reading the
+    rest again."""
 
     count: int = 0
     total: int = 0
 
-    def add(self, relative: str, content_sha256: str) -> None:
-        pair = hashlib.sha256(os.fsencode(relative) + b"\0" + bytes.fromhex(content_sha256)).digest()
+    def add(self, relative: str, content: str) -> None:
+        pair = hashlib.sha256(os.fsencode(relative) + b"\0" + bytes.fromhex(content)).digest()
         self.total = (self.total + int.from_bytes(pair, "big")) & _MASK
         self.count += 1
 
@@ -80,12 +88,32 @@ class FileSet:
     def digest(self) -> str:
         return f"{self.total:064x}"
 
-    def as_state(self) -> dict:
-        return {"files": self.count, "digest": self.digest}
+    def as_state(self, file_hash: str) -> dict:
+        return {"files": self.count, "digest": self.digest, "file_hash": file_hash}
 
     @classmethod
     def from_state(cls, state: Mapping) -> FileSet:
         return cls(int(state["files"]), int(state["digest"], 16))
+
+
+def state_file_hash(state: Mapping | None) -> str:
+    """The digest a logged tree state's files were read by (a new store's, without one)."""
+    if state is None:
+        return FILE_HASHES[0]
+    return str(state.get("file_hash", LEGACY_FILE_HASH))
+
+
+def file_digest(path: str | os.PathLike[str], file_hash: str) -> str:
+    """The hex digest of a file's bytes by `file_hash` (one of :data:`FILE_HASHES`)."""
+    if file_hash == "blake3":
+        from curate._native import file_blake3
+
+        return file_blake3(path)
+    if file_hash == "sha256":
+        from curate.files import sha256_of
+
+        return sha256_of(path)
+    raise AuditError(f"a run log reads files by {' or '.join(FILE_HASHES)}, not {file_hash!r}")
 
 
 #: The names curate keeps its own bookkeeping under, at the top of a tree store (not its content).
@@ -117,26 +145,24 @@ def tree_files(root: Path) -> Iterator[Path]:
                 yield Path(folder, name)
 
 
-def content_sha256(path: Path) -> str:
-    """A file's sha256; a link's is the sha256 of where it points (a store curate
-    wrote holds none, so one shows)."""
-    from curate.files import sha256_of
-
+def content_digest(path: Path, file_hash: str) -> str:
+    """A file's digest (:func:`file_digest`); a link's is the sha256 of where it points
+    (a store curate wrote holds none, so one shows)."""
     if path.is_symlink():
         return hashlib.sha256(b"link\0" + os.fsencode(os.readlink(path))).hexdigest()
-    return sha256_of(path)
+    return file_digest(path, file_hash)
 
 
-def tree_state(root: Path, threads: int | None = None, progress=None) -> FileSet:
-    """The :class:`FileSet` of every file under `root` (:func:`tree_files`), hashed on
-    `threads` threads (hashlib lets go of the interpreter)."""
+def tree_state(root: Path, file_hash: str, threads: int | None = None, progress=None) -> FileSet:
+    """The :class:`FileSet` of every file under `root` (:func:`tree_files`), read by
+    `file_hash` on `threads` threads (both digests let go of the interpreter)."""
     from concurrent.futures import ThreadPoolExecutor
 
     found = FileSet()
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
         pending: list = []
         for path in tree_files(root):
-            pending.append((path, pool.submit(content_sha256, path)))
+            pending.append((path, pool.submit(content_digest, path, file_hash)))
             if len(pending) >= 256:  # bounded: the tree is streamed, not listed
                 _drain(root, pending, found, progress)
         _drain(root, pending, found, progress)
@@ -280,6 +306,8 @@ def well_formed(entry) -> bool:
         not isinstance(state["files"], int) or not re.fullmatch(r"[0-9a-f]{64}", str(state.get("digest")))
     ):
         return False
+    if "file_hash" in state and state["file_hash"] not in FILE_HASHES:
+        return False
     return "content" not in state or isinstance(state["content"], str)
 
 
@@ -313,7 +341,9 @@ def _state(state: Mapping) -> dict:
     for name, value in state.items():
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise AuditError(f"a run log state is digests and counts; {name!r} is neither")
-        if isinstance(value, str) and not _DIGEST.match(value):
+        if name == "file_hash" and value in FILE_HASHES:
+            pass
+        elif isinstance(value, str) and not _DIGEST.match(value):
             raise AuditError(f"the run log holds hex digests only; state {name!r} is not one")
         out[_name(name)] = value
     return out
@@ -337,7 +367,7 @@ def _journal_name(name: str) -> str:
 
 
 class Journal:
-    """The files one run wrote to a store, a line each (path in the store, sha256), as
+    """The files one run wrote to a store, a line each (path in the store, digest), as
     they land, flushed batch by batch: ``journal-<pid>-<time>.tsv`` beside the log. The
     run holds a lock on it while it lives; a journal nobody holds is a killed run's,
     and the next entry adopts what it lists (:meth:`fold`)."""
@@ -351,11 +381,11 @@ class Journal:
         self._file = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape")
         self.written = FileSet()
 
-    def add(self, relative: str, content_sha256: str) -> None:
+    def add(self, relative: str, content: str) -> None:
         if "\t" in relative or "\n" in relative:
             raise AuditError("a journalled path holds a tab or a line break")
-        self._file.write(f"{relative}\t{content_sha256}\n")
-        self.written.add(relative, content_sha256)
+        self._file.write(f"{relative}\t{content}\n")
+        self.written.add(relative, content)
 
     def flush(self) -> None:
         self._file.flush()
@@ -442,9 +472,12 @@ class RunOfFiles:
         self.store = Path(self.store)
         self.log = RunLog(self.store)
         self.journal = self.log.journal()
+        #: What the files this run writes are digested by (:func:`file_digest`): the store's.
+        self.file_hash = state_file_hash(self.log.last_state("files"))
 
-    def wrote(self, target: str | os.PathLike[str], content_sha256: str) -> None:
-        self.journal.add(Path(target).relative_to(self.store).as_posix(), content_sha256)
+    def wrote(self, target: str | os.PathLike[str], content: str) -> None:
+        """A file the run wrote, by its digest (by :attr:`file_hash`)."""
+        self.journal.add(Path(target).relative_to(self.store).as_posix(), content)
 
     def finish(self, settings: Mapping, counts: Mapping[str, float], inputs: Mapping[str, str] | None = None) -> dict:
         """Append the run's entry: its output is what it wrote; the store's state is the
@@ -452,13 +485,13 @@ class RunOfFiles:
         files before its log began, a new reading of the whole tree."""
         self.journal.flush()
         adopted, names = self.journal.fold()
-        before = self.log.last_state("files")
+        before = self.log.last_state("files")  # now: a run that ended meanwhile is in it
         if before is not None:
             state = FileSet.from_state(before) + adopted + self.journal.written
         elif self.was_empty:
             state = adopted + self.journal.written
         else:
-            state = tree_state(self.store)
+            state = tree_state(self.store, self.file_hash)
         counts = {**counts, "adopted_files": adopted.count}
         entry = self.log.append(
             self.stage,
@@ -466,7 +499,7 @@ class RunOfFiles:
             counts,
             inputs,
             {"files": self.journal.written.digest},
-            state.as_state(),
+            state.as_state(self.file_hash),
             names,
         )
         self.journal.close(names)

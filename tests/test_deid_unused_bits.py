@@ -11,6 +11,7 @@ from dicom_factory import image_dataset, write
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from test_deid_engine import KEY
 
+from curate._native import file_blake3
 from curate.deid import Options
 from curate.deid.unused_bits import BitLayoutError, canonical_pixels
 from curate.deid.worker import deidentify_file
@@ -71,7 +72,12 @@ def test_an_embedded_overlay_is_gone_and_the_stored_bits_stay(tmp_path, signed, 
     source, cells = embedded_overlay_file(tmp_path / "src.dcm", signed, syntax)
     target = tmp_path / "out.dcm"
     audit = __import__("collections").Counter()
-    assert deidentify_file(str(source), str(target), Options(), KEY, "2.25", audit) == ("written", None)
+    digests: dict = {}
+    assert deidentify_file(str(source), str(target), Options(), KEY, "2.25", audit, digests=digests) == (
+        "written",
+        None,
+    )
+    assert digests["blake3"] == file_blake3(target)  # of the bytes written, not of the source's pixels
     out = cells_of(target)
     assert np.array_equal(out & 0x0FFF, cells & 0x0FFF), "a stored bit changed"
     high = out >> 12
@@ -91,7 +97,9 @@ def test_canonical_pixels_are_still_copied_by_the_kernel_bit_for_bit(tmp_path):
     source.write_bytes(testdata("CT_small.dcm").read_bytes())
     target = tmp_path / "out.dcm"
     audit = __import__("collections").Counter()
-    assert deidentify_file(str(source), str(target), Options(), KEY, "2.25", audit)[0] == "written"
+    digests: dict = {}
+    assert deidentify_file(str(source), str(target), Options(), KEY, "2.25", audit, digests=digests)[0] == "written"
+    assert digests["blake3"] == file_blake3(target)
     assert pydicom.dcmread(target).PixelData == pydicom.dcmread(source).PixelData
     assert ("PixelData", "unused bits cleared") not in audit
 

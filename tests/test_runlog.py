@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from curate.deid.tree import deidentify_tree
 from curate.errors import AuditError
 from curate.index import build_index
 from curate.index.compact import compact_index
-from curate.runlog import AUDIT_DIR, LOG_FILE, FileSet, RunLog, RunOfFiles, tree_state
+from curate.runlog import AUDIT_DIR, LOG_FILE, FileSet, RunLog, RunOfFiles, entry_hash, file_digest, tree_state
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -121,7 +122,7 @@ def test_a_killed_runs_files_are_adopted_by_the_next_entry(tmp_path):
     store.mkdir()
     killed = RunOfFiles(store, "deid")
     (store / "a.dcm").write_bytes(b"a" * 100)
-    killed.wrote(store / "a.dcm", tree_state_of(store / "a.dcm"))
+    killed.wrote(store / "a.dcm", file_digest(store / "a.dcm", killed.file_hash))
     (store / "b.dcm").write_bytes(b"b" * 100)  # in place, but its line was cut by the kill
     killed.journal._file.write("b.dcm\tdead")
     killed.abandon()  # no entry: as a killed run leaves it
@@ -130,7 +131,7 @@ def test_a_killed_runs_files_are_adopted_by_the_next_entry(tmp_path):
     (store / "b.dcm").unlink()
     run = RunOfFiles(store, "deid")
     (store / "c.dcm").write_bytes(b"c" * 100)
-    run.wrote(store / "c.dcm", tree_state_of(store / "c.dcm"))
+    run.wrote(store / "c.dcm", file_digest(store / "c.dcm", run.file_hash))
     entry = run.finish({"setting": 1}, {"written": 1})
     assert entry["counts"]["adopted_files"] == 1 and entry["state"]["files"] == 2
     assert entry["journals"] and not list((store / AUDIT_DIR).glob("journal-*"))
@@ -140,10 +141,37 @@ def test_a_killed_runs_files_are_adopted_by_the_next_entry(tmp_path):
     assert again["counts"]["adopted_files"] == 0 and again["state"]["files"] == 2
 
 
-def tree_state_of(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def test_files_are_read_by_blake3_and_a_store_logged_by_sha256_keeps_it(tree, tmp_path):  # noqa: F811
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    # BLAKE3's published digest of no bytes: the native digest is the real one.
+    assert file_digest(empty, "blake3") == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    with pytest.raises(AuditError, match="blake3 or sha256"):
+        file_digest(empty, "md5")
+    out = tmp_path / "out"
+    deid_twice(tree, out)
+    states = [json.loads(line)["state"] for line in log_lines(out)]
+    assert [s["file_hash"] for s in states] == ["blake3", "blake3"]
+    assert tree_state(out, "blake3").as_state("blake3") == states[-1]
+    # A store whose log began before file_hash was named: its states are sha256 sums.
+    part, legacy = tmp_path / "part", tmp_path / "legacy"
+    shutil.copytree(tree, part)
+    sorted(part.rglob("*.dcm"))[0].unlink()
+    assert deidentify_tree(part, legacy, KEY, workers=1, progress=False).written == 2
+    old = json.loads(log_lines(legacy)[-1])
+    old["state"] = tree_state(legacy, "sha256").as_state("sha256")
+    del old["state"]["file_hash"]
+    old["hash"] = entry_hash(old)
+    write_lines(legacy, [json.dumps(old)])
+    assert deidentify_tree(tree, legacy, KEY, workers=1, progress=False).written == 1
+    assert json.loads(log_lines(legacy)[-1])["state"]["file_hash"] == "sha256"
+    report = verify_store(legacy, contents=True, progress=False)
+    assert report.ok and report.contents_ok is True, report.contents_note
+    # A state naming another digest is not an entry.
+    old["state"]["file_hash"] = "md5"
+    old["hash"] = entry_hash(old)
+    write_lines(legacy, [json.dumps(old)])
+    assert not verify_store(legacy).ok
 
 
 def test_a_store_written_before_its_log_is_read_whole_once(tmp_path):
@@ -152,9 +180,9 @@ def test_a_store_written_before_its_log_is_read_whole_once(tmp_path):
     (store / "x" / "old.dcm").write_bytes(b"old")
     run = RunOfFiles(store, "deid", was_empty=False)
     (store / "x" / "new.dcm").write_bytes(b"new")
-    run.wrote(store / "x" / "new.dcm", tree_state_of(store / "x" / "new.dcm"))
+    run.wrote(store / "x" / "new.dcm", file_digest(store / "x" / "new.dcm", run.file_hash))
     entry = run.finish({}, {"written": 1})
-    assert entry["state"] == tree_state(store).as_state() and entry["state"]["files"] == 2
+    assert entry["state"] == tree_state(store, "blake3").as_state("blake3") and entry["state"]["files"] == 2
 
 
 def test_the_log_takes_digests_and_numbers_only(tmp_path):
@@ -255,14 +283,14 @@ def test_a_killed_runs_journal_is_named_by_verify(tmp_path):
     RunOfFiles(store, "deid").finish({}, {"written": 0})
     killed = RunOfFiles(store, "deid")
     (store / "a.dcm").write_bytes(b"a")
-    killed.wrote(store / "a.dcm", tree_state_of(store / "a.dcm"))
+    killed.wrote(store / "a.dcm", file_digest(store / "a.dcm", killed.file_hash))
     killed.abandon()
     report = verify_store(store, contents=True, progress=False)
     assert report.contents_ok is False and "only in the journal of 1 run(s) killed" in report.contents_note
     # A journal that is not owner-only was not written by curate: not taken in.
     forged = store / AUDIT_DIR / "journal-1-1.tsv"
     (store / "b.dcm").write_bytes(b"b")
-    forged.write_text(f"b.dcm\t{tree_state_of(store / 'b.dcm')}\n")
+    forged.write_text(f"b.dcm\t{file_digest(store / 'b.dcm', 'blake3')}\n")
     forged.chmod(0o644)
     entry = RunOfFiles(store, "deid").finish({}, {"written": 0})
     assert entry["counts"]["adopted_files"] == 1  # a.dcm, the killed run's

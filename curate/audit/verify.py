@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curate.errors import AuditError
-from curate.runlog import GENESIS, FileSet, RunLog, entry_hash, live_journals, tree_files, tree_state, unfolded_journals
+from curate.runlog import (
+    GENESIS,
+    FileSet,
+    RunLog,
+    entry_hash,
+    live_journals,
+    state_file_hash,
+    tree_files,
+    tree_state,
+    unfolded_journals,
+)
 from curate.tracking import StageResult
 
 #: The count an entry is summarised by: the first of these it has.
@@ -125,7 +135,7 @@ def _check_contents(log: RunLog, report: AuditReport, progress: bool) -> None:
     journalled, names = unfolded_journals(log)
     expected = FileSet.from_state(files_state) + journalled
     with progress_bar(expected.count, "verify", enabled=progress) as bar:
-        found = tree_state(log.root, progress=bar)
+        found = tree_state(log.root, state_file_hash(files_state), progress=bar)
     # Files only a killed run's journal lists are there, but no entry vouches for them yet.
     report.contents_ok = found == expected and not journalled.count
     if found == expected and journalled.count:

@@ -28,7 +28,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -312,19 +312,24 @@ def deidentify_tree(
     try:
         with (
             tempfile.TemporaryDirectory(prefix="curate-deid-") as private,  # mode 0700
-            _executor(workers, dask) as pool,
+            _executor(workers, dask) as (pool, slots),
             progress_bar(None, "deid", enabled=progress) as bar,
         ):
             spool = _Spool(Path(private), checked, pseudo if mapping is not None else None)
             redactions = _RedactionLog(output / AUDIT_DIR)
+            files = _InFlight(pool, slots, summary, bar, redactions, run)
+            job = (options, key, uid_root, run.file_hash)
             for batch in handle.reader():
                 walked = handle.walked  # read first: once true, the total read next is final
                 bar.set_total(handle.total, final=walked)
                 spool.add(batch)
                 tasks = _tasks(batch.to_pylist(), output, pseudo, quarantine, summary, redaction is not None, sources)
                 bar.update(batch.num_rows - len(tasks))
-                _run_tasks(pool, tasks, options, key, uid_root, summary, bar, redaction, redactions, run)
+                for src, dst, redact in tasks:
+                    files.submit(src, dst, job, redaction if redact else None)
                 run.journal.flush()
+            files.drain()
+            run.journal.flush()
             spool.close()
             summary.redaction_file = redactions.close()
             if mapping is not None:
@@ -340,20 +345,21 @@ def deidentify_tree(
 
 
 @contextlib.contextmanager
-def _executor(workers: int | None, dask: DaskOptions | None) -> Iterator[Executor]:
-    """Where the files are de-identified: this machine's processes, or Dask tasks (an
-    executor whose futures are :mod:`concurrent.futures` ones, so the driving loop is
-    the same)."""
+def _executor(workers: int | None, dask: DaskOptions | None) -> Iterator[tuple[Executor, int]]:
+    """Where the files are de-identified, and how many at once: this machine's
+    processes, or Dask tasks (an executor whose futures are :mod:`concurrent.futures`
+    ones, so the driving loop is the same) on the cluster's threads."""
     if dask is None:
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            yield pool
+        processes = workers or os.cpu_count() or 1
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            yield pool, processes
         return
     from curate.index.dask import dask_client
 
     with dask_client(dask) as client:
         executor = client.get_executor(pure=False)
         try:
-            yield executor
+            yield executor, sum(client.nthreads().values()) or 1
         finally:
             executor.shutdown(wait=True)
 
@@ -429,45 +435,53 @@ def _tasks(
     return tasks
 
 
-def _run_tasks(
-    pool: Executor,
-    tasks: list[tuple[str, str, bool]],
-    options: Options,
-    key: bytes,
-    uid_root: str,
-    summary: DeidSummary,
-    bar,
-    redaction: PixelRedaction | None = None,
-    redactions: _RedactionLog | None = None,
-    run: RunOfFiles | None = None,
-) -> None:
-    """De-identify one batch of files in the worker processes, counting what each gave
-    (and journalling each file written in `run`)."""
-    futures = {
-        pool.submit(deidentify_task, src, dst, options, key, uid_root, redaction if redact else None): dst
-        for src, dst, redact in tasks
-    }
-    for future in as_completed(futures):
-        status, reason, audit, record, digest = future.result()
-        if status == "written":
-            summary.written += 1
-            summary.audit.update(audit)
-            if run is not None and digest is not None:
-                run.wrote(futures[future], digest)
-            if record is not None:
-                summary.redacted += 1
-                summary.audit["PixelData", "redacted"] += 1  # the boxes are in the redaction log
-                if redactions is not None:
-                    redactions.add(Path(futures[future]), record)
-        elif status == "quarantined":
-            summary.quarantined[reason] += 1
-        elif reason in WITHHELD:
-            summary.withheld[reason] += 1  # held back, so nothing leaked
-        elif reason == SOP_INSTANCE_CLASH:
-            summary.clashes += 1
-        else:
-            summary.failed[reason or "failed"] += 1
-        bar.update(1)
+class _InFlight:
+    """The files being de-identified: submitted to the workers as the plan streams in,
+    at most a few per worker slot at a time, and counted (and journalled in `run`) as
+    each one ends. A batch's last files do not hold the next batch's first ones back."""
+
+    def __init__(self, pool: Executor, slots: int, summary: DeidSummary, bar, redactions=None, run=None):
+        self.pool, self.window = pool, 4 * max(1, slots)
+        self.summary, self.bar, self.redactions, self.run = summary, bar, redactions, run
+        self.pending: dict = {}
+
+    def submit(self, source: str, target: str, job: tuple, redaction: PixelRedaction | None) -> None:
+        """De-identify `source` into `target`; `job`: (options, key, UID root, file hash)."""
+        options, key, uid_root, file_hash = job
+        while len(self.pending) >= self.window:
+            done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+            self._count(done)
+        future = self.pool.submit(deidentify_task, source, target, options, key, uid_root, redaction, file_hash)
+        self.pending[future] = target
+
+    def drain(self) -> None:
+        """Wait for every file submitted."""
+        self._count(list(as_completed(list(self.pending))))
+
+    def _count(self, done) -> None:
+        summary = self.summary
+        for future in done:
+            target = self.pending.pop(future)
+            status, reason, audit, record, digest = future.result()
+            if status == "written":
+                summary.written += 1
+                summary.audit.update(audit)
+                if self.run is not None and digest is not None:
+                    self.run.wrote(target, digest)
+                if record is not None:
+                    summary.redacted += 1
+                    summary.audit["PixelData", "redacted"] += 1  # the boxes are in the redaction log
+                    if self.redactions is not None:
+                        self.redactions.add(Path(target), record)
+            elif status == "quarantined":
+                summary.quarantined[reason] += 1
+            elif reason in WITHHELD:
+                summary.withheld[reason] += 1  # held back, so nothing leaked
+            elif reason == SOP_INSTANCE_CLASH:
+                summary.clashes += 1
+            else:
+                summary.failed[reason or "failed"] += 1
+            self.bar.update(1)
 
 
 class _RedactionLog:

@@ -8,8 +8,9 @@ bits are left exactly as they are; the unused ones are set to what carries no
 information: zero, or for signed pixels the sign bit repeated above High Bit (the
 sign extension most writers already store), so that no reader sees another value.
 
-Most files are canonical already; :func:`canonical_pixels` reads the bytes once and
-says so, and the pixel element is then still copied by the kernel.
+Most files are canonical already: the OR of all their cells says so
+(:func:`canonical_by_or`, from the one native pass that also hashes the bytes), and the
+pixel element is then still copied by the kernel.
 """
 
 from __future__ import annotations
@@ -87,6 +88,19 @@ def _embedded_overlay(ds) -> bool:
     return False
 
 
+def canonical_by_or(found: tuple[int, int, int, bool], cells_or: int, tail_or: int) -> bool:
+    """Whether pixels of the :func:`layout` `found` are canonical, as far as the OR of
+    all their whole cells and the OR of their bytes after the last whole cell (an odd
+    length's pad byte) tell: unsigned ones are when no unused bit is set anywhere;
+    signed ones need each cell compared with its sign (:func:`canonical_pixels`)."""
+    allocated, low, high, signed = found
+    return not signed and not cells_or & ~_value_mask(low, high) and not tail_or
+
+
+def _value_mask(low: int, high: int) -> int:
+    return ((1 << (high - low + 1)) - 1) << low
+
+
 def canonical_pixels(data, ds, little_endian: bool = True) -> bytes | None:
     """`data` (the Pixel Data value) with its unused bits set as the module says, or
     None when they already are (or the pixels have no unused bits)."""
@@ -102,10 +116,10 @@ def canonical_pixels(data, ds, little_endian: bool = True) -> bytes | None:
         return None
     dtype = np.dtype(f"u{width}").newbyteorder("<" if little_endian else ">")
     cells = np.frombuffer(data, dtype=dtype, count=count)
-    kept = ((1 << (high - low + 1)) - 1) << low
+    kept = _value_mask(low, high)
     above = ((1 << allocated) - 1) & ~((1 << (high + 1)) - 1)
     padding = bytes(data[count * width :])  # an odd length's pad byte
-    if not signed and not int(np.bitwise_or.reduce(cells)) & ~kept and not padding.strip(b"\0"):
+    if canonical_by_or(found, int(np.bitwise_or.reduce(cells)), int(any(padding))):
         return None  # the common case, in one pass and no copy
     canonical = cells & dtype.type(kept)
     if signed and above:

@@ -3,13 +3,16 @@ dataset build both use, and where its output goes."""
 
 from __future__ import annotations
 
+import io
 import mmap
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.encaps import generate_fragments
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
+from curate._native import Blake3
 from curate.deid.check import file_problem
 from curate.deid.engine import Deidentifier, Identity
 from curate.deid.identifiers import MIN_LENGTH
@@ -28,8 +31,9 @@ from curate.deid.split import (
     split_file,
 )
 from curate.deid.strip import EXTENDED_OFFSETS, REMOVED, CannotStrip, strip_text
-from curate.deid.unused_bits import CLEARED, BitLayoutError, canonical_pixels, layout
-from curate.files import atomic_path, sha256_of
+from curate.deid.unused_bits import CLEARED, BitLayoutError, canonical_by_or, canonical_pixels, layout
+from curate.files import atomic_path
+from curate.runlog import FILE_HASHES, file_digest
 
 PIXEL_DATA = 0x7FE00010
 #: The folder name for a study or series whose UID the source lacks.
@@ -59,19 +63,26 @@ def output_path(output: Path, pseudo: Pseudonymizer, row: dict) -> Path:
 
 
 def deidentify_task(
-    source: str, target: str, options: Options, key: bytes, uid_root: str, pixels: PixelRedaction | None = None
+    source: str,
+    target: str,
+    options: Options,
+    key: bytes,
+    uid_root: str,
+    pixels: PixelRedaction | None = None,
+    file_hash: str = FILE_HASHES[0],
 ) -> tuple:
     """:func:`deidentify_file` as a worker process's task: (status, reason, the audit of
     the file written, empty if none was, the record of its pixels' redaction or None,
-    the sha256 of the file written or None)."""
+    the digest by `file_hash` of the file written or None)."""
     audit: Counter = Counter()
     record: dict = {}
-    status, reason = deidentify_file(source, target, options, key, uid_root, audit, pixels, record)
+    digests: dict = {}
+    status, reason = deidentify_file(source, target, options, key, uid_root, audit, pixels, record, digests)
     if status != "written":
         return status, reason, Counter(), None, None
     # Hashed here, on the worker's core, for the store's run log (it is in the page cache).
     try:
-        digest = sha256_of(target)
+        digest = digests.get(file_hash) or file_digest(target, file_hash)
     except OSError:  # gone already (removed by hand): the next verify shows it
         digest = None
     return status, reason, audit, record or None, digest
@@ -86,6 +97,7 @@ def deidentify_file(
     audit: Counter | None = None,
     pixels: PixelRedaction | None = None,
     record: dict | None = None,
+    digests: dict | None = None,
 ) -> tuple[str, str | None]:
     """One worker task: read, de-identify, write under a temporary name, check, rename.
     Returns ("written", None), ("quarantined", why) for a file whose pixels' text could
@@ -96,7 +108,9 @@ def deidentify_file(
     pixel element's bytes are copied from the source by the kernel (:mod:`curate.deid.split`).
     A file that cannot be cut so is read and written whole by pydicom. With `pixels`,
     the text burned into its pixels is redacted first (:mod:`curate.deid.redact`): the
-    file is read whole, and written uncompressed; `record` gains what was filled."""
+    file is read whole, and written uncompressed; `record` gains what was filled.
+    `digests` gains the written file's BLAKE3 digest where it was taken on the way (a
+    split file's pixels are read once, for the digest and the check of their unused bits)."""
     import logging
     import warnings
 
@@ -144,18 +158,20 @@ def deidentify_file(
         if pixels is not None:
             record_redaction(ds)
         try:
-            value = _canonical_unused_bits(source, ds, split)
+            planned = None if split is None else _SplitWrite.of(source, ds, split)
+            value = _canonical_unused_bits(ds) if planned is None else planned.value
         except BitLayoutError as err:
             return "failed", f"pixel data whose bits the header does not describe ({err})"
         if value is not None and audit is not None:
             audit["PixelData", CLEARED] += 1
         # Never over another file: two sources with one SOP Instance UID share a target.
         with atomic_path(target, replace=False) as partial:
-            if split is None:
+            if planned is None:
                 ds.save_as(partial, enforce_file_format=True)
                 trailer = _after_pixels(ds)
             else:
-                trailer = _write_split(partial, ds, split, source, value)
+                planned.write(partial, source)
+                trailer = planned.trailer
             # The header as written must decode under its own character set and must not
             # hold the patient's names, IDs or birth date: else the file is not put in place.
             problem = file_problem(partial, ds, identity, profile, trailer)
@@ -167,6 +183,8 @@ def deidentify_file(
         return "failed", SOP_INSTANCE_CLASH
     except Exception as err:
         return "failed", f"cannot write: {type(err).__name__}"
+    if digests is not None and planned is not None:
+        digests["blake3"] = planned.digest
     return "written", None
 
 
@@ -303,25 +321,19 @@ def _encapsulated(ds) -> bool:
     return bool(syntax) and UID(str(syntax)).is_encapsulated
 
 
-def _canonical_unused_bits(source: str, ds, split: SplitFile | None) -> bytes | None:
-    """Native Pixel Data whose unused bits carried something, rewritten to carry nothing
-    (:mod:`curate.deid.unused_bits`): for a split file, the new value (the caller writes
-    it in place of the source's); for a data set read whole, None, having set it."""
-    if split is None:
-        if "PixelData" not in ds or _encapsulated(ds) or ds["PixelData"].VR not in ("OW", "OB", "OB or OW"):
-            return None
-        if layout(ds) is None:
-            return None
-        little = UID(str(ds.file_meta.TransferSyntaxUID)).is_little_endian
-        value = canonical_pixels(ds.PixelData, ds, little_endian=little)
-        if value is not None:
-            ds.PixelData = value
-        return value
-    if split.fragments or split.pixel_tag != PIXEL_DATA or layout(ds) is None:
+def _canonical_unused_bits(ds) -> bytes | None:
+    """For a data set read whole: its native Pixel Data, set to carry nothing in its
+    unused bits (:mod:`curate.deid.unused_bits`) where they carried something (and
+    returned), else None."""
+    if "PixelData" not in ds or _encapsulated(ds) or ds["PixelData"].VR not in ("OW", "OB", "OB or OW"):
         return None
-    with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        with memoryview(data)[split.value_start : split.pixel_end] as view:
-            return canonical_pixels(view, ds)
+    if layout(ds) is None:
+        return None
+    little = UID(str(ds.file_meta.TransferSyntaxUID)).is_little_endian
+    value = canonical_pixels(ds.PixelData, ds, little_endian=little)
+    if value is not None:
+        ds.PixelData = value
+    return value
 
 
 def _after_pixels(ds) -> bytes:
@@ -339,25 +351,62 @@ def _after_pixels(ds) -> bytes:
     return encode_elements(tail, ds.file_meta.get("TransferSyntaxUID") == ImplicitVRLittleEndian)
 
 
-def _write_split(partial: Path, ds, split: SplitFile, source: str, value: bytes | None = None) -> bytes:
-    """Write `ds` (de-identified, without pixel data) around the source's pixel element:
-    the elements before it, its bytes copied as they are (or its header copied and
-    `value` written after it), then the elements after it. Returns the bytes written
-    after the pixel element."""
-    from pydicom.dataset import Dataset
+@dataclass
+class _SplitWrite:
+    """A split file as it is to be written: the de-identified header (up to the pixel
+    element) and trailer (the elements after it) encoded, the pixel element's bytes read
+    once, natively, for the file's digest and the check of their unused bits, and the
+    new pixel value where those bits carried something (None: the source's bytes are
+    copied by the kernel)."""
 
-    head, tail = Dataset(), Dataset()
-    for element in ds:
-        (head if not split.pixel_tag or element.tag < split.pixel_tag else tail).add(element)
-    head.file_meta, head.preamble = ds.file_meta, ds.preamble
-    implicit = ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
-    trailer = encode_elements(tail, implicit) if len(tail) else b""
-    with open(source, "rb") as src, open(partial, "wb") as out:
-        head.save_as(out, enforce_file_format=True)
-        if value is None:
-            copy_range(src, out, split.pixel_start, split.pixel_end - split.pixel_start)
-        else:
-            copy_range(src, out, split.pixel_start, split.value_start - split.pixel_start)
-            out.write(value)
-        out.write(trailer)
-    return trailer
+    split: SplitFile
+    header: bytes
+    trailer: bytes
+    value: bytes | None
+    digest: str
+
+    @classmethod
+    def of(cls, source: str, ds, split: SplitFile) -> _SplitWrite:
+        from pydicom.dataset import Dataset
+
+        head, tail = Dataset(), Dataset()
+        for element in ds:
+            (head if not split.pixel_tag or element.tag < split.pixel_tag else tail).add(element)
+        head.file_meta, head.preamble = ds.file_meta, ds.preamble
+        implicit = ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+        trailer = encode_elements(tail, implicit) if len(tail) else b""
+        buffer = io.BytesIO()
+        head.save_as(buffer, enforce_file_format=True)
+        header = buffer.getvalue()
+        hasher, value = Blake3(), None
+        hasher.update(header)
+        if split.pixel_tag:
+            hasher.update_from_file(source, split.pixel_start, split.value_start - split.pixel_start)
+            found = layout(ds) if not split.fragments and split.pixel_tag == PIXEL_DATA else None
+            cell = found[0] // 8 if found is not None else 0
+            ored, tail_or = hasher.update_from_file(
+                source, split.value_start, split.pixel_end - split.value_start, cell
+            )
+            if found is not None and not canonical_by_or(found, ored, tail_or):
+                with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                    with memoryview(data)[split.value_start : split.pixel_end] as view:
+                        value = canonical_pixels(view, ds)
+                if value is not None:  # the digest is of the bytes written
+                    hasher = Blake3()
+                    hasher.update(header)
+                    hasher.update_from_file(source, split.pixel_start, split.value_start - split.pixel_start)
+                    hasher.update(value)
+        hasher.update(trailer)
+        return cls(split, header, trailer, value, hasher.hexdigest())
+
+    def write(self, partial: Path, source: str) -> None:
+        """The header, the source's pixel element (or its header and the new value), the trailer."""
+        split = self.split
+        with open(source, "rb") as src, open(partial, "wb") as out:
+            out.write(self.header)
+            if self.value is None:
+                copy_range(src, out, split.pixel_start, split.pixel_end - split.pixel_start)
+            else:
+                copy_range(src, out, split.pixel_start, split.value_start - split.pixel_start)
+                out.write(self.value)
+            out.write(self.trailer)

@@ -12,7 +12,6 @@ summary and MLflow get the counts only.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import time
 from collections import Counter
@@ -26,7 +25,7 @@ from curate.digitize.manifest import FilmRow, FilmRowError, read_manifest
 from curate.errors import ConfigError, SourceNotFoundError
 from curate.files import PARTIAL_SUFFIX, atomic_path, process_alive, sha256_of, write_atomic
 from curate.progress import progress_bar
-from curate.runlog import RunOfFiles, tree_files
+from curate.runlog import FILE_HASHES, RunOfFiles, file_digest, tree_files
 from curate.tracking import StageResult
 
 ERRORS_DIR = ".curate-digitize"
@@ -162,7 +161,8 @@ def _import_all(
                 errors.add(int(number.removeprefix("row ")), None, reason)
                 bar.update(1)
                 continue
-            pending[pool.submit(import_film, str(source), str(output), item, digitizer, uid_root)] = item
+            job = pool.submit(import_film, str(source), str(output), item, digitizer, uid_root, run.file_hash)
+            pending[job] = item
             if len(pending) >= 4 * workers:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 collect(done)
@@ -170,10 +170,12 @@ def _import_all(
         collect(list(pending))
 
 
-def import_film(source: str, output: str, row: FilmRow, digitizer: Digitizer, uid_root: str) -> tuple:
+def import_film(
+    source: str, output: str, row: FilmRow, digitizer: Digitizer, uid_root: str, file_hash: str = FILE_HASHES[0]
+) -> tuple:
     """One row, in a worker process: ("written" | "already" | "failed", the reason a
     row failed or the written file's name in `output`, bytes written, whether the scan
-    was lossy, the sha256 of the file written or None)."""
+    was lossy, the digest by `file_hash` of the file written or None)."""
     from curate import __version__
 
     try:
@@ -199,7 +201,7 @@ def import_film(source: str, output: str, row: FilmRow, digitizer: Digitizer, ui
         except FileExistsError:  # another row with the same image and values
             return "already", "", 0, False, None
         name = target.relative_to(output).as_posix()
-        return "written", name, len(encoded), image.lossy, hashlib.sha256(encoded).hexdigest()
+        return "written", name, len(encoded), image.lossy, file_digest(target, file_hash)
     except FilmRowError as e:
         return "failed", str(e), 0, False, None
     except OSError as e:

@@ -4,8 +4,9 @@
 //! released and hands record batches back through the Arrow C stream interface
 //! (`__arrow_c_stream__`), so no value crosses as a Python object. The module also
 //! exports the index's row contract (`FILE_COLUMNS`, `STATUSES`, `ERROR_KINDS`) and the
-//! exceptions it raises.
+//! exceptions it raises, and the content digests of files (`digest`).
 
+mod digest;
 mod error;
 
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
@@ -116,5 +117,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyScan>()?;
     m.add_function(wrap_pyfunction!(open_scan, m)?)?;
     m.add_function(wrap_pyfunction!(dictionary_vr, m)?)?;
+    m.add_class::<digest::Blake3>()?;
+    m.add_function(wrap_pyfunction!(digest::file_blake3, m)?)?;
     Ok(())
 }
