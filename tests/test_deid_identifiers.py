@@ -69,7 +69,7 @@ def test_words_of_no_one_stay():
 def test_spellings():
     assert {"obrien", "mueller", "muller", "gross"} <= {s.lower() for s in name_spellings("O'Brien^Müller Groß")}
     assert "vanderBerg" in name_spellings("van der Berg^Piet")
-    dates = Finder(None, frozenset({date_key("19601231")}))
+    dates = Finder((), frozenset({date_key("19601231")}))
     for written in ("1960-12-31", "12/31/1960", "31.12.1960", "Dec 31 1960", "31 December 1960"):
         assert dates.search(f"seen {written} ok"), written
     assert date_key("1960") is None

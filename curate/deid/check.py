@@ -32,6 +32,9 @@ HEADER_LEAK = "identifying text left in the header"
 UID_LEAK = "a source UID left in the header"
 CHARSET_MISMATCH = "text not in the declared Specific Character Set"
 TEXT_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
+#: The VRs :func:`_decode_all` reads as written: text, items, and UN (which pydicom
+#: reads as its dictionary VR, text perhaps).
+_READ_VRS = TEXT_VRS | {"SQ", "UN"}
 #: The VRs whose values the Specific Character Set governs (PS3.5 6.1.2.3).
 CHARSET_VRS = {"LO", "LT", "PN", "SH", "ST", "UC", "UT"}
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -101,7 +104,7 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
     # characters or more (two letters such as "OB" or "LO" are also VR codes), dates
     # aside (the header's own are searched in its text values).
     binary = identity.long_pattern()
-    if binary is not None and (words := binary.words) is not None:
+    if binary is not None and (words := binary.presence) is not None:
         searches += [(words, header.decode("utf-8", errors="ignore")), (words, header.decode("latin-1"))]
         # UTF-16 in bytes the profile keeps (a palette, an OB), at either byte alignment.
         searches += [(words, header[i:].decode(c, errors="ignore")) for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
@@ -139,6 +142,9 @@ def _decode_all(ds: Dataset, inherited, out: list[str]) -> None:
     encodings = convert_encodings(charset) if charset not in (None, "", "ISO_IR 6") else ["ascii"]
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
+        written_vr = getattr(raw, "VR", None)  # None where the file is implicit VR
+        if written_vr is not None and written_vr not in _READ_VRS:
+            continue  # neither text nor items: not converted at all (the costly part)
         value = getattr(raw, "value", None)
         element = ds[tag]  # the VR, from the dictionary where the file is implicit VR
         if element.VR == "SQ":

@@ -48,7 +48,6 @@ from curate.deid.identifiers import (
     identifies,
     name_spellings,
     value_segments,
-    word_pattern,
 )
 from curate.deid.profile import TABLE_EDITION, Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
@@ -187,8 +186,7 @@ class Identity:
 
 
 def _finder(words: list[str], dates: frozenset[str]) -> Finder | None:
-    pattern = word_pattern(words)
-    return Finder(pattern, dates) if pattern is not None or dates else None
+    return Finder(words, dates) if words or dates else None
 
 
 def _dictionary_vr(tag) -> str | None:
@@ -493,6 +491,8 @@ def _fold_indexed(text: str, written_out: bool = False) -> tuple[str, list[int]]
     dropped (Soeren, OBrien), and for
     each of its characters the index of the character of `text` it came from: a name
     the header spells one way is found in text that spells it another."""
+    if text.isascii() and not (written_out and "'" in text):  # nothing to fold: most text
+        return (text.lower() if written_out else text), list(range(len(text)))
     folded, origin = [], []
     for i, c in enumerate(text):
         if written_out and c in "'’":

@@ -30,6 +30,7 @@ number that equals "2" is no sign of a leak.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -165,8 +166,19 @@ class Finder:
     """The identifying values of one header, found in text: words by one pattern, dates
     by :data:`DATE_TOKEN`, read and compared with the header's dates."""
 
-    def __init__(self, words: re.Pattern | None, dates: frozenset[str]):
-        self.words, self.dates = words, dates
+    def __init__(self, words: Iterable[str], dates: frozenset[str]):
+        self._words, self.dates = frozenset(words), dates
+
+    @functools.cached_property
+    def words(self) -> re.Pattern | None:
+        """:func:`word_pattern` of the words (compiled when first asked for: a file
+        often needs only some of its patterns, and compiling is most of their cost)."""
+        return word_pattern(self._words)
+
+    @functools.cached_property
+    def presence(self) -> re.Pattern | None:
+        """:func:`presence_pattern` of the words: whether a text holds one, faster."""
+        return presence_pattern(self._words)
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         found = [(m.start(), m.end()) for m in self.words.finditer(text) if m.end() > m.start()] if self.words else []
@@ -175,7 +187,7 @@ class Finder:
         return sorted(found)
 
     def search(self, text: str) -> bool:
-        if self.words is not None and self.words.search(text):
+        if self.presence is not None and self.presence.search(text):
             return True
         return bool(self.dates) and any(_dates_of(m) & self.dates for m in DATE_TOKEN.finditer(text))
 
@@ -238,28 +250,57 @@ def word_pattern(words: Iterable[str]) -> re.Pattern | None:
     return _word_pattern(frozenset(words))
 
 
-@lru_cache(maxsize=256)
-def _word_pattern(words: frozenset[str]) -> re.Pattern | None:
-    """One pattern for all the words: whole words for alphabetic scripts (so a name
-    "Ann" does not eat "scanner", but "_" and digits separate words), anywhere for
-    scripts written without spaces; IDs and dates not inside a longer number, but glued
-    to letters (MRN12345), and long runs of digits with separators between them."""
-    alternatives = []
+#: What must not touch a word of each kind, before and after it (see :func:`_alternatives`).
+_ANYWHERE = ("", "")
+_SHORT_ID = (r"(?<![^\W_])(?<![0-9][.,\-/:])", r"(?![^\W_])(?![.,\-/:x][0-9])")
+_NUMBER = (r"(?<![0-9])", r"(?![0-9])")
+_NAME = (r"(?<![^\W\d_])", r"(?![^\W\d_])")
+
+
+def _alternatives(words: frozenset[str]) -> list[tuple[tuple[str, str], str]]:
+    """(its boundaries, a literal pattern) for each way each word is written, longest
+    first: whole words for alphabetic scripts (so a name "Ann" does not eat "scanner",
+    but "_" and digits separate words), anywhere for scripts written without spaces;
+    IDs and dates not inside a longer number, but glued to letters (MRN12345), and long
+    runs of digits with separators between them."""
+    found = []
     for word in sorted(set(words), key=len, reverse=True):
         escaped = re.escape(word)
         digits = sum(c.isdigit() for c in word)
         if not word.isascii() and no_spaces_script(word):
-            alternatives.append(escaped)
+            found.append((_ANYWHERE, escaped))
         elif digits and len(word) < MIN_LENGTH:
             # A short ID ("7"): a word of its own, not a digit of a longer code, nor of a
             # number or a range ("1.5 mm", "1-2 cm").
-            alternatives.append(rf"(?<![^\W_])(?<![0-9][.,\-/:]){escaped}(?![^\W_])(?![.,\-/:x][0-9])")
+            found.append((_SHORT_ID, escaped))
         elif digits:
-            alternatives.append(rf"(?<![0-9]){escaped}(?![0-9])")
+            found.append((_NUMBER, escaped))
             if digits >= SEPARATED_DIGITS and digits == len(word):
-                spaced = r"[\s\-().]{0,2}".join(word)
-                alternatives.append(rf"(?<![0-9]){spaced}(?![0-9])")
+                found.append((_NUMBER, r"[\s\-().]{0,2}".join(word)))
         else:
             # Names: not inside a longer word, but "DOE_JOHN" and "JOHN1960" are found.
-            alternatives.append(rf"(?<![^\W\d_]){escaped}(?![^\W\d_])")
+            found.append((_NAME, escaped))
+    return found
+
+
+@lru_cache(maxsize=256)
+def _word_pattern(words: frozenset[str]) -> re.Pattern | None:
+    """One pattern for all the words (:func:`_alternatives`), longest first at each place."""
+    alternatives = [f"{before}{literal}{after}" for (before, after), literal in _alternatives(words)]
+    return re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
+
+
+def presence_pattern(words: Iterable[str]) -> re.Pattern | None:
+    """A pattern that matches where :func:`word_pattern` does, faster, for asking whether
+    a text holds a word at all: the words are grouped by their boundaries, so that each
+    place is tested once a kind, not once a word. (Its matches may be shorter.)"""
+    return _presence_pattern(frozenset(words))
+
+
+@lru_cache(maxsize=256)
+def _presence_pattern(words: frozenset[str]) -> re.Pattern | None:
+    groups: dict[tuple[str, str], list[str]] = {}
+    for boundaries, literal in _alternatives(words):
+        groups.setdefault(boundaries, []).append(literal)
+    alternatives = [f"{before}(?:{'|'.join(literals)}){after}" for (before, after), literals in groups.items()]
     return re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
