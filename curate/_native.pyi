@@ -67,3 +67,19 @@ def dictionary_vr(tag: int) -> str:
 
 def file_blake3(path: str | PathLike[str]) -> str:
     """The BLAKE3 digest (hex) of a file's bytes; raises OSError as open() would."""
+
+class Blake3:
+    """An incremental BLAKE3 digest of bytes handed in, and of ranges of files."""
+
+    def __init__(self) -> None: ...
+    def update(self, data: bytes) -> None:
+        """Add `data`."""
+
+    def update_from_file(
+        self, path: str | PathLike[str], offset: int, length: int, cell_bytes: int = 0, little_endian: bool = True
+    ) -> tuple[int, int]:
+        """Add `length` bytes of the file from `offset`; with `cell_bytes`, also (the OR of
+        every whole cell, the OR of the bytes after the last whole cell)."""
+
+    def hexdigest(self) -> str:
+        """The digest so far, in hex."""
