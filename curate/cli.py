@@ -152,10 +152,13 @@ def _classify(cfg: DictConfig) -> StageResult:
     from curate.classify.train import classify_index, load_model, model_version
 
     adaptation = None
+    if cfg.target_precision is not None and cfg.model is not None:
+        raise ConfigError("target_precision is estimated while adapting to the archive (model=null); give threshold=")
     if cfg.model is None:
         from curate.classify.adapt import adapt_to_archive, sample_index
 
-        model = adapt_to_archive(sample_index(cfg.index, random_state=cfg.seed), random_state=cfg.seed)
+        sample = sample_index(cfg.index, random_state=cfg.seed)
+        model = adapt_to_archive(sample, random_state=cfg.seed, target_precision=cfg.target_precision)
         version, adaptation = f"adapted to this archive (seed {cfg.seed})", model.report_
     elif cfg.model == "default":
         from curate.classify import load_default_model

@@ -16,7 +16,9 @@ from test_cli import run_curate
 from curate.classify import SeriesTypeClassifier, load_default_model
 from curate.classify.adapt import adapt_to_archive, consistent_rule_labels, sample_index
 from curate.classify.archives import frontal_lateral_accuracy, generate_archive, view_position_rule
+from curate.classify.evaluate import threshold_for_precision
 from curate.classify.synth import generate
+from curate.errors import ConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -175,3 +177,55 @@ def test_curate_classify_without_a_model_adapts_to_the_index(scanned_archive, tm
     assert (pq.read_table(index / "series_types.parquet").column("model_version").to_pylist()) == ["default"] * len(
         table
     )
+
+
+def test_a_precision_is_targeted_without_labels():
+    """Calibrated confidences: the expected precision of a set of answers is their mean
+    confidence, and the threshold is where that mean falls to the target."""
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.5, 1.0, 20_000)
+    correct = rng.random(20_000) < confidence
+    threshold, coverage = threshold_for_precision(confidence, 0.9)
+    kept = confidence >= threshold
+    assert coverage == pytest.approx(kept.mean()) and threshold == pytest.approx(0.8, abs=0.01)
+    assert correct[kept].mean() == pytest.approx(0.9, abs=0.01)
+    assert threshold_for_precision([0.6, 0.7], 0.9) == (None, 0.0)
+    assert threshold_for_precision([0.8, 0.8, 0.8], 0.8) == (0.8, 1.0)
+    assert threshold_for_precision([], 0.5) == (None, 0.0)
+
+
+@pytest.mark.parametrize(("profile", "least"), [("A", 0.92), ("B", 0.95)])
+def test_a_target_precision_holds_on_an_unlabelled_archive(profile, least, adapted):
+    """On A, where a site tags nearly every lateral PA, the estimate is optimistic: the
+    model's own confidence cannot see what the archive gets wrong by habit."""
+    X, y, _ = adapted[profile]
+    model = adapt_to_archive(X, target_precision=0.95)
+    estimated_threshold, estimated_coverage = model.report_.precision_thresholds[0.95]
+    assert model.threshold == estimated_threshold and {0.95, 0.98} <= set(model.report_.precision_thresholds)
+    answers = model.predict(X)
+    answered = answers != "unknown"
+    assert answered.mean() == pytest.approx(estimated_coverage, abs=0.01)
+    assert 0.6 < answered.mean() < 1.0
+    precision = (answers[answered] == y[answered]).mean()
+    model.threshold = 0.5
+    everything = model.predict(X)
+    assert precision >= least and precision > (everything == y).mean(), precision
+    assert "95% precision: confidence >=" in model.report_.format()
+    with pytest.raises(ConfigError, match="target_precision"):
+        adapt_to_archive(X, target_precision=1.5)
+
+
+def test_curate_classify_abstains_below_a_target_precision(scanned_archive, tmp_path):
+    index, _ = scanned_archive
+    done = run_curate("classify", f"index={index}", "target_precision=0.95", "tracking=off", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "95% precision: confidence >=" in done.stdout and "98% precision" in done.stdout
+    threshold = float(done.stdout.split("95% precision: confidence >= ")[1].split()[0])
+    instances = pq.read_table(index / "instance_types.parquet").to_pandas()
+    # The printed threshold is rounded to two places.
+    assert (instances.instance_type[instances.confidence < threshold - 0.005] == "unknown").all()
+    assert (instances.instance_type[instances.confidence >= threshold + 0.005] != "unknown").all()
+    refused = run_curate(
+        "classify", f"index={index}", "model=default", "target_precision=0.95", "tracking=off", cwd=tmp_path
+    )
+    assert refused.returncode != 0 and "target_precision" in refused.stderr

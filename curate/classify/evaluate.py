@@ -29,6 +29,24 @@ def coverage_at_precision(y_true, proba: np.ndarray, classes: np.ndarray, target
     return (last + 1) / len(order), float(confidence[order][last])
 
 
+def threshold_for_precision(confidence, target: float) -> tuple[float | None, float]:
+    """(the lowest confidence whose answers at or above it are expected to be at least
+    `target` precise, the share of answers at or above it), from calibrated confidences
+    alone: where they are calibrated, a set of answers is expected to be as precise as its
+    mean confidence. (None, 0.0) where no answer is that sure."""
+    ordered = np.sort(np.asarray(confidence, dtype=float))[::-1]
+    if len(ordered) == 0:
+        return None, 0.0
+    expected = np.cumsum(ordered) / np.arange(1, len(ordered) + 1)
+    reached = np.nonzero(expected >= target)[0]
+    if len(reached) == 0:
+        return None, 0.0
+    last = int(reached[-1])
+    # Ties at the threshold are answered too.
+    threshold = float(ordered[last])
+    return threshold, float(np.mean(ordered >= threshold))
+
+
 def scores(y_true, y_pred, proba: np.ndarray, classes: np.ndarray, target_precision: float) -> dict:
     y_true = np.asarray(y_true)
     coverage, threshold = coverage_at_precision(y_true, proba, classes, target_precision)

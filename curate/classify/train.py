@@ -157,6 +157,10 @@ class ClassifyResult(StageResult):
         if self.adaptation is not None:
             for source in ("from_rules", "from_base"):
                 values.update({f"labels.{source}.{k}": v for k, v in getattr(self.adaptation, source).items()})
+            for target, (threshold, coverage) in self.adaptation.precision_thresholds.items():
+                values[f"estimated.precision_{target:g}.coverage"] = coverage
+                if threshold is not None:
+                    values[f"estimated.precision_{target:g}.threshold"] = threshold
         return values
 
     def format(self) -> str:
