@@ -68,6 +68,12 @@ def dictionary_vr(tag: int) -> str:
 def file_blake3(path: str | PathLike[str]) -> str:
     """The BLAKE3 digest (hex) of a file's bytes; raises OSError as open() would."""
 
+def file_cells_or(
+    path: str | PathLike[str], offset: int, length: int, cell_bytes: int, little_endian: bool = True
+) -> tuple[int, int]:
+    """(the OR of every whole cell of `cell_bytes` bytes, the OR of the bytes after the
+    last whole cell) of `length` bytes of the file from `offset`, without hashing them."""
+
 class Blake3:
     """An incremental BLAKE3 digest of bytes handed in, and of ranges of files."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curate._native import Blake3, file_blake3
+from curate._native import Blake3, file_blake3, file_cells_or
 
 #: BLAKE3 of no bytes, and of b"abc", as its specification's reference gives them.
 EMPTY = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
@@ -51,6 +51,8 @@ def test_cells_are_ored_as_numpy_reads_them_and_every_byte_is_hashed(tmp_path, s
     assert cells_or == (int(np.bitwise_or.reduce(np.frombuffer(part, dtype, count))) if count else 0)
     tail = part[count * width :]
     assert tail_or == (int(np.bitwise_or.reduce(np.frombuffer(tail, np.uint8))) if tail else 0)
+    # The same ORs without the digest.
+    assert file_cells_or(path, offset, length, width, little) == (cells_or, tail_or)
 
 
 def test_a_file_shorter_than_the_range_and_a_bad_cell_size_are_errors(tmp_path):
@@ -60,5 +62,9 @@ def test_a_file_shorter_than_the_range_and_a_bad_cell_size_are_errors(tmp_path):
         Blake3().update_from_file(path, 4, 100)
     with pytest.raises(ValueError, match="1, 2, 4 or 8"):
         Blake3().update_from_file(path, 0, 10, 3)
+    with pytest.raises(OSError, match="ends before"):
+        file_cells_or(path, 4, 100, 2)
+    with pytest.raises(ValueError, match="1, 2, 4 or 8"):
+        file_cells_or(path, 0, 10, 16)
     with pytest.raises(FileNotFoundError):
         file_blake3(tmp_path / "missing")

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydicom.encaps import generate_fragments
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
-from curate._native import Blake3
+from curate._native import Blake3, file_cells_or
 from curate.deid.check import file_problem
 from curate.deid.engine import Deidentifier, Identity
 from curate.deid.identifiers import MIN_LENGTH
@@ -76,13 +76,14 @@ def deidentify_task(
     the digest by `file_hash` of the file written or None)."""
     audit: Counter = Counter()
     record: dict = {}
-    digests: dict = {}
+    # Taken on the way only where the store is digested by BLAKE3.
+    digests: dict | None = {} if file_hash == "blake3" else None
     status, reason = deidentify_file(source, target, options, key, uid_root, audit, pixels, record, digests)
     if status != "written":
         return status, reason, Counter(), None, None
     # Hashed here, on the worker's core, for the store's run log (it is in the page cache).
     try:
-        digest = digests.get(file_hash) or file_digest(target, file_hash)
+        digest = (digests or {}).get(file_hash) or file_digest(target, file_hash)
     except OSError:  # gone already (removed by hand): the next verify shows it
         digest = None
     return status, reason, audit, record or None, digest
@@ -158,7 +159,7 @@ def deidentify_file(
         if pixels is not None:
             record_redaction(ds)
         try:
-            planned = None if split is None else _SplitWrite.of(source, ds, split)
+            planned = None if split is None else _SplitWrite.of(source, ds, split, digest=digests is not None)
             value = _canonical_unused_bits(ds) if planned is None else planned.value
         except BitLayoutError as err:
             return "failed", f"pixel data whose bits the header does not describe ({err})"
@@ -336,66 +337,79 @@ def _canonical_unused_bits(ds) -> bytes | None:
     return value
 
 
+def _around_pixels(ds, pixel_tag: int | None):
+    """(the elements of `ds` before `pixel_tag`, those after it) as two data sets, the
+    pixel element in neither; everything is before where there is no pixel element."""
+    from pydicom.dataset import Dataset
+
+    head, tail = Dataset(), Dataset()
+    for element in ds:
+        if pixel_tag is None or element.tag < pixel_tag:
+            head.add(element)
+        elif element.tag > pixel_tag:
+            tail.add(element)
+    return head, tail
+
+
+def _encoded(elements, ds) -> bytes:
+    """`elements` encoded as `ds`'s transfer syntax writes them (b"" for none)."""
+    if not len(elements):
+        return b""
+    return encode_elements(elements, ds.file_meta.get("TransferSyntaxUID") == ImplicitVRLittleEndian)
+
+
 def _after_pixels(ds) -> bytes:
     """The elements of `ds` after its pixel element, encoded: the header check reads a
     written file up to its pixels, and these are searched with it."""
-    from pydicom.dataset import Dataset
-
     pixel = next((tag for tag in PIXEL_TAGS if tag in ds), None)
-    tail = Dataset()
-    for element in ds:
-        if pixel is not None and element.tag > pixel:
-            tail.add(element)
-    if not len(tail):
-        return b""
-    return encode_elements(tail, ds.file_meta.get("TransferSyntaxUID") == ImplicitVRLittleEndian)
+    return _encoded(_around_pixels(ds, pixel)[1], ds) if pixel is not None else b""
 
 
 @dataclass
 class _SplitWrite:
     """A split file as it is to be written: the de-identified header (up to the pixel
     element) and trailer (the elements after it) encoded, the pixel element's bytes read
-    once, natively, for the file's digest and the check of their unused bits, and the
-    new pixel value where those bits carried something (None: the source's bytes are
-    copied by the kernel)."""
+    once, natively, for the file's digest (where one is wanted) and the check of their
+    unused bits, and the new pixel value where those bits carried something (None: the
+    source's bytes are copied by the kernel)."""
 
     split: SplitFile
     header: bytes
     trailer: bytes
     value: bytes | None
-    digest: str
+    digest: str | None
 
     @classmethod
-    def of(cls, source: str, ds, split: SplitFile) -> _SplitWrite:
-        from pydicom.dataset import Dataset
-
-        head, tail = Dataset(), Dataset()
-        for element in ds:
-            (head if not split.pixel_tag or element.tag < split.pixel_tag else tail).add(element)
+    def of(cls, source: str, ds, split: SplitFile, digest: bool = True) -> _SplitWrite:
+        head, tail = _around_pixels(ds, split.pixel_tag or None)
         head.file_meta, head.preamble = ds.file_meta, ds.preamble
-        implicit = ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
-        trailer = encode_elements(tail, implicit) if len(tail) else b""
+        trailer = _encoded(tail, ds)
         buffer = io.BytesIO()
         head.save_as(buffer, enforce_file_format=True)
         header = buffer.getvalue()
-        hasher, value = Blake3(), None
-        hasher.update(header)
+        hasher, value = (Blake3() if digest else None), None
+        if hasher is not None:
+            hasher.update(header)
         if split.pixel_tag:
-            hasher.update_from_file(source, split.pixel_start, split.value_start - split.pixel_start)
             found = layout(ds) if not split.fragments and split.pixel_tag == PIXEL_DATA else None
             cell = found[0] // 8 if found is not None else 0
-            ored, tail_or = hasher.update_from_file(
-                source, split.value_start, split.pixel_end - split.value_start, cell
-            )
+            length = split.pixel_end - split.value_start
+            if hasher is not None:
+                hasher.update_from_file(source, split.pixel_start, split.value_start - split.pixel_start)
+                ored, tail_or = hasher.update_from_file(source, split.value_start, length, cell)
+            elif found is not None:
+                ored, tail_or = file_cells_or(source, split.value_start, length, cell)
             if found is not None and not canonical_by_or(found, ored, tail_or):
                 with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
                     with memoryview(data)[split.value_start : split.pixel_end] as view:
                         value = canonical_pixels(view, ds)
-                if value is not None:  # the digest is of the bytes written
+                if value is not None and hasher is not None:  # the digest is of the bytes written
                     hasher = Blake3()
                     hasher.update(header)
                     hasher.update_from_file(source, split.pixel_start, split.value_start - split.pixel_start)
                     hasher.update(value)
+        if hasher is None:
+            return cls(split, header, trailer, value, None)
         hasher.update(trailer)
         return cls(split, header, trailer, value, hasher.hexdigest())
 

@@ -18,7 +18,7 @@ pub(crate) fn file_blake3(py: Python<'_>, path: PathBuf) -> PyResult<String> {
     py.detach(|| {
         let mut hasher = blake3::Hasher::new();
         let length = File::open(&path)?.metadata()?.len();
-        hash_range(&mut hasher, &path, 0, length, 0, true)?;
+        read_range(Some(&mut hasher), &path, 0, length, 0, true)?;
         Ok::<_, std::io::Error>(hasher.finalize().to_hex().to_string())
     })
     .map_err(PyErr::from)
@@ -56,13 +56,9 @@ impl Blake3 {
         cell_bytes: usize,
         little_endian: bool,
     ) -> PyResult<(u64, u64)> {
-        if !matches!(cell_bytes, 0 | 1 | 2 | 4 | 8) {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "cells are 1, 2, 4 or 8 bytes, not {cell_bytes}"
-            )));
-        }
+        check_cell_bytes(cell_bytes)?;
         let hasher = &mut self.hasher;
-        py.detach(|| hash_range(hasher, &path, offset, length, cell_bytes, little_endian)).map_err(PyErr::from)
+        py.detach(|| read_range(Some(hasher), &path, offset, length, cell_bytes, little_endian)).map_err(PyErr::from)
     }
 
     /// The digest so far, in hex.
@@ -71,8 +67,34 @@ impl Blake3 {
     }
 }
 
-fn hash_range(
-    hasher: &mut blake3::Hasher,
+/// What :meth:`Blake3.update_from_file` returns, without hashing: (the OR of every whole
+/// cell of `cell_bytes` bytes, the OR of the bytes after the last whole cell) of `length`
+/// bytes of the file at `path` from `offset` (the GIL let go).
+#[pyfunction]
+#[pyo3(signature = (path, offset, length, cell_bytes, little_endian=true))]
+pub(crate) fn file_cells_or(
+    py: Python<'_>,
+    path: PathBuf,
+    offset: u64,
+    length: u64,
+    cell_bytes: usize,
+    little_endian: bool,
+) -> PyResult<(u64, u64)> {
+    check_cell_bytes(cell_bytes)?;
+    py.detach(|| read_range(None, &path, offset, length, cell_bytes, little_endian)).map_err(PyErr::from)
+}
+
+fn check_cell_bytes(cell_bytes: usize) -> PyResult<()> {
+    if matches!(cell_bytes, 0 | 1 | 2 | 4 | 8) {
+        return Ok(());
+    }
+    Err(pyo3::exceptions::PyValueError::new_err(format!("cells are 1, 2, 4 or 8 bytes, not {cell_bytes}")))
+}
+
+/// Read `length` bytes of `path` from `offset`, into `hasher` where there is one, and
+/// OR them as cells of `cell_bytes` where that is not 0.
+fn read_range(
+    mut hasher: Option<&mut blake3::Hasher>,
     path: &PathBuf,
     offset: u64,
     length: u64,
@@ -97,7 +119,9 @@ fn hash_range(
             ),
             _ => e,
         })?;
-        hasher.update(chunk);
+        if let Some(hasher) = hasher.as_deref_mut() {
+            hasher.update(chunk);
+        }
         if cell_bytes != 0 {
             let in_cells = (whole.saturating_sub(done)).min(take as u64) as usize;
             or_lanes(&chunk[..in_cells], &mut lanes);

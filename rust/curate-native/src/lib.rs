@@ -119,5 +119,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dictionary_vr, m)?)?;
     m.add_class::<digest::Blake3>()?;
     m.add_function(wrap_pyfunction!(digest::file_blake3, m)?)?;
+    m.add_function(wrap_pyfunction!(digest::file_cells_or, m)?)?;
     Ok(())
 }
