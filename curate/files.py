@@ -99,3 +99,38 @@ def file_sha256(path: str | os.PathLike[str], from_offset: int | None = None) ->
 def sha256_of(path: str | os.PathLike[str]) -> str:
     """The sha256 of a file's bytes."""
     return file_sha256(path)[0]
+
+
+class StreamedCsv:
+    """A CSV written row by row under :func:`partial_name` and renamed onto `path` when
+    closed: a killed run leaves litter a later run removes, never a half table. The
+    file is created (owner-only, whatever the umask) on the first row, so a run with
+    nothing to say writes nothing."""
+
+    def __init__(self, path: str | os.PathLike[str], header: list[str], mode: int = 0o600):
+        self.path, self.header, self.mode = Path(path), header, mode
+        self._file = None
+
+    def add(self, row: list) -> None:
+        import csv
+
+        if self._file is None:
+            self._partial = partial_name(self.path)
+            fd = os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
+            os.fchmod(fd, self.mode)
+            self._file = os.fdopen(fd, "w", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(self.header)
+        self._writer.writerow(row)
+
+    @property
+    def started(self) -> bool:
+        return self._file is not None
+
+    def close(self) -> Path | None:
+        """Publish the rows: the path, or None where no row was added."""
+        if self._file is None:
+            return None
+        self._file.close()
+        os.replace(self._partial, self.path)
+        return self.path

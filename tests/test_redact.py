@@ -19,8 +19,8 @@ from conftest import need_tesseract
 from pydicom.data import get_testdata_file
 
 from curate.deid.display import displayed, frame_views, stored_frames, stretched
-from curate.deid.ocr import page_words, region_reading
-from curate.deid.redact import FixedRegion, redact, text_boxes
+from curate.deid.ocr import page_words, region_readings
+from curate.deid.redact import FixedRegion, FrameText, redact
 from curate.deid.sandbox import Burned, burn, flat, image_dataset
 from curate.deid.text_regions import candidate_boxes
 from curate.digitize.sandbox import film_pixels
@@ -59,8 +59,9 @@ def readable_words(ds) -> set[str]:
         for values in frame_views(ds, frame).values():
             grey = stretched(values, (float(values.min()), float(values.max())))
             found |= {w.text for w in page_words(grey)}
+            # Each region read on its own, not stacked with the others as redaction reads them.
             for box in candidate_boxes(grey):
-                found |= {text for text, _ in region_reading(grey, box)}
+                found |= {text for text, _ in region_readings(grey, [box])[0]}
     return {"".join(c for c in text if c.isalnum()) for text in found} - {""}
 
 
@@ -167,7 +168,8 @@ def test_a_real_secondary_capture_without_text_goes_through_unchanged():
 
 def test_a_clean_film_has_no_text():
     grey = next(displayed(image_dataset(film(3)), film(3)[np.newaxis]))
-    assert text_boxes(grey) == ([], [])
+    text = FrameText.of(grey)
+    assert text.regions == [] and text.words == []
 
 
 def test_fixed_regions_of_a_device_are_blanked_without_ocr():

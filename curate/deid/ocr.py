@@ -125,11 +125,6 @@ def page_words(grey: np.ndarray) -> list[Word]:
     return words
 
 
-def region_reading(grey: np.ndarray, box: tuple[int, int, int, int]) -> list[tuple[str, float]]:
-    """What Tesseract reads in `box` of `grey`, in the turns its shape calls for."""
-    return region_readings(grey, [box])[0]
-
-
 def region_readings(grey: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[list[tuple[str, float]]]:
     """What Tesseract reads in each of `boxes`, in the turns each one's shape calls for.
 

@@ -198,12 +198,6 @@ class FrameText:
         return cls(threshold, candidates, regions, words, tokens - {""})
 
 
-def text_boxes(grey: np.ndarray, threshold: float | None = None) -> tuple[list[Box], list[Box]]:
-    """The text boxes in one displayed frame: regions read as text, and confident words."""
-    text = FrameText.of(grey, threshold)
-    return text.regions, [w[:4] for w in text.words]
-
-
 def _token(text: str) -> str:
     return "".join(c for c in text if c.isalnum()).upper()
 

@@ -44,7 +44,7 @@ from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
 from curate.deid.redact import FixedRegion
 from curate.deid.worker import PIXEL_TEXT_LEAK, SOP_INSTANCE_CLASH, deidentify_task, output_path
 from curate.errors import ConfigError, DeidOutputError, SourceNotFoundError
-from curate.files import atomic_path, is_partial, write_atomic
+from curate.files import StreamedCsv, atomic_path, is_partial, write_atomic
 from curate.index.dask import DaskOptions
 from curate.index.schema import error_kind
 from curate.index.store import GROUPING_MEMORY, limit_memory, sql_string
@@ -491,37 +491,26 @@ class _RedactionLog:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self._file = None
+        self._rows: StreamedCsv | None = None
 
     def add(self, target: Path, record: dict) -> None:
         import json
 
-        if self._file is None:
+        if self._rows is None:
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            self.path = self.folder / f"redactions-{stamp}.csv"
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-            self._file = open(self._partial, "w", newline="")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(["file", "frames", "boxes", "fixed_boxes", "area_px", "regions"])
+            header = ["file", "frames", "boxes", "fixed_boxes", "area_px", "regions"]
+            self._rows = StreamedCsv(self.folder / f"redactions-{stamp}.csv", header)
         name = "/".join(target.parts[-3:])
-        self._writer.writerow(
-            [
-                name,
-                record["frames"],
-                record["boxes"],
-                record["fixed_boxes"],
-                record["area_px"],
-                json.dumps(record["regions"]),
-            ]
-        )
+        fields = ("frames", "boxes", "fixed_boxes", "area_px")
+        self._rows.add([name, *(record[f] for f in fields), json.dumps(record["regions"])])
+
+    @property
+    def path(self) -> Path | None:
+        return None if self._rows is None else self._rows.path
 
     def close(self) -> Path | None:
-        if self._file is None:
-            return None
-        self._file.close()
-        os.replace(self._partial, self.path)
-        return self.path
+        return None if self._rows is None else self._rows.close()
 
 
 def _remove_partials(output: Path) -> None:

@@ -11,7 +11,6 @@ summary and MLflow get the counts only.
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from curate.digitize.film import Digitizer, encode, film_dataset, film_uids
 from curate.digitize.image import image_digest, read_film
 from curate.digitize.manifest import FilmRow, FilmRowError, read_manifest
 from curate.errors import ConfigError, SourceNotFoundError
-from curate.files import PARTIAL_SUFFIX, atomic_path, process_alive, sha256_of, write_atomic
+from curate.files import PARTIAL_SUFFIX, StreamedCsv, atomic_path, process_alive, sha256_of, write_atomic
 from curate.progress import progress_bar
 from curate.runlog import FILE_HASHES, RunOfFiles, file_digest, tree_files
 from curate.tracking import StageResult
@@ -273,25 +272,20 @@ def _count_rows(manifest: Path) -> int | None:
 class _ErrorList:
     """The failed rows, streamed to a CSV (written only when a row failed)."""
 
+    HEADER = ["row", "file", "reason"]
+
     def __init__(self, path: Path):
         self.path = path
-        self._file = None
-        self._writer = None
+        self._rows = StreamedCsv(path, self.HEADER, mode=OWNER_ONLY_FILE)
 
     def add(self, number: int, file: str | None, reason: str) -> None:
-        if self._writer is None:
+        if not self._rows.started:
             _owner_only_dir(self.path.parent)
-            self._partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-            self._file = os.fdopen(os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(["row", "file", "reason"])
-        self._writer.writerow([number, file or "", reason])
+        self._rows.add([number, file or "", reason])
 
     def close(self) -> Path | None:
-        if self._file is None:
-            if self.path.exists():
-                write_atomic(self.path, "row,file,reason\n", mode=OWNER_ONLY_FILE)  # none failed this time
+        if not self._rows.started:
+            if self.path.exists():  # none failed this time
+                write_atomic(self.path, ",".join(self.HEADER) + "\n", mode=OWNER_ONLY_FILE)
             return None
-        self._file.close()
-        os.replace(self._partial, self.path)
-        return self.path
+        return self._rows.close()
