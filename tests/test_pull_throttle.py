@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from curate.errors import ConfigError
-from curate.pull.throttle import Prober, SystemClock, Throttle, ThrottleClosed
+from curate.pull.throttle import Prober, SystemClock, Throttle, ThrottleClosed, percentile
 from curate.pull.windows import TimeWindows
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -535,7 +535,18 @@ def test_prober_thread_feeds_the_throttle_through_the_clock() -> None:
     assert clock.slept >= 0.2 * 5
     latencies = prober.latencies()
     assert latencies[:6] == [0.010] * 5 + [0.100]
-    assert prober.summary()["probes"] == len(latencies)
+    summary = prober.summary()
+    assert summary["probes"] == len(latencies)
+    assert (summary["median_s"], summary["p95_s"]) == (percentile(latencies, 50), percentile(latencies, 95))
+
+
+def test_one_percentile_by_nearest_rank() -> None:
+    values = [0.5, 0.1, 0.4, 0.2, 0.3]
+    assert [percentile(values, q) for q in (0, 20, 21, 50, 95, 100)] == [0.1, 0.1, 0.2, 0.3, 0.5, 0.5]
+    assert percentile([2.0, 1.0], 50) == 1.0  # the lower middle one: always a value seen
+    assert percentile(list(range(1, 101)), 95) == 95
+    with pytest.raises(ValueError):
+        percentile([], 50)
 
 
 def test_prober_thread_counts_failed_probes() -> None:

@@ -54,7 +54,7 @@ from curate.pull.source import (
 )
 from curate.pull.split import CappedFinder
 from curate.pull.store import InstanceStore, is_uid, safe_name
-from curate.pull.throttle import Prober, Throttle
+from curate.pull.throttle import Prober, Throttle, percentile
 from curate.tracking import StageResult
 
 LEVELS = ("metadata", "images")
@@ -137,8 +137,8 @@ class PullResult(StageResult):
         out.update({f"throttle_{k}": float(v) for k, v in self.throttle.items() if isinstance(v, (int, float))})
         for name, seconds in (("idle_latency", self.idle_latency), ("probe_latency", self.latencies)):
             if seconds:
-                out[f"{name}_p50_ms"] = _percentile(seconds, 50) * 1000
-                out[f"{name}_p95_ms"] = _percentile(seconds, 95) * 1000
+                out[f"{name}_p50_ms"] = percentile(seconds, 50) * 1000
+                out[f"{name}_p95_ms"] = percentile(seconds, 95) * 1000
         return out
 
     def format(self) -> str:
@@ -178,8 +178,8 @@ class PullResult(StageResult):
         if self.idle_latency and self.latencies:
             idle, busy = self.idle_latency, self.latencies
             lines.append(
-                f"  PACS probe latency: idle p50 {_percentile(idle, 50) * 1000:.1f} ms; during the pull "
-                f"p50 {_percentile(busy, 50) * 1000:.1f} ms, p95 {_percentile(busy, 95) * 1000:.1f} ms"
+                f"  PACS probe latency: idle p50 {percentile(idle, 50) * 1000:.1f} ms; during the pull "
+                f"p50 {percentile(busy, 50) * 1000:.1f} ms, p95 {percentile(busy, 95) * 1000:.1f} ms"
             )
         if self.retries:
             lines.append(f"  {self.retries:,} transient failures retried")
@@ -192,11 +192,6 @@ class PullResult(StageResult):
             lines.append(f"  FAILED series: {self.failed_series:,}")
             lines += [f"    {count:,} x {reason}" for reason, count in self.failures]
         return "\n".join(lines)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 class _Connections:

@@ -54,6 +54,16 @@ _EVENT_NAMES = (
 )
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q`-th percentile of `values` by nearest rank: the smallest value that at least
+    `q`% of them do not exceed (always one of the values; a median of an even count is the
+    lower middle one). The one definition the pull's summaries use."""
+    if not values:
+        raise ValueError("no values to take a percentile of")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
 class Clock(Protocol):
     """Time as the throttle sees it: a monotonic clock for intervals, the wall clock for
     windows, and a sleep that a fake clock can turn into advancing its time."""
@@ -479,12 +489,11 @@ class Prober:
             return list(self._latencies)
 
     def summary(self) -> dict[str, float | int | None]:
-        """Probe count, median and 95th percentile (nearest rank) of the kept latencies."""
-        values = sorted(self.latencies())
+        """Probe count, median and 95th percentile (:func:`percentile`) of the kept latencies."""
+        values = self.latencies()
         if not values:
             return {"probes": 0, "median_s": None, "p95_s": None}
-        p95 = values[max(0, math.ceil(0.95 * len(values)) - 1)]
-        return {"probes": len(values), "median_s": statistics.median(values), "p95_s": p95}
+        return {"probes": len(values), "median_s": percentile(values, 50), "p95_s": percentile(values, 95)}
 
     def _run(self) -> None:
         next_at = self._clock.monotonic()
