@@ -204,6 +204,9 @@ def test_overlays_and_unreadable_values_are_removed_not_cleaned():
         ("Ann^Lee", "scanner channel, Ann", "scanner channel, *"),
         ("Doe^John", "DOE_JOHN annotated", "*_* annotated"),  # "_" and digits separate names
         ("Doe^John", "JOHN1960 chest", "*1960 chest"),
+        # Names of six letters or more are found glued to other letters; shorter ones not.
+        ("Zyxwbrook^Quentalia", "seen by MRZYXWBROOKQUENTALIA", "seen by MR**"),
+        ("Doe^John", "JOHNDOE chest", "JOHNDOE chest"),
         ("Müller^Jörg", "Dose 5 µg for Müller ½", "Dose 5 µg for * ½"),  # the rest keeps its characters
     ],
 )

@@ -37,6 +37,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 MIN_LENGTH = 3
+#: Words of letters this long are found glued to other letters too (DRZYXWBROOK): that
+#: long, a name is rarely part of another word by chance. Shorter ones only whole.
+GLUED_LENGTH = 6
 #: IDs long enough to be written with separators between their digits (telephones).
 SEPARATED_DIGITS = 5
 #: Attributes that hold identifiers, whatever their action.
@@ -260,7 +263,8 @@ _NAME = (r"(?<![^\W\d_])", r"(?![^\W\d_])")
 def _alternatives(words: frozenset[str]) -> list[tuple[tuple[str, str], str]]:
     """(its boundaries, a literal pattern) for each way each word is written, longest
     first: whole words for alphabetic scripts (so a name "Ann" does not eat "scanner",
-    but "_" and digits separate words), anywhere for scripts written without spaces;
+    but "_" and digits separate words) unless :data:`GLUED_LENGTH` long, anywhere for
+    scripts written without spaces;
     IDs and dates not inside a longer number, but glued to letters (MRN12345), and long
     runs of digits with separators between them."""
     found = []
@@ -278,8 +282,9 @@ def _alternatives(words: frozenset[str]) -> list[tuple[tuple[str, str], str]]:
             if digits >= SEPARATED_DIGITS and digits == len(word):
                 found.append((_NUMBER, r"[\s\-().]{0,2}".join(word)))
         else:
-            # Names: not inside a longer word, but "DOE_JOHN" and "JOHN1960" are found.
-            found.append((_NAME, escaped))
+            # Names: short ones not inside a longer word ("Ann" in "scanner"), but
+            # "DOE_JOHN" and "JOHN1960" are found; long ones anywhere.
+            found.append((_ANYWHERE if len(word) >= GLUED_LENGTH else _NAME, escaped))
     return found
 
 

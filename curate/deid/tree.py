@@ -38,9 +38,10 @@ import pyarrow.parquet as pq
 
 from curate.deid.check import HEADER_LEAK, UID_LEAK
 from curate.deid.ocr import check_tesseract
-from curate.deid.pixels import REDACTABLE, PixelRedaction
+from curate.deid.pixels import PixelRedaction
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
+from curate.deid.quarantine import held_back, quarantine_reasons
 from curate.deid.redact import FixedRegion
 from curate.deid.worker import PIXEL_TEXT_LEAK, SOP_INSTANCE_CLASH, deidentify_task, output_path
 from curate.errors import ConfigError, DeidOutputError, SourceNotFoundError
@@ -91,39 +92,6 @@ VERIFY_TAGS = [
     "PerformingPhysicianName",
     "DeviceSerialNumber",
 ]
-#: SOP classes whose pixels are pictures of documents or screens, or routinely carry text.
-QUARANTINED_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.7": "secondary capture",
-    "1.2.840.10008.5.1.4.1.1.7.1": "secondary capture",
-    "1.2.840.10008.5.1.4.1.1.7.2": "secondary capture",
-    "1.2.840.10008.5.1.4.1.1.7.3": "secondary capture",
-    "1.2.840.10008.5.1.4.1.1.7.4": "secondary capture",
-    "1.2.840.10008.5.1.4.1.1.104.1": "encapsulated PDF",
-    "1.2.840.10008.5.1.4.1.1.104.2": "encapsulated CDA",
-    "1.2.840.10008.5.1.4.1.1.6.1": "ultrasound",
-    "1.2.840.10008.5.1.4.1.1.6.2": "ultrasound",
-    "1.2.840.10008.5.1.4.1.1.3.1": "ultrasound",
-    "1.2.840.10008.5.1.4.1.1.77.1.1": "visible light (endoscopy)",
-    "1.2.840.10008.5.1.4.1.1.77.1.1.1": "video (endoscopy)",
-    "1.2.840.10008.5.1.4.1.1.77.1.2": "visible light (microscopy)",
-    "1.2.840.10008.5.1.4.1.1.77.1.2.1": "video (microscopy)",
-    "1.2.840.10008.5.1.4.1.1.77.1.3": "visible light (slide microscopy)",
-    "1.2.840.10008.5.1.4.1.1.77.1.4": "photograph",
-    "1.2.840.10008.5.1.4.1.1.77.1.4.1": "video (photograph)",
-    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "ophthalmic photograph",
-    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "ophthalmic photograph",
-}
-QUARANTINED_MODALITIES = {
-    "US": "ultrasound",
-    "SC": "secondary capture",
-    "DOC": "scanned document",
-    "XC": "photograph",
-    "ES": "visible light (endoscopy)",
-    "GM": "visible light (microscopy)",
-    "SM": "visible light (slide microscopy)",
-    "OP": "ophthalmic photograph",
-    "OT": "other (often screenshots)",
-}
 
 
 @dataclass
@@ -231,27 +199,6 @@ class DeidSummary(StageResult):
         return "\n".join(lines)
 
 
-def _quarantine_reasons(row: dict) -> list[str]:
-    """Every reason to hold the file back (redaction may lift it only if it may lift
-    them all: a photograph with burned-in text still shows a face)."""
-    reasons = []
-    if str(row.get("BurnedInAnnotation") or "").strip().upper() == "YES":
-        reasons.append("burned-in annotation")
-    if str(row.get("RecognizableVisualFeatures") or "").strip().upper() == "YES":
-        reasons.append("recognizable visual features")
-    if any("SCREEN SAVE" in str(v).upper() for v in row.get("ImageType") or []):
-        reasons.append("screen save")
-    if str(row.get("ConversionType") or "").strip().upper() == "SD":
-        reasons.append("scanned document")
-    for reason in (
-        QUARANTINED_SOP_CLASSES.get(str(row.get("SOPClassUID") or "")),
-        QUARANTINED_MODALITIES.get(str(row.get("Modality") or "").strip().upper()),
-    ):
-        if reason and reason not in reasons:
-            reasons.append(reason)
-    return reasons
-
-
 def deidentify_tree(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -318,7 +265,7 @@ def deidentify_tree(
             spool = _Spool(Path(private), checked, pseudo if mapping is not None else None)
             redactions = _RedactionLog(output / AUDIT_DIR)
             files = _InFlight(pool, slots, summary, bar, redactions, run)
-            job = (options, key, uid_root, run.file_hash)
+            job = (options, key, uid_root, run.file_hash, quarantine)
             for batch in handle.reader():
                 walked = handle.walked  # read first: once true, the total read next is final
                 bar.set_total(handle.total, final=walked)
@@ -420,9 +367,10 @@ def _tasks(
         if not row.get("SOPInstanceUID"):
             summary.failed["no SOPInstanceUID"] += 1
             continue
-        reasons = _quarantine_reasons(row) if quarantine else []
-        if reasons and not (redact and all(r in REDACTABLE for r in reasons)):
-            summary.quarantined[next((r for r in reasons if r not in REDACTABLE), reasons[0])] += 1
+        reasons = quarantine_reasons(row) if quarantine else []
+        held = held_back(reasons, redact)
+        if held:
+            summary.quarantined[held] += 1
             continue
         target = output_path(output, pseudo, row)
         if sources is not None:
@@ -446,12 +394,15 @@ class _InFlight:
         self.pending: dict = {}
 
     def submit(self, source: str, target: str, job: tuple, redaction: PixelRedaction | None) -> None:
-        """De-identify `source` into `target`; `job`: (options, key, UID root, file hash)."""
-        options, key, uid_root, file_hash = job
+        """De-identify `source` into `target`; `job`: (options, key, UID root, file hash,
+        whether to quarantine)."""
+        options, key, uid_root, file_hash, quarantine = job
         while len(self.pending) >= self.window:
             done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
             self._count(done)
-        future = self.pool.submit(deidentify_task, source, target, options, key, uid_root, redaction, file_hash)
+        future = self.pool.submit(
+            deidentify_task, source, target, options, key, uid_root, redaction, file_hash, quarantine
+        )
         self.pending[future] = target
 
     def drain(self) -> None:

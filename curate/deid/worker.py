@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import mmap
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from curate.deid.identifiers import MIN_LENGTH
 from curate.deid.pixels import PixelRedaction, record_redaction, redact_pixels
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
+from curate.deid.quarantine import held_back, quarantine_reasons
 from curate.deid.segments import Unparsable, item_segments, text_segments
 from curate.deid.split import (
     PIXEL_TAGS,
@@ -41,6 +43,9 @@ UNKNOWN_UID = "unknown"
 #: Why a file is held back for what its encapsulated pixel data says.
 PIXEL_TEXT_LEAK = "identifying text in a segment of encapsulated Pixel Data"
 #: Why a file is not written: another source file with its SOP Instance UID was.
+#: A source replaced or written to while it was de-identified: what was checked may not
+#: be what would be copied.
+SOURCE_CHANGED = "the source changed while it was read"
 SOP_INSTANCE_CLASH = "SOP Instance UID of another file already written"
 
 
@@ -70,6 +75,7 @@ def deidentify_task(
     uid_root: str,
     pixels: PixelRedaction | None = None,
     file_hash: str = FILE_HASHES[0],
+    quarantine: bool = True,
 ) -> tuple:
     """:func:`deidentify_file` as a worker process's task: (status, reason, the audit of
     the file written, empty if none was, the record of its pixels' redaction or None,
@@ -78,7 +84,9 @@ def deidentify_task(
     record: dict = {}
     # Taken on the way only where the store is digested by BLAKE3.
     digests: dict | None = {} if file_hash == "blake3" else None
-    status, reason = deidentify_file(source, target, options, key, uid_root, audit, pixels, record, digests)
+    status, reason = deidentify_file(
+        source, target, options, key, uid_root, audit, pixels, record, digests, quarantine=quarantine
+    )
     if status != "written":
         return status, reason, Counter(), None, None
     # Hashed here, on the worker's core, for the store's run log (it is in the page cache).
@@ -99,6 +107,7 @@ def deidentify_file(
     pixels: PixelRedaction | None = None,
     record: dict | None = None,
     digests: dict | None = None,
+    quarantine: bool = False,
 ) -> tuple[str, str | None]:
     """One worker task: read, de-identify, write under a temporary name, check, rename.
     Returns ("written", None), ("quarantined", why) for a file whose pixels' text could
@@ -111,7 +120,10 @@ def deidentify_file(
     the text burned into its pixels is redacted first (:mod:`curate.deid.redact`): the
     file is read whole, and written uncompressed; `record` gains what was filled.
     `digests` gains the written file's BLAKE3 digest where it was taken on the way (a
-    split file's pixels are read once, for the digest and the check of their unused bits)."""
+    split file's pixels are read once, for the digest and the check of their unused bits).
+    With `quarantine`, the data set read is held back for what its header says its pixels
+    show (:mod:`curate.deid.quarantine`), whatever the plan read before; and a source
+    that is not the same file from its first read to the last is not written."""
     import logging
     import warnings
 
@@ -123,6 +135,7 @@ def deidentify_file(
 
     split = None
     try:
+        before = _identity_of_file(source)
         try:
             if pixels is not None:
                 raise CannotSplit("its pixels are rewritten")
@@ -134,6 +147,10 @@ def deidentify_file(
         return "failed", f"unreadable: {err}"
     except Exception as err:  # pydicom raises many kinds on broken files
         return "failed", f"unreadable: {type(err).__name__}"
+    if quarantine:
+        held = held_back(quarantine_reasons(ds), pixels is not None)
+        if held:
+            return "quarantined", held
     try:
         profile = Profile(options)
         identity = Identity.of(ds, profile)
@@ -152,9 +169,9 @@ def deidentify_file(
             if audit is not None:
                 audit["PixelData", REMOVED] += 1
         if pixels is not None:
-            held_back = redact_pixels(ds, pixels, record if record is not None else {})
-            if held_back:
-                return "quarantined", held_back
+            unredacted = redact_pixels(ds, pixels, record if record is not None else {})
+            if unredacted:
+                return "quarantined", unredacted
         Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity, audit)
         if pixels is not None:
             record_redaction(ds)
@@ -178,6 +195,8 @@ def deidentify_file(
             problem = file_problem(partial, ds, identity, profile, trailer)
             if problem:
                 raise _Rejected(problem)  # leaving the block by an exception removes the file
+            if _identity_of_file(source) != before:
+                raise _Rejected(SOURCE_CHANGED)
     except _Rejected as rejected:
         return "failed", str(rejected)
     except FileExistsError:
@@ -187,6 +206,12 @@ def deidentify_file(
     if digests is not None and planned is not None:
         digests["blake3"] = planned.digest
     return "written", None
+
+
+def _identity_of_file(path: str) -> tuple[int, ...]:
+    """What changes when a file is replaced (a rename onto its path) or written to."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _pixel_text(source: str, ds, fragments: list[Fragment] | None, identity: Identity) -> str | None:
