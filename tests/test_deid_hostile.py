@@ -262,3 +262,38 @@ def test_a_name_cut_at_a_fragments_end_is_found_in_a_stream_that_cannot_be_walke
     ds.save_as(source)
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", PIXEL_TEXT_LEAK)
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "ZYXWBROOK QUENTALIA"]),
+        lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", PID]),
+        lambda ds: setattr(ds, "BodyPartExamined", "ZYXWBROOK"),
+        # The same words in a code string and in bytes: neither excuses the other.
+        lambda ds: (
+            setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "ZYXWBROOK"]),
+            ds.add_new(0x00282000, "OB", b"patient ZYXWBROOK "),
+        ),
+    ],
+    ids=["name in ImageType", "ID in ImageType", "name as body part", "name in a code and an ICC profile"],
+)
+def test_a_name_in_what_the_basic_profile_keeps_holds_the_file_back(tmp_path, plant):
+    from curate.deid.check import HEADER_LEAK
+
+    ds = image_dataset(PatientName=NAME, PatientID=PID)
+    plant(ds)
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+    assert not target.exists()
+
+
+def test_what_an_option_keeps_may_share_a_word_with_the_name(tmp_path):
+    """Retain Institution Identity keeps the institution, whose name is the patient's."""
+    ds = image_dataset(PatientName=NAME, PatientID=PID, InstitutionName="Zyxwbrook Clinic")
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    options = Options(retain_institution_identity=True)
+    assert deidentify_file(str(source), str(target), options, KEY, UUID_ROOT) == ("written", None)
+    assert pydicom.dcmread(target).InstitutionName == "Zyxwbrook Clinic"

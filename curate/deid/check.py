@@ -16,6 +16,7 @@ read back from the file and must pass two checks:
 
 from __future__ import annotations
 
+import functools
 import io
 
 from pydicom import config, dcmread
@@ -25,7 +26,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.values import TEXT_VR_DELIMS
 
 from curate.deid.engine import OPTION_CODES, PROFILE_CODE, Identity
-from curate.deid.profile import Profile
+from curate.deid.profile import Options, Profile
 from curate.deid.uids import uids_in
 
 HEADER_LEAK = "identifying text left in the header"
@@ -172,18 +173,27 @@ OWN_TEXT_KEYWORDS = ("DeidentificationMethod", "CodeMeaning", "LongitudinalTempo
 METHOD_MEANINGS = frozenset({PROFILE_CODE[1], *(name for _, name in OPTION_CODES.values())})
 
 
+@functools.lru_cache(maxsize=1)
+def _basic_profile() -> Profile:
+    return Profile(Options())
+
+
 def kept_text(ds: Dataset, profile: Profile) -> list[str]:
-    """Text the profile keeps on purpose (an option such as Retain Institution Identity),
-    each value of a multi-valued one, and the text curate adds: not a leak, even where
-    it shares a word with the patient's name."""
+    """Text an option keeps on purpose (such as Retain Institution Identity: what the
+    Basic Profile alone would not keep), each value of a multi-valued one, and the text
+    curate adds: not a leak, even where it shares a word with the patient's name. What
+    the Basic Profile keeps anyway (a code string, an AE title) is searched like the
+    rest: a patient's name there is no code."""
     kept: list[str] = []
+    basic = _basic_profile()
     for element in ds.iterall():
         if element.VR not in TEXT_VRS or not element.value:
             continue
         own = element.keyword in OWN_TEXT_KEYWORDS and not element.tag.is_private
         if own and element.keyword == "CodeMeaning" and str(element.value) not in METHOD_MEANINGS:
             own = False
-        if own or profile.action(int(element.tag)) == "K":
+        tag = int(element.tag)
+        if own or (profile.action(tag) == "K" and basic.action(tag) != "K"):
             values = element.value if element.VM > 1 else [element.value]
             kept.extend(str(v) for v in values if v)
     return sorted(kept, key=len, reverse=True)
