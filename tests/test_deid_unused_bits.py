@@ -178,3 +178,64 @@ def test_a_pixel_element_with_a_short_vr_is_cleared_from_its_first_cell(tmp_path
     written = target.read_bytes()
     value = written[written.index(b"\xe0\x7f\x10\x00US") + 8 :][: len(cells.tobytes())]
     assert not (np.frombuffer(value, dtype="<u2") >> 12).any()
+
+
+@pytest.mark.parametrize("vr", ["OL", "OF", "OD"])
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"])  # big endian, deflated
+def test_pixels_read_whole_are_cleared_whatever_vr_the_file_gives_them(tmp_path, vr, syntax):
+    """Big endian and deflated files are read whole by pydicom, where a Pixel Data written
+    with an odd VR used to skip the check."""
+    source, cells = embedded_overlay_file(tmp_path / "src.dcm")
+    ds = pydicom.dcmread(source)
+    ds["PixelData"].VR = vr
+    if syntax == "1.2.840.10008.1.2.2":
+        ds.PixelData = cells.astype(">u2").tobytes()
+    ds.file_meta.TransferSyntaxUID = syntax
+    if syntax == "1.2.840.10008.1.2.2":
+        pydicom.dcmwrite(source, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    else:
+        ds.save_as(source, enforce_file_format=True)
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, "2.25") == ("written", None)
+    out = pydicom.dcmread(target)
+    little = syntax != "1.2.840.10008.1.2.2"
+    written = np.frombuffer(out.PixelData, dtype="<u2" if little else ">u2")
+    assert not (written >> 12).any(), "the overlay is still in the unused bits"
+    assert np.array_equal(written & 0x0FFF, cells.ravel() & 0x0FFF)
+
+
+def test_native_pixels_of_undefined_length_and_encapsulated_pixels_of_defined_length_are_refused(tmp_path):
+    from dicom_factory import element
+
+    source, _ = embedded_overlay_file(tmp_path / "src.dcm")
+    data = source.read_bytes()
+    at = data.rindex(b"\xe0\x7f\x10\x00")
+    cells = data[at + 12 :]
+    # The same cells as one item of an undefined-length element, under a native syntax.
+    undefined = (
+        data[:at]
+        + b"\xe0\x7f\x10\x00OW\0\0\xff\xff\xff\xff"
+        + element(0xFFFEE000, "OB", b"")[:4]
+        + (0).to_bytes(4, "little")
+        + b"\xfe\xff\x00\xe0"
+        + len(cells).to_bytes(4, "little")
+        + cells
+        + b"\xfe\xff\xdd\xe0\0\0\0\0"
+    )
+    native = tmp_path / "undefined.dcm"
+    native.write_bytes(undefined)
+    target = tmp_path / "out.dcm"
+    status, reason = deidentify_file(str(native), str(target), Options(), KEY, "2.25")
+    assert status == "failed" and "native transfer syntax" in reason and not target.exists()
+
+    # A JPEG syntax over a Pixel Data of defined length (a codestream nobody walks).
+    jpeg = testdata("SC_rgb_jpeg_dcmtk.dcm").read_bytes()
+    at = jpeg.rindex(b"\xe0\x7f\x10\x00")
+    ds = pydicom.dcmread(testdata("SC_rgb_jpeg_dcmtk.dcm"))
+    frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+    value = frame[:2] + b"\xff\xfe\x00\x0aQuux Zeb" + frame[2:]
+    value += b"\0" * (len(value) % 2)
+    defined = tmp_path / "defined.dcm"
+    defined.write_bytes(jpeg[:at] + b"\xe0\x7f\x10\x00OB\0\0" + len(value).to_bytes(4, "little") + value)
+    status, reason = deidentify_file(str(defined), str(target), Options(), KEY, "2.25")
+    assert status == "failed" and "defined length" in reason and not target.exists()

@@ -26,7 +26,8 @@ from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 from pydicom.valuerep import VR as VR_
 
-PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+PIXEL_DATA = 0x7FE00010
+PIXEL_TAGS = (0x7FE00008, 0x7FE00009, PIXEL_DATA)
 #: Explicit VRs whose element header has two reserved bytes and a 4-byte length (PS3.5 7.1.2).
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 ITEM, SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
@@ -87,6 +88,14 @@ def split_file(path: str | os.PathLike[str]) -> SplitFile:
             # pydicom stopped somewhere else (a stray delimiter): the rest is unparsed.
             raise CannotSplit("the header ends before Pixel Data")
         value_at, end, fragments = _pixel_element_end(fp, start, implicit, size)
+        encapsulated = tag == PIXEL_DATA and UID(str(ds.file_meta.TransferSyntaxUID)).is_encapsulated
+        if (fragments is not None) != encapsulated:
+            # Readers disagree on such pixels, and checks made for one kind miss the other.
+            raise Malformed(
+                "encapsulated Pixel Data under a native transfer syntax"
+                if fragments is not None
+                else "Pixel Data of defined length under an encapsulated transfer syntax"
+            )
         if end < size:
             fp.seek(end)
             trailer = read_dataset(fp, implicit, little)
@@ -96,7 +105,7 @@ def split_file(path: str | os.PathLike[str]) -> SplitFile:
                 if element.tag in ds:
                     raise Malformed(f"attribute {element.tag} both before and after Pixel Data")
                 ds.add(element)
-    return SplitFile(ds, start, end, tag, fragments, value_at)
+    return SplitFile(ds, start, end, tag, fragments or [], value_at)
 
 
 def _check_encoding(fp: BinaryIO, implicit: bool) -> None:
@@ -125,9 +134,9 @@ def _encoding(ds: FileDataset) -> tuple[bool, bool]:
     return implicit, little
 
 
-def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> tuple[int, int, list[Fragment]]:
+def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> tuple[int, int, list[Fragment] | None]:
     """(where the pixel element's value starts, where the element ends, its fragments
-    if encapsulated)."""
+    if encapsulated: None for a value of defined length)."""
     fp.seek(start)
     head = fp.read(12)
     if len(head) < 8:
@@ -143,7 +152,7 @@ def _pixel_element_end(fp: BinaryIO, start: int, implicit: bool, size: int) -> t
     if length != UNDEFINED:
         if value_at + length > size:
             raise Malformed("Pixel Data runs past the end of the file")
-        return value_at, value_at + length, []
+        return value_at, value_at + length, None
     fragments = []
     position = value_at
     while True:

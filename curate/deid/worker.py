@@ -23,6 +23,7 @@ from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.quarantine import held_back, quarantine_reasons
 from curate.deid.segments import Unparsable, item_segments, text_segments
 from curate.deid.split import (
+    PIXEL_DATA,
     PIXEL_TAGS,
     CannotSplit,
     Fragment,
@@ -37,7 +38,6 @@ from curate.deid.unused_bits import CLEARED, BitLayoutError, canonical_by_or, ca
 from curate.files import atomic_path
 from curate.runlog import FILE_HASHES, file_digest
 
-PIXEL_DATA = 0x7FE00010
 #: The folder name for a study or series whose UID the source lacks.
 UNKNOWN_UID = "unknown"
 #: Why a file is held back for what its encapsulated pixel data says.
@@ -351,7 +351,8 @@ def _canonical_unused_bits(ds) -> bytes | None:
     """For a data set read whole: its native Pixel Data, set to carry nothing in its
     unused bits (:mod:`curate.deid.unused_bits`) where they carried something (and
     returned), else None."""
-    if "PixelData" not in ds or _encapsulated(ds) or ds["PixelData"].VR not in ("OW", "OB", "OB or OW"):
+    # Whatever VR the file gives it (OL, OF, UN ...): its bytes are cells all the same.
+    if "PixelData" not in ds or _encapsulated(ds) or not isinstance(ds.PixelData, (bytes, bytearray)):
         return None
     if layout(ds) is None:
         return None
