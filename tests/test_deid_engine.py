@@ -207,6 +207,11 @@ def test_overlays_and_unreadable_values_are_removed_not_cleaned():
         # Names of six letters or more are found glued to other letters; shorter ones not.
         ("Zyxwbrook^Quentalia", "seen by MRZYXWBROOKQUENTALIA", "seen by MR**"),
         ("Doe^John", "JOHNDOE chest", "JOHNDOE chest"),
+        # Characters that show nothing split no name.
+        ("Zyxwbrook^Quentalia", "ZYX\u200bWBROOK seen", "* seen"),
+        ("Zyxwbrook^Quentalia", "ZYXW\u00adBROOK seen", "* seen"),
+        ("Zyxwbrook^Quentalia", "ZYXW\x00BROOK seen", "* seen"),
+        ("Doe^John", "JO\u200dHN DOE", "* *"),
         ("Müller^Jörg", "Dose 5 µg for Müller ½", "Dose 5 µg for * ½"),  # the rest keeps its characters
     ],
 )

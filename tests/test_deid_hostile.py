@@ -270,13 +270,23 @@ def test_a_name_cut_at_a_fragments_end_is_found_in_a_stream_that_cannot_be_walke
         lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "ZYXWBROOK QUENTALIA"]),
         lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", PID]),
         lambda ds: setattr(ds, "BodyPartExamined", "ZYXWBROOK"),
+        lambda ds: (
+            setattr(ds, "SpecificCharacterSet", "ISO_IR 192"),
+            setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "ZYXW\u00adBROOK"]),
+        ),
         # The same words in a code string and in bytes: neither excuses the other.
         lambda ds: (
             setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "ZYXWBROOK"]),
             ds.add_new(0x00282000, "OB", b"patient ZYXWBROOK "),
         ),
     ],
-    ids=["name in ImageType", "ID in ImageType", "name as body part", "name in a code and an ICC profile"],
+    ids=[
+        "name in ImageType",
+        "ID in ImageType",
+        "name as body part",
+        "name split by a soft hyphen",
+        "name in a code and an ICC profile",
+    ],
 )
 def test_a_name_in_what_the_basic_profile_keeps_holds_the_file_back(tmp_path, plant):
     from curate.deid.check import HEADER_LEAK

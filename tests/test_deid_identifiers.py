@@ -47,6 +47,8 @@ def header(**attrs):
         "born 31 December 1960",
         "study of 2002-05-12",
         "acc ACC778",
+        "acc ACC-778",
+        "acc AC.C 778",
         "study 7 follow-up",
         "lives at 12 Elm Street",
         "from Springfield",

@@ -26,6 +26,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.values import TEXT_VR_DELIMS
 
 from curate.deid.engine import OPTION_CODES, PROFILE_CODE, Identity
+from curate.deid.identifiers import without_invisible
 from curate.deid.profile import Options, Profile
 from curate.deid.uids import uids_in
 
@@ -100,7 +101,8 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
     if long is None:
         return None
     kept = kept_text(ds, profile)
-    searches = [(long, "\n".join(texts))]
+    # Invisible characters (a soft hyphen, a zero-width space) split no name.
+    searches = [(long, without_invisible("\n".join(texts)))]
     # Raw bytes, where a value may hide in an attribute read as bytes: for values of three
     # characters or more (two letters such as "OB" or "LO" are also VR codes), dates
     # aside (the header's own are searched in its text values).

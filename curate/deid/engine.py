@@ -46,6 +46,7 @@ from curate.deid.identifiers import (
     date_key,
     id_spellings,
     identifies,
+    is_invisible,
     name_spellings,
     value_segments,
 )
@@ -488,15 +489,15 @@ def _scrub(value, pattern: Finder | None):
 
 def _fold_indexed(text: str, written_out: bool = False) -> tuple[str, list[int]]:
     """`text` without accents (Søren: Soren), or with them written out and apostrophes
-    dropped (Soeren, OBrien), and for
+    dropped (Soeren, OBrien), invisible characters dropped either way, and for
     each of its characters the index of the character of `text` it came from: a name
     the header spells one way is found in text that spells it another."""
-    if text.isascii() and not (written_out and "'" in text):  # nothing to fold: most text
+    if text.isascii() and "\x00" not in text and not (written_out and "'" in text):  # most text
         return (text.lower() if written_out else text), list(range(len(text)))
     folded, origin = [], []
     for i, c in enumerate(text):
-        if written_out and c in "'’":
-            continue  # O'Brien as a RIS writes it: OBRIEN
+        if (written_out and c in "'’") or is_invisible(c):
+            continue  # O'Brien as a RIS writes it: OBRIEN; ZEB<soft hyphen>ULON: ZEBULON
         plain = c.lower().translate(WRITTEN_OUT) if written_out else c.translate(UNDECOMPOSED)
         for d in unicodedata.normalize("NFKD", plain):
             if not unicodedata.combining(d):

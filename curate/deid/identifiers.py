@@ -57,6 +57,20 @@ PARTICLES = frozenset(
 _SEGMENTS = re.compile(r"[,;\^\r\n]+")
 
 
+def is_invisible(c: str) -> bool:
+    """A character that shows nothing and splits no word: a NUL, a soft hyphen, a
+    zero-width space or joiner, a direction mark (Unicode's format characters). Dropped
+    before a text is searched, so that ZEB<U+200B>ULON is found."""
+    return c == "\x00" or (not c.isascii() and unicodedata.category(c) == "Cf")
+
+
+def without_invisible(text: str) -> str:
+    """`text` without the characters :func:`is_invisible` finds."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return "".join(c for c in text if not is_invisible(c))
+
+
 def is_identifying(value: str, is_id: bool = False) -> bool:
     return len(value) >= MIN_LENGTH or (is_id and bool(value))
 
@@ -281,6 +295,9 @@ def _alternatives(words: frozenset[str]) -> list[tuple[tuple[str, str], str]]:
             found.append((_NUMBER, escaped))
             if digits >= SEPARATED_DIGITS and digits == len(word):
                 found.append((_NUMBER, r"[\s\-().]{0,2}".join(word)))
+            elif len(word) >= GLUED_LENGTH and word.isascii() and word.isalnum():
+                # A code of letters and digits written with a separator inside (PIDX-9731).
+                found.append((_NUMBER, r"[\s\-/.]?".join(word)))
         else:
             # Names: short ones not inside a longer word ("Ann" in "scanner"), but
             # "DOE_JOHN" and "JOHN1960" are found; long ones anywhere.
