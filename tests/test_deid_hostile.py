@@ -307,3 +307,22 @@ def test_what_an_option_keeps_may_share_a_word_with_the_name(tmp_path):
     options = Options(retain_institution_identity=True)
     assert deidentify_file(str(source), str(target), options, KEY, UUID_ROOT) == ("written", None)
     assert pydicom.dcmread(target).InstitutionName == "Zyxwbrook Clinic"
+
+
+@pytest.mark.parametrize("written", [b"DOB 19520317 ", b"born 1952-03-17", b"17/03/1952 "])
+@pytest.mark.parametrize("where", ["ICC profile", "body part as OB", "after the pixels"])
+def test_a_birth_date_in_bytes_holds_the_file_back(tmp_path, written, where):
+    from curate.deid.check import HEADER_LEAK
+
+    ds = image_dataset(PatientName=NAME, PatientID=PID, PatientBirthDate="19520317")
+    if where == "ICC profile":
+        ds.add_new(0x00282000, "OB", written + b"\0" * (len(written) % 2))
+    elif where == "body part as OB":
+        ds.add_new(0x00180015, "OB", written + b"\0" * (len(written) % 2))
+    source = write(ds, tmp_path / "src.dcm")
+    if where == "after the pixels":
+        with open(source, "ab") as f:
+            f.write(element(0x7FE00020, "OW", written))
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+    assert not target.exists()

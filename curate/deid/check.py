@@ -26,7 +26,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.values import TEXT_VR_DELIMS
 
 from curate.deid.engine import OPTION_CODES, PROFILE_CODE, Identity
-from curate.deid.identifiers import without_invisible
+from curate.deid.identifiers import Finder, without_invisible
 from curate.deid.profile import Options, Profile
 from curate.deid.uids import uids_in
 
@@ -102,19 +102,23 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
         return None
     kept = kept_text(ds, profile)
     # Invisible characters (a soft hyphen, a zero-width space) split no name.
-    searches = [(long, without_invisible("\n".join(texts)))]
+    searches = [(long.search, without_invisible("\n".join(texts)))]
     # Raw bytes, where a value may hide in an attribute read as bytes: for values of three
-    # characters or more (two letters such as "OB" or "LO" are also VR codes), dates
-    # aside (the header's own are searched in its text values).
+    # characters or more (two letters such as "OB" or "LO" are also VR codes), and the
+    # header's dates as people write them (in an ICC profile, an OB, after the pixels).
     binary = identity.long_pattern()
-    if binary is not None and (words := binary.presence) is not None:
-        searches += [(words, header.decode("utf-8", errors="ignore")), (words, header.decode("latin-1"))]
-        # UTF-16 in bytes the profile keeps (a palette, an OB), at either byte alignment.
-        searches += [(words, header[i:].decode(c, errors="ignore")) for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
+    words = binary.presence if binary is not None else None
+    dates = Finder([], identity.dates) if identity.dates else None
+    raw = [header.decode("utf-8", errors="ignore"), header.decode("latin-1")]
+    # UTF-16 in bytes the profile keeps (a palette, an OB), at either byte alignment.
+    raw += [header[i:].decode(c, errors="ignore") for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
+    for finder in (words.search if words is not None else None, dates.search if dates is not None else None):
+        if finder is not None:
+            searches += [(finder, text) for text in raw]
     for search, text in searches:
         for value in kept:
             text = text.replace(value, " ")
-        if search.search(text):
+        if search(text):
             return HEADER_LEAK
     return None
 
