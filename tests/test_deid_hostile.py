@@ -326,3 +326,20 @@ def test_a_birth_date_in_bytes_holds_the_file_back(tmp_path, written, where):
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
     assert not target.exists()
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, "1.2.840.10008.1.2.1.99"])  # split, read whole
+def test_bytes_past_the_image_that_name_the_patient_hold_the_file_back(tmp_path, syntax):
+    from curate.deid.worker import EXCESS_PIXEL_TEXT
+
+    ds = image_dataset(PatientName=NAME, PatientID=PID)
+    ds.PixelData = bytes(range(128)) + b"Zyxwbrook Quentalia " + PID.encode()
+    source = write(ds, tmp_path / "src.dcm", syntax)
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", EXCESS_PIXEL_TEXT)
+    assert not target.exists()
+    # Bytes past the image that name no one are written as they are.
+    ds.PixelData = bytes(range(128)) + bytes(16)
+    source = write(ds, tmp_path / "src.dcm", syntax)
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+    assert pydicom.dcmread(target).PixelData == ds.PixelData

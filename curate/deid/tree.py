@@ -43,7 +43,13 @@ from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import UUID_ROOT, Pseudonymizer
 from curate.deid.quarantine import held_back, quarantine_reasons
 from curate.deid.redact import FixedRegion
-from curate.deid.worker import PIXEL_TEXT_LEAK, SOP_INSTANCE_CLASH, deidentify_task, output_path
+from curate.deid.worker import (
+    EXCESS_PIXEL_TEXT,
+    PIXEL_TEXT_LEAK,
+    SOP_INSTANCE_CLASH,
+    deidentify_task,
+    output_path,
+)
 from curate.errors import ConfigError, DeidOutputError, SourceNotFoundError
 from curate.files import StreamedCsv, atomic_path, is_partial, write_atomic
 from curate.index.dask import DaskOptions
@@ -68,7 +74,7 @@ PLAN_TAGS = [
 ]
 MANIFEST = ".curate-deid.json"
 #: What a check says of a file it holds back: never written, so never a leak.
-WITHHELD = (HEADER_LEAK, UID_LEAK, PIXEL_TEXT_LEAK)
+WITHHELD = (HEADER_LEAK, UID_LEAK, PIXEL_TEXT_LEAK, EXCESS_PIXEL_TEXT)
 SPOOL_BATCH_ROWS = 65_536
 #: Raised whenever what curate writes for the same input, settings and key changes: an
 #: output folder begun under other rules is not resumed (its files would differ).

@@ -42,6 +42,8 @@ from curate.runlog import FILE_HASHES, file_digest
 UNKNOWN_UID = "unknown"
 #: Why a file is held back for what its encapsulated pixel data says.
 PIXEL_TEXT_LEAK = "identifying text in a segment of encapsulated Pixel Data"
+#: Native Pixel Data longer than its image, whose bytes past the image name the patient.
+EXCESS_PIXEL_TEXT = "identifying text after the image in native Pixel Data"
 #: Why a file is not written: another source file with its SOP Instance UID was.
 #: A source replaced or written to while it was de-identified: what was checked may not
 #: be what would be copied.
@@ -159,6 +161,8 @@ def deidentify_file(
         elif split is None and "PixelData" in ds and _encapsulated(ds):
             problem = _pixel_text(source, ds, None, identity)
         else:
+            if _excess_pixel_text(source, ds, split, identity):
+                return "failed", EXCESS_PIXEL_TEXT  # nothing to cut it from: held back
             problem = None
         if problem:
             try:
@@ -248,6 +252,39 @@ def _pixel_text(source: str, ds, fragments: list[Fragment] | None, identity: Ide
         joined = b"".join(items)
         return PIXEL_TEXT_LEAK if search.holds(joined, 0, len(joined)) else None
     return PIXEL_TEXT_LEAK if any(search.holds(s.data, 0, len(s.data), short=s.text) for s in segments) else None
+
+
+def image_bytes(ds) -> int | None:
+    """How many bytes the frames of `ds`'s native Pixel Data take, by its header (None
+    where the header does not say)."""
+    try:
+        cells = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1)
+        cells *= int(ds.get("NumberOfFrames") or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (cells * bits + 7) // 8 if cells > 0 and bits > 0 else None
+
+
+def _excess_pixel_text(source: str, ds, split: SplitFile | None, identity: Identity) -> bool:
+    """Whether native Pixel Data holds bytes past its image (and its pad byte) that name
+    the patient: no reader shows them, and anything may hide there."""
+    if split is not None:
+        if split.pixel_tag != PIXEL_DATA or split.fragments:
+            return False
+        start, end = split.value_start, split.pixel_end
+    elif "PixelData" in ds and not _encapsulated(ds) and isinstance(ds.PixelData, (bytes, bytearray)):
+        start, end = 0, len(ds.PixelData)
+    else:
+        return False
+    expected = image_bytes(ds)
+    if expected is None or end - start <= expected + 1:
+        return False
+    search = _IdentitySearch(identity, _encodings(ds))
+    if split is None:
+        return search.holds(ds.PixelData, start + expected, end)
+    with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return search.holds(data, start + expected, end)
 
 
 def _strip_pixel_text(source: str, ds, split: SplitFile | None, identity: Identity) -> None:
