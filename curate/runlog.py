@@ -119,16 +119,34 @@ def file_digest(path: str | os.PathLike[str], file_hash: str) -> str:
 #: The names curate keeps its own bookkeeping under, at the top of a tree store (not its content).
 OWN_NAMES = (AUDIT_DIR, ".curate-deid.json", ".curate-digitize")
 _BEING_WRITTEN = re.compile(r"^\..+\.(\d+)\.partial$")
+#: What curate's bookkeeping folders hold; anything else in them counts as the store's.
+_BOOKKEEPING = {
+    AUDIT_DIR: re.compile(r"^(runs\.jsonl|runs\.lock|journal-\d+-\d+\.tsv|(redactions|deid)-\d{8}T\d{6}Z\.csv)$"),
+    ".curate-digitize": re.compile(r"^errors\.csv$"),
+}
 
 
-def _own(name: str, top: bool) -> bool:
-    """Curate's bookkeeping (at the top only), or a file a live process is writing."""
+def _own(name: str, top: bool, writing: bool) -> bool:
+    """Curate's bookkeeping (at the top only), or, while a run writes to the store, a
+    file a live process is writing aside. With no run live, a half file is litter or
+    planted (process 1 is always alive), and counts."""
     from curate.files import process_alive
 
     if top and name in OWN_NAMES:
         return True
     being_written = _BEING_WRITTEN.match(name)
-    return being_written is not None and process_alive(int(being_written.group(1)))
+    return writing and being_written is not None and process_alive(int(being_written.group(1)))
+
+
+def _strays(folder: Path, expected: re.Pattern, writing: bool) -> Iterator[Path]:
+    """What a bookkeeping folder holds that curate does not write there."""
+    for current, dirs, files in os.walk(folder):
+        inside = Path(current) == folder
+        links = [d for d in dirs if os.path.islink(os.path.join(current, d))]
+        dirs[:] = sorted(d for d in dirs if d not in links)
+        for name in sorted([*files, *links]):
+            if not (inside and expected.match(name)) and not _own(name, False, writing):
+                yield Path(current, name)
 
 
 def tree_files(root: Path) -> Iterator[Path]:
@@ -136,12 +154,17 @@ def tree_files(root: Path) -> Iterator[Path]:
     folder, not followed); curate's own bookkeeping at its top and files that live
     processes are writing aside (a killed writer's half file counts: it is there)."""
     root = Path(root)
+    writing = _held_journals(root / AUDIT_DIR) > 0
     for folder, dirs, files in os.walk(root):
         top = Path(folder) == root
         links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
-        dirs[:] = sorted(d for d in dirs if not _own(d, top) and d not in links)
+        if top:
+            for name, expected in _BOOKKEEPING.items():
+                if name in dirs and name not in links:
+                    yield from _strays(root / name, expected, writing)
+        dirs[:] = sorted(d for d in dirs if not _own(d, top, writing) and d not in links)
         for name in sorted([*files, *links]):
-            if not _own(name, top):
+            if not _own(name, top, writing):
                 yield Path(folder, name)
 
 
@@ -442,8 +465,12 @@ def unfolded_journals(log: RunLog, skip: str | None = None) -> tuple[FileSet, li
 
 def live_journals(log: RunLog) -> int:
     """How many runs are writing to the store now (they hold their journals)."""
+    return _held_journals(log.folder)
+
+
+def _held_journals(folder: Path) -> int:
     live = 0
-    for path in log.folder.glob("journal-*.tsv") if log.folder.exists() else []:
+    for path in folder.glob("journal-*.tsv") if folder.exists() else []:
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:

@@ -310,3 +310,24 @@ def test_bookkeeping_names_below_the_top_and_a_dead_writers_half_file_count(tree
         planted.write_bytes(b"raw")
         assert verify_store(out, contents=True, progress=False).contents_ok is False, name
         planted.unlink()
+
+
+def test_what_curate_does_not_write_in_its_bookkeeping_counts(tree, tmp_path):  # noqa: F811
+    """A file planted among the run log, the digitize errors or the journals, or a half
+    file whose writer is 'alive' (process 1 always is) when no run writes, is the store's."""
+    out = tmp_path / "out"
+    deid_twice(tree, out)
+    assert verify_store(out, contents=True, progress=False).contents_ok is True
+    series = next(p for p in out.rglob("*") if p.is_dir() and p.parent != out and not p.name.startswith("."))
+    for planted in (
+        out / AUDIT_DIR / "notes.dcm",
+        out / AUDIT_DIR / "sub" / "runs.jsonl",
+        out / ".curate-digitize" / "x.dcm",
+        series / ".leak.dcm.1.partial",
+    ):
+        planted.parent.mkdir(parents=True, exist_ok=True)
+        planted.write_bytes(b"raw")
+        report = verify_store(out, contents=True, progress=False)
+        assert report.contents_ok is False and "holds 4 files" in report.contents_note, planted
+        planted.unlink()
+    assert verify_store(out, contents=True, progress=False).contents_ok is True
