@@ -343,3 +343,23 @@ def test_bytes_past_the_image_that_name_the_patient_hold_the_file_back(tmp_path,
     source = write(ds, tmp_path / "src.dcm", syntax)
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
     assert pydicom.dcmread(target).PixelData == ds.PixelData
+
+
+@pytest.mark.parametrize(
+    ("charset", "name", "codec"),
+    [
+        ("ISO_IR 144", "Иванов^Иван", "iso8859_5"),
+        ("ISO_IR 126", "Παπαδόπουλος^Νίκος", "iso8859_7"),
+        ("GB18030", "王^小明", "gb18030"),
+    ],
+)
+def test_a_name_in_bytes_in_the_headers_own_character_set_holds_the_file_back(tmp_path, charset, name, codec):
+    from curate.deid.check import HEADER_LEAK
+
+    ds = image_dataset(PatientName=name, PatientID=PID, SpecificCharacterSet=charset)
+    # A family name, or for a script without spaces the whole name (one sign is too short).
+    family = (name.replace("^", "") if codec == "gb18030" else name.split("^")[0]).encode(codec)
+    ds.add_new(0x00282000, "OB", b"by " + family + b" " * (1 + len(family) % 2))
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)

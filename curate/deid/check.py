@@ -16,6 +16,7 @@ read back from the file and must pass two checks:
 
 from __future__ import annotations
 
+import codecs as codecs_module
 import functools
 import io
 
@@ -109,7 +110,7 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
     binary = identity.long_pattern()
     words = binary.presence if binary is not None else None
     dates = Finder([], identity.dates) if identity.dates else None
-    raw = [header.decode("utf-8", errors="ignore"), header.decode("latin-1")]
+    raw = [header.decode(codec, errors="ignore") for codec in _raw_codecs(ds)]
     # UTF-16 in bytes the profile keeps (a palette, an OB), at either byte alignment.
     raw += [header[i:].decode(c, errors="ignore") for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
     for finder in (words.search if words is not None else None, dates.search if dates is not None else None):
@@ -121,6 +122,25 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
         if search(text):
             return HEADER_LEAK
     return None
+
+
+def _raw_codecs(ds: Dataset) -> list[str]:
+    """UTF-8, Latin-1 and the codecs of the header's own character set (a Cyrillic name
+    written into an OB in ISO_IR 144)."""
+    codecs = ["utf-8", "latin-1"]
+    charset = ds.get("SpecificCharacterSet")
+    if charset:
+        try:
+            codecs += convert_encodings(charset)
+        except Exception:  # a set no codec reads: the header check says so elsewhere
+            pass
+    found = {}
+    for codec in codecs:
+        try:
+            found.setdefault(codecs_module.lookup(codec).name, codec)
+        except LookupError:
+            continue
+    return list(found.values())
 
 
 def header_bytes(ds: Dataset) -> bytes:

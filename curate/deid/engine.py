@@ -48,6 +48,7 @@ from curate.deid.identifiers import (
     identifies,
     is_invisible,
     name_spellings,
+    no_spaces_script,
     value_segments,
 )
 from curate.deid.profile import TABLE_EDITION, Options, Profile
@@ -169,8 +170,9 @@ class Identity:
         return self._header_pattern
 
     def long_pattern(self) -> Finder | None:
-        """Only the values of three characters or more, dates aside: for binary data
-        (pixel data), where two letters or a run of digits occur by chance."""
+        """Only the values of three characters or more (two signs of a script without
+        spaces), dates aside: for binary data (pixel data), where two letters or a run
+        of digits occur by chance."""
         return self._long_pattern
 
     @functools.cached_property
@@ -183,7 +185,10 @@ class Identity:
 
     @functools.cached_property
     def _long_pattern(self) -> Finder | None:
-        return _finder([w for w in self.words if len(w) >= MIN_LENGTH], frozenset())
+        # Two signs of a script without spaces (a Chinese name) are as rare in bytes as
+        # three letters.
+        long = [w for w in self.words if len(w) >= MIN_LENGTH or (len(w) >= 2 and no_spaces_script(w))]
+        return _finder(long, frozenset())
 
 
 def _finder(words: list[str], dates: frozenset[str]) -> Finder | None:
