@@ -57,7 +57,7 @@ def file_problem(path, ds: Dataset, identity: Identity, profile: Profile, traile
         # The file's bytes are compressed (and pydicom read them all): search the data set
         # as it reads, encoded plainly, not bytes a name could only match by chance.
         header = _plain_bytes(written)
-    return _problem(header + trailer, written, ds, identity, profile)
+    return _problem(header, written, ds, identity, profile, trailer)
 
 
 def _plain_bytes(ds: Dataset) -> bytes:
@@ -88,13 +88,16 @@ def header_problem(ds: Dataset, identity: Identity, profile: Profile) -> str | N
     return _problem(header, dcmread(io.BytesIO(header), force=True), ds, identity, profile)
 
 
-def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, profile: Profile) -> str | None:
+def _problem(
+    header: bytes, written: Dataset, ds: Dataset, identity: Identity, profile: Profile, trailer: bytes = b""
+) -> str | None:
     texts: list[str] = []
+    binary: list[bytes] = [trailer]
     try:
-        _decode_all(written, None, texts)
+        _decode_all(written, None, texts, binary)
     except (UnicodeError, LookupError):  # bytes that do not fit, or a set no codec reads
         return CHARSET_MISMATCH
-    if not profile.options.retain_uids and uids_in(header, identity.uids):
+    if not profile.options.retain_uids and uids_in(header + trailer, identity.uids):
         return UID_LEAK
     # Not the IDs of one or two characters: a "2" is cleaned from free text, but a code
     # or a number that equals it is no sign of a leak.
@@ -107,21 +110,27 @@ def _problem(header: bytes, written: Dataset, ds: Dataset, identity: Identity, p
     # Raw bytes, where a value may hide in an attribute read as bytes: for values of three
     # characters or more (two letters such as "OB" or "LO" are also VR codes), and the
     # header's dates as people write them (in an ICC profile, an OB, after the pixels).
-    binary = identity.long_pattern()
-    words = binary.presence if binary is not None else None
-    dates = Finder([], identity.dates) if identity.dates else None
-    raw = [header.decode(codec, errors="ignore") for codec in _raw_codecs(ds)]
-    # UTF-16 in bytes the profile keeps (a palette, an OB), at either byte alignment.
-    raw += [header[i:].decode(c, errors="ignore") for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
-    for finder in (words.search if words is not None else None, dates.search if dates is not None else None):
-        if finder is not None:
-            searches += [(finder, text) for text in raw]
+    # Dates only in the values that are not text (the text values are searched above):
+    # a date pattern over every byte of the header would cost more than all the rest.
+    long_words = identity.long_pattern()
+    if long_words is not None and (words := long_words.presence) is not None:
+        searches += [(words.search, text) for text in _raw_texts(header + trailer, ds)]
+    if identity.dates:
+        dates = Finder([], identity.dates)
+        searches += [(dates.search, text) for text in _raw_texts(b"\n".join(binary), ds)]
     for search, text in searches:
         for value in kept:
             text = text.replace(value, " ")
         if search(text):
             return HEADER_LEAK
     return None
+
+
+def _raw_texts(data: bytes, ds: Dataset) -> list[str]:
+    """`data` read every way a value may be written into bytes: :func:`_raw_codecs`, and
+    UTF-16 (a palette, an OB) at either byte alignment."""
+    texts = [data.decode(codec, errors="ignore") for codec in _raw_codecs(ds)]
+    return texts + [data[i:].decode(c, errors="ignore") for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
 
 
 def _raw_codecs(ds: Dataset) -> list[str]:
@@ -161,7 +170,9 @@ def decoded_text(header: bytes) -> list[str]:
     return out
 
 
-def _decode_all(ds: Dataset, inherited, out: list[str]) -> None:
+def _decode_all(ds: Dataset, inherited, out: list[str], binary: list[bytes] | None = None) -> None:
+    """The text values of `ds` at any depth, decoded, into `out`; with `binary`, the bytes
+    of the other values (numbers, binary data, unknown VRs; not UIDs) into it."""
     charset = ds.SpecificCharacterSet if "SpecificCharacterSet" in ds else inherited
     # No Specific Character Set (or ISO_IR 6) means the default repertoire, ASCII, which
     # pydicom reads leniently as Latin-1; otherwise pydicom's reading of the terms (with its
@@ -171,12 +182,15 @@ def _decode_all(ds: Dataset, inherited, out: list[str]) -> None:
         raw = ds.get_item(tag)
         written_vr = getattr(raw, "VR", None)  # None where the file is implicit VR
         if written_vr is not None and written_vr not in _READ_VRS:
-            continue  # neither text nor items: not converted at all (the costly part)
+            # Neither text nor items: not converted at all (the costly part).
+            if binary is not None and written_vr != "UI" and isinstance(raw.value, (bytes, bytearray)):
+                binary.append(bytes(raw.value))
+            continue
         value = getattr(raw, "value", None)
         element = ds[tag]  # the VR, from the dictionary where the file is implicit VR
         if element.VR == "SQ":
             for item in element.value:
-                _decode_all(item, charset, out)
+                _decode_all(item, charset, out, binary)
         elif element.VR in TEXT_VRS and element.value and not isinstance(value, (bytes, bytearray)):
             # Already decoded (a data set read whole, as deflated ones are): searched as is.
             out.extend(str(v) for v in (element.value if element.VM > 1 else [element.value]))
@@ -190,6 +204,8 @@ def _decode_all(ds: Dataset, inherited, out: list[str]) -> None:
             # Code strings, AE titles, URIs: the default repertoire, which the character
             # set does not change; read leniently (searched, not judged).
             out.append(bytes(value).decode("latin-1"))
+        elif binary is not None and element.VR != "UI":
+            binary.append(bytes(value))
 
 
 #: What curate itself writes into every output (the method of de-identification): it
