@@ -19,6 +19,8 @@ from __future__ import annotations
 import codecs as codecs_module
 import functools
 import io
+import re
+import struct
 
 from pydicom import config, dcmread
 from pydicom.charset import convert_encodings, decode_bytes
@@ -93,8 +95,9 @@ def _problem(
 ) -> str | None:
     texts: list[str] = []
     binary: list[bytes] = [trailer]
+    codes: list[bytes] = []
     try:
-        _decode_all(written, None, texts, binary)
+        _decode_all(written, None, texts, binary, codes)
     except (UnicodeError, LookupError):  # bytes that do not fit, or a set no codec reads
         return CHARSET_MISMATCH
     if not profile.options.retain_uids and uids_in(header + trailer, identity.uids):
@@ -114,7 +117,10 @@ def _problem(
     # a date pattern over every byte of the header would cost more than all the rest.
     long_words = identity.long_pattern()
     if long_words is not None and (words := long_words.presence) is not None:
-        searches += [(words.search, text) for text in _raw_texts(header + trailer, ds)]
+        raw = header + trailer
+        for code in codes:  # a code word is excused where it stands, not elsewhere
+            raw = raw.replace(code, b" " * len(code))
+        searches += [(words.search, text) for text in _raw_texts(raw, ds)]
     if identity.dates:
         dates = Finder([], identity.dates)
         searches += [(dates.search, text) for text in _raw_texts(b"\n".join(binary), ds)]
@@ -170,9 +176,13 @@ def decoded_text(header: bytes) -> list[str]:
     return out
 
 
-def _decode_all(ds: Dataset, inherited, out: list[str], binary: list[bytes] | None = None) -> None:
+def _decode_all(
+    ds: Dataset, inherited, out: list[str], binary: list[bytes] | None = None, codes: list[bytes] | None = None
+) -> None:
     """The text values of `ds` at any depth, decoded, into `out`; with `binary`, the bytes
-    of the other values (numbers, binary data, unknown VRs; not UIDs) into it."""
+    of the other values (numbers, binary data, unknown VRs; not UIDs) into it; with
+    `codes`, the encoded elements of :func:`_is_code_word` values into it, instead of
+    their text into `out`."""
     charset = ds.SpecificCharacterSet if "SpecificCharacterSet" in ds else inherited
     # No Specific Character Set (or ISO_IR 6) means the default repertoire, ASCII, which
     # pydicom reads leniently as Latin-1; otherwise pydicom's reading of the terms (with its
@@ -190,10 +200,15 @@ def _decode_all(ds: Dataset, inherited, out: list[str], binary: list[bytes] | No
         element = ds[tag]  # the VR, from the dictionary where the file is implicit VR
         if element.VR == "SQ":
             for item in element.value:
-                _decode_all(item, charset, out, binary)
+                _decode_all(item, charset, out, binary, codes)
         elif element.VR in TEXT_VRS and element.value and not isinstance(value, (bytes, bytearray)):
             # Already decoded (a data set read whole, as deflated ones are): searched as is.
-            out.extend(str(v) for v in (element.value if element.VM > 1 else [element.value]))
+            values = [str(v) for v in (element.value if element.VM > 1 else [element.value])]
+            if codes is not None and _is_code_word(tag, element.VR, values):
+                text = "\\".join(values).encode("latin-1")
+                codes.append(_explicit_element(tag, element.VR, text + b" " * (len(text) % 2)))
+            else:
+                out.extend(values)
         elif not isinstance(value, (bytes, bytearray)) or not value:
             continue
         elif element.VR in CHARSET_VRS:
@@ -203,7 +218,15 @@ def _decode_all(ds: Dataset, inherited, out: list[str], binary: list[bytes] | No
         elif element.VR in TEXT_VRS:
             # Code strings, AE titles, URIs: the default repertoire, which the character
             # set does not change; read leniently (searched, not judged).
-            out.append(bytes(value).decode("latin-1"))
+            text = bytes(value).decode("latin-1")
+            if codes is not None and _is_code_word(tag, element.VR, text.split("\\")):
+                codes.append(
+                    _explicit_element(tag, written_vr, bytes(value))
+                    if written_vr is not None
+                    else struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + bytes(value)
+                )
+            else:
+                out.append(text)
         elif binary is not None and element.VR != "UI":
             binary.append(bytes(value))
 
@@ -215,6 +238,26 @@ OWN_TEXT_KEYWORDS = ("DeidentificationMethod", "CodeMeaning", "LongitudinalTempo
 METHOD_MEANINGS = frozenset({PROFILE_CODE[1], *(name for _, name in OPTION_CODES.values())})
 
 
+#: A code as a device writes one: a word of capital letters (HEAD, LATERAL).
+_CODE_WORD = re.compile(r"[A-Z][A-Z_]*")
+
+
+def _is_code_word(tag: int, vr: str, values: list[str]) -> bool:
+    """Whether a code string or AE title the Basic Profile keeps holds only words of
+    letters (HEAD): such a value is excused where it stands, even if the patient is
+    called Head. A value with a space or a digit in it (a full name, an ID) is not a
+    code word, and is searched like any text."""
+    if vr not in ("CS", "AE") or _basic_profile().action(int(tag)) != "K":
+        return False
+    words = [v.strip() for v in values]
+    return any(words) and all(not w or _CODE_WORD.fullmatch(w) for w in words)
+
+
+def _explicit_element(tag: int, vr: str, value: bytes) -> bytes:
+    """An element with a short VR as explicit VR little endian writes it."""
+    return struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode("ascii") + struct.pack("<H", len(value)) + value
+
+
 @functools.lru_cache(maxsize=1)
 def _basic_profile() -> Profile:
     return Profile(Options())
@@ -224,8 +267,8 @@ def kept_text(ds: Dataset, profile: Profile) -> list[str]:
     """Text an option keeps on purpose (such as Retain Institution Identity: what the
     Basic Profile alone would not keep), each value of a multi-valued one, and the text
     curate adds: not a leak, even where it shares a word with the patient's name. What
-    the Basic Profile keeps anyway (a code string, an AE title) is searched like the
-    rest: a patient's name there is no code."""
+    the Basic Profile keeps anyway (a code string, an AE title) is excused only where it
+    stands, and only as a code word (:func:`_is_code_word`)."""
     kept: list[str] = []
     basic = _basic_profile()
     for element in ds.iterall():
