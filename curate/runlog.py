@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -442,11 +443,11 @@ def unfolded_journals(log: RunLog, skip: str | None = None) -> tuple[FileSet, li
         if path.name == skip or path.name in folded or not _JOURNAL.match(path.name):
             continue
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
         except OSError:
             continue
         info = os.fstat(fd)
-        if info.st_uid != os.getuid() or info.st_mode & 0o077:  # not one curate wrote for this user
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:  # not curate's
             os.close(fd)
             continue
         try:
@@ -469,13 +470,18 @@ def live_journals(log: RunLog) -> int:
 
 
 def _held_journals(folder: Path) -> int:
+    """How many of `folder`'s journals a live run holds: curate's own only (a regular,
+    owner-only file of this user, not a link, never a FIFO that would block)."""
     live = 0
     for path in folder.glob("journal-*.tsv") if folder.exists() else []:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             continue
         try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+                continue
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
             live += 1

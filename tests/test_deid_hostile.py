@@ -377,3 +377,20 @@ def test_a_name_in_bytes_in_the_headers_own_character_set_holds_the_file_back(tm
     source = write(ds, tmp_path / "src.dcm")
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+
+
+def test_dates_in_megabytes_of_binary_values_are_found_as_literals(tmp_path):
+    """Past DATE_PATTERN_BYTES the values are searched for the dates' common spellings:
+    a pattern over megabytes of date-like digits would take minutes."""
+    from curate.deid.check import DATE_PATTERN_BYTES, HEADER_LEAK
+
+    digits = b"1.1.11 2-3-45 " * (2 * DATE_PATTERN_BYTES // 14)
+    ds = image_dataset(PatientName=NAME, PatientID=PID, PatientBirthDate="19520317")
+    ds.add_new(0x00282000, "OB", digits)
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+    ds[0x00282000].value = digits + b"DOB 17.03.1952 "
+    source = write(ds, tmp_path / "src.dcm")
+    target.unlink()
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)

@@ -72,16 +72,49 @@ def test_the_worker_judges_the_file_it_reads(tmp_path):
     assert status == "written"
 
 
-def test_a_source_replaced_while_it_is_read_is_not_written(tmp_path, monkeypatch):
+def test_a_source_written_to_while_it_is_read_is_not_written(tmp_path, monkeypatch):
     source = write(image_dataset(PatientID="RACE"), tmp_path / "src.dcm")
-    other = write(image_dataset(PatientID="RACE", Rows=8), tmp_path / "other.dcm")
     real = worker.file_problem
 
-    def replacing_the_source(*args, **kwargs):
-        os.replace(other, source)  # between the check of what was read and the end
+    def writing_to_the_source(*args, **kwargs):
+        with open(source, "ab") as f:  # between the check of what was read and the end
+            f.write(b"\0\0")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(worker, "file_problem", replacing_the_source)
+    monkeypatch.setattr(worker, "file_problem", writing_to_the_source)
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, "2.25") == ("failed", SOURCE_CHANGED)
     assert not target.exists() and [p.name for p in tmp_path.iterdir()] == ["src.dcm"]
+
+
+def test_a_folder_swapped_under_the_source_while_it_is_read_changes_nothing_written(tmp_path, monkeypatch):
+    """Every read goes through the descriptor opened first: the file a folder swap puts
+    at the path (an ultrasound with other pixels) is never read, header or pixels. (A
+    file renamed onto the path itself changes the first one's link count: not written.)"""
+    source = write(image_dataset(PatientID="SWAP"), tmp_path / "a" / "src.dcm")
+    expected = tmp_path / "expected.dcm"
+    assert deidentify_file(str(source), str(expected), Options(), KEY, "2.25") == ("written", None)
+    hostile = image_dataset(PatientID="SWAP", Modality="US", BurnedInAnnotation="YES")
+    hostile.PixelData = bytes(reversed(range(128)))
+    write(hostile, tmp_path / "b" / "src.dcm")
+    real = worker.split_file
+
+    def swapping_after_the_header(path):
+        found = real(path)
+        os.rename(tmp_path / "a", tmp_path / "old")  # before the pixels are checked, hashed and copied
+        os.rename(tmp_path / "b", tmp_path / "a")
+        return found
+
+    monkeypatch.setattr(worker, "split_file", swapping_after_the_header)
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, "2.25") == ("written", None)
+    assert target.read_bytes() == expected.read_bytes()
+
+
+def test_a_fifo_at_the_source_path_does_not_block(tmp_path):
+    fifo = tmp_path / "fifo.dcm"
+    os.mkfifo(fifo)
+    assert deidentify_file(str(fifo), str(tmp_path / "out.dcm"), Options(), KEY, "2.25") == (
+        "failed",
+        "unreadable: not a regular file",
+    )

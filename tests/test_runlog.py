@@ -331,3 +331,13 @@ def test_what_curate_does_not_write_in_its_bookkeeping_counts(tree, tmp_path):  
         assert report.contents_ok is False and "holds 4 files" in report.contents_note, planted
         planted.unlink()
     assert verify_store(out, contents=True, progress=False).contents_ok is True
+
+
+def test_a_fifo_named_as_a_journal_neither_blocks_verify_nor_makes_the_store_live(tree, tmp_path):  # noqa: F811
+    out = tmp_path / "out"
+    deid_twice(tree, out)
+    os.mkfifo(out / AUDIT_DIR / "journal-1-1.tsv")
+    assert verify_store(out, contents=True, progress=False).contents_ok is True
+    series = next(p for p in out.rglob("*") if p.is_dir() and p.parent != out and not p.name.startswith("."))
+    (series / ".leak.dcm.1.partial").write_bytes(b"raw")
+    assert verify_store(out, contents=True, progress=False).contents_ok is False

@@ -29,7 +29,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.values import TEXT_VR_DELIMS
 
 from curate.deid.engine import OPTION_CODES, PROFILE_CODE, Identity
-from curate.deid.identifiers import Finder, without_invisible
+from curate.deid.identifiers import Finder, date_spellings, without_invisible
 from curate.deid.profile import Options, Profile
 from curate.deid.uids import uids_in
 
@@ -122,14 +122,36 @@ def _problem(
             raw = raw.replace(code, b" " * len(code))
         searches += [(words.search, text) for text in _raw_texts(raw, ds)]
     if identity.dates:
-        dates = Finder([], identity.dates)
-        searches += [(dates.search, text) for text in _raw_texts(b"\n".join(binary), ds)]
+        values = b"\n".join(binary)
+        if len(values) > DATE_PATTERN_BYTES:
+            if _holds_a_date_literally(values, identity.dates):
+                return HEADER_LEAK
+        else:
+            dates = Finder([], identity.dates)
+            searches += [(dates.search, text) for text in _raw_texts(values, ds)]
     for search, text in searches:
         for value in kept:
             text = text.replace(value, " ")
         if search(text):
             return HEADER_LEAK
     return None
+
+
+#: Bytes of binary values past which dates are looked for as literals, not by pattern: a
+#: pattern reads every date-like run of digits in Python, and a header of megabytes of
+#: them would take minutes.
+DATE_PATTERN_BYTES = 65_536
+
+
+def _holds_a_date_literally(data: bytes, dates: frozenset[str]) -> bool:
+    """Whether `data` holds one of `dates` in one of its common spellings (one byte a
+    character, or UTF-16 either way)."""
+    for key in dates:
+        for spelling in date_spellings(key):
+            for codec in ("latin-1", "utf-16-le", "utf-16-be"):
+                if data.find(spelling.encode(codec)) != -1:
+                    return True
+    return False
 
 
 def _raw_texts(data: bytes, ds: Dataset) -> list[str]:

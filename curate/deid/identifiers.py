@@ -134,6 +134,37 @@ DATE_TOKEN = re.compile(
 )
 
 
+_DATE_FORMATS = [
+    f"{a}{s}{b}{s}{c}"
+    for s in ("", "-", "/", ".", " ")
+    for a, b, c in (("%Y", "%m", "%d"), ("%d", "%m", "%Y"), ("%m", "%d", "%Y"))
+] + [
+    "%y%m%d",
+    "%d%m%y",
+    "%m%d%y",
+    "%d.%m.%y",
+    "%d/%m/%y",
+    "%m/%d/%y",
+    "%d %b %Y",
+    "%b %d %Y",
+    "%d %B %Y",
+    "%B %d %Y",
+    "%b %d, %Y",
+    "%B %d, %Y",
+]
+
+
+def date_spellings(key: str) -> set[str]:
+    """The common ways of writing the date `key` (YYYYMMDD), as literals: what a search of
+    bytes too long for :data:`DATE_TOKEN` looks for."""
+    day = dt.datetime.strptime(key, "%Y%m%d")
+    found = set()
+    for form in _DATE_FORMATS:
+        text = day.strftime(form)
+        found |= {text, text.upper(), text.lower()}
+    return found
+
+
 def date_key(value: str) -> str | None:
     """A DA value (YYYYMMDD) as the key dates in text are compared with; None if invalid."""
     try:

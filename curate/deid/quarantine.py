@@ -33,6 +33,7 @@ QUARANTINED_SOP_CLASSES = {
 }
 QUARANTINED_MODALITIES = {
     "US": "ultrasound",
+    "IVUS": "ultrasound",
     "SC": "secondary capture",
     "DOC": "scanned document",
     "XC": "photograph",
@@ -55,13 +56,23 @@ QUARANTINE_TAGS = (
 
 
 def _values(value) -> list[str]:
-    """Every value of a (possibly multi-valued) attribute, stripped and upper-cased."""
+    """Every value of a (possibly multi-valued) attribute, upper-cased, without padding,
+    NULs or underscores (SCREEN_SAVE is SCREEN SAVE); bytes (a value written as OB or UN)
+    read as Latin-1."""
     if value is None:
         return []
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("latin-1")
     items = (
         value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else str(value).split("\\")
     )
-    return [str(v).strip().upper() for v in items if v is not None]
+    out = []
+    for item in items:
+        if item is None:
+            continue
+        text = (item.decode("latin-1") if isinstance(item, (bytes, bytearray)) else str(item)).replace("\x00", " ")
+        out.append(" ".join(text.replace("_", " ").split()).upper())
+    return out
 
 
 def quarantine_reasons(row: Mapping) -> list[str]:
@@ -81,7 +92,9 @@ def quarantine_reasons(row: Mapping) -> list[str]:
         reasons.append("screen save")
     if "SD" in _values(get("ConversionType")):
         reasons.append("scanned document")
-    found = [QUARANTINED_SOP_CLASSES.get(v) for v in _values(get("SOPClassUID"))]
+    meta = getattr(row, "file_meta", None) if not isinstance(row, Mapping) else None
+    classes = _values(get("SOPClassUID")) + _values(meta.get("MediaStorageSOPClassUID") if meta else None)
+    found = [QUARANTINED_SOP_CLASSES.get(v) for v in classes]
     found += [QUARANTINED_MODALITIES.get(v) for v in _values(get("Modality"))]
     for reason in found:
         if reason and reason not in reasons:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,39 @@ def deidentify_file(
     digests: dict | None = None,
     quarantine: bool = False,
 ) -> tuple[str, str | None]:
+    """:func:`_deidentify_pinned` of the file `source` names when it is opened: every
+    later read (the header, the pixels' check, digest and copy) reads that same file
+    through its descriptor, whatever is renamed or linked onto the path meanwhile."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put there must not block
+    except OSError as err:
+        return "failed", f"unreadable: {type(err).__name__}"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "failed", "unreadable: not a regular file"
+        pinned = f"/proc/self/fd/{fd}"
+        if not os.path.exists(pinned):  # no /proc: the path, with the check of its identity
+            pinned = source
+        return _deidentify_pinned(
+            pinned, fd, target, options, key, uid_root, audit, pixels, record, digests, quarantine
+        )
+    finally:
+        os.close(fd)
+
+
+def _deidentify_pinned(
+    source: str,
+    fd: int,
+    target: str,
+    options: Options,
+    key: bytes,
+    uid_root: str,
+    audit: Counter | None = None,
+    pixels: PixelRedaction | None = None,
+    record: dict | None = None,
+    digests: dict | None = None,
+    quarantine: bool = False,
+) -> tuple[str, str | None]:
     """One worker task: read, de-identify, write under a temporary name, check, rename.
     Returns ("written", None), ("quarantined", why) for a file whose pixels' text could
     not be shown gone, or ("failed", the reason). `audit` gains what became of each
@@ -137,7 +171,7 @@ def deidentify_file(
 
     split = None
     try:
-        before = _identity_of_file(source)
+        before = _identity_of_file(fd)
         try:
             if pixels is not None:
                 raise CannotSplit("its pixels are rewritten")
@@ -199,7 +233,7 @@ def deidentify_file(
             problem = file_problem(partial, ds, identity, profile, trailer)
             if problem:
                 raise _Rejected(problem)  # leaving the block by an exception removes the file
-            if _identity_of_file(source) != before:
+            if _identity_of_file(fd) != before:
                 raise _Rejected(SOURCE_CHANGED)
     except _Rejected as rejected:
         return "failed", str(rejected)
@@ -212,9 +246,9 @@ def deidentify_file(
     return "written", None
 
 
-def _identity_of_file(path: str) -> tuple[int, ...]:
-    """What changes when a file is replaced (a rename onto its path) or written to."""
-    st = os.stat(path)
+def _identity_of_file(fd: int) -> tuple[int, ...]:
+    """What changes when the open file is written to (its size, its times)."""
+    st = os.fstat(fd)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
