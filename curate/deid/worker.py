@@ -45,10 +45,10 @@ UNKNOWN_UID = "unknown"
 PIXEL_TEXT_LEAK = "identifying text in a segment of encapsulated Pixel Data"
 #: Native Pixel Data longer than its image, whose bytes past the image name the patient.
 EXCESS_PIXEL_TEXT = "identifying text after the image in native Pixel Data"
-#: Why a file is not written: another source file with its SOP Instance UID was.
 #: A source replaced or written to while it was de-identified: what was checked may not
 #: be what would be copied.
 SOURCE_CHANGED = "the source changed while it was read"
+#: Why a file is not written: another source file with its SOP Instance UID was.
 SOP_INSTANCE_CLASH = "SOP Instance UID of another file already written"
 
 
