@@ -112,39 +112,6 @@ def deidentify_file(
     digests: dict | None = None,
     quarantine: bool = False,
 ) -> tuple[str, str | None]:
-    """:func:`_deidentify_pinned` of the file `source` names when it is opened: every
-    later read (the header, the pixels' check, digest and copy) reads that same file
-    through its descriptor, whatever is renamed or linked onto the path meanwhile."""
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put there must not block
-    except OSError as err:
-        return "failed", f"unreadable: {type(err).__name__}"
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return "failed", "unreadable: not a regular file"
-        pinned = f"/proc/self/fd/{fd}"
-        if not os.path.exists(pinned):  # no /proc: the path, with the check of its identity
-            pinned = source
-        return _deidentify_pinned(
-            pinned, fd, target, options, key, uid_root, audit, pixels, record, digests, quarantine
-        )
-    finally:
-        os.close(fd)
-
-
-def _deidentify_pinned(
-    source: str,
-    fd: int,
-    target: str,
-    options: Options,
-    key: bytes,
-    uid_root: str,
-    audit: Counter | None = None,
-    pixels: PixelRedaction | None = None,
-    record: dict | None = None,
-    digests: dict | None = None,
-    quarantine: bool = False,
-) -> tuple[str, str | None]:
     """One worker task: read, de-identify, write under a temporary name, check, rename.
     Returns ("written", None), ("quarantined", why) for a file whose pixels' text could
     not be shown gone, or ("failed", the reason). `audit` gains what became of each
@@ -159,7 +126,10 @@ def _deidentify_pinned(
     split file's pixels are read once, for the digest and the check of their unused bits).
     With `quarantine`, the data set read is held back for what its header says its pixels
     show (:mod:`curate.deid.quarantine`), whatever the plan read before; and a source
-    that is not the same file from its first read to the last is not written."""
+    that is not the same file from its first read to the last is not written. Every read
+    after the first (the header, the pixels' check, digest and copy) goes through the
+    descriptor `source` was opened as, whatever is renamed or linked onto the path
+    meanwhile."""
     import logging
     import warnings
 
@@ -169,81 +139,107 @@ def _deidentify_pinned(
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
 
-    split = None
     try:
-        before = _identity_of_file(fd)
-        try:
-            if pixels is not None:
-                raise CannotSplit("its pixels are rewritten")
-            split = split_file(source)
-            ds = split.dataset
-        except CannotSplit:
-            ds = pydicom.dcmread(source)
-    except Malformed as err:
+        source, fd = _pinned(source)
+    except _Unreadable as err:
         return "failed", f"unreadable: {err}"
-    except Exception as err:  # pydicom raises many kinds on broken files
-        return "failed", f"unreadable: {type(err).__name__}"
-    if quarantine:
-        held = held_back(quarantine_reasons(ds), pixels is not None)
-        if held:
-            return "quarantined", held
     try:
-        profile = Profile(options)
-        identity = Identity.of(ds, profile)
-        if split is not None and split.fragments:
-            problem = _pixel_text(source, ds, split.fragments, identity)
-        elif split is None and "PixelData" in ds and _encapsulated(ds):
-            problem = _pixel_text(source, ds, None, identity)
-        else:
-            if _excess_pixel_text(source, ds, split, identity):
-                return "failed", EXCESS_PIXEL_TEXT  # nothing to cut it from: held back
-            problem = None
-        if problem:
-            try:
-                _strip_pixel_text(source, ds, split, identity)
-            except CannotStrip:
-                return "failed", problem
-            split = None  # the data set holds the new pixel data: written whole
-            if audit is not None:
-                audit["PixelData", REMOVED] += 1
-        if pixels is not None:
-            unredacted = redact_pixels(ds, pixels, record if record is not None else {})
-            if unredacted:
-                return "quarantined", unredacted
-        Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity, audit)
-        if pixels is not None:
-            record_redaction(ds)
+        split = None
         try:
-            planned = None if split is None else _SplitWrite.of(source, ds, split, digest=digests is not None)
-            value = _canonical_unused_bits(ds) if planned is None else planned.value
-        except BitLayoutError as err:
-            return "failed", f"pixel data whose bits the header does not describe ({err})"
-        if value is not None and audit is not None:
-            audit["PixelData", CLEARED] += 1
-        # Never over another file: two sources with one SOP Instance UID share a target.
-        with atomic_path(target, replace=False) as partial:
-            if planned is None:
-                ds.save_as(partial, enforce_file_format=True)
-                trailer = _after_pixels(ds)
+            before = _identity_of_file(fd)
+            try:
+                if pixels is not None:
+                    raise CannotSplit("its pixels are rewritten")
+                split = split_file(source)
+                ds = split.dataset
+            except CannotSplit:
+                ds = pydicom.dcmread(source)
+        except Malformed as err:
+            return "failed", f"unreadable: {err}"
+        except Exception as err:  # pydicom raises many kinds on broken files
+            return "failed", f"unreadable: {type(err).__name__}"
+        if quarantine:
+            held = held_back(quarantine_reasons(ds), pixels is not None)
+            if held:
+                return "quarantined", held
+        try:
+            profile = Profile(options)
+            identity = Identity.of(ds, profile)
+            if split is not None and split.fragments:
+                problem = _pixel_text(source, ds, split.fragments, identity)
+            elif split is None and "PixelData" in ds and _encapsulated(ds):
+                problem = _pixel_text(source, ds, None, identity)
             else:
-                planned.write(partial, source)
-                trailer = planned.trailer
-            # The header as written must decode under its own character set and must not
-            # hold the patient's names, IDs or birth date: else the file is not put in place.
-            problem = file_problem(partial, ds, identity, profile, trailer)
+                if _excess_pixel_text(source, ds, split, identity):
+                    return "failed", EXCESS_PIXEL_TEXT  # nothing to cut it from: held back
+                problem = None
             if problem:
-                raise _Rejected(problem)  # leaving the block by an exception removes the file
-            if _identity_of_file(fd) != before:
-                raise _Rejected(SOURCE_CHANGED)
-    except _Rejected as rejected:
-        return "failed", str(rejected)
-    except FileExistsError:
-        return "failed", SOP_INSTANCE_CLASH
-    except Exception as err:
-        return "failed", f"cannot write: {type(err).__name__}"
-    if digests is not None and planned is not None:
-        digests["blake3"] = planned.digest
-    return "written", None
+                try:
+                    _strip_pixel_text(source, ds, split, identity)
+                except CannotStrip:
+                    return "failed", problem
+                split = None  # the data set holds the new pixel data: written whole
+                if audit is not None:
+                    audit["PixelData", REMOVED] += 1
+            if pixels is not None:
+                unredacted = redact_pixels(ds, pixels, record if record is not None else {})
+                if unredacted:
+                    return "quarantined", unredacted
+            Deidentifier(profile, Pseudonymizer(key, uid_root)).deidentify(ds, identity, audit)
+            if pixels is not None:
+                record_redaction(ds)
+            try:
+                planned = None if split is None else _SplitWrite.of(source, ds, split, digest=digests is not None)
+                value = _canonical_unused_bits(ds) if planned is None else planned.value
+            except BitLayoutError as err:
+                return "failed", f"pixel data whose bits the header does not describe ({err})"
+            if value is not None and audit is not None:
+                audit["PixelData", CLEARED] += 1
+            # Never over another file: two sources with one SOP Instance UID share a target.
+            with atomic_path(target, replace=False) as partial:
+                if planned is None:
+                    ds.save_as(partial, enforce_file_format=True)
+                    trailer = _after_pixels(ds)
+                else:
+                    planned.write(partial, source)
+                    trailer = planned.trailer
+                # The header as written must decode under its own character set and must not
+                # hold the patient's names, IDs or birth date: else the file is not put in place.
+                problem = file_problem(partial, ds, identity, profile, trailer)
+                if problem:
+                    raise _Rejected(problem)  # leaving the block by an exception removes the file
+                if _identity_of_file(fd) != before:
+                    raise _Rejected(SOURCE_CHANGED)
+        except _Rejected as rejected:
+            return "failed", str(rejected)
+        except FileExistsError:
+            return "failed", SOP_INSTANCE_CLASH
+        except Exception as err:
+            return "failed", f"cannot write: {type(err).__name__}"
+        if digests is not None and planned is not None:
+            digests["blake3"] = planned.digest
+        return "written", None
+    finally:
+        os.close(fd)
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _pinned(source: str) -> tuple[str, int]:
+    """(a path that opens the very file `source` names now, its descriptor): a FIFO put
+    there does not block, and anything but a regular file is :class:`_Unreadable`."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise _Unreadable(type(err).__name__) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _Unreadable("not a regular file")
+    pinned = f"/proc/self/fd/{fd}"
+    # No /proc: the path, with the check of the descriptor's identity.
+    return (pinned if os.path.exists(pinned) else source), fd
 
 
 def _identity_of_file(fd: int) -> tuple[int, ...]:
