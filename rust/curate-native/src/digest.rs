@@ -56,9 +56,7 @@ impl Blake3 {
         cell_bytes: usize,
         little_endian: bool,
     ) -> PyResult<(u64, u64)> {
-        check_cell_bytes(cell_bytes)?;
-        let hasher = &mut self.hasher;
-        py.detach(|| read_range(Some(hasher), &path, offset, length, cell_bytes, little_endian)).map_err(PyErr::from)
+        read_cells(py, Some(&mut self.hasher), &path, offset, length, cell_bytes, little_endian)
     }
 
     /// The digest so far, in hex.
@@ -80,15 +78,23 @@ pub(crate) fn file_cells_or(
     cell_bytes: usize,
     little_endian: bool,
 ) -> PyResult<(u64, u64)> {
-    check_cell_bytes(cell_bytes)?;
-    py.detach(|| read_range(None, &path, offset, length, cell_bytes, little_endian)).map_err(PyErr::from)
+    read_cells(py, None, &path, offset, length, cell_bytes, little_endian)
 }
 
-fn check_cell_bytes(cell_bytes: usize) -> PyResult<()> {
-    if matches!(cell_bytes, 0 | 1 | 2 | 4 | 8) {
-        return Ok(());
+/// :func:`read_range` for Python, the GIL let go, after the cell size is checked.
+fn read_cells(
+    py: Python<'_>,
+    hasher: Option<&mut blake3::Hasher>,
+    path: &PathBuf,
+    offset: u64,
+    length: u64,
+    cell_bytes: usize,
+    little_endian: bool,
+) -> PyResult<(u64, u64)> {
+    if !matches!(cell_bytes, 0 | 1 | 2 | 4 | 8) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("cells are 1, 2, 4 or 8 bytes, not {cell_bytes}")));
     }
-    Err(pyo3::exceptions::PyValueError::new_err(format!("cells are 1, 2, 4 or 8 bytes, not {cell_bytes}")))
+    py.detach(|| read_range(hasher, path, offset, length, cell_bytes, little_endian)).map_err(PyErr::from)
 }
 
 /// Read `length` bytes of `path` from `offset`, into `hasher` where there is one, and
