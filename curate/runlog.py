@@ -139,34 +139,35 @@ def _own(name: str, top: bool, writing: bool) -> bool:
     return writing and being_written is not None and process_alive(int(being_written.group(1)))
 
 
-def _strays(folder: Path, expected: re.Pattern, writing: bool) -> Iterator[Path]:
-    """What a bookkeeping folder holds that curate does not write there."""
+def _walk(folder: Path, skip_folder, skip_file) -> Iterator[Path]:
+    """Every file and link (to a file or a folder, not followed) under `folder`, but the
+    folders ``skip_folder(name, top)`` and the files ``skip_file(name, top)`` name
+    (`top`: directly in `folder`)."""
     for current, dirs, files in os.walk(folder):
-        inside = Path(current) == folder
+        top = Path(current) == folder
         links = [d for d in dirs if os.path.islink(os.path.join(current, d))]
-        dirs[:] = sorted(d for d in dirs if d not in links)
+        dirs[:] = sorted(d for d in dirs if d not in links and not skip_folder(d, top))
         for name in sorted([*files, *links]):
-            if not (inside and expected.match(name)) and not _own(name, False, writing):
+            if not skip_file(name, top):
                 yield Path(current, name)
 
 
 def tree_files(root: Path) -> Iterator[Path]:
     """Every file a tree store holds, hidden ones too, and every link (to a file or a
-    folder, not followed); curate's own bookkeeping at its top and files that live
-    processes are writing aside (a killed writer's half file counts: it is there)."""
+    folder, not followed); curate's own bookkeeping at its top (but what curate does not
+    write there) and files that live processes are writing aside (a killed writer's
+    half file counts: it is there)."""
     root = Path(root)
     writing = _held_journals(root / AUDIT_DIR) > 0
-    for folder, dirs, files in os.walk(root):
-        top = Path(folder) == root
-        links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
-        if top:
-            for name, expected in _BOOKKEEPING.items():
-                if name in dirs and name not in links:
-                    yield from _strays(root / name, expected, writing)
-        dirs[:] = sorted(d for d in dirs if not _own(d, top, writing) and d not in links)
-        for name in sorted([*files, *links]):
-            if not _own(name, top, writing):
-                yield Path(folder, name)
+    for name, expected in _BOOKKEEPING.items():
+        folder = root / name
+        if folder.is_dir() and not folder.is_symlink():
+            yield from _walk(
+                folder,
+                lambda name, top: False,
+                lambda name, top, expected=expected: (top and bool(expected.match(name))) or _own(name, False, writing),
+            )
+    yield from _walk(root, lambda name, top: _own(name, top, writing), lambda name, top: _own(name, top, writing))
 
 
 def content_digest(path: Path, file_hash: str) -> str:
@@ -442,13 +443,8 @@ def unfolded_journals(log: RunLog, skip: str | None = None) -> tuple[FileSet, li
     for path in sorted(log.folder.glob("journal-*.tsv")):
         if path.name == skip or path.name in folded or not _JOURNAL.match(path.name):
             continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
-        except OSError:
-            continue
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:  # not curate's
-            os.close(fd)
+        fd = _open_journal(path)
+        if fd is None:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -469,19 +465,28 @@ def live_journals(log: RunLog) -> int:
     return _held_journals(log.folder)
 
 
+def _open_journal(path: Path) -> int | None:
+    """A descriptor of the journal at `path` if curate wrote it: a regular, owner-only
+    file of this user, not a link (a FIFO named so would block a reader); else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        os.close(fd)
+        return None
+    return fd
+
+
 def _held_journals(folder: Path) -> int:
-    """How many of `folder`'s journals a live run holds: curate's own only (a regular,
-    owner-only file of this user, not a link, never a FIFO that would block)."""
+    """How many of `folder`'s journals (:func:`_open_journal`) a live run holds."""
     live = 0
     for path in folder.glob("journal-*.tsv") if folder.exists() else []:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
+        fd = _open_journal(path)
+        if fd is None:
             continue
         try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-                continue
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
             live += 1
