@@ -78,7 +78,7 @@ def _report(cfg: DictConfig) -> StageResult:
     from curate.inspect.report import build_report
 
     _warn_if_outdated(cfg.index)
-    return build_report(cfg.index, cfg.out, min_cell=cfg.min_cell)
+    return build_report(cfg.index, cfg.out, min_cell=cfg.min_cell, deid=_as_list(cfg.deid) if cfg.deid else ())
 
 
 def _deid(cfg: DictConfig) -> StageResult:

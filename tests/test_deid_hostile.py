@@ -112,7 +112,8 @@ def test_text_anywhere_in_encapsulated_pixel_data_is_cut_out_or_holds_the_file_b
     source = tmp_path / "src.dcm"
     ds.save_as(source)
     target = tmp_path / "out.dcm"
-    done = deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT)
+    # A secondary capture, which the quarantine holds back: this is the check behind it.
+    done = deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT, quarantine=False)
     if where == "in APP2":  # the colour profile: the image needs it, so it cannot be cut
         assert done == ("failed", PIXEL_TEXT_LEAK) and not target.exists()
         return
@@ -145,7 +146,8 @@ def test_a_file_that_names_its_patient_beyond_the_segments_cut_is_kept_back(tmp_
     source = tmp_path / "src.dcm"
     ds.save_as(source)
     target = tmp_path / "out.dcm"
-    done = deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT)
+    # A secondary capture, which the quarantine holds back: this is the check behind it.
+    done = deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT, quarantine=False)
     if where == "frame 2":  # the second frame's comment only: cut, and nothing left
         assert done == ("written", None) and b"Zyxwbrook" not in target.read_bytes()
         assert np.array_equal(pydicom.dcmread(target).pixel_array, pydicom.dcmread(source).pixel_array)
@@ -163,7 +165,7 @@ def test_an_element_after_pixel_data_is_checked_when_the_file_is_written_whole(t
     source = tmp_path / "src.dcm"
     ds.save_as(source)
     target = tmp_path / "out.dcm"
-    status, reason = deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT)
+    status, reason = deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT, quarantine=False)
     assert status == "failed" and "left in the header" in reason and not target.exists()
 
 
@@ -241,7 +243,7 @@ def test_the_birth_date_in_a_codestream_comment_is_cut_out(tmp_path, written):
     source = tmp_path / "src.dcm"
     ds.save_as(source)
     target = tmp_path / "out.dcm"
-    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT, quarantine=False) == ("written", None)
     assert written not in target.read_bytes()
 
 
@@ -261,7 +263,10 @@ def test_a_name_cut_at_a_fragments_end_is_found_in_a_stream_that_cannot_be_walke
     source = tmp_path / "src.dcm"
     ds.save_as(source)
     target = tmp_path / "out.dcm"
-    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", PIXEL_TEXT_LEAK)
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT, quarantine=False) == (
+        "failed",
+        PIXEL_TEXT_LEAK,
+    )
 
 
 @pytest.mark.parametrize(

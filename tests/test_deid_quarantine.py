@@ -118,3 +118,16 @@ def test_a_fifo_at_the_source_path_does_not_block(tmp_path):
         "failed",
         "unreadable: not a regular file",
     )
+
+
+def test_a_library_caller_gets_the_quarantine_unless_it_turns_it_off(tmp_path):
+    """deidentify_file holds back what its pixels may show by default: a caller that
+    never heard of the quarantine does not write a screen capture's text out."""
+    source = write(image_dataset(PatientID="LIB", Modality="OT", ConversionType="WSD"), tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, "2.25") == (
+        "quarantined",
+        "other (often screenshots)",
+    )
+    assert not target.exists()
+    assert deidentify_file(str(source), str(target), Options(), KEY, "2.25", quarantine=False) == ("written", None)

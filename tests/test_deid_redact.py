@@ -248,3 +248,34 @@ def test_float_pixel_data_is_not_redacted():
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
     ds.FloatPixelData = image.astype(np.float32).tobytes()
     assert redact_pixels(ds, PixelRedaction(), {}) == "float pixel data is not redacted"
+
+
+def test_the_report_counts_what_each_run_redacted_and_quarantined(redacted, tree, tmp_path):
+    from test_cli import run_curate
+
+    from curate.index import build_index
+    from curate.inspect.report import build_report
+
+    out, summary = redacted
+    held = tmp_path / "held"
+    again = [deidentify_tree(tree, held, KEY, progress=False, workers=1) for _ in range(2)]  # a rerun: a second entry
+    build_index(tree, tmp_path / "idx", progress=False)
+    report = build_report(tmp_path / "idx", tmp_path / "rep", deid=[out, held])
+    [first, second] = json.loads(report.summary_path.read_text())["deidentification"]
+    assert first["store"] == "store 1" and first["runs_in_log"] == 1
+    [run] = first["runs"]
+    assert (run["files"], run["written"], run["redacted"]) == (4, 3, 2)
+    assert run["quarantined"] == 1 and first["last_quarantined_by_reason"] == summary.quarantined
+    assert second["runs_in_log"] == 2
+    assert [r["already_done"] for r in second["runs"]] == [0, 1] and again[1].already_done == 1
+    assert second["last_quarantined_by_reason"] == {"ultrasound": 2, "burned-in annotation": 1}
+    page = report.html_path.read_text()
+    assert "<h2>De-identification</h2>" in page and "palette colour pixels are not redacted" in page
+    for text in (page, report.summary_path.read_text()):
+        assert str(tmp_path) not in text and NAME not in text and PATIENT_ID not in text  # no path, no PHI
+    assert report.metrics()["deid.store_1.redacted"] == 2 and report.metrics()["deid.store_2.quarantined"] == 3
+    assert "deid store 2, last run: 1 of 4 files written (0 redacted by it), 3 quarantined" in report.format()
+
+    done = run_curate("report", "index=idx", "out=rep2", "deid=[held,nowhere]", "tracking=off", cwd=tmp_path)
+    assert done.returncode != 0 and "no de-identified store" in done.stderr and "nowhere" in done.stderr
+    assert not (tmp_path / "rep2").exists(), "nothing is written for a store that is not one"

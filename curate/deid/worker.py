@@ -110,7 +110,7 @@ def deidentify_file(
     pixels: PixelRedaction | None = None,
     record: dict | None = None,
     digests: dict | None = None,
-    quarantine: bool = False,
+    quarantine: bool = True,
 ) -> tuple[str, str | None]:
     """One worker task: read, de-identify, write under a temporary name, check, rename.
     Returns ("written", None), ("quarantined", why) for a file whose pixels' text could
@@ -124,8 +124,9 @@ def deidentify_file(
     file is read whole, and written uncompressed; `record` gains what was filled.
     `digests` gains the written file's BLAKE3 digest where it was taken on the way (a
     split file's pixels are read once, for the digest and the check of their unused bits).
-    With `quarantine`, the data set read is held back for what its header says its pixels
-    show (:mod:`curate.deid.quarantine`), whatever the plan read before; and a source
+    With `quarantine` (the default: a caller that turns it off takes on the text in the
+    pixels), the data set read is held back for what its header says its pixels show
+    (:mod:`curate.deid.quarantine`), whatever the plan read before; and a source
     that is not the same file from its first read to the last is not written. Every read
     after the first (the header, the pixels' check, digest and copy) goes through the
     descriptor `source` was opened as, whatever is renamed or linked onto the path

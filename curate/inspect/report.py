@@ -12,11 +12,13 @@ import base64
 import html
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from curate.figures import figure_png
 from curate.files import write_atomic
+from curate.inspect.deid_runs import OUTCOMES, deid_runs
 from curate.inspect.population import SUPPRESSED, band_labels, population
 from curate.inspect.quality import QualityReport, check_index
 from curate.tracking import StageResult
@@ -35,27 +37,54 @@ class Report(StageResult):
     min_cell: int = 5
 
     def params(self) -> dict[str, object]:
-        return {"min_cell": self.min_cell}
+        return {"min_cell": self.min_cell, "deid_stores": len(self.summary.get("deidentification", []))}
 
     def metrics(self) -> dict[str, float]:
         totals = self.summary["population"]["totals"]
-        return {**{f"population.{k}": v for k, v in totals.items()}, **self.quality.metrics()}
+        values = {**{f"population.{k}": v for k, v in totals.items()}, **self.quality.metrics()}
+        for number, store in enumerate(self.summary.get("deidentification", []), 1):
+            if store["runs"]:
+                last = store["runs"][-1]
+                values.update({f"deid.store_{number}.{name}": last[name] for name, _ in OUTCOMES})
+        return values
 
     def artifacts(self) -> list[Path]:
         return [self.html_path, self.summary_path]
 
     def format(self) -> str:
-        return f"{self.quality.format()}\n\nreport   {self.html_path}\nsummary  {self.summary_path}"
+        lines = [self.quality.format(), ""]
+        for store in self.summary.get("deidentification", []):
+            if not store["runs"]:
+                lines.append(f"deid {store['store']}: no de-identification run in its log")
+                continue
+            r = store["runs"][-1]
+            lines.append(
+                f"deid {store['store']}, last run: {r['written'] + r['already_done']:,} of {r['files']:,} files written"
+                f" ({r['redacted']:,} redacted by it), {r['quarantined']:,} quarantined, {r['withheld']:,} withheld,"
+                f" {r['failed']:,} failed"
+            )
+        return "\n".join(lines) + f"\nreport   {self.html_path}\nsummary  {self.summary_path}"
 
 
-def build_report(index_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], min_cell: int = 5) -> Report:
-    """Compute the statistics and checks of the index and write report.html and summary.json."""
+def build_report(
+    index_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    min_cell: int = 5,
+    deid: Iterable[str | os.PathLike[str]] = (),
+) -> Report:
+    """Compute the statistics and checks of the index and write report.html and summary.json.
+
+    `deid` names de-identified stores (`curate deid`'s output folders): the report then
+    shows, from their run logs, how many files each run wrote, redacted and quarantined."""
+    runs = deid_runs(deid)  # first: a store that is not one fails before any work
     stats = population(index_dir, min_cell=min_cell)
     quality = check_index(index_dir)
     summary = {"population": stats, "quality": quality.to_dict()}
+    if runs:
+        summary["deidentification"] = runs
     out_dir = Path(out_dir)
     summary_path = write_atomic(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
-    html_path = write_atomic(out_dir / REPORT_FILE, render_html(stats, quality))
+    html_path = write_atomic(out_dir / REPORT_FILE, render_html(stats, quality, runs))
     return Report(summary=summary, quality=quality, html_path=html_path, summary_path=summary_path, min_cell=min_cell)
 
 
@@ -258,7 +287,7 @@ def _fig(uri: str | None, caption: str) -> str:
     return f'<figure><img src="{uri}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
 
 
-def render_html(stats: dict, quality: QualityReport) -> str:
+def render_html(stats: dict, quality: QualityReport, deid: list[dict] | None = None) -> str:
     k = stats["min_cell"]
     t = stats["totals"]
     parts = [
@@ -344,6 +373,7 @@ def render_html(stats: dict, quality: QualityReport) -> str:
         "<h2>Data quality</h2>",
         _fig(_quality_plot(quality), "Problems found, by check"),
         _quality_table(quality),
+        *_deid_section(deid or []),
         "<p class='note' id='rendered'></p>",
         f"<script>{RENDER_CHECK}</script>",
         "</body></html>",
@@ -411,3 +441,76 @@ def _quality_table(quality: QualityReport) -> str:
         )
     head = "<tr><th>severity</th><th>check</th><th>what</th><th>count</th><th>details</th><th>example row ids</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+# --- de-identification ----------------------------------------------------------------
+
+#: The last run's outcome of every file, as drawn: (count name, label, colour).
+_DEID_BARS = (
+    ("kept_whole", "written", "#3b6ea5"),
+    ("redacted", "written, pixel text redacted", "#6fa8dc"),
+    ("quarantined", "quarantined", "#e69138"),
+    ("withheld", "withheld by a check", "#c0504d"),
+    ("failed", "failed", "#7f7f7f"),
+)
+
+
+def _deid_plot(stores: list[dict]) -> str | None:
+    last = [s["runs"][-1] for s in stores if s["runs"]]
+    if not last:
+        return None
+    names = [s["store"] for s in stores if s["runs"]]
+
+    def draw(ax):
+        left = [0.0] * len(last)
+        for name, label, colour in _DEID_BARS:
+            if name == "kept_whole":
+                values = [max(0, r["written"] + r["already_done"] - r["redacted"]) for r in last]
+            else:
+                values = [r[name] for r in last]
+            ax.barh(names, values, left=left, color=colour, label=label)
+            left = [a + b for a, b in zip(left, values, strict=True)]
+        ax.invert_yaxis()
+        ax.set_xlabel("files (last run)")
+        ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+    return _figure(draw, height=1.2 + 0.5 * len(last))
+
+
+def _deid_section(stores: list[dict]) -> list[str]:
+    """Each named store's de-identification runs (counts from its run log; no paths)."""
+    if not stores:
+        return []
+    parts = [
+        "<h2>De-identification</h2>",
+        "<p class='note'>From the run log of each de-identified store (counts only). Stores are numbered in the "
+        "order given. Quarantined files are held back for what their pixels may show; files withheld by a check "
+        "still held identifying data after de-identification and were not written.</p>",
+        _fig(_deid_plot(stores), "Files by outcome in each store's last run"),
+    ]
+    for store in stores:
+        shown = len(store["runs"])
+        more = store["runs_in_log"] - shown
+        parts.append(
+            f"<h3>{store['store']}: {store['runs_in_log']:,} runs" + (f", last {shown} shown" if more else "") + "</h3>"
+        )
+        if not shown:
+            parts.append("<p class='note'>No de-identification run in its log.</p>")
+            continue
+        parts.append(
+            _table(
+                ["run", "time (UTC)"] + [label for _, label in OUTCOMES],
+                [
+                    [r["seq"], r["time"].replace("T", " ").removesuffix("Z")] + [r[name] for name, _ in OUTCOMES]
+                    for r in store["runs"]
+                ],
+                0,
+                2,
+            )
+        )
+        for key, what in (("last_quarantined_by_reason", "quarantined"), ("last_withheld_by_reason", "withheld")):
+            if store[key]:
+                parts.append(
+                    _table([f"{what} in the last run: reason", "files"], [[k, v] for k, v in store[key].items()], 0)
+                )
+    return parts
