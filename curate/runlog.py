@@ -125,6 +125,109 @@ _BOOKKEEPING = {
     AUDIT_DIR: re.compile(r"^(runs\.jsonl|runs\.lock|journal-\d+-\d+\.tsv|(redactions|deid)-\d{8}T\d{6}Z\.csv)$"),
     ".curate-digitize": re.compile(r"^errors\.csv$"),
 }
+#: The top-level bookkeeping file (a tree store's settings, a JSON object).
+_SETTINGS_FILE = ".curate-deid.json"
+#: A path in a tree store as curate names it: study / series / instance UIDs.
+_UID_PATH = r"[0-9.]{1,64}/[0-9.]{1,64}/[0-9.]{1,64}\.dcm"
+_LINE_SHAPES = {
+    "redactions": re.compile(
+        rf"(file,frames,boxes,fixed_boxes,area_px,regions|{_UID_PATH}(,\d+){{4}},\"?\[[\[\], 0-9]*\]\"?)\r?\n"
+    ),
+    "errors": re.compile(r"(row,file,reason|\d+,.*)\r?\n"),
+}
+#: An attribute as the de-identification audit names it (a keyword is checked against the dictionary).
+_AUDIT_ATTRIBUTE = re.compile(
+    r"[A-Za-z][A-Za-z0-9]*|\([0-9A-F]{4},[0-9A-F]{4}\)|private \([0-9A-F]{4},xx[0-9A-F]{2}\)|private creator"
+)
+
+
+def _shaped_as_written(name: str, path: Path) -> bool:
+    """Whether a file named like curate's bookkeeping holds what curate writes under that
+    name: else it is the store's, and verify counts it (identifying data can be planted
+    under any name). A FIFO or device file holds nothing at rest and is passed over; a
+    link counts."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return not path.is_symlink()
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return True
+        if name == "runs.jsonl":
+            return True  # verify reads it entry by entry, and names every line that is not one
+        if name == "runs.lock":
+            return not f.read(1)
+        if name == _SETTINGS_FILE:
+            return _json_object(f.read((1 << 16) + 1))
+        if name.startswith("deid-"):
+            return _audit_csv(f)
+        if name.startswith("journal-"):
+            return _journal_lines(f, path.parent.parent)
+        return _lines_shaped(f, _LINE_SHAPES["redactions" if name.startswith("redactions-") else "errors"])
+
+
+def _json_object(data: bytes) -> bool:
+    if len(data) > 1 << 16:
+        return False
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False
+
+
+def _lines_shaped(f, shape: re.Pattern) -> bool:
+    return all(shape.fullmatch(line.decode("ascii", errors="replace")) for line in f)
+
+
+def _journal_lines(f, store: Path) -> bool:
+    """A journal lists files of the store, a digest each; its last line may be cut short
+    by a kill. (A file listed that is not in the store makes the journal the store's.)"""
+    for line in f:
+        relative, tab, digest = line.decode("utf-8", errors="surrogateescape").rstrip("\n").partition("\t")
+        if not line.endswith(b"\n"):
+            return bool(re.fullmatch(r"[0-9a-f]{0,64}", digest)) and _in_store(store, relative, partly=not tab)
+        if not re.fullmatch(r"[0-9a-f]{64}", digest) or not _in_store(store, relative):
+            return False
+    return True
+
+
+def _in_store(store: Path, relative: str, partly: bool = False) -> bool:
+    """Whether `relative` names a file in `store` (with `partly`, or begins the name of one
+    in its folder: a line cut short)."""
+    parts = relative.split("/")
+    if not relative or relative.startswith("/") or ".." in parts or "\0" in relative:
+        return False
+    target = store.joinpath(*parts)
+    if os.path.isfile(target):
+        return True
+    return partly and os.path.isdir(target.parent) and any(n.startswith(parts[-1]) for n in os.listdir(target.parent))
+
+
+def _audit_csv(f) -> bool:
+    """The de-identification audit: a header of outcome words, then an attribute and counts a row."""
+    import csv
+    import io
+
+    from pydicom.datadict import tag_for_keyword
+
+    rows = csv.reader(io.TextIOWrapper(f, encoding="ascii", errors="replace", newline=""))
+    try:
+        header = next(rows, None)
+        if not header or header[0] != "attribute" or not all(re.fullmatch(r"[a-z ,]{1,40}", h) for h in header[1:]):
+            return False
+        for row in rows:
+            attribute = row[0] if row else ""
+            if (
+                len(row) != len(header)
+                or not all(c.isdigit() for c in row[1:])
+                or not _AUDIT_ATTRIBUTE.fullmatch(attribute)
+            ):
+                return False
+            if attribute[0].isalpha() and not attribute.startswith("private") and tag_for_keyword(attribute) is None:
+                return False
+    except csv.Error:
+        return False
+    return True
 
 
 def _own(name: str, top: bool, writing: bool) -> bool:
@@ -162,12 +265,20 @@ def tree_files(root: Path) -> Iterator[Path]:
     for name, expected in _BOOKKEEPING.items():
         folder = root / name
         if folder.is_dir() and not folder.is_symlink():
-            yield from _walk(
-                folder,
-                lambda name, top: False,
-                lambda name, top, expected=expected: (top and bool(expected.match(name))) or _own(name, False, writing),
-            )
-    yield from _walk(root, lambda name, top: _own(name, top, writing), lambda name, top: _own(name, top, writing))
+
+            def ours(name: str, top: bool, expected=expected, folder=folder) -> bool:
+                if top and expected.match(name):
+                    return _shaped_as_written(name, folder / name)
+                return _own(name, False, writing)
+
+            yield from _walk(folder, lambda name, top: False, ours)
+
+    def ours_at_root(name: str, top: bool) -> bool:
+        if top and name == _SETTINGS_FILE and not (root / name).is_dir():
+            return _shaped_as_written(name, root / name)
+        return _own(name, top, writing)
+
+    yield from _walk(root, lambda name, top: _own(name, top, writing), ours_at_root)
 
 
 def content_digest(path: Path, file_hash: str) -> str:

@@ -341,3 +341,50 @@ def test_a_fifo_named_as_a_journal_neither_blocks_verify_nor_makes_the_store_liv
     series = next(p for p in out.rglob("*") if p.is_dir() and p.parent != out and not p.name.startswith("."))
     (series / ".leak.dcm.1.partial").write_bytes(b"raw")
     assert verify_store(out, contents=True, progress=False).contents_ok is False
+
+
+def test_identifying_data_under_a_bookkeeping_name_is_the_stores(tree, tmp_path):  # noqa: F811
+    """A file named like one of curate's own (a journal, an audit, the lock, the settings)
+    is passed over only if it holds what curate writes there: else it is the store's, and
+    verify counts it."""
+    from curate.deid.tree import _RedactionLog
+    from curate.runlog import tree_files
+
+    out = tmp_path / "out"
+    deid_twice(tree, out)
+    written = sorted(p for p in out.rglob("*.dcm") if AUDIT_DIR not in p.parts)
+    relative = written[0].relative_to(out).as_posix()
+    log = _RedactionLog(out / AUDIT_DIR)  # a real redaction log, as curate writes it
+    log.add(written[0], {"frames": 1, "boxes": 2, "fixed_boxes": 0, "area_px": 300, "regions": [[0, 1, 2, 3, 4]]})
+    log.close()
+    journal = out / AUDIT_DIR / "journal-1-1.tsv"  # a killed run's, cut short mid-line
+    journal.write_text(f"{relative}\t{'a' * 64}\n{relative[:30]}")
+    assert set(tree_files(out)) == set(written), "curate's own files are not the store's"
+    journal.unlink()
+    assert verify_store(out, contents=True, progress=False).contents_ok is True
+    settings = (out / ".curate-deid.json").read_bytes()
+    planted = {
+        out / AUDIT_DIR / "journal-1-1.tsv": f"{NAME}\t{'a' * 64}\n",
+        out / AUDIT_DIR / "journal-2-2.tsv": f"{relative}\t{'a' * 64}\n{NAME}",
+        out / AUDIT_DIR / "deid-20260101T000000Z.csv": f"attribute,kept\nPatientName,1\n{NAME},1\n",
+        out / AUDIT_DIR / "deid-20260102T000000Z.csv": "attribute,kept\nZyxwbrook,1\n",
+        out
+        / AUDIT_DIR
+        / "redactions-20260101T000000Z.csv": f"file,frames,boxes,fixed_boxes,area_px,regions\n{PID},1,1,0,1,[]\n",
+        out / AUDIT_DIR / "runs.lock": PID,
+        out / ".curate-deid.json": settings.decode() + f"\n{NAME}\n",
+        out / ".curate-digitize" / "errors.csv": f"{NAME}\n",
+    }
+    for path, text in planted.items():
+        before = path.read_bytes() if path.exists() else None
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o600)
+        assert path in set(tree_files(out)), path.name
+        if path.name != "journal-1-1.tsv":  # (that one a verify also reads as a killed run's journal)
+            assert verify_store(out, contents=True, progress=False).contents_ok is False, path.name
+        if before is None:
+            path.unlink()
+        else:
+            path.write_bytes(before)
+    assert verify_store(out, contents=True, progress=False).contents_ok is True
