@@ -399,3 +399,12 @@ def test_dates_in_megabytes_of_binary_values_are_found_as_literals(tmp_path):
     source = write(ds, tmp_path / "src.dcm")
     target.unlink()
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+
+
+@pytest.mark.parametrize(("pid", "attrs"), [("14112", {}), ("703125", {"PixelSpacing": ["0.703125", "0.703125"]})])
+def test_a_patient_id_equal_to_a_number_of_the_header_does_not_hold_it_back(tmp_path, pid, attrs):
+    """14112 is in CT Image Storage's UID (1.2.840.10008.5.1.4.1.1.2) read without its dots."""
+    source = write(image_dataset(PatientID=pid, **attrs), tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+    assert pydicom.dcmread(target).PatientID != pid

@@ -144,3 +144,20 @@ def test_nothing_identifying_left_means_written(tmp_path, attrs):
     source = write(header(**attrs), tmp_path / "src.dcm")
     result = deidentify_file(str(source), str(tmp_path / "out.dcm"), Options(), b"k" * 32, UUID_ROOT)
     assert result == ("written", None)
+
+
+@pytest.mark.parametrize(
+    ("pid", "text", "found"),
+    [
+        ("14112", "SOP class 1.2.840.10008.5.1.4.1.1.2", False),  # a UID's arcs
+        ("703125", "spacing 0.703125\\0.703125", False),  # a decimal's fraction
+        ("14112", "version 14112.5", False),
+        ("14112", "patient 14112.", True),  # a sentence's full stop is no decimal
+        ("14112", "id 1-4112 seen", True),
+        ("14112", "(14112)", True),
+        ("703125", "MRN 703 125", True),
+    ],
+)
+def test_a_number_equal_to_the_id_inside_a_uid_or_a_decimal_is_no_sign_of_it(pid, text, found):
+    finder = Finder([pid], frozenset())
+    assert finder.search(text) is found and bool(finder.presence.search(text)) is found

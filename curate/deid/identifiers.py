@@ -301,7 +301,9 @@ def word_pattern(words: Iterable[str]) -> re.Pattern | None:
 #: What must not touch a word of each kind, before and after it (see :func:`_alternatives`).
 _ANYWHERE = ("", "")
 _SHORT_ID = (r"(?<![^\W_])(?<![0-9][.,\-/:])", r"(?![^\W_])(?![.,\-/:x][0-9])")
-_NUMBER = (r"(?<![0-9])", r"(?![0-9])")
+#: A number not inside a longer one, nor a part of a decimal or a dotted code (a UID's
+#: arc, a pixel spacing's fraction): a PatientID 703125 is no leak in "0.703125".
+_NUMBER = (r"(?<![0-9])(?<![0-9]\.)", r"(?![0-9])(?!\.[0-9])")
 _NAME = (r"(?<![^\W\d_])", r"(?![^\W\d_])")
 
 
