@@ -491,9 +491,8 @@ def _deid_section(stores: list[dict]) -> list[str]:
     for store in stores:
         shown = len(store["runs"])
         more = store["runs_in_log"] - shown
-        parts.append(
-            f"<h3>{store['store']}: {store['runs_in_log']:,} runs" + (f", last {shown} shown" if more else "") + "</h3>"
-        )
+        runs = f"{store['runs_in_log']:,} run" + ("" if store["runs_in_log"] == 1 else "s")
+        parts.append(f"<h3>{store['store']}: {runs}" + (f", the last {shown} shown" if more else "") + "</h3>")
         if not shown:
             parts.append("<p class='note'>No de-identification run in its log.</p>")
             continue
