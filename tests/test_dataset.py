@@ -272,11 +272,3 @@ def test_a_plan_says_what_a_build_would_give_and_writes_nothing(archive):
     assert planned["version_id"] == built.version_id
     for count in ("selected", "instances", "patients", "by_split", "excluded"):
         assert planned[count] == built.counts[count], count
-
-
-def test_a_build_that_lets_burned_in_files_through_still_quarantines_them(archive):
-    """With the plan's burned-in filter off, the de-identification worker still holds the
-    file back for what its pixels may show: it is excluded, and says why."""
-    result = build(archive, quality={"exclude_burned_in": False})
-    assert result.counts["excluded"] == {"quarantined: burned-in annotation": 1, "duplicate SOPInstanceUID": 1}
-    assert len(manifest(result)) == 30

@@ -367,7 +367,7 @@ def _write_files(
 def _write_one(source: str, building: Path, relative: str, spec: DatasetSpec, key: bytes):
     """One worker task: de-identify a file and, when the spec asks, export its image
     (from the de-identified file). Returns (status, reason, image path or None)."""
-    status, reason = deidentify_file(source, str(building / relative), spec.deid, key, spec.uid_root)
+    status, reason = deidentify_file(source, str(building / relative), spec.deid, key, spec.uid_root, quarantine=False)
     if status != "written" or not spec.export.format:
         return status, reason, None
     try:
