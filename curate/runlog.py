@@ -117,16 +117,16 @@ def file_digest(path: str | os.PathLike[str], file_hash: str) -> str:
     raise AuditError(f"a run log reads files by {' or '.join(FILE_HASHES)}, not {file_hash!r}")
 
 
+#: The top-level bookkeeping file (a tree store's settings, a JSON object).
+_SETTINGS_FILE = ".curate-deid.json"
 #: The names curate keeps its own bookkeeping under, at the top of a tree store (not its content).
-OWN_NAMES = (AUDIT_DIR, ".curate-deid.json", ".curate-digitize")
+OWN_NAMES = (AUDIT_DIR, _SETTINGS_FILE, ".curate-digitize")
 _BEING_WRITTEN = re.compile(r"^\..+\.(\d+)\.partial$")
 #: What curate's bookkeeping folders hold; anything else in them counts as the store's.
 _BOOKKEEPING = {
     AUDIT_DIR: re.compile(r"^(runs\.jsonl|runs\.lock|journal-\d+-\d+\.tsv|(redactions|deid)-\d{8}T\d{6}Z\.csv)$"),
     ".curate-digitize": re.compile(r"^errors\.csv$"),
 }
-#: The top-level bookkeeping file (a tree store's settings, a JSON object).
-_SETTINGS_FILE = ".curate-deid.json"
 #: A path in a tree store as curate names it: study / series / instance UIDs.
 _UID_PATH = r"[0-9.]{1,64}/[0-9.]{1,64}/[0-9.]{1,64}\.dcm"
 _LINE_SHAPES = {

@@ -330,9 +330,6 @@ def _write_files(
             rows = []
             for row, study, series, instance, relative, future in jobs:
                 status, reason, image = future.result()
-                if status == "quarantined":  # held back for what its pixels may show
-                    excluded[f"quarantined: {reason}"] += 1
-                    continue
                 if status != "written":
                     excluded[f"de-identification failed: {reason}"] += 1
                     continue
