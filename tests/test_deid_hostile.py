@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from curate.deid.profile import Options
 from curate.deid.pseudonym import UUID_ROOT
@@ -315,6 +315,35 @@ def test_a_code_word_that_is_also_a_name_is_excused_where_it_stands(tmp_path):
     ds.add_new(0x00282000, "OB", b"for HEAD ")
     source = write(ds, tmp_path / "src.dcm")
     target.unlink()
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian])
+def test_a_makers_name_that_holds_the_patients_is_kept_in_manufacturer_only(tmp_path, syntax):
+    """A patient called Philip Smith, on a Philips device: Manufacturer keeps the maker's
+    name whole, and the patient's own words in it are still cleaned. The same maker's
+    word in other text (a study description) is cleaned, and in bytes (an ICC profile)
+    still holds the file back."""
+    from curate.deid.check import HEADER_LEAK
+
+    ds = image_dataset(
+        PatientName="Smith^Philip",
+        PatientID=PID,
+        Manufacturer="Philips Medical Systems for Smith",
+        StudyDescription="CHEST Philips",
+    )
+    ds.SecondaryCaptureDeviceManufacturer = "PHILIPS"
+    source = write(ds, tmp_path / "src.dcm", syntax)
+    target = tmp_path / "out.dcm"
+    for options in (Options(), Options(clean_descriptors=True)):
+        assert deidentify_file(str(source), str(target), options, KEY, UUID_ROOT) == ("written", None)
+        out = pydicom.dcmread(target)
+        assert out.Manufacturer == "Philips Medical Systems for *"
+        assert out.SecondaryCaptureDeviceManufacturer == "PHILIPS"
+        assert "Philip" not in str(out.get("StudyDescription", ""))
+        target.unlink()
+    ds.add_new(0x00282000, "OB", b"Philips ")
+    source = write(ds, tmp_path / "src.dcm", syntax)
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
 
 

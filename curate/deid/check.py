@@ -23,15 +23,17 @@ import re
 import struct
 
 from pydicom import config, dcmread
-from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.charset import convert_encodings, decode_bytes, encode_string
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.values import TEXT_VR_DELIMS
 
+from curate.deid import vendors
 from curate.deid.engine import OPTION_CODES, PROFILE_CODE, Identity
 from curate.deid.identifiers import Finder, date_spellings, without_invisible
 from curate.deid.profile import Options, Profile
 from curate.deid.uids import uids_in
+from curate.deid.vendors import VENDOR_TAGS
 
 HEADER_LEAK = "identifying text left in the header"
 UID_LEAK = "a source UID left in the header"
@@ -229,6 +231,10 @@ def _decode_all(
             if codes is not None and _is_code_word(tag, element.VR, values):
                 text = "\\".join(values).encode("latin-1")
                 codes.append(_explicit_element(tag, element.VR, text + b" " * (len(text) % 2)))
+            elif codes is not None and int(tag) in VENDOR_TAGS:
+                text = encode_string("\\".join(values), encodings)
+                codes.append(_explicit_element(tag, element.VR, text + b" " * (len(text) % 2)))
+                out.extend(vendors.blank(v) for v in values)
             else:
                 out.extend(values)
         elif not isinstance(value, (bytes, bytearray)) or not value:
@@ -236,17 +242,19 @@ def _decode_all(
         elif element.VR in CHARSET_VRS:
             delimiters = {0x5E, 0x3D} if element.VR == "PN" else TEXT_VR_DELIMS
             with config.strict_reading():  # strict for this value's bytes only
-                out.append(decode_bytes(bytes(value), encodings, delimiters))
+                text = decode_bytes(bytes(value), encodings, delimiters)
+            if codes is not None and int(tag) in VENDOR_TAGS:
+                # A maker's name is excused where it stands: its value is searched with
+                # spaces over the vendor words, and its bytes are not searched again raw.
+                codes.append(_as_written(tag, written_vr, bytes(value)))
+                text = vendors.blank(text)
+            out.append(text)
         elif element.VR in TEXT_VRS:
             # Code strings, AE titles, URIs: the default repertoire, which the character
             # set does not change; read leniently (searched, not judged).
             text = bytes(value).decode("latin-1")
             if codes is not None and _is_code_word(tag, element.VR, text.split("\\")):
-                codes.append(
-                    _explicit_element(tag, written_vr, bytes(value))
-                    if written_vr is not None
-                    else struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + bytes(value)
-                )
+                codes.append(_as_written(tag, written_vr, bytes(value)))
             else:
                 out.append(text)
         elif binary is not None and element.VR != "UI":
@@ -273,6 +281,19 @@ def _is_code_word(tag: int, vr: str, values: list[str]) -> bool:
         return False
     words = [v.strip() for v in values]
     return any(words) and all(not w or _CODE_WORD.fullmatch(w) for w in words)
+
+
+def _as_written(tag: int, written_vr: str | None, value: bytes) -> bytes:
+    """An element's bytes as the file holds them, explicit VR or implicit."""
+    if written_vr is None:
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+    if written_vr in _LONG_LENGTH_VRS:
+        return struct.pack("<HH2s2xI", tag >> 16, tag & 0xFFFF, written_vr.encode("ascii"), len(value)) + value
+    return _explicit_element(tag, written_vr, value)
+
+
+#: The VRs whose explicit length takes four bytes after two reserved ones (PS3.5 7.1.2).
+_LONG_LENGTH_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 
 
 def _explicit_element(tag: int, vr: str, value: bytes) -> bytes:

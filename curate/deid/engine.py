@@ -36,6 +36,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from curate.deid import vendors
 from curate.deid.identifiers import (
     ID_KEYWORDS,
     MIN_LENGTH,
@@ -54,6 +55,7 @@ from curate.deid.identifiers import (
 from curate.deid.profile import TABLE_EDITION, Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.uids import identifying_uids, identifying_values, is_well_known
+from curate.deid.vendors import VENDOR_TAGS
 
 IMPLEMENTATION_VERSION = "CURATE_DEID_1"
 #: curate's Implementation Class UID: a UUID-derived UID (PS3.5 B.2), the same everywhere.
@@ -343,7 +345,7 @@ class Deidentifier:
         if element.VR in ("TM", "AS") or value in (None, ""):
             return value  # times of day and ages carry over; dates move
         if element.VR in ("LO", "LT", "SH", "ST", "UC", "UT", "PN"):
-            return _scrub(value, identity.pattern())
+            return _scrub(value, identity.pattern(), keeps_vendor_words=int(element.tag) in VENDOR_TAGS)
         return value
 
     # --- what records the de-identification --------------------------------------------
@@ -467,12 +469,18 @@ def _shift_one(text: str, vr: str, shift: dt.timedelta) -> str:
     return (day + shift).strftime("%Y%m%d") + (text[8:] if vr == "DT" else "")
 
 
-def _scrub(value, pattern: Finder | None):
+def _scrub(value, pattern: Finder | None, keeps_vendor_words: bool = False):
     if _is_multi(value):
-        return [_scrub(v, pattern) for v in value]
+        return [_scrub(v, pattern, keeps_vendor_words) for v in value]
     text = str(value)
     if pattern is None:
         return text
+    if keeps_vendor_words:  # "Philips" is the maker's, not a patient Philip's (vendors)
+        return "".join(piece if kept else _scrub_text(piece, pattern) for piece, kept in vendors.pieces(text))
+    return _scrub_text(text, pattern)
+
+
+def _scrub_text(text: str, pattern: Finder) -> str:
     scrubbed = pattern.sub("*", text)
     # A name written with accents in the header and without them in the text, or the
     # reverse: matched on the text without accents, replaced in the text as written (the

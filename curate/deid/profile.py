@@ -25,7 +25,8 @@ the file being cleaned.
 Not in the table: a standard attribute the table does not list is kept when its VR
 cannot carry a name, a date or free text (Rows, Pixel Data, Modality ...); unlisted
 short text (SH, LO: Manufacturer, but also Overlay Description) is kept cleaned of the
-patient's names and identifiers (C); unlisted person names and URLs are removed,
+patient's names and identifiers (C; a maker's name in Manufacturer is kept whole,
+see :mod:`curate.deid.vendors`); unlisted person names and URLs are removed,
 unlisted dates and times are handled as the listed ones (removed, shifted or kept by the
 temporal options), unlisted free text is removed (or cleaned with Clean Descriptors). An
 attribute the data dictionary does not know is removed, as are private attributes unless

@@ -78,7 +78,7 @@ WITHHELD = (HEADER_LEAK, UID_LEAK, PIXEL_TEXT_LEAK, EXCESS_PIXEL_TEXT)
 SPOOL_BATCH_ROWS = 65_536
 #: Raised whenever what curate writes for the same input, settings and key changes: an
 #: output folder begun under other rules is not resumed (its files would differ).
-RULES_VERSION = 5
+RULES_VERSION = 6
 #: Attributes whose source values must not reappear in the output (checked after writing).
 VERIFY_TAGS = [
     "PatientName",
