@@ -393,6 +393,26 @@ def test_bytes_past_the_image_that_name_the_patient_hold_the_file_back(tmp_path,
     assert pydicom.dcmread(target).PixelData == ds.PixelData
 
 
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, "1.2.840.10008.1.2.1.99"])  # split, read whole
+@pytest.mark.parametrize(("keyword", "vr", "bits"), [("FloatPixelData", "OF", 32), ("DoubleFloatPixelData", "OD", 64)])
+def test_bytes_past_a_float_image_that_name_the_patient_hold_the_file_back(tmp_path, syntax, keyword, vr, bits):
+    from curate.deid.worker import EXCESS_PIXEL_TEXT
+
+    ds = image_dataset(PatientName=NAME, PatientID=PID)
+    del ds.PixelData
+    ds.BitsAllocated = bits
+    image = np.linspace(0, 1, int(ds.Rows) * int(ds.Columns), dtype=f"<f{bits // 8}").tobytes()
+    ds.add_new(keyword, vr, image + b"Zyxwbrook Quentalia " + PID.encode() + bytes(4))
+    source = write(ds, tmp_path / "src.dcm", syntax)
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", EXCESS_PIXEL_TEXT)
+    assert not target.exists()
+    ds[keyword].value = image + bytes(32)
+    source = write(ds, tmp_path / "src.dcm", syntax)
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+    assert pydicom.dcmread(target)[keyword].value == ds[keyword].value
+
+
 @pytest.mark.parametrize(
     ("charset", "name", "codec"),
     [
@@ -437,3 +457,18 @@ def test_a_patient_id_equal_to_a_number_of_the_header_does_not_hold_it_back(tmp_
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
     assert pydicom.dcmread(target).PatientID != pid
+
+
+@pytest.mark.parametrize(
+    "name", ["UN_sequence.dcm", "empty_charset_LEI.dcm", "priv_SQ.dcm", "no_meta_group_length.dcm"]
+)
+def test_a_data_set_without_its_own_instance_uid_fails_with_that_reason(tmp_path, name):
+    """Fragments of a data set (a sequence, a private group), some with a file meta group
+    naming an instance the data set does not hold: no file is written, and the reason
+    says why, not which exception a writer raised."""
+    from curate.deid.worker import NO_INSTANCE_UID
+
+    target = tmp_path / "out.dcm"
+    result = deidentify_file(str(testdata(name)), str(target), Options(), KEY, UUID_ROOT, quarantine=False)
+    assert result == ("failed", NO_INSTANCE_UID)
+    assert not target.exists()

@@ -45,6 +45,7 @@ from curate.deid.quarantine import held_back, quarantine_reasons
 from curate.deid.redact import FixedRegion
 from curate.deid.worker import (
     EXCESS_PIXEL_TEXT,
+    NO_INSTANCE_UID,
     PIXEL_TEXT_LEAK,
     SOP_INSTANCE_CLASH,
     deidentify_task,
@@ -371,7 +372,7 @@ def _tasks(
             summary.failed[error_kind(row["error"] or row["status"])] += 1
             continue
         if not row.get("SOPInstanceUID"):
-            summary.failed["no SOPInstanceUID"] += 1
+            summary.failed[NO_INSTANCE_UID] += 1
             continue
         reasons = quarantine_reasons(row) if quarantine else []
         held = held_back(reasons, redact)

@@ -50,6 +50,9 @@ EXCESS_PIXEL_TEXT = "identifying text after the image in native Pixel Data"
 SOURCE_CHANGED = "the source changed while it was read"
 #: Why a file is not written: another source file with its SOP Instance UID was.
 SOP_INSTANCE_CLASH = "SOP Instance UID of another file already written"
+#: A data set without its own SOP Instance UID (a fragment, a file meta group naming it
+#: alone) is no instance a de-identified file can be written for.
+NO_INSTANCE_UID = "no SOPInstanceUID"
 
 
 class _Rejected(Exception):
@@ -159,6 +162,8 @@ def deidentify_file(
             return "failed", f"unreadable: {err}"
         except Exception as err:  # pydicom raises many kinds on broken files
             return "failed", f"unreadable: {type(err).__name__}"
+        if not str(ds.get("SOPInstanceUID", "") or "").strip():
+            return "failed", NO_INSTANCE_UID
         if quarantine:
             held = held_back(quarantine_reasons(ds), pixels is not None)
             if held:
@@ -285,35 +290,46 @@ def _pixel_text(source: str, ds, fragments: list[Fragment] | None, identity: Ide
     return PIXEL_TEXT_LEAK if any(search.holds(s.data, 0, len(s.data), short=s.text) for s in segments) else None
 
 
-def image_bytes(ds) -> int | None:
-    """How many bytes the frames of `ds`'s native Pixel Data take, by its header (None
-    where the header does not say)."""
+#: Float and Double Float Pixel Data: 32 and 64 bits a value whatever Bits Allocated says.
+_FLOAT_BITS = {0x7FE00008: 32, 0x7FE00009: 64}
+_NATIVE_PIXEL_TAGS = (PIXEL_DATA, *_FLOAT_BITS)
+
+
+def image_bytes(ds, pixel_tag: int = PIXEL_DATA) -> int | None:
+    """How many bytes the frames of `ds`'s native pixel data (Pixel Data, or its float
+    kinds) take, by its header (None where the header does not say)."""
     try:
         cells = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1)
         cells *= int(ds.get("NumberOfFrames") or 1)
-        bits = int(ds.BitsAllocated)
+        bits = _FLOAT_BITS.get(pixel_tag) or int(ds.BitsAllocated)
     except (AttributeError, TypeError, ValueError):
         return None
     return (cells * bits + 7) // 8 if cells > 0 and bits > 0 else None
 
 
 def _excess_pixel_text(source: str, ds, split: SplitFile | None, identity: Identity) -> bool:
-    """Whether native Pixel Data holds bytes past its image (and its pad byte) that name
-    the patient: no reader shows them, and anything may hide there."""
+    """Whether native pixel data (Pixel Data, Float or Double Float Pixel Data) holds
+    bytes past its image (and its pad byte) that name the patient: no reader shows them,
+    and anything may hide there."""
+    value = None
     if split is not None:
-        if split.pixel_tag != PIXEL_DATA or split.fragments:
+        if split.fragments:
             return False
-        start, end = split.value_start, split.pixel_end
-    elif "PixelData" in ds and not _encapsulated(ds) and isinstance(ds.PixelData, (bytes, bytearray)):
-        start, end = 0, len(ds.PixelData)
+        pixel_tag, start, end = split.pixel_tag, split.value_start, split.pixel_end
     else:
-        return False
-    expected = image_bytes(ds)
+        pixel_tag = next((tag for tag in _NATIVE_PIXEL_TAGS if tag in ds), None)
+        if pixel_tag is None or (pixel_tag == PIXEL_DATA and _encapsulated(ds)):
+            return False
+        value = ds[pixel_tag].value
+        if not isinstance(value, (bytes, bytearray)):
+            return False
+        start, end = 0, len(value)
+    expected = image_bytes(ds, pixel_tag)
     if expected is None or end - start <= expected + 1:
         return False
     search = _IdentitySearch(identity, _encodings(ds))
-    if split is None:
-        return search.holds(ds.PixelData, start + expected, end)
+    if value is not None:
+        return search.holds(value, start + expected, end)
     with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
         return search.holds(data, start + expected, end)
 
