@@ -15,7 +15,12 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from curate.deid.profile import Options
 from curate.deid.pseudonym import UUID_ROOT
@@ -318,7 +323,9 @@ def test_a_code_word_that_is_also_a_name_is_excused_where_it_stands(tmp_path):
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
 
 
-@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian])
+@pytest.mark.parametrize(
+    "syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
+)
 def test_a_makers_name_that_holds_the_patients_is_kept_in_manufacturer_only(tmp_path, syntax):
     """A patient called Philip Smith, on a Philips device: Manufacturer keeps the maker's
     name whole, and the patient's own words in it are still cleaned. The same maker's

@@ -92,6 +92,14 @@ def test_spellings():
         (dict(PatientID="00548322"), "MRN 548322"),
         (dict(PatientID="548322"), "MRN 548-322"),
         (dict(PatientID="P55\0" + "71"), "MRN P5571"),
+        (dict(PatientID="548322"), "MRN 548_322"),
+        (dict(PatientID="548322"), "MRN 548:322"),
+        (dict(PatientID="548322"), "MRN 548/322"),
+        (dict(PatientID="12_345_678"), "MRN 12345678"),
+        (dict(PatientID="12:345:678"), "MRN 12 345 678"),
+        (dict(PatientID="PIDX9731"), "MRN PIDX_9731"),
+        (dict(PatientID="PIDX9731"), "MRN PIDX--9731"),
+        (dict(PatientID="PIDX#9731"), "MRN PIDX 9731"),
     ],
 )
 def test_the_spellings_a_review_found_are_cleaned(attrs, text):

@@ -212,6 +212,7 @@ def _decode_all(
     # pydicom reads leniently as Latin-1; otherwise pydicom's reading of the terms (with its
     # fix-ups of misspellings) gives the codecs.
     encodings = convert_encodings(charset) if charset not in (None, "", "ISO_IR 6") else ["ascii"]
+    order = ">" if ds.original_encoding[1] is False else "<"  # big endian explicit VR: ">"
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
         written_vr = getattr(raw, "VR", None)  # None where the file is implicit VR
@@ -230,10 +231,10 @@ def _decode_all(
             values = [str(v) for v in (element.value if element.VM > 1 else [element.value])]
             if codes is not None and _is_code_word(tag, element.VR, values):
                 text = "\\".join(values).encode("latin-1")
-                codes.append(_explicit_element(tag, element.VR, text + b" " * (len(text) % 2)))
+                codes.append(_explicit_element(tag, element.VR, text + b" " * (len(text) % 2), order))
             elif codes is not None and int(tag) in VENDOR_TAGS:
                 text = encode_string("\\".join(values), encodings)
-                codes.append(_explicit_element(tag, element.VR, text + b" " * (len(text) % 2)))
+                codes.append(_explicit_element(tag, element.VR, text + b" " * (len(text) % 2), order))
                 out.extend(vendors.blank(v) for v in values)
             else:
                 out.extend(values)
@@ -246,7 +247,7 @@ def _decode_all(
             if codes is not None and int(tag) in VENDOR_TAGS:
                 # A maker's name is excused where it stands: its value is searched with
                 # spaces over the vendor words, and its bytes are not searched again raw.
-                codes.append(_as_written(tag, written_vr, bytes(value)))
+                codes.append(_as_written(tag, written_vr, bytes(value), order))
                 text = vendors.blank(text)
             out.append(text)
         elif element.VR in TEXT_VRS:
@@ -254,7 +255,7 @@ def _decode_all(
             # set does not change; read leniently (searched, not judged).
             text = bytes(value).decode("latin-1")
             if codes is not None and _is_code_word(tag, element.VR, text.split("\\")):
-                codes.append(_as_written(tag, written_vr, bytes(value)))
+                codes.append(_as_written(tag, written_vr, bytes(value), order))
             else:
                 out.append(text)
         elif binary is not None and element.VR != "UI":
@@ -283,22 +284,24 @@ def _is_code_word(tag: int, vr: str, values: list[str]) -> bool:
     return any(words) and all(not w or _CODE_WORD.fullmatch(w) for w in words)
 
 
-def _as_written(tag: int, written_vr: str | None, value: bytes) -> bytes:
-    """An element's bytes as the file holds them, explicit VR or implicit."""
+def _as_written(tag: int, written_vr: str | None, value: bytes, order: str = "<") -> bytes:
+    """An element's bytes as the file holds them, explicit VR or implicit, in the byte
+    `order` of :mod:`struct` ("<" little endian, ">" big)."""
     if written_vr is None:
-        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+        return struct.pack(order + "HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
     if written_vr in _LONG_LENGTH_VRS:
-        return struct.pack("<HH2s2xI", tag >> 16, tag & 0xFFFF, written_vr.encode("ascii"), len(value)) + value
-    return _explicit_element(tag, written_vr, value)
+        return struct.pack(order + "HH2s2xI", tag >> 16, tag & 0xFFFF, written_vr.encode("ascii"), len(value)) + value
+    return _explicit_element(tag, written_vr, value, order)
 
 
 #: The VRs whose explicit length takes four bytes after two reserved ones (PS3.5 7.1.2).
 _LONG_LENGTH_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 
 
-def _explicit_element(tag: int, vr: str, value: bytes) -> bytes:
-    """An element with a short VR as explicit VR little endian writes it."""
-    return struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode("ascii") + struct.pack("<H", len(value)) + value
+def _explicit_element(tag: int, vr: str, value: bytes, order: str = "<") -> bytes:
+    """An element with a short VR as explicit VR writes it, in the byte `order`."""
+    head = struct.pack(order + "HH", tag >> 16, tag & 0xFFFF) + vr.encode("ascii")
+    return head + struct.pack(order + "H", len(value)) + value
 
 
 @functools.lru_cache(maxsize=1)

@@ -254,11 +254,16 @@ class Finder:
         return "".join(out) + text[last:]
 
 
+#: What people write between the parts of an ID (548-322, 548_322, PIDX#9731, 12:34).
+_ID_SEPARATOR_CLASS = r"[\s\-/._:#]"
+_ID_SEPARATORS = re.compile(_ID_SEPARATOR_CLASS)
+
+
 def id_spellings(value) -> set[str]:
     """An ID as written, without its separators or NULs (548-322: 548322), and without
     leading zeros (00548322: 548322)."""
     text = str(value).replace("\0", "").strip()
-    spellings = {text, re.sub(r"[\s\-/.]", "", text)}
+    spellings = {text, _ID_SEPARATORS.sub("", text)}
     spellings |= {s.lstrip("0") for s in spellings if s.isdigit()}
     return {s for s in spellings if is_identifying(s, is_id=True)}
 
@@ -327,10 +332,11 @@ def _alternatives(words: frozenset[str]) -> list[tuple[tuple[str, str], str]]:
         elif digits:
             found.append((_NUMBER, escaped))
             if digits >= SEPARATED_DIGITS and digits == len(word):
-                found.append((_NUMBER, r"[\s\-().]{0,2}".join(word)))
+                # Up to two separators between digits: "(555) 123", "548 - 322", "548_322".
+                found.append((_NUMBER, r"[\s\-()./_:#]{0,2}".join(word)))
             elif len(word) >= GLUED_LENGTH and word.isascii() and word.isalnum():
-                # A code of letters and digits written with a separator inside (PIDX-9731).
-                found.append((_NUMBER, r"[\s\-/.]?".join(word)))
+                # A code of letters and digits written with separators inside (PIDX-9731).
+                found.append((_NUMBER, (_ID_SEPARATOR_CLASS + "{0,2}").join(word)))
         else:
             # Names: short ones not inside a longer word ("Ann" in "scanner"), but
             # "DOE_JOHN" and "JOHN1960" are found; long ones anywhere.
