@@ -75,6 +75,26 @@ def manifest(result) -> pd.DataFrame:
     return pd.read_parquet(result.path / MANIFEST)
 
 
+def test_a_screen_save_that_no_header_calls_burned_in_is_held_back(tmp_path):
+    """A chest screen save of a DX viewer: its header says nothing of burned-in text,
+    but the kind may show it, and de-identification holds it back; the build counts it."""
+    src = make_archive(tmp_path, patients=2)
+    saved = image_dataset(
+        PatientID="SAVE",
+        Modality="DX",
+        BodyPartExamined="CHEST",
+        ImageType=["DERIVED", "SECONDARY", "SCREEN SAVE"],
+        SOPClassUID="1.2.840.10008.5.1.4.1.1.7",
+    )
+    saved.PixelData = bytes([201, 2]) * 64
+    write(saved, src / "screen.dcm")
+    build_index(src, tmp_path / "idx", progress=False)
+    result = build(tmp_path)
+    m = manifest(result)
+    assert len(m) == 5 and result.counts["excluded"]["held back: screen save"] == 1
+    assert len(list((result.path / "files").rglob("*.dcm"))) == 5, "nothing of the screen save is written"
+
+
 def test_a_version_is_selected_filtered_deduplicated_split_and_deidentified(archive):
     result = build(archive)
     assert result.created

@@ -37,7 +37,8 @@ def version(tmp_path_factory):
         )
         ds.PixelData = (np.arange(64, dtype=np.uint16) + i).tobytes()
         write(ds, src / f"{i}.dcm")
-    shutil.copy(testdata("JPEG2000.dcm"), src / "j2k.dcm")
+    # A chest PA radiograph in JPEG 2000 (a secondary capture would be held back).
+    shutil.copy(testdata("RG1_J2KR.dcm"), src / "j2k.dcm")
     build_index(src, root / "idx", progress=False)
     spec = DatasetSpec.from_dict({"name": "t", "label": "view", "split": {"train": 1.0, "val": 0.0, "test": 0.0}})
     return build_dataset(spec, root / "idx", root / "datasets", KEY, workers=1).path
@@ -79,7 +80,7 @@ def test_compressed_file_decodes(version):
 
     data = CuratedDataset(version, split="train", size=64)
     shapes = [data[i][0].shape for i in range(len(data))]
-    assert (1, 64, 16) in shapes, shapes  # JPEG2000.dcm is 1024 x 256
+    assert (1, 64, 60) in shapes, shapes  # RG1_J2KR.dcm is 1955 x 1841
 
 
 def test_dataloader_with_worker_processes(version):

@@ -330,6 +330,9 @@ def _write_files(
             rows = []
             for row, study, series, instance, relative, future in jobs:
                 status, reason, image = future.result()
+                if status == "quarantined":  # a kind whose pixels may show what no header says
+                    excluded[f"held back: {reason}"] += 1
+                    continue
                 if status != "written":
                     excluded[f"de-identification failed: {reason}"] += 1
                     continue
@@ -363,8 +366,10 @@ def _write_files(
 
 def _write_one(source: str, building: Path, relative: str, spec: DatasetSpec, key: bytes):
     """One worker task: de-identify a file and, when the spec asks, export its image
-    (from the de-identified file). Returns (status, reason, image path or None)."""
-    status, reason = deidentify_file(source, str(building / relative), spec.deid, key, spec.uid_root, quarantine=False)
+    (from the de-identified file). Returns (status, reason, image path or None). What
+    de-identification holds back for its pixels (a screen save, a secondary capture, a
+    photograph: :mod:`curate.deid.quarantine`) is not written."""
+    status, reason = deidentify_file(source, str(building / relative), spec.deid, key, spec.uid_root)
     if status != "written" or not spec.export.format:
         return status, reason, None
     try:
