@@ -4,6 +4,7 @@ is reported, not half-written."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -352,6 +353,50 @@ def test_a_makers_name_that_holds_the_patients_is_kept_in_manufacturer_only(tmp_
     ds.add_new(0x00282000, "OB", b"Philips ")
     source = write(ds, tmp_path / "src.dcm", syntax)
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "manufacturer", "written"),
+    [
+        (dict(PatientID="GE12345"), "GE12345", "*"),  # an ID that begins with a maker's word
+        (dict(PatientID="AG7781"), "Siemens AG7781", "Siemens *"),
+        (dict(PatientName="Philipsen^Ann"), "Philips\xaden Medical", "* Medical"),  # soft hyphen
+        (dict(PatientName="Philipsen^Ann"), "Philips\u034fen Medical", "* Medical"),  # grapheme joiner
+        (dict(PatientName="Fujiwara^Ann"), "FUJI\u200bWARA", "*"),
+    ],
+)
+def test_a_find_that_reaches_past_a_makers_word_is_cleaned(tmp_path, attrs, manufacturer, written):
+    values = dict(PatientName=NAME, PatientID=PID, SpecificCharacterSet="ISO_IR 192")
+    source = write(image_dataset(**{**values, **attrs}, Manufacturer=manufacturer), tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+    assert pydicom.dcmread(target).Manufacturer == written
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_a_makers_word_is_excused_only_where_manufacturer_stands(tmp_path, syntax):
+    """The Manufacturer element's own bytes copied into an ICC profile: the copy is no
+    Manufacturer, and the patient's name in it holds the file back; so do bytes under
+    ISO 2022 that read as the name one byte a character, though they decode to kanji."""
+    from curate.deid.check import HEADER_LEAK
+
+    ds = image_dataset(PatientName="Smith^Philip", PatientID=PID, Manufacturer="Philips")
+    value = b"Philips "
+    if syntax == ImplicitVRLittleEndian:
+        copied = struct.pack("<HHI", 8, 0x70, len(value)) + value
+    else:
+        copied = struct.pack("<HH", 8, 0x70) + b"LO" + struct.pack("<H", len(value)) + value
+    ds.add_new(0x00282000, "OB", b"acsp" + copied)
+    source = write(ds, tmp_path / "src.dcm", syntax)
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+    kanji = b"\x1b$BZYXWBROOK!\x1b(B".decode("iso2022_jp")
+    ds = image_dataset(
+        PatientName=NAME, PatientID=PID, Manufacturer="Philips " + kanji, SpecificCharacterSet=["", "ISO 2022 IR 87"]
+    )
+    source = write(ds, tmp_path / "src.dcm", syntax)
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+    assert not target.exists()
 
 
 def test_what_an_option_keeps_may_share_a_word_with_the_name(tmp_path):

@@ -20,10 +20,9 @@ import codecs as codecs_module
 import functools
 import io
 import re
-import struct
 
 from pydicom import config, dcmread
-from pydicom.charset import convert_encodings, decode_bytes, encode_string
+from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.values import TEXT_VR_DELIMS
@@ -59,8 +58,10 @@ def file_problem(path, ds: Dataset, identity: Identity, profile: Profile, traile
     meta = getattr(written, "file_meta", None)
     if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
         # The file's bytes are compressed (and pydicom read them all): search the data set
-        # as it reads, encoded plainly, not bytes a name could only match by chance.
+        # as it reads, encoded plainly, not bytes a name could only match by chance; read
+        # back from those bytes, as any other header is.
         header = _plain_bytes(written)
+        written = dcmread(io.BytesIO(header), force=True)
     return _problem(header, written, ds, identity, profile, trailer)
 
 
@@ -97,9 +98,9 @@ def _problem(
 ) -> str | None:
     texts: list[str] = []
     binary: list[bytes] = [trailer]
-    codes: list[bytes] = []
+    excuses = _Excuses()
     try:
-        _decode_all(written, None, texts, binary, codes)
+        _decode_all(written, None, texts, binary, excuses)
     except (UnicodeError, LookupError):  # bytes that do not fit, or a set no codec reads
         return CHARSET_MISMATCH
     if not profile.options.retain_uids and uids_in(header + trailer, identity.uids):
@@ -112,6 +113,10 @@ def _problem(
     kept = kept_text(ds, profile)
     # Invisible characters (a soft hyphen, a zero-width space) split no name.
     searches = [(long.search, without_invisible("\n".join(texts)))]
+    for value in excuses.vendor_values:  # a find wholly inside a maker's word is excused
+        value = without_invisible(value)
+        if vendors.unexcused(value, long.spans(value)):
+            return HEADER_LEAK
     # Raw bytes, where a value may hide in an attribute read as bytes: for values of three
     # characters or more (two letters such as "OB" or "LO" are also VR codes), and the
     # header's dates as people write them (in an ICC profile, an OB, after the pixels).
@@ -119,9 +124,7 @@ def _problem(
     # a date pattern over every byte of the header would cost more than all the rest.
     long_words = identity.long_pattern()
     if long_words is not None and (words := long_words.presence) is not None:
-        raw = header + trailer
-        for code in codes:  # a code word is excused where it stands, not elsewhere
-            raw = raw.replace(code, b" " * len(code))
+        raw = excuses.blanked(header) + trailer
         searches += [(words.search, text) for text in _raw_texts(raw, ds)]
     if identity.dates:
         values = b"\n".join(binary)
@@ -200,19 +203,55 @@ def decoded_text(header: bytes) -> list[str]:
     return out
 
 
+class _Excuses:
+    """What is excused where it stands: the byte spans of a code word's value or of a
+    maker's words in Manufacturer (:mod:`curate.deid.vendors`), each at the offset the
+    header holds it at, blanked there and nowhere else before the raw search; and the
+    decoded values of Manufacturer, searched with their own excuse."""
+
+    def __init__(self):
+        self.at: list[tuple[int, bytes, list[tuple[int, int]]]] = []
+        self.vendor_values: list[str] = []
+
+    def add(self, offset: int | None, value: bytes, spans: list[tuple[int, int]]) -> None:
+        if offset is not None and spans:
+            self.at.append((offset, value, spans))
+
+    def blanked(self, header: bytes) -> bytes:
+        """`header` with spaces over the excused spans of values found where recorded."""
+        out = bytearray(header)
+        for offset, value, spans in self.at:
+            if out[offset : offset + len(value)] != value:
+                continue  # not where it was read from: excused nowhere else
+            for start, end in spans:
+                out[offset + start : offset + end] = b" " * (end - start)
+        return bytes(out)
+
+
+#: The length of an element of undefined length (an item sequence read with its parent).
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
 def _decode_all(
-    ds: Dataset, inherited, out: list[str], binary: list[bytes] | None = None, codes: list[bytes] | None = None
+    ds: Dataset,
+    inherited,
+    out: list[str],
+    binary: list[bytes] | None = None,
+    excuses: _Excuses | None = None,
+    base: int | None = 0,
 ) -> None:
     """The text values of `ds` at any depth, decoded, into `out`; with `binary`, the bytes
     of the other values (numbers, binary data, unknown VRs; not UIDs) into it; with
-    `codes`, the encoded elements of :func:`_is_code_word` values into it, instead of
-    their text into `out`."""
+    `excuses`, :func:`_is_code_word` values and Manufacturer's values into it, instead of
+    into `out`. `base`: where the bytes `ds` was read from begin in the header (pydicom
+    gives an item's offsets from the start of its sequence's value where that has a
+    length; None where unknown). An offset is trusted only where the header holds the
+    value's very bytes (:meth:`_Excuses.blanked`)."""
     charset = ds.SpecificCharacterSet if "SpecificCharacterSet" in ds else inherited
     # No Specific Character Set (or ISO_IR 6) means the default repertoire, ASCII, which
     # pydicom reads leniently as Latin-1; otherwise pydicom's reading of the terms (with its
     # fix-ups of misspellings) gives the codecs.
     encodings = convert_encodings(charset) if charset not in (None, "", "ISO_IR 6") else ["ascii"]
-    order = ">" if ds.original_encoding[1] is False else "<"  # big endian explicit VR: ">"
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
         written_vr = getattr(raw, "VR", None)  # None where the file is implicit VR
@@ -222,21 +261,23 @@ def _decode_all(
                 binary.append(bytes(raw.value))
             continue
         value = getattr(raw, "value", None)
+        tell = getattr(raw, "value_tell", None)
+        offset = None if base is None or tell is None else base + tell
         element = ds[tag]  # the VR, from the dictionary where the file is implicit VR
         if element.VR == "SQ":
+            # A sequence of undefined length is read with its parent (its items' offsets
+            # are the parent's); one with a length, later, from its own value's bytes.
+            undefined = tell is None or getattr(raw, "length", None) == _UNDEFINED_LENGTH
+            inner = base if undefined else offset
             for item in element.value:
-                _decode_all(item, charset, out, binary, codes)
+                _decode_all(item, charset, out, binary, excuses, inner)
         elif element.VR in TEXT_VRS and element.value and not isinstance(value, (bytes, bytearray)):
-            # Already decoded (a data set read whole, as deflated ones are): searched as is.
+            # Already decoded (a data set read whole): searched as is, and excused in the
+            # text alone (where its bytes lie is not known).
             values = [str(v) for v in (element.value if element.VM > 1 else [element.value])]
-            if codes is not None and _is_code_word(tag, element.VR, values):
-                text = "\\".join(values).encode("latin-1")
-                codes.append(_explicit_element(tag, element.VR, text + b" " * (len(text) % 2), order))
-            elif codes is not None and int(tag) in VENDOR_TAGS:
-                text = encode_string("\\".join(values), encodings)
-                codes.append(_explicit_element(tag, element.VR, text + b" " * (len(text) % 2), order))
-                out.extend(vendors.blank(v) for v in values)
-            else:
+            if excuses is not None and int(tag) in VENDOR_TAGS:
+                excuses.vendor_values.extend(values)
+            elif excuses is None or not _is_code_word(tag, element.VR, values):
                 out.extend(values)
         elif not isinstance(value, (bytes, bytearray)) or not value:
             continue
@@ -244,18 +285,19 @@ def _decode_all(
             delimiters = {0x5E, 0x3D} if element.VR == "PN" else TEXT_VR_DELIMS
             with config.strict_reading():  # strict for this value's bytes only
                 text = decode_bytes(bytes(value), encodings, delimiters)
-            if codes is not None and int(tag) in VENDOR_TAGS:
-                # A maker's name is excused where it stands: its value is searched with
-                # spaces over the vendor words, and its bytes are not searched again raw.
-                codes.append(_as_written(tag, written_vr, bytes(value), order))
-                text = vendors.blank(text)
-            out.append(text)
+            if excuses is not None and int(tag) in VENDOR_TAGS:
+                # A maker's name: its words are excused in its bytes where it stands (read
+                # one byte a character, as a vendor word is ASCII in every set).
+                excuses.vendor_values.append(text)
+                excuses.add(offset, bytes(value), vendors.spans(bytes(value).decode("latin-1")))
+            else:
+                out.append(text)
         elif element.VR in TEXT_VRS:
             # Code strings, AE titles, URIs: the default repertoire, which the character
             # set does not change; read leniently (searched, not judged).
             text = bytes(value).decode("latin-1")
-            if codes is not None and _is_code_word(tag, element.VR, text.split("\\")):
-                codes.append(_as_written(tag, written_vr, bytes(value), order))
+            if excuses is not None and _is_code_word(tag, element.VR, text.split("\\")):
+                excuses.add(offset, bytes(value), [(0, len(value))])
             else:
                 out.append(text)
         elif binary is not None and element.VR != "UI":
@@ -282,26 +324,6 @@ def _is_code_word(tag: int, vr: str, values: list[str]) -> bool:
         return False
     words = [v.strip() for v in values]
     return any(words) and all(not w or _CODE_WORD.fullmatch(w) for w in words)
-
-
-def _as_written(tag: int, written_vr: str | None, value: bytes, order: str = "<") -> bytes:
-    """An element's bytes as the file holds them, explicit VR or implicit, in the byte
-    `order` of :mod:`struct` ("<" little endian, ">" big)."""
-    if written_vr is None:
-        return struct.pack(order + "HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
-    if written_vr in _LONG_LENGTH_VRS:
-        return struct.pack(order + "HH2s2xI", tag >> 16, tag & 0xFFFF, written_vr.encode("ascii"), len(value)) + value
-    return _explicit_element(tag, written_vr, value, order)
-
-
-#: The VRs whose explicit length takes four bytes after two reserved ones (PS3.5 7.1.2).
-_LONG_LENGTH_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
-
-
-def _explicit_element(tag: int, vr: str, value: bytes, order: str = "<") -> bytes:
-    """An element with a short VR as explicit VR writes it, in the byte `order`."""
-    head = struct.pack(order + "HH", tag >> 16, tag & 0xFFFF) + vr.encode("ascii")
-    return head + struct.pack(order + "H", len(value)) + value
 
 
 @functools.lru_cache(maxsize=1)

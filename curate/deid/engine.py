@@ -476,8 +476,35 @@ def _scrub(value, pattern: Finder | None, keeps_vendor_words: bool = False):
     if pattern is None:
         return text
     if keeps_vendor_words:  # "Philips" is the maker's, not a patient Philip's (vendors)
-        return "".join(piece if kept else _scrub_text(piece, pattern) for piece, kept in vendors.pieces(text))
+        return _starred(text, vendors.unexcused(text, _finds(text, pattern)))
     return _scrub_text(text, pattern)
+
+
+def _finds(text: str, pattern: Finder) -> list[tuple[int, int]]:
+    """Where `pattern` finds a value in `text`: as written, and as :func:`_folded_finds`."""
+    return list(pattern.spans(text)) + _folded_finds(text, pattern)
+
+
+def _folded_finds(text: str, pattern: Finder) -> list[tuple[int, int]]:
+    """Where `pattern` finds a value in `text` without its accents or with them written
+    out (:func:`_fold_indexed`), mapped back to `text`."""
+    found = []
+    for written_out in (False, True):
+        folded, origin = _fold_indexed(text, written_out)
+        found += [(origin[start], origin[end - 1] + 1) for start, end in pattern.spans(folded)]
+    return found
+
+
+def _starred(text: str, found: list[tuple[int, int]]) -> str:
+    """`text` with one "*" over each of the `found` spans, overlapping ones as one."""
+    out, last = [], 0
+    for start, end in sorted(found):
+        if start >= last:
+            out += [text[last:start], "*"]
+            last = end
+        elif end > last:
+            last = end  # reaches past the previous find: the star covers both
+    return "".join(out) + text[last:]
 
 
 def _scrub_text(text: str, pattern: Finder) -> str:
@@ -485,19 +512,8 @@ def _scrub_text(text: str, pattern: Finder) -> str:
     # A name written with accents in the header and without them in the text, or the
     # reverse: matched on the text without accents, replaced in the text as written (the
     # rest keeps its characters: "5 µg" must not become "5 μg").
-    spans = []
-    for written_out in (False, True):
-        folded, origin = _fold_indexed(scrubbed, written_out)
-        spans += [(origin[start], origin[end - 1] + 1) for start, end in pattern.spans(folded)]
-    spans.sort()
-    if not spans:
-        return scrubbed
-    out, last = [], 0
-    for start, end in spans:
-        if start >= last:
-            out += [scrubbed[last:start], "*"]
-            last = end
-    return "".join(out) + scrubbed[last:]
+    found = _folded_finds(scrubbed, pattern)
+    return _starred(scrubbed, found) if found else scrubbed
 
 
 def _fold_indexed(text: str, written_out: bool = False) -> tuple[str, list[int]]:

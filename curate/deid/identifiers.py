@@ -57,11 +57,27 @@ PARTICLES = frozenset(
 _SEGMENTS = re.compile(r"[,;\^\r\n]+")
 
 
+#: Default-ignorable characters that are not format characters: the combining grapheme
+#: joiner, Hangul fillers, variation selectors (Unicode's Default_Ignorable_Code_Point).
+_IGNORABLE = frozenset(
+    {
+        "\u034f",
+        "\u115f",
+        "\u1160",
+        "\u3164",
+        "\uffa0",
+        *map(chr, range(0x180B, 0x1810)),
+        *map(chr, range(0xFE00, 0xFE10)),
+    }
+)
+
+
 def is_invisible(c: str) -> bool:
     """A character that shows nothing and splits no word: a NUL, a soft hyphen, a
-    zero-width space or joiner, a direction mark (Unicode's format characters). Dropped
-    before a text is searched, so that ZEB<U+200B>ULON is found."""
-    return c == "\x00" or (not c.isascii() and unicodedata.category(c) == "Cf")
+    zero-width space or joiner, a direction mark (Unicode's format characters), a
+    combining grapheme joiner or a variation selector. Dropped before a text is
+    searched, so that ZEB<U+200B>ULON is found."""
+    return c == "\x00" or (not c.isascii() and (unicodedata.category(c) == "Cf" or c in _IGNORABLE))
 
 
 def without_invisible(text: str) -> str:

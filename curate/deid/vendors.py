@@ -2,13 +2,12 @@
 
 A name of six letters or more is found anywhere in text (:data:`GLUED_LENGTH`), so a
 patient called Philip would turn "Philips Medical Systems" into "*s Medical Systems".
-In Manufacturer (and the other attributes of :data:`VENDOR_TAGS`) the words of makers'
-names are whole words of their own, not the patient's: they are kept, and only the text
-between them is cleaned and searched. A patient named after a maker keeps that word in
-these attributes alone, where it names the device.
+In Manufacturer (and the other attributes of :data:`VENDOR_TAGS`) a find that lies
+wholly inside a word of a maker's name is excused: the word names the device. A find
+that reaches past it (an ID GE12345, a name Philips-en with an invisible character
+inside) is not, and nor is anything outside the vendor words.
 
-:func:`pieces` splits a value at the vendor words; :func:`blank` writes spaces over
-them (what the check searches).
+:func:`unexcused` keeps the finds that are not excused.
 """
 
 from __future__ import annotations
@@ -40,19 +39,12 @@ _VENDOR_WORD = re.compile(
 )
 
 
-def pieces(text: str) -> list[tuple[str, bool]]:
-    """`text` cut at its vendor words: (piece, whether it is a vendor word), in order."""
-    out, last = [], 0
-    for match in _VENDOR_WORD.finditer(text):
-        if match.start() > last:
-            out.append((text[last : match.start()], False))
-        out.append((match.group(), True))
-        last = match.end()
-    if last < len(text):
-        out.append((text[last:], False))
-    return out
+def spans(text: str) -> list[tuple[int, int]]:
+    """Where `text` holds vendor words (start, end)."""
+    return [(m.start(), m.end()) for m in _VENDOR_WORD.finditer(text)]
 
 
-def blank(text: str) -> str:
-    """`text` with spaces over its vendor words."""
-    return _VENDOR_WORD.sub(lambda m: " " * len(m.group()), text)
+def unexcused(text: str, finds: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Those of `finds` (spans of `text`) not wholly inside one vendor word of `text`."""
+    words = spans(text)
+    return [(a, b) for a, b in finds if not any(start <= a and b <= end for start, end in words)]
