@@ -41,14 +41,16 @@ def list_files(root: Path) -> list[str]:
 CORPUS_VERSION = 2
 
 
-def ensure_corpus(count: int, pixel_bytes: int, seed: int) -> Path:
+def ensure_corpus(count: int, pixel_bytes: int, seed: int, decodable: bool = False) -> Path:
     """A generated corpus under benchmarks/corpus/, reused when already complete.
+    `decodable`: native pixel data exactly as large as Rows x Columns say, as a real
+    image's (``make_corpus.py --decodable``).
 
     The folder name records the parameters, so a reused folder always holds
     exactly what was asked for; an incomplete one is completed by writing over it
     (generation is deterministic, so existing files are rewritten identically).
     """
-    out = CORPUS_ROOT / f"n{count}-px{pixel_bytes}-seed{seed}-v{CORPUS_VERSION}"
+    out = CORPUS_ROOT / f"n{count}-px{pixel_bytes}-seed{seed}{'-decodable' if decodable else ''}-v{CORPUS_VERSION}"
     if out.is_dir() and len(list_files(out)) == count:
         print(f"reusing corpus {out}")
         return out
@@ -63,6 +65,7 @@ def ensure_corpus(count: int, pixel_bytes: int, seed: int) -> Path:
         "--seed",
         str(seed),
         "--overwrite",
+        *(["--decodable"] if decodable else []),
     ]
     subprocess.run(cmd, check=True)
     return out
