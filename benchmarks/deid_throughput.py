@@ -3,7 +3,8 @@
 Generates (or reuses) a corpus of files with about 10 MB of pixel data each, exactly as
 large as Rows x Columns say, as a real radiograph's (bytes past the image are searched for
 the patient's values: megabytes of random bytes there would time that search, which real
-files rarely need), then times, one after the other on the same files with the page cache warm, in interleaved rounds:
+files rarely need), then times, one after the other on the same files with the page
+cache warm, in interleaved rounds:
 
 * ``cp``: ``cp -r --reflink=never`` of the tree (the baseline the target is set against);
 * ``copy``: a plain copy of every file on every core (reading and writing the bytes);
