@@ -78,3 +78,44 @@ def test_no_file_written_by_others_is_held_back_for_its_header(tmp_path):
         if result[1] in (HEADER_LEAK, UID_LEAK):
             held.append(os.path.basename(source))
     assert held == []
+
+
+@pytest.mark.parametrize("name", ["rtstruct.dcm", "ExplVR_BigEndNoMeta.dcm", "OT-PAL-8-face.dcm"])
+def test_a_raw_data_set_is_written_as_a_part_10_file(tmp_path, name):
+    """Files without preamble or file meta group (ACR-NEMA era exports; the scanner
+    indexes them) are de-identified and written with both, their transfer syntax named
+    from the encoding they are in: an RT Structure Set in implicit VR, a data set in
+    explicit VR big endian, an 8-bit palette image."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file(name)
+    assert open(source, "rb").read(132)[128:] != b"DICM"
+    original = pydicom.dcmread(source, force=True)
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(source, str(target), Options(), KEY, UUID_ROOT, quarantine=False) == ("written", None)
+    assert target.read_bytes()[128:132] == b"DICM"
+    written = pydicom.dcmread(target)  # a Part 10 file: no force needed
+    implicit, little = original.original_encoding
+    assert (
+        written.file_meta.TransferSyntaxUID.is_implicit_VR,
+        written.file_meta.TransferSyntaxUID.is_little_endian,
+    ) == (
+        implicit,
+        little,
+    )
+    assert written.file_meta.MediaStorageSOPInstanceUID == written.SOPInstanceUID != original.SOPInstanceUID
+    assert str(written.get("PatientName", "")) != str(original.get("PatientName", "")) or not original.get(
+        "PatientName"
+    )
+    if "PixelData" in original:
+        assert written.PixelData == original.PixelData
+
+
+def test_a_file_that_starts_like_no_data_set_is_not_dicom(tmp_path):
+    from curate.deid.worker import NOT_DICOM
+
+    source = tmp_path / "notes.dcm"
+    source.write_bytes(b"Patient: Jane Doe, MRN 12345\n" * 20)
+    assert deidentify_file(str(source), str(tmp_path / "o.dcm"), Options(), KEY, UUID_ROOT) == ("failed", NOT_DICOM)
+    assert not (tmp_path / "o.dcm").exists()

@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 from pydicom.valuerep import VR as VR_
@@ -31,7 +32,8 @@ PIXEL_TAGS = (0x7FE00008, 0x7FE00009, PIXEL_DATA)
 #: Explicit VRs whose element header has two reserved bytes and a 4-byte length (PS3.5 7.1.2).
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 ITEM, SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
-_VRS = frozenset(vr.value for vr in VR_)
+#: Every VR's two letters.
+VRS = frozenset(vr.value for vr in VR_)
 UNDEFINED = 0xFFFFFFFF
 _COPY_BLOCK = 1 << 20
 
@@ -74,7 +76,10 @@ class SplitFile:
 def split_file(path: str | os.PathLike[str]) -> SplitFile:
     """Parse the header and trailer of the file at `path`, and locate its pixel element."""
     with open(path, "rb") as fp:
-        ds = dcmread(fp, stop_before_pixels=True)
+        try:
+            ds = dcmread(fp, stop_before_pixels=True)
+        except InvalidDicomError:
+            raise CannotSplit("no preamble or file meta group") from None
         start = fp.tell()
         implicit, little = _encoding(ds)
         _check_encoding(fp, implicit)
@@ -119,7 +124,7 @@ def _check_encoding(fp: BinaryIO, implicit: bool) -> None:
         raise CannotSplit("no File Meta Information Group Length")
     fp.seek(128 + 4 + 12 + struct.unpack("<I", head[8:12])[0])
     first = fp.read(6)
-    if len(first) == 6 and (first[4:6].decode("latin-1") in _VRS) is implicit:
+    if len(first) == 6 and (first[4:6].decode("latin-1") in VRS) is implicit:
         raise CannotSplit("the data set's encoding differs from its transfer syntax")
 
 

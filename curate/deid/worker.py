@@ -26,6 +26,7 @@ from curate.deid.segments import Unparsable, item_segments, text_segments
 from curate.deid.split import (
     PIXEL_DATA,
     PIXEL_TAGS,
+    VRS,
     CannotSplit,
     Fragment,
     Malformed,
@@ -137,8 +138,6 @@ def deidentify_file(
     import logging
     import warnings
 
-    import pydicom
-
     # Invalid values in the source are the quality report's business, not this log's.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
@@ -157,7 +156,7 @@ def deidentify_file(
                 split = split_file(source)
                 ds = split.dataset
             except CannotSplit:
-                ds = pydicom.dcmread(source)
+                ds = read_whole(source)
         except Malformed as err:
             return "failed", f"unreadable: {err}"
         except Exception as err:  # pydicom raises many kinds on broken files
@@ -227,6 +226,48 @@ def deidentify_file(
         return "written", None
     finally:
         os.close(fd)
+
+
+#: Why a file that is neither Part 10 nor a data set pydicom could read is not written.
+NOT_DICOM = "unreadable: not DICOM (no preamble, file meta group or data set at its start)"
+
+
+def read_whole(source: str):
+    """The whole file by pydicom; a raw data set (no preamble and no file meta group, as
+    ACR-NEMA era exports and some archives hold them; the scanner indexes them) too, its
+    transfer syntax named from the encoding it was read in, so that it is written as a
+    Part 10 file. :class:`Malformed` for a file that starts like neither."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
+
+    try:
+        return pydicom.dcmread(source)
+    except InvalidDicomError:
+        with open(source, "rb") as fp:
+            start = fp.read(8)
+    if not _starts_like_a_data_set(start):
+        raise Malformed(NOT_DICOM.removeprefix("unreadable: "))
+    ds = pydicom.dcmread(source, force=True)
+    implicit, little = ds.original_encoding
+    if implicit and not little:
+        raise Malformed("a data set in implicit VR big endian, which no transfer syntax names")
+    ds.file_meta.TransferSyntaxUID = (
+        ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    )
+    return ds
+
+
+def _starts_like_a_data_set(start: bytes) -> bool:
+    """The scanner's test (``looks_like_dataset`` in curate-dicom's parser): an even group
+    from 0002 to 0028 little endian with a VR or a plausible length after it, or group
+    0008 big endian with a VR."""
+    if len(start) < 8:
+        return False
+    group = int.from_bytes(start[:2], "little")
+    if 0x0002 <= group <= 0x0028 and group % 2 == 0:
+        return start[4:6].decode("latin-1") in VRS or int.from_bytes(start[4:8], "little") < 0x0100_0000
+    return int.from_bytes(start[:2], "big") == 0x0008 and start[4:6].decode("latin-1") in VRS
 
 
 class _Unreadable(Exception):
