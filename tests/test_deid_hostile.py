@@ -524,3 +524,26 @@ def test_a_data_set_without_its_own_instance_uid_fails_with_that_reason(tmp_path
     result = deidentify_file(str(testdata(name)), str(target), Options(), KEY, UUID_ROOT, quarantine=False)
     assert result == ("failed", NO_INSTANCE_UID)
     assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        "Zyxw\u200bbrook".encode(),  # a zero-width space, in UTF-8
+        "Zyxw\u00adbrook".encode("latin-1"),  # a soft hyphen, in Latin-1
+        b"Zyxw\0brook",  # a NUL
+        "Zyxw\u2060brook".encode("utf-16-le"),  # a word joiner, in UTF-16
+    ],
+    ids=["zero-width space", "soft hyphen", "NUL", "word joiner in UTF-16"],
+)
+def test_a_name_split_by_an_invisible_character_in_bytes_holds_the_file_back(tmp_path, hidden):
+    """An ICC profile kept whole: the raw search drops what shows nothing, as the text
+    search does, so that a name split by it is found."""
+    from curate.deid.check import HEADER_LEAK
+
+    ds = image_dataset(PatientName=NAME, PatientID=PID)
+    ds.add_new(0x00282000, "OB", b"by " + hidden + b" " * (1 + len(hidden) % 2))
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+    assert not target.exists()

@@ -117,15 +117,16 @@ def _problem(
         value = without_invisible(value)
         if vendors.unexcused(value, long.spans(value)):
             return HEADER_LEAK
-    # Raw bytes, where a value may hide in an attribute read as bytes: for values of three
-    # characters or more (two letters such as "OB" or "LO" are also VR codes), and the
+    # Raw bytes, where a value may hide in an attribute read as bytes (invisible characters
+    # dropped there too): for values of three characters or more (two letters such as
+    # "OB" or "LO" are also VR codes), and the
     # header's dates as people write them (in an ICC profile, an OB, after the pixels).
     # Dates only in the values that are not text (the text values are searched above):
     # a date pattern over every byte of the header would cost more than all the rest.
     long_words = identity.long_pattern()
     if long_words is not None and (words := long_words.presence) is not None:
         raw = excuses.blanked(header) + trailer
-        searches += [(words.search, text) for text in _raw_texts(raw, ds)]
+        searches += [(words.search, without_invisible(text)) for text in _raw_texts(raw, ds)]
     if identity.dates:
         values = b"\n".join(binary)
         if len(values) > DATE_PATTERN_BYTES:
@@ -133,7 +134,7 @@ def _problem(
                 return HEADER_LEAK
         else:
             dates = Finder([], identity.dates)
-            searches += [(dates.search, text) for text in _raw_texts(values, ds)]
+            searches += [(dates.search, without_invisible(text)) for text in _raw_texts(values, ds)]
     for search, text in searches:
         for value in kept:
             text = text.replace(value, " ")
