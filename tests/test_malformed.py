@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -458,15 +459,18 @@ def test_named_pipe_does_not_hang(tmp_path):
     os.mkfifo(tmp_path / "pipe.dcm")
     script = textwrap.dedent(
         f"""
+        import signal
         import curate
+        signal.alarm(20)  # the scan alone, not the interpreter's start: a hang ends the child
         rows = curate.scan({str(tmp_path)!r}).to_pylist()
         print(sorted((r["path"].rsplit("/", 1)[-1], r["status"]) for r in rows))
         """
     )
     try:
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     except subprocess.TimeoutExpired:
         pytest.fail("the scan did not finish")
+    assert done.returncode != -signal.SIGALRM, "the scan did not finish"
     assert done.returncode == 0, done.stderr
     result = dict(eval(done.stdout))
     assert result.pop("a.dcm") == "ok"

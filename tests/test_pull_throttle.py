@@ -241,9 +241,11 @@ def test_concurrency_never_exceeds_the_limit_with_real_threads() -> None:
     throttle = Throttle(max_concurrency=4, clock=SystemClock())
     lock = threading.Lock()
     inside = peak = 0
+    together = threading.Barrier(8)  # all eight contend, however the threads are scheduled
 
     def work() -> None:
         nonlocal inside, peak
+        together.wait(timeout=30)
         for _ in range(25):
             with throttle.slot():
                 with lock:
@@ -557,7 +559,8 @@ def test_prober_thread_counts_failed_probes() -> None:
         raise ConnectionRefusedError("association rejected")
 
     prober = Prober(probe, throttle, interval=0.2).start()
-    wait_for(lambda: throttle.events["probe_failed"] >= 3)
+    # 4 -> 2 at the first failure, then a cooldown of three probes, 2 -> 1 at the fourth.
+    wait_for(lambda: throttle.events["probe_failed"] >= 4)
     prober.stop(5)
     failed = throttle.events["probe_failed"]
     time.sleep(0.01)

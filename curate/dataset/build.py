@@ -106,10 +106,10 @@ def _git_commit() -> str | None:
             cwd=Path(__file__).parent,
             capture_output=True,
             text=True,
-            timeout=5,
+            timeout=30,
             check=False,
         )
-    except OSError:
+    except (OSError, subprocess.SubprocessError):  # no git, or one too slow: no commit recorded
         return None
     return done.stdout.strip() or None
 
