@@ -485,7 +485,12 @@ def test_a_name_in_bytes_in_the_headers_own_character_set_holds_the_file_back(tm
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
 
 
-def test_dates_in_megabytes_of_binary_values_are_found_as_literals(tmp_path):
+@pytest.mark.parametrize(
+    "written",
+    [b"DOB 17.03.1952 ", "DOB 1952\u5e743\u670817\u65e5 ".encode(), "DOB 1952\u201303\u201317 ".encode("utf-16-le")],
+    ids=["dots", "CJK in UTF-8", "en dashes in UTF-16"],
+)
+def test_dates_in_megabytes_of_binary_values_are_found_as_literals(tmp_path, written):
     """Past DATE_PATTERN_BYTES the values are searched for the dates' common spellings:
     a pattern over megabytes of date-like digits would take minutes."""
     from curate.deid.check import DATE_PATTERN_BYTES, HEADER_LEAK
@@ -496,7 +501,7 @@ def test_dates_in_megabytes_of_binary_values_are_found_as_literals(tmp_path):
     source = write(ds, tmp_path / "src.dcm")
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
-    ds[0x00282000].value = digits + b"DOB 17.03.1952 "
+    ds[0x00282000].value = digits + written + b" " * (len(written) % 2)
     source = write(ds, tmp_path / "src.dcm")
     target.unlink()
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)

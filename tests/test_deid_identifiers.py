@@ -100,6 +100,15 @@ def test_spellings():
         (dict(PatientID="PIDX9731"), "MRN PIDX_9731"),
         (dict(PatientID="PIDX9731"), "MRN PIDX--9731"),
         (dict(PatientID="PIDX#9731"), "MRN PIDX 9731"),
+        (dict(PatientBirthDate="19601231"), "DOB 1960\u201012\u201031"),  # Unicode hyphen
+        (dict(PatientBirthDate="19601231"), "DOB 31\u201312\u20131960"),  # en dash
+        (dict(PatientBirthDate="19601231"), "DOB 1960\u221212\u221231"),  # minus sign
+        (dict(PatientBirthDate="19601231"), "DOB 1960_12_31"),
+        (dict(PatientBirthDate="19601231"), "DOB 12 / 31 / 1960"),
+        (dict(PatientBirthDate="19601231"), "DOB \uff11\uff19\uff16\uff10\uff0f\uff11\uff12\uff0f\uff13\uff11"),
+        (dict(PatientBirthDate="19601231"), "DOB 1960\u5e7412\u670831\u65e5"),  # 年月日
+        (dict(PatientBirthDate="19600105"), "DOB 1960\u5e74 1\u6708 5\u65e5"),
+        (dict(PatientBirthDate="19601231"), "DOB 1960\ub144 12\uc6d4 31\uc77c"),  # 년월일
     ],
 )
 def test_the_spellings_a_review_found_are_cleaned(attrs, text):

@@ -151,11 +151,15 @@ DATE_PATTERN_BYTES = 65_536
 
 def _holds_a_date_literally(data: bytes, dates: frozenset[str]) -> bool:
     """Whether `data` holds one of `dates` in one of its common spellings (one byte a
-    character, or UTF-16 either way)."""
+    character, UTF-8, or UTF-16 either way)."""
     for key in dates:
         for spelling in date_spellings(key):
-            for codec in ("latin-1", "utf-16-le", "utf-16-be"):
-                if data.find(spelling.encode(codec)) != -1:
+            for codec in ("latin-1", "utf-8", "utf-16-le", "utf-16-be"):
+                try:
+                    encoded = spelling.encode(codec)
+                except UnicodeEncodeError:  # an en dash or a CJK sign has no Latin-1 byte
+                    continue
+                if data.find(encoded) != -1:
                     return True
     return False
 

@@ -133,10 +133,15 @@ _MONTH_NUMBERS = {d.strftime(f).lower(): d.month for d in _MONTHS for f in ("%b"
 _MONTH = "(?:" + "|".join(sorted(_MONTH_NUMBERS, key=len, reverse=True)) + ")"
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?\.?"
 _YEAR = r"'?(?:\d{4}|\d{2})"
-_SEP = r"[-/. ]"
+#: Between a date's numbers: a hyphen (ASCII or any Unicode dash, a minus sign), a slash,
+#: a dot, an underscore or a colon, with spaces about it, or spaces alone.
+_SEP = r"(?:\s*[-/._:\u2010-\u2015\u2212\ufe58\ufe63\uff0d\uff0e\uff0f]\s*|\s+)"
+#: The year, month and day signs of Chinese and Japanese (年月日) and of Korean (년월일).
+_CJK_YEAR, _CJK_MONTH, _CJK_DAY = "[\u5e74\ub144]", "[\u6708\uc6d4]", "[\u65e5\uc77c]"
 #: A date as people write it: numbers (a run of 6 or 8 digits read every way; year
 #: first, or day and month first in either order, with 4- or 2-digit years), or with the month's
-#: name or abbreviation (ordinals too: 31st December 1960). Which date a text means is
+#: name or abbreviation (ordinals too: 31st December 1960), or with the year, month and
+#: day signs of Chinese, Japanese and Korean (1960年12月31日). Which date a text means is
 #: settled by :func:`_dates_of` trying every reading.
 DATE_TOKEN = re.compile(
     r"(?<![0-9])(?:"
@@ -145,6 +150,7 @@ DATE_TOKEN = re.compile(
     rf"|(?P<a2>\d{{1,2}})\.?{_SEP}(?P<b2>\d{{1,2}})\.?{_SEP}(?P<y2>{_YEAR})"
     rf"|(?P<mn3>{_MONTH})\.?[ \-/](?P<d3>{_DAY}),?[ \-/](?P<y3>{_YEAR})"
     rf"|(?P<d4>{_DAY})(?: of)?[ \-/](?P<mn4>{_MONTH})\.?,?[ \-/](?P<y4>{_YEAR})"
+    rf"|(?P<y5>\d{{4}}|\d{{2}})\s*{_CJK_YEAR}\s*(?P<m5>\d{{1,2}})\s*{_CJK_MONTH}\s*(?P<d5>\d{{1,2}})(?:\s*{_CJK_DAY})?"
     r")(?![0-9])",
     re.IGNORECASE,
 )
@@ -178,6 +184,10 @@ def date_spellings(key: str) -> set[str]:
     for form in _DATE_FORMATS:
         text = day.strftime(form)
         found |= {text, text.upper(), text.lower()}
+    found |= {day.strftime("%Y\u2013%m\u2013%d"), day.strftime("%d\u2013%m\u2013%Y")}  # en dashes
+    for signs, space in (("\u5e74\u6708\u65e5", ""), ("\ub144\uc6d4\uc77c", " ")):  # 年月日, 년월일
+        for month, date in {(f"{day.month:02d}", f"{day.day:02d}"), (str(day.month), str(day.day))}:
+            found.add(f"{day.year}{signs[0]}{space}{month}{signs[1]}{space}{date}{signs[2]}")
     return found
 
 
@@ -212,6 +222,8 @@ def _dates_of(match: re.Match) -> set[str]:
         readings = [(g["y1"], g["m1"], g["d1"])]
     elif g["y2"]:
         readings = [(g["y2"], g["b2"], g["a2"]), (g["y2"], g["a2"], g["b2"])]
+    elif g["y5"]:
+        readings = [(g["y5"], g["m5"], g["d5"])]
     elif g["y3"]:
         readings = [(g["y3"], _MONTH_NUMBERS[g["mn3"].lower()], _day(g["d3"]))]
     else:
