@@ -552,3 +552,18 @@ def test_a_name_split_by_an_invisible_character_in_bytes_holds_the_file_back(tmp
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
     assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    ["Zyxwbr\u043e\u043ek".encode(), "\u0396yxwbrook".encode("utf-16-le")],
+    ids=["Cyrillic o in UTF-8", "Greek Z in UTF-16"],
+)
+def test_a_name_written_with_lookalike_letters_in_bytes_holds_the_file_back(tmp_path, hidden):
+    from curate.deid.check import HEADER_LEAK
+
+    ds = image_dataset(PatientName=NAME, PatientID=PID)
+    ds.add_new(0x00282000, "OB", b"by " + hidden + b" " * (1 + len(hidden) % 2))
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)

@@ -100,6 +100,13 @@ def test_spellings():
         (dict(PatientID="PIDX9731"), "MRN PIDX_9731"),
         (dict(PatientID="PIDX9731"), "MRN PIDX--9731"),
         (dict(PatientID="PIDX#9731"), "MRN PIDX 9731"),
+        (dict(PatientName="Kumar^Ana"), "Pt Kum\u0430r seen"),  # Cyrillic а
+        (dict(PatientName="Smith^Ana"), "Pt \u0405m\u0456th seen"),  # Cyrillic Ѕ and і
+        (dict(PatientName="Poole^Ana"), "Pt \u03a1\u03bf\u03bfle seen"),  # Greek Ρ and ο
+        (dict(PatientName="Kumar^Ana"), "Pt k u m a r seen"),
+        (dict(PatientName="Kumar^Ana"), "Pt K.U.M.A.R. seen"),
+        (dict(PatientName="Kumar^Ana"), "Pt k-u-m-a-r seen"),
+        (dict(PatientName="Kumar^Ana"), "Pt K. U. M. A. R seen"),
         (dict(PatientBirthDate="19601231"), "DOB 1960\u201012\u201031"),  # Unicode hyphen
         (dict(PatientBirthDate="19601231"), "DOB 31\u201312\u20131960"),  # en dash
         (dict(PatientBirthDate="19601231"), "DOB 1960\u221212\u221231"),  # minus sign

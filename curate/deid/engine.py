@@ -39,6 +39,7 @@ from pydicom.sequence import Sequence
 from curate.deid import vendors
 from curate.deid.identifiers import (
     ID_KEYWORDS,
+    LOOKALIKES,
     MIN_LENGTH,
     TEXT_VRS,
     UNDECOMPOSED,
@@ -518,7 +519,8 @@ def _scrub_text(text: str, pattern: Finder) -> str:
 
 def _fold_indexed(text: str, written_out: bool = False) -> tuple[str, list[int]]:
     """`text` without accents (Søren: Soren), or with them written out and apostrophes
-    dropped (Soeren, OBrien), invisible characters dropped either way, and for
+    dropped (Soeren, OBrien), invisible characters dropped and Cyrillic and Greek
+    lookalikes read as Latin either way, and for
     each of its characters the index of the character of `text` it came from: a name
     the header spells one way is found in text that spells it another."""
     if text.isascii() and "\x00" not in text and not (written_out and "'" in text):  # most text
@@ -527,6 +529,7 @@ def _fold_indexed(text: str, written_out: bool = False) -> tuple[str, list[int]]
     for i, c in enumerate(text):
         if (written_out and c in "'’") or is_invisible(c):
             continue  # O'Brien as a RIS writes it: OBRIEN; ZEB<soft hyphen>ULON: ZEBULON
+        c = c.translate(LOOKALIKES)  # Smіth with a Cyrillic і: Smith
         plain = c.lower().translate(WRITTEN_OUT) if written_out else c.translate(UNDECOMPOSED)
         for d in unicodedata.normalize("NFKD", plain):
             if not unicodedata.combining(d):

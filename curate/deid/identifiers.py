@@ -50,6 +50,16 @@ WRITTEN_OUT = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ø
 _NAME_SEPARATORS = re.compile(r"[\^=\s,\-'’.()\x00]+")
 #: Letters NFKD does not decompose, as people type them without their mark.
 UNDECOMPOSED = str.maketrans({"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "æ": "ae", "Æ": "AE"})
+#: Cyrillic and Greek letters drawn as Latin ones are (Cyrillic о in "Smіth"), as their
+#: Latin twins: a name written with them is found where it is written in Latin.
+LOOKALIKES = str.maketrans(
+    "аеорсухіјѕԁһӏԛԝАВЕКМНОРСТХУІЈЅαιονρΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
+    "aeopcyxijsdhlqwABEKMHOPCTXYIJSaiovpABEZHIKMNOPTYX",
+)
+#: Names at least this long are also found spelled out letter by letter (S M I T H, S.M.I.T.H.).
+SPELLED_LENGTH = 4
+#: Between the letters of a name spelled out.
+_LETTER_SEPARATOR = r"(?:\s|[.\-_*]\s?)"
 #: Name particles: identifying only as part of the name they belong to (van der Berg).
 PARTICLES = frozenset(
     "de da di do du la le el al van von der den del della des dos das ter ten bin ben ibn af av zu y e st".split()
@@ -369,6 +379,8 @@ def _alternatives(words: frozenset[str]) -> list[tuple[tuple[str, str], str]]:
             # Names: short ones not inside a longer word ("Ann" in "scanner"), but
             # "DOE_JOHN" and "JOHN1960" are found; long ones anywhere.
             found.append((_ANYWHERE if len(word) >= GLUED_LENGTH else _NAME, escaped))
+            if len(word) >= SPELLED_LENGTH and word.isalpha():
+                found.append((_NAME, _LETTER_SEPARATOR.join(map(re.escape, word))))
     return found
 
 
