@@ -429,11 +429,16 @@ def test_a_birth_date_in_bytes_holds_the_file_back(tmp_path, written, where):
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, "1.2.840.10008.1.2.1.99"])  # split, read whole
-def test_bytes_past_the_image_that_name_the_patient_hold_the_file_back(tmp_path, syntax):
+@pytest.mark.parametrize(
+    "written",
+    [b"Zyxwbrook Quentalia ", b"zYxWbRoOk ", "ZyXwBrOoK ".encode("utf-16-le")],
+    ids=["as is", "any case", "UTF-16"],
+)
+def test_bytes_past_the_image_that_name_the_patient_hold_the_file_back(tmp_path, syntax, written):
     from curate.deid.worker import EXCESS_PIXEL_TEXT
 
     ds = image_dataset(PatientName=NAME, PatientID=PID)
-    ds.PixelData = bytes(range(128)) + b"Zyxwbrook Quentalia " + PID.encode()
+    ds.PixelData = bytes(range(128)) + written
     source = write(ds, tmp_path / "src.dcm", syntax)
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", EXCESS_PIXEL_TEXT)

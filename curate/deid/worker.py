@@ -422,9 +422,10 @@ def _encodings(ds) -> list[str]:
 class _IdentitySearch:
     """The patient's values and original UIDs searched for in bytes: a literal search
     for each spelling in each encoding first (``find`` runs at memory speed on
-    megabytes, where a pattern would not), then the header check's own pattern, with
-    its word boundaries, around each hit. The spellings are encoded once a file, for
-    all its segments."""
+    megabytes, where a pattern would not), in bytes whose ASCII letters are lowered
+    (ZyXwBrook is found as zyxwbrook, in any encoding: the spellings are lowered the same
+    way), then the header check's own pattern, with its word boundaries, around each hit
+    in the bytes as they are. The spellings are encoded once a file, for all its segments."""
 
     def __init__(self, identity: Identity, encodings: list[str]):
         self.identity, self.encodings = identity, encodings
@@ -432,18 +433,19 @@ class _IdentitySearch:
         self._uids = [uid.encode("ascii", errors="ignore") for uid in identity.uids]
 
     def spellings(self, short: bool) -> dict[bytes, str]:
-        """Each spelling's bytes -> its encoding: every value with `short` (and each date's
-        year, around which the pattern looks for the date), else those of three
-        characters or more."""
+        """Each spelling's bytes, ASCII letters lowered -> its encoding: every value with
+        `short` (and each date's year, around which the pattern looks for the date), else
+        those of three characters or more. (Cases outside ASCII: the word as written, in
+        capitals, small and title case.)"""
         if short not in self._spellings:
             words = [w for w in self.identity.words if short or len(w) >= MIN_LENGTH]
             if short:  # a date is written many ways, each with its year: the pattern reads it
                 words += sorted({date[:4] for date in self.identity.dates})
             found: dict[bytes, str] = {}
             for word in words:
-                for spelling in (word, word.upper(), word.lower(), word.title()):
+                for spelling in dict.fromkeys((word, word.upper(), word.lower(), word.title())):
                     for encoding in self.encodings:
-                        encoded = spelling.encode(encoding, errors="ignore")
+                        encoded = spelling.encode(encoding, errors="ignore").lower()
                         if len(encoded) >= 2:
                             found.setdefault(encoded, encoding)
             self._spellings[short] = found
@@ -451,19 +453,20 @@ class _IdentitySearch:
 
     def holds(self, data, start: int, end: int, short: bool = False) -> bool:
         """Whether bytes [start, end) of `data` hold one of the values (see
-        :meth:`spellings`) or an original UID."""
+        :meth:`spellings`), in any case, or an original UID."""
         pattern = self.identity.pattern() if short else self.identity.long_pattern()
+        lowered = bytes(data[start:end]).lower()
         checked = 0
         for spelling, encoding in self.spellings(short).items():
-            at = data.find(spelling, start, end)
+            at = lowered.find(spelling)
             while at != -1:
                 checked += 1
                 if checked > MAX_NEAR_MISSES:
                     return True
-                window = bytes(data[max(start, at - 128) : min(end, at + len(spelling) + 128)])
+                window = bytes(data[start + max(0, at - 128) : start + min(len(lowered), at + len(spelling) + 128)])
                 if pattern is not None and pattern.search(window.decode(encoding, errors="ignore")):
                     return True
-                at = data.find(spelling, at + 1, end)
+                at = lowered.find(spelling, at + 1)
         return any(data.find(uid, start, end) != -1 for uid in self._uids)
 
 
