@@ -122,6 +122,8 @@ def test_images_over_dimse_arrive_exactly_and_named_by_uids(orthanc, pacs_archiv
     result = pull(dimse(orthanc), index, level="images", store=store, find_limit=FIND_LIMIT, progress=False)
     assert result.failed_series == 0 and result.instances == pacs_archive.instances
     assert_store_matches(store, pacs_archive)
+    # Every series new and its count answered: each retrieved whole, with no instance-level C-FIND.
+    assert result.whole_series == result.series == pacs_archive.series
     for path in store.rglob("*"):
         relative = path.relative_to(store)
         assert all(part.replace(".dcm", "").replace(".", "").isdigit() for part in relative.parts), relative

@@ -98,6 +98,8 @@ class PullResult(StageResult):
     seconds: float = 0.0
     retries: int = 0
     degraded_queries: int = 0
+    #: Series retrieved whole with no instance-level query (DIMSE: see _Pull._whole_series).
+    whole_series: int = 0
     queries: int = 0
     capped: int = 0
     unsplittable: int = 0
@@ -133,6 +135,7 @@ class PullResult(StageResult):
             "undated_studies": self.undated,
             "retries": self.retries,
             "degraded_queries": self.degraded_queries,
+            "whole_series": self.whole_series,
         }
         out.update({f"throttle_{k}": float(v) for k, v in self.throttle.items() if isinstance(v, (int, float))})
         for name, seconds in (("idle_latency", self.idle_latency), ("probe_latency", self.latencies)):
@@ -162,6 +165,7 @@ class PullResult(StageResult):
             )
         lines.append(
             f"  queries {self.queries:,} (capped answers split: {self.capped:,}; unsplittable: {self.unsplittable:,})"
+            + (f"; series retrieved whole, unlisted: {self.whole_series:,}" if self.whole_series else "")
         )
         if self.undated:
             lines.append(
@@ -295,15 +299,15 @@ class _Pull:
     # --- requests, each through the throttle and retried -----------------------------------
 
     def _request(self, call: Callable[[Connection], object]):
-        def once():
-            with self.throttle.slot():
-                try:
-                    return call(self.connections.get())
-                except TransientError:
-                    self.connections.drop()  # a broken connection: the next try opens a new one
-                    raise
+        return with_retries(lambda: self._request_once(call), attempts=self.retries, on_retry=self._count_retry)
 
-        return with_retries(once, attempts=self.retries, on_retry=self._count_retry)
+    def _request_once(self, call: Callable[[Connection], object]):
+        with self.throttle.slot():
+            try:
+                return call(self.connections.get())
+            except TransientError:
+                self.connections.drop()  # a broken connection: the next try opens a new one
+                raise
 
     def _count_retry(self, _: Exception) -> None:
         with self._lock:
@@ -619,6 +623,9 @@ class _Pull:
 
     def _series_images(self, ledger: Ledger, study: Answer, series: Answer) -> bool:
         study_uid, series_uid = value(study, "StudyInstanceUID"), value(series, "SeriesInstanceUID")
+        self.store.clear_partials(study_uid, series_uid)  # a killed pull's half-written file
+        if self._whole_series(ledger, study, series):
+            return True
         if PLANNED in series:
             instances, capped = series[PLANNED], False
         else:
@@ -638,26 +645,7 @@ class _Pull:
         related = 0 if planned else (_int(value(series, "NumberOfSeriesRelatedInstances")) or 0)
         expected = max(len(wanted), related - len(local))
         sop_classes = sorted({c for c in wanted.values() if c})
-
-        def sink(_: str, data: bytes) -> None:
-            # Named by the file's own SOPInstanceUID, once the file is of the series asked for.
-            sop = check_instance(data, study_uid, series_uid)
-            if not is_uid(sop):
-                raise InstanceError("the server sent an instance whose SOPInstanceUID is not a UID")
-            if sop not in wanted and not capped:  # a capped instance list may lack it
-                raise InstanceError("the server sent an instance that was not asked for")
-            try:
-                self.store.write(study_uid, series_uid, sop, data)
-            except OSError as e:
-                raise InstanceError(f"the store cannot be written ({_errno(e)})") from None
-            with self._lock:
-                self.result.instances += 1
-                self.result.bytes += len(data)
-                if self._bar is not None:
-                    self._bar.update(1)
-
-        self.connections.release()  # the retrieval opens its own association
-        self.store.clear_partials(study_uid, series_uid)  # a killed pull's half-written file
+        sink = self._sink(study_uid, series_uid, None if capped else wanted)
         reason = None
         for _ in range(self.retries):
             held = self.store.held(study_uid, series_uid)
@@ -675,6 +663,7 @@ class _Pull:
                 break
             for ask in asks:
                 try:
+                    self.connections.release()  # the retrieval opens its own association
                     self._request(lambda c, ask=ask: c.retrieve(study_uid, series_uid, ask, sop_classes, sink))
                 except InstanceError as e:
                     reason = _reason(e)
@@ -689,6 +678,66 @@ class _Pull:
         with self._lock:
             self.result.failed_series += 1
         return False
+
+    def _whole_series(self, ledger: Ledger, study: Answer, series: Answer) -> bool:
+        """Over DIMSE, a series none of whose instances is here yet, and all of them
+        wanted, is retrieved whole at once, with no instance-level C-FIND: the series'
+        count of instances says when it is complete, and each file's own UIDs say what it
+        is (the SOP classes to negotiate come from the study's and the series' answers).
+        True when every instance arrived; else the caller asks for the instance list and
+        fetches what is missing."""
+        study_uid, series_uid = value(study, "StudyInstanceUID"), value(series, "SeriesInstanceUID")
+        related = _int(value(series, "NumberOfSeriesRelatedInstances")) or 0
+        if (
+            self.source.kind != "dimse"
+            or PLANNED in series
+            or self.selection.one_per_series
+            or related <= 0
+            or (self.local is not None and self.local.of(series_uid))
+            or self.store.held(study_uid, series_uid)
+        ):
+            return False
+        classes = set(values(study, "SOPClassesInStudy") or []) | set(values(series, "SOPClassUID") or [])
+        sink = self._sink(study_uid, series_uid, None)
+        try:
+            self.connections.release()  # the retrieval opens its own association
+            # Once: a retry would fetch again what arrived before the failure.
+            self._request_once(lambda c: c.retrieve(study_uid, series_uid, [], sorted(classes), sink))
+        except TransientError as e:
+            self._count_retry(e)
+            return False  # the instance list tells what is missing, and it is retried
+        except InstanceError:
+            return False
+        held = len(self.store.held(study_uid, series_uid))
+        if held < related:
+            return False
+        with self._lock:
+            self.result.whole_series += 1
+        ledger.done(study_uid, series_uid, held)
+        return True
+
+    def _sink(self, study_uid: str, series_uid: str, wanted: dict | None) -> Callable[[str, bytes], None]:
+        """What stores each instance the server sends: named by the file's own
+        SOPInstanceUID, once the file is of the series asked for and (with `wanted`)
+        one of the instances asked for."""
+
+        def sink(_: str, data: bytes) -> None:
+            sop = check_instance(data, study_uid, series_uid)
+            if not is_uid(sop):
+                raise InstanceError("the server sent an instance whose SOPInstanceUID is not a UID")
+            if wanted is not None and sop not in wanted:
+                raise InstanceError("the server sent an instance that was not asked for")
+            try:
+                self.store.write(study_uid, series_uid, sop, data)
+            except OSError as e:
+                raise InstanceError(f"the store cannot be written ({_errno(e)})") from None
+            with self._lock:
+                self.result.instances += 1
+                self.result.bytes += len(data)
+                if self._bar is not None:
+                    self._bar.update(1)
+
+        return sink
 
     # --- the end -----------------------------------------------------------------------------
 

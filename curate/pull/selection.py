@@ -20,7 +20,7 @@ from curate.errors import ConfigError, SourceNotFoundError
 STUDY_KEYS = (
     "StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "StudyID", "StudyDescription",
     "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "IssuerOfPatientID",
-    "ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
+    "ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "SOPClassesInStudy",
 )  # fmt: skip
 SERIES_KEYS = (
     "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDate", "SeriesDescription", "BodyPartExamined",
