@@ -1,5 +1,5 @@
-"""Helpers shared by the benchmark scripts: corpora, file lists, and running a
-command in a child process while measuring its peak memory."""
+"""Helpers shared by the benchmark scripts: corpora, file lists, the printed table,
+and running a command in a child process while measuring its peak memory."""
 
 from __future__ import annotations
 
@@ -69,6 +69,30 @@ def ensure_corpus(count: int, pixel_bytes: int, seed: int, decodable: bool = Fal
     ]
     subprocess.run(cmd, check=True)
     return out
+
+
+def print_table(headers: list[str], rows: list[list], formats: list[str] | None = None) -> None:
+    """Print `rows` under `headers`, each column as wide as its widest cell: numbers right
+    aligned (formatted by `formats`, one ``format`` spec a column, e.g. ``",.1f"``; "" for
+    ``str``), text left aligned. A cell that is None prints as "-"."""
+    formats = formats or [""] * len(headers)
+    cells = [[_cell(v, f) for v, f in zip(row, formats, strict=True)] for row in rows]
+    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) for i in range(len(headers))]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        aligned = (v.rjust(w) if right else v.ljust(w) for v, w, right in zip(values, widths, numeric, strict=True))
+        return "  ".join(aligned).rstrip()
+
+    print(line(headers))
+    for row in cells:
+        print(line(row))
+
+
+def _cell(value, spec: str) -> str:
+    if value is None:
+        return "-"
+    return format(value, spec) if spec and isinstance(value, (int, float)) else str(value)
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -11,6 +11,7 @@ done before (the whole index read into pandas, then predicted at once), for the 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from benchlib import RESULTS_DIR, peak_rss_kib, run_measured, write_json  # noqa: E402
+from benchlib import RESULTS_DIR, peak_rss_kib, print_table, run_measured, write_json  # noqa: E402
 
 
 def make_index(folder: Path, rows: int) -> None:
@@ -29,9 +30,11 @@ def make_index(folder: Path, rows: int) -> None:
 
     from curate.classify.synth import generate
     from curate.index.manifest import Manifest, Part, write_manifest
+    from curate.index.schema import ROW_ID
 
     template = generate(3000, sites=10, seed=0).drop(columns=["series_type", "site"])
     template["status"] = "ok"
+    template["path"], template[ROW_ID] = "", 0  # in the schema the writer takes from it
     part = "parts/00000001/data_0.parquet"
     (folder / part).parent.mkdir(parents=True, exist_ok=True)
     written = copy = 0
@@ -41,11 +44,20 @@ def make_index(folder: Path, rows: int) -> None:
             for column in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID"):
                 chunk[column] = chunk[column].astype(str) + f".{copy}"
             chunk["path"] = [f"/archive/{copy}/{i}.dcm" for i in range(len(chunk))]
+            chunk[ROW_ID] = range(written, written + len(chunk))  # what the index's readers key rows by
             w.write_table(pa.Table.from_pandas(chunk, preserve_index=False, schema=w.schema))
             written += len(chunk)
             copy += 1
     # One part, no retired row: the layout a compacted index has.
-    write_manifest(folder, Manifest(signature={"synthetic": True}, parts=[Part(part, rows)], content=f"rows{rows}"))
+    write_manifest(
+        folder,
+        Manifest(
+            signature={"synthetic": True},
+            parts=[Part(part, rows)],
+            content=hashlib.sha256(f"rows{rows}".encode()).hexdigest(),
+            next_row_id=rows,
+        ),
+    )
 
 
 def child(mode: str, index: str) -> None:
@@ -86,15 +98,26 @@ def main() -> None:
             results.append(
                 {"rows": rows, "mode": mode, **measured, "bytes_per_row": measured["peak_kib"] * 1024 / rows}
             )
-    print(f"{'rows':>10} {'mode':<9} {'seconds':>8} {'µs/row':>7} {'peak MiB':>9} {'B/row':>7} {'series':>8}")
     for r in results:
         if "failed" in r:
-            print(f"{r['rows']:>10,} {r['mode']:<9} failed: {r['failed']}")
-            continue
-        print(
-            f"{r['rows']:>10,} {r['mode']:<9} {r['seconds']:>8.1f} {r['seconds'] / r['rows'] * 1e6:>7.1f} "
-            f"{r['peak_kib'] / 1024:>9.0f} {r['bytes_per_row']:>7.0f} {r['series']:>8,}"
-        )
+            print(f"{r['rows']:,} rows, {r['mode']}: failed: {r['failed']}")
+    print_table(
+        ["rows", "mode", "seconds", "µs/row", "peak MiB", "B/row", "series"],
+        [
+            [
+                r["rows"],
+                r["mode"],
+                r["seconds"],
+                r["seconds"] / r["rows"] * 1e6,
+                r["peak_kib"] / 1024,
+                r["bytes_per_row"],
+                r["series"],
+            ]
+            for r in results
+            if "failed" not in r
+        ],  # fmt: skip
+        [",", "", ".1f", ".1f", ".0f", ".0f", ","],
+    )
     write_json(RESULTS_DIR / "classify_memory.json", {"results": results})
 
 

@@ -38,6 +38,7 @@ from benchlib import (
     RESULTS_DIR,
     ensure_corpus,
     list_files,
+    print_table,
     run_measured,
     write_json,
 )
@@ -186,32 +187,27 @@ def check_targets(rows: list[dict]) -> list[dict]:
     return checked
 
 
-def _fmt(value: float | None, width: int, spec: str) -> str:
-    """`value` formatted to `width` characters, or a dash when it is missing."""
-    return f"{'-':>{width}}" if value is None else f"{value:>{width}{spec}}"
-
-
-def print_table(rows: list[dict]) -> None:
-    header = (
-        f"{'tool':<11} {'workers':>7} {'files':>8} {'ok':>8} {'seconds':>9} "
-        f"{'files/s':>10} {'x floor':>8} {'x pydicom':>9} {'peak MiB':>9}  note"
-    )
-    print(header)
-    print("-" * len(header))
+def print_results(rows: list[dict]) -> None:
     for r in rows:
         if r["status"] != "ok":
-            print(f"{r['tool']:<11} {r['status']}: {r['reason']}")
+            print(f"{r['tool']}: {r['status']}: {r['reason']}")
+    table = []
+    for r in rows:
+        if r["status"] != "ok":
             continue
         note = ""
         if r["subset"]:
             estimate = r["corpus_files"] / r["files_per_s"]
             note = f"subset of {r['corpus_files']:,} files (all: ~{estimate:,.0f} s)"
-        print(
-            f"{r['tool']:<11} {r['workers']:>7} {r['files']:>8,} {r['ok']:>8,} "
-            f"{r['seconds']:>9.3f} {_fmt(r['files_per_s'], 10, ',.0f')} "
-            f"{_fmt(r['x_floor'], 8, '.3f')} {_fmt(r['x_pydicom'], 9, '.1f')} "
-            f"{r['peak_rss_mib']:>9.1f}  {note}"
-        )
+        table.append(
+            [r["tool"], r["workers"], r["files"], r["ok"], r["seconds"], r["files_per_s"], r["x_floor"],
+             r["x_pydicom"], r["peak_rss_mib"], note]
+        )  # fmt: skip
+    print_table(
+        ["tool", "workers", "files", "ok", "seconds", "files/s", "x floor", "x pydicom", "peak MiB", "note"],
+        table,
+        ["", "", ",", ",", ".3f", ",.0f", ".3f", ".1f", ".1f", ""],
+    )
 
 
 def print_targets(targets: list[dict]) -> None:
@@ -298,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = [measure_tool(tool, paths, args, workdir) for tool in args.tools]
     add_ratios(rows)
     targets = check_targets(rows) if "curate" in args.tools else []
-    print_table(rows)
+    print_results(rows)
     if targets:
         print_targets(targets)
     write_json(

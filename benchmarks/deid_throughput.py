@@ -34,7 +34,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from benchlib import RESULTS_DIR, ensure_corpus, list_files, write_json
+from benchlib import RESULTS_DIR, ensure_corpus, list_files, print_table, write_json
 
 KEY = b"benchmark key, not a secret: 0123456789abcdef"
 #: curate's files/s against cp --reflink=never's, verification included.
@@ -129,13 +129,11 @@ def main() -> None:
     cp_rate = best["cp"][0] / best["cp"][1]
     copy_rate = best["copy"][0] / best["copy"][1]
     print(f"\n{len(files):,} files, {megabytes:,.0f} MB, {args.workers} workers, best of {args.repeat} rounds\n")
-    print(f"{'tool':<20}{'files':>7}{'seconds':>10}{'files/s':>10}{'MB/s':>9}{'x cp':>8}{'x copy':>8}")
-    results = []
+    results, table = [], []
     for name, (count, seconds) in best.items():
         rate = count / seconds
         mb = megabytes * count / len(files) / seconds
-        ratios = f"{rate / cp_rate:>8.2f}{rate / copy_rate:>8.2f}"
-        print(f"{name:<20}{count:>7,}{seconds:>10.2f}{rate:>10.1f}{mb:>9.0f}{ratios}")
+        table.append([name, count, seconds, rate, mb, rate / cp_rate, rate / copy_rate])
         rates = [c / s for c, s in timings[name]]
         results.append(
             {
@@ -149,6 +147,11 @@ def main() -> None:
                 "x_copy": rate / copy_rate,
             }
         )
+    print_table(
+        ["tool", "files", "seconds", "files/s", "MB/s", "x cp", "x copy"],
+        table,
+        ["", ",", ".2f", ".1f", ".0f", ".2f", ".2f"],
+    )
     curate_x = best["curate"][0] / best["curate"][1] / cp_rate
     verdict = "met" if curate_x >= TARGET else "missed"
     print(f"\ntarget: curate at least {TARGET}x cp --reflink=never: {verdict} ({curate_x:.2f}x)")

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from benchlib import RESULTS_DIR, write_json
+from benchlib import RESULTS_DIR, print_table, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -121,11 +121,11 @@ def main() -> int:
         assert imported.already_done == args.count
         written = sum(p.stat().st_size for p in films.rglob("*.dcm")) / 1e6
     print(f"{args.count} scans of {COLUMNS} x {ROWS}, 16-bit ({megabytes:,.0f} MB; {written:,.0f} MB of DICOM written)")
-    print(f"{'run':<14} {'seconds':>8} {'films/s':>8} {'MB/s read':>10} {'x decode':>9}")
-    for name, seconds in results.items():
-        rate = args.count / seconds
-        ratio = results["decode"] / seconds
-        print(f"{name:<14} {seconds:>8.2f} {rate:>8.1f} {megabytes / seconds:>10.0f} {ratio:>9.2f}")
+    print_table(
+        ["run", "seconds", "films/s", "MB/s read", "x decode"],
+        [[name, t, args.count / t, megabytes / t, results["decode"] / t] for name, t in results.items()],
+        ["", ".2f", ".1f", ".0f", ".2f"],
+    )
     write_json(
         args.json,
         {

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import BENCH_DIR, RESULTS_DIR, write_json
+from benchlib import BENCH_DIR, RESULTS_DIR, print_table, write_json
 
 KEY = b"benchmark key, not a secret: 0123456789abcdef"
 
@@ -88,9 +88,11 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{args.workers} DataLoader workers, batches of {args.batch}, images {args.size} px\n")
-    print(f"{'source':<30}{'images':>8}{'seconds':>9}{'images/s':>10}")
-    for r in rows:
-        print(f"{r['source']:<30}{r['images']:>8,}{r['seconds']:>9.2f}{r['images_per_s']:>10.0f}")
+    print_table(
+        ["source", "images", "seconds", "images/s"],
+        [[r["source"], r["images"], r["seconds"], r["images_per_s"]] for r in rows],
+        ["", ",", ".2f", ".0f"],
+    )
     write_json(args.json, {"results": rows, "size": args.size, "workers": args.workers})
 
 

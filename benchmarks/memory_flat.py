@@ -24,6 +24,7 @@ from benchlib import (
     ensure_corpus,
     list_files,
     peak_rss_kib,
+    print_table,
     run_measured,
     write_json,
 )
@@ -86,13 +87,11 @@ def measure(folder: Path, threads: int) -> dict:
 
 def report(small: dict, large: dict, tolerance: float) -> dict:
     """Print both runs and the verdict; returns the ratios and verdict."""
-    print(f"{'files':>9} {'rows':>9} {'seconds':>8} ", end="")
-    print(f"{'after import MiB':>17} {'peak MiB':>9}")
-    for r in (small, large):
-        print(
-            f"{r['files']:>9,} {r['rows']:>9,} {r['seconds']:>8.2f} "
-            f"{r['after_import_mib']:>17.1f} {r['peak_rss_mib']:>9.1f}"
-        )
+    print_table(
+        ["files", "rows", "seconds", "after import MiB", "peak MiB"],
+        [[r["files"], r["rows"], r["seconds"], r["after_import_mib"], r["peak_rss_mib"]] for r in (small, large)],
+        [",", ",", ".2f", ".1f", ".1f"],
+    )
     ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
     growth_small = small["peak_rss_mib"] - small["after_import_mib"]
     growth_large = large["peak_rss_mib"] - large["after_import_mib"]

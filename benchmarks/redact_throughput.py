@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from benchlib import RESULTS_DIR, write_json
+from benchlib import RESULTS_DIR, print_table, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -123,9 +123,11 @@ def main() -> int:
     print(
         f"{args.count} images of {COLUMNS} x {ROWS}, 16-bit, {len(LABEL)} words burned in each, {args.workers} workers"
     )
-    print(f"{'run':<12} {'seconds':>8} {'files/s':>8} {'x display':>10}")
-    for name, value in seconds.items():
-        print(f"{name:<12} {value:>8.2f} {args.count / value:>8.2f} {seconds['display'] / value:>10.3f}")
+    print_table(
+        ["run", "seconds", "files/s", "x display"],
+        [[name, t, args.count / t, seconds["display"] / t] for name, t in seconds.items()],
+        ["", ".2f", ".2f", ".3f"],
+    )
     print(f"every burned-in box filled and verified: {covered} of {args.count}; deid wrote {summary.redacted} redacted")
     write_json(
         args.json,

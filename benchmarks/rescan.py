@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import RESULTS_DIR, ensure_corpus, list_files, peak_rss_kib, run_measured, write_json
+from benchlib import RESULTS_DIR, ensure_corpus, list_files, peak_rss_kib, print_table, run_measured, write_json
 
 
 def child(source: str, index: str, threads: int) -> None:
@@ -80,14 +80,22 @@ def main() -> None:
 
     rows = [("first scan", first), ("rescan, unchanged", unchanged), (f"rescan, {len(touched):,} touched", after_touch)]
     print(f"\n{len(files):,} files under {source}\n")
-    print(f"{'run':<26}{'files':>10}{'parsed':>10}{'seconds':>10}{'x first':>9}{'peak MiB':>10}{'KiB/file':>10}")
-    for name, r in rows:
-        peak = (r["peak_kib"] or 0) / 1024
-        per_file = (r["peak_kib"] or 0) / max(1, r["files"])
-        ratio = r["seconds"] / first["seconds"]
-        print(
-            f"{name:<26}{r['files']:>10,}{r['parsed']:>10,}{r['seconds']:>10.2f}{ratio:>9.2f}{peak:>10.1f}{per_file:>10.2f}"
-        )
+    print_table(
+        ["run", "files", "parsed", "seconds", "x first", "peak MiB", "KiB/file"],
+        [
+            [
+                name,
+                r["files"],
+                r["parsed"],
+                r["seconds"],
+                r["seconds"] / first["seconds"],
+                (r["peak_kib"] or 0) / 1024,
+                (r["peak_kib"] or 0) / max(1, r["files"]),
+            ]
+            for name, r in rows
+        ],
+        ["", ",", ",", ".2f", ".2f", ".1f", ".2f"],
+    )
     print(f"\nindex parts: {size / 2**20:.1f} MiB, {size / max(1, len(files)):.0f} bytes per file")
     write_json(
         args.json,

@@ -37,7 +37,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from benchlib import RESULTS_DIR, peak_rss_kib, run_measured, write_json  # noqa: E402
+from benchlib import RESULTS_DIR, peak_rss_kib, print_table, run_measured, write_json  # noqa: E402
 
 BASE_FILES = 10_000
 LINKED_STAGES = ("scan", "rescan_unchanged", "rescan_1pct", "compact", "query", "quality", "report")
@@ -305,15 +305,18 @@ def main() -> None:
     base = base_corpus(args.work)
     rows = [row for files in sizes for row in run_size(args.work, base, files)]
     print()
-    print(f"{'stage':<17} {'files':>10} {'seconds':>8} {'µs/file':>8} {'peak MiB':>9} {'B/file':>7}")
     for r in rows:
         if "failed" in r:
-            print(f"{r['stage']:<17} {r['files']:>10,} failed: {r['failed']}")
-            continue
-        print(
-            f"{r['stage']:<17} {r['files']:>10,} {r['seconds']:>8.1f} {r['us_per_file']:>8.1f} "
-            f"{r['peak_mib']:>9.0f} {r['bytes_per_file']:>7.0f}"
-        )
+            print(f"{r['stage']} at {r['files']:,} files: failed: {r['failed']}")
+    print_table(
+        ["stage", "files", "seconds", "µs/file", "peak MiB", "B/file"],
+        [
+            [r["stage"], r["files"], r["seconds"], r["us_per_file"], r["peak_mib"], r["bytes_per_file"]]
+            for r in rows
+            if "failed" not in r
+        ],
+        ["", ",", ".1f", ".1f", ".0f", ".0f"],
+    )
     checks = targets(rows, sizes[0], sizes[1]) if len(sizes) > 1 else []
     if checks:
         print()
