@@ -225,9 +225,18 @@ class Profile:
         self.options = options or Options()
         self._active = self.options.active()
 
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Profile) and other.options == self.options
+
+    def __hash__(self) -> int:
+        return hash(self.options)
+
     def action(self, tag: int, sop_class: str | None = None, parent: str | None = None) -> str:
         """One of X, Z, D, K, C, U for `tag` (group length and private creators included),
         in a file of `sop_class`, inside the sequence keyword `parent` (None at the top)."""
+        return _action(self, tag, sop_class, parent)
+
+    def _action(self, tag: int, sop_class: str | None, parent: str | None) -> str:
         group, element = tag >> 16, tag & 0xFFFF
         if element == 0x0000:
             return "X"  # group lengths: recomputed by the writer, never carried over
@@ -292,6 +301,13 @@ class Profile:
             return "K" if vr in vrs else "X"  # else a different attribute under a listed number
         # The table gives no VR (a few vendor numbers): kept only as numbers.
         return "K" if vr in NUMBER_VRS else "X"
+
+
+@lru_cache(maxsize=1 << 16)
+def _action(profile: Profile, tag: int, sop_class: str | None, parent: str | None) -> str:
+    # Asked for each attribute of each file, several times (the identity, the profile walk,
+    # the check), and the same for every file with these options: remembered.
+    return profile._action(tag, sop_class, parent)
 
 
 @lru_cache(maxsize=1)
