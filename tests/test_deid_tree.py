@@ -150,6 +150,32 @@ def test_two_files_with_one_sop_instance_uid_never_overwrite(tmp_path):
     assert "same SOP Instance UID as another file" in summary.format()
 
 
+def test_a_later_source_with_the_sop_instance_uid_of_a_file_written_before_is_a_clash(tmp_path):
+    """A rerun resumes the files it wrote; a new source whose SOP Instance UID is that of a
+    file an earlier run wrote from another source is counted as a clash, not as written
+    before, and the file stays as it was."""
+    import os
+
+    import pydicom
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    uid = "1.3.6.1.4.1.9590.100.1.2.4243"
+    same = dict(PatientID="A1", SOPInstanceUID=uid, StudyInstanceUID=uid + ".1", SeriesInstanceUID=uid + ".2")
+    write(image_dataset(InstanceNumber="1", **same), src / "a.dcm")
+    assert deidentify_tree(src, out, KEY, progress=False, workers=1).written == 1
+    [written] = list(out.rglob("*.dcm"))
+    first = written.read_bytes()
+    again = deidentify_tree(src, out, KEY, progress=False, workers=1)
+    assert (again.already_done, again.clashes) == (1, 0)  # the same source: resumed
+    write(image_dataset(InstanceNumber="2", **same), src / "b.dcm")
+    stat = (src / "b.dcm").stat()
+    os.utime(src / "b.dcm", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # not a's size and time
+    later = deidentify_tree(src, out, KEY, progress=False, workers=1)
+    assert (later.written, later.already_done, later.clashes) == (0, 1, 1)
+    assert written.read_bytes() == first and pydicom.dcmread(written).InstanceNumber == 1
+    assert "same SOP Instance UID as another file" in later.format()
+
+
 def test_options_keep_what_they_say(tree, tmp_path):
     out = tmp_path / "out"
     summary = deidentify_tree(tree, out, KEY, Options(retain_institution_identity=True), progress=False)

@@ -13,6 +13,9 @@
    consistent with its Specific Character Set, none of the patient's identifiers) before
    it is renamed into place, else it is deleted. A rerun skips files already written
    and deletes what a killed run left half-done, so it resumes and gives the same bytes.
+   Each file is marked (an extended attribute) with a keyed stamp of its source's size
+   and time: a later source whose SOP Instance UID is that of a file written from
+   another source is counted as a clash, not as done.
 4. The output is scanned again; the run fails if any attribute the profile removes or
    replaces still holds one of the source's values.
 5. The run appends its entry to the output's run log (:mod:`curate.runlog`): settings
@@ -49,7 +52,9 @@ from curate.deid.worker import (
     PIXEL_TEXT_LEAK,
     SOP_INSTANCE_CLASH,
     deidentify_task,
+    marked_source,
     output_path,
+    source_stamp,
 )
 from curate.errors import ConfigError, DeidOutputError, SourceNotFoundError
 from curate.files import StreamedCsv, atomic_path, is_partial, write_atomic
@@ -277,10 +282,12 @@ def deidentify_tree(
                 walked = handle.walked  # read first: once true, the total read next is final
                 bar.set_total(handle.total, final=walked)
                 spool.add(batch)
-                tasks = _tasks(batch.to_pylist(), output, pseudo, quarantine, summary, redaction is not None, sources)
+                tasks = _tasks(
+                    batch.to_pylist(), output, pseudo, quarantine, summary, redaction is not None, sources, key
+                )
                 bar.update(batch.num_rows - len(tasks))
-                for src, dst, redact in tasks:
-                    files.submit(src, dst, job, redaction if redact else None)
+                for src, dst, redact, stamp in tasks:
+                    files.submit(src, dst, job, redaction if redact else None, stamp)
                 run.journal.flush()
             files.drain()
             run.journal.flush()
@@ -361,9 +368,10 @@ def _tasks(
     summary: DeidSummary,
     redact: bool = False,
     sources: FileSet | None = None,
-) -> list[tuple[str, str, bool]]:
-    """(source, target, whether its pixels are redacted) of every file of `plan` to
-    write now; the others are counted, by reason. `sources` gains each file to be
+    key: bytes = b"",
+) -> list[tuple[str, str, bool, bytes]]:
+    """(source, target, whether its pixels are redacted, its source stamp) of every
+    file of `plan` to write now; the others are counted, by reason. `sources` gains each file to be
     written (or written before), by its output name, size and time, for the run log."""
     summary.files += len(plan)
     tasks: list[tuple[str, str, bool]] = []
@@ -383,10 +391,17 @@ def _tasks(
         if sources is not None:
             stamp = hashlib.sha256(f"{row.get('file_size')}:{row.get('mtime')}".encode()).hexdigest()
             sources.add(target.relative_to(output).as_posix(), stamp)
+        stamp = source_stamp(key, row.get("file_size"), row.get("mtime"))
         if target.exists():
-            summary.already_done += 1
+            earlier = marked_source(target)
+            if earlier is not None and earlier != stamp:
+                # Written by an earlier run from another source with this SOP Instance UID
+                # (or from this one before it changed): not this file's output.
+                summary.clashes += 1
+            else:
+                summary.already_done += 1
             continue
-        tasks.append((row["path"], str(target), bool(reasons)))
+        tasks.append((row["path"], str(target), bool(reasons), stamp))
     return tasks
 
 
@@ -400,15 +415,17 @@ class _InFlight:
         self.summary, self.bar, self.redactions, self.run = summary, bar, redactions, run
         self.pending: dict = {}
 
-    def submit(self, source: str, target: str, job: tuple, redaction: PixelRedaction | None) -> None:
-        """De-identify `source` into `target`; `job`: (options, key, UID root, file hash,
-        whether to quarantine)."""
+    def submit(
+        self, source: str, target: str, job: tuple, redaction: PixelRedaction | None, stamp: bytes | None = None
+    ) -> None:
+        """De-identify `source` into `target`, marked with `stamp`; `job`: (options, key,
+        UID root, file hash, whether to quarantine)."""
         options, key, uid_root, file_hash, quarantine = job
         while len(self.pending) >= self.window:
             done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
             self._count(done)
         future = self.pool.submit(
-            deidentify_task, source, target, options, key, uid_root, redaction, file_hash, quarantine
+            deidentify_task, source, target, options, key, uid_root, redaction, file_hash, quarantine, stamp
         )
         self.pending[future] = target
 

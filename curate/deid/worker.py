@@ -83,10 +83,12 @@ def deidentify_task(
     pixels: PixelRedaction | None = None,
     file_hash: str = FILE_HASHES[0],
     quarantine: bool = True,
+    stamp: bytes | None = None,
 ) -> tuple:
     """:func:`deidentify_file` as a worker process's task: (status, reason, the audit of
     the file written, empty if none was, the record of its pixels' redaction or None,
-    the digest by `file_hash` of the file written or None)."""
+    the digest by `file_hash` of the file written or None). The file written is marked
+    with `stamp` (:func:`source_stamp`), where the file system keeps extended attributes."""
     audit: Counter = Counter()
     record: dict = {}
     # Taken on the way only where the store is digested by BLAKE3.
@@ -96,6 +98,8 @@ def deidentify_task(
     )
     if status != "written":
         return status, reason, Counter(), None, None
+    if stamp is not None:
+        mark_source(target, stamp)
     # Hashed here, on the worker's core, for the store's run log (it is in the page cache).
     try:
         digest = (digests or {}).get(file_hash) or file_digest(target, file_hash)
@@ -226,6 +230,36 @@ def deidentify_file(
         return "written", None
     finally:
         os.close(fd)
+
+
+#: The extended attribute that marks a written file with the source it was written from.
+SOURCE_XATTR = "user.curate.source"
+
+
+def source_stamp(key: bytes, size, mtime) -> bytes:
+    """Which source file (by its size and modification time, keyed: the stamp tells
+    nothing of them without the key) a file was written from: a later run that meets
+    the file already written can tell whether its own source with that SOP Instance UID
+    is the same file."""
+    import hashlib
+    import hmac
+
+    return hmac.new(key, f"source stamp\0{size}:{mtime}".encode(), hashlib.sha256).digest()[:16]
+
+
+def mark_source(target: str | os.PathLike[str], stamp: bytes) -> None:
+    try:
+        os.setxattr(target, SOURCE_XATTR, stamp)
+    except OSError:  # a file system without extended attributes: resumed by name alone
+        pass
+
+
+def marked_source(target: str | os.PathLike[str]) -> bytes | None:
+    """The stamp `target` was marked with (:func:`mark_source`), or None."""
+    try:
+        return os.getxattr(target, SOURCE_XATTR)
+    except OSError:
+        return None
 
 
 #: Why a file that is neither Part 10 nor a data set pydicom could read is not written.
