@@ -205,7 +205,7 @@ def _build(cfg: DictConfig) -> StageResult:
 
     spec = DatasetSpec.from_dict(_container(cfg.dataset))
     key = load_key(cfg.key_file)
-    return build_dataset(spec, cfg.index, cfg.out, key, workers=cfg.workers or None)
+    return build_dataset(spec, cfg.index, cfg.out, key, workers=cfg.workers or None, dask=_dask_options(cfg))
 
 
 def _datasets(cfg: DictConfig) -> str:

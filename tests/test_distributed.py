@@ -147,3 +147,46 @@ def test_cli_deid_on_dask(tree, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     written = int(next(line.split()[-1] for line in done.stdout.splitlines() if line.startswith("written")))
     assert "verification: passed" in done.stdout and len(list((tmp_path / "out").rglob("*.dcm"))) == written >= 46
+
+
+def test_a_dataset_built_on_dask_is_the_local_build(tmp_path):
+    """The same version id, manifest and files, byte for byte; the files written by the
+    Dask tasks, the plan and the manifest by this process."""
+    import pandas as pd
+    from test_dataset import KEY, SPEC, make_archive
+    from test_deid_tree import hashes
+
+    from curate.dataset import DatasetSpec, build_dataset
+    from curate.dataset.build import MANIFEST
+
+    build_index(make_archive(tmp_path), tmp_path / "idx", progress=False)
+    spec = DatasetSpec.from_dict(SPEC)
+    local = build_dataset(spec, tmp_path / "idx", tmp_path / "local", KEY, workers=1)
+    dask = build_dataset(spec, tmp_path / "idx", tmp_path / "dask", KEY, dask=DaskOptions(workers=2))
+    assert dask.created and dask.version_id == local.version_id
+    assert dask.description["counts"] == local.description["counts"]
+    # Every file but the description and its card (they say when each was built).
+    files = {k: v for k, v in hashes(dask.path).items() if k not in ("dataset.json", "DATASET_CARD.md")}
+    assert len(files) > 10 and files == {k: v for k, v in hashes(local.path).items() if k in files}
+    assert set(hashes(dask.path)) == set(hashes(local.path))
+    pd.testing.assert_frame_equal(pd.read_parquet(dask.path / MANIFEST), pd.read_parquet(local.path / MANIFEST))
+
+
+def test_cli_build_on_dask(tmp_path):
+    from test_dataset import KEY, make_archive
+
+    build_index(make_archive(tmp_path), tmp_path / "idx", progress=False)
+    done = run_curate(
+        "build",
+        f"index={tmp_path / 'idx'}",
+        f"out={tmp_path / 'out'}",
+        "backend=dask",
+        "dask.workers=2",
+        "dataset.quality.min_rows=0",
+        "dataset.quality.min_columns=0",
+        "tracking=off",
+        cwd=tmp_path,
+        env={"CURATE_DEID_KEY": KEY.decode()},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) > 10

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from curate.deid.pseudonym import Pseudonymizer
 from curate.deid.worker import deidentify_file, output_path, pseudonymous_uids
 from curate.errors import DatasetError
 from curate.files import sha256_of, write_atomic
+from curate.index.dask import DaskOptions, task_executor
 from curate.index.store import IndexStore, open_index, sql_string
 from curate.tracking import StageResult
 
@@ -156,8 +156,13 @@ def build_dataset(
     key: bytes,
     workers: int | None = None,
     on_file: callable | None = None,
+    dask: DaskOptions | None = None,
 ) -> BuildResult:
-    """Build (or find) the version of `spec` over the index; see the module text."""
+    """Build (or find) the version of `spec` over the index; see the module text. With
+    `dask`, the files are de-identified by Dask tasks (workers must see the source files
+    and `root` at the same paths, and the key travels to them with each task: use a
+    cluster whose connections are encrypted); the plan, the manifest and the version
+    stay with this process, and the version is the local build's."""
     with _planned(spec, index_dir, key) as (store, pseudo, plan):
         index_digest = store.digest()
         vid = plan.version_id(spec, index_digest)
@@ -168,7 +173,7 @@ def build_dataset(
         previous = latest_version(folder)
         building = _start_build(folder, vid)
         try:
-            _write_files(plan, building, spec, key, pseudo, workers, on_file)
+            _write_files(plan, building, spec, key, pseudo, workers, on_file, dask)
             counts = _counts(building, spec, plan)
             description = _describe(spec, vid, previous, counts, index_digest, building)
             write_atomic(building / DESCRIPTION, json.dumps(description, indent=2))
@@ -304,7 +309,14 @@ def _publish(building: Path, final: Path, spec: DatasetSpec, description: dict) 
 
 
 def _write_files(
-    plan: BuildPlan, building: Path, spec: DatasetSpec, key: bytes, pseudo: Pseudonymizer, workers, on_file
+    plan: BuildPlan,
+    building: Path,
+    spec: DatasetSpec,
+    key: bytes,
+    pseudo: Pseudonymizer,
+    workers,
+    on_file,
+    dask: DaskOptions | None = None,
 ) -> None:
     """De-identify the planned files into the version, a batch at a time, and write its
     manifest as they complete."""
@@ -317,7 +329,7 @@ def _write_files(
         return None if v is None or (not isinstance(v, (list, np.ndarray)) and pd.isna(v)) else v
 
     with (
-        ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
+        task_executor(workers, dask) as (pool, _),
         pq.ParquetWriter(building / MANIFEST, MANIFEST_SCHEMA) as manifest,
     ):
         for frame in plan.batches():

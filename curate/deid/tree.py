@@ -24,14 +24,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, as_completed, wait
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +57,7 @@ from curate.deid.worker import (
 )
 from curate.errors import ConfigError, DeidOutputError, SourceNotFoundError
 from curate.files import StreamedCsv, atomic_path, is_partial, write_atomic
-from curate.index.dask import DaskOptions
+from curate.index.dask import DaskOptions, task_executor
 from curate.index.schema import error_kind
 from curate.index.store import GROUPING_MEMORY, limit_memory, sql_string
 from curate.runlog import AUDIT_DIR, FileSet, RunOfFiles, tree_files
@@ -271,7 +270,7 @@ def deidentify_tree(
     try:
         with (
             tempfile.TemporaryDirectory(prefix="curate-deid-") as private,  # mode 0700
-            _executor(workers, dask) as (pool, slots),
+            task_executor(workers, dask) as (pool, slots),
             progress_bar(None, "deid", enabled=progress) as bar,
         ):
             spool = _Spool(Path(private), checked, pseudo if mapping is not None else None)
@@ -303,26 +302,6 @@ def deidentify_tree(
         raise
     summary.run_entry = run.finish(manifest, summary.metrics(), {"sources": sources.digest})
     return summary
-
-
-@contextlib.contextmanager
-def _executor(workers: int | None, dask: DaskOptions | None) -> Iterator[tuple[Executor, int]]:
-    """Where the files are de-identified, and how many at once: this machine's
-    processes, or Dask tasks (an executor whose futures are :mod:`concurrent.futures`
-    ones, so the driving loop is the same) on the cluster's threads."""
-    if dask is None:
-        processes = workers or os.cpu_count() or 1
-        with ProcessPoolExecutor(max_workers=processes) as pool:
-            yield pool, processes
-        return
-    from curate.index.dask import dask_client
-
-    with dask_client(dask) as client:
-        executor = client.get_executor(pure=False)
-        try:
-            yield executor, sum(client.nthreads().values()) or 1
-        finally:
-            executor.shutdown(wait=True)
 
 
 def write_audit(output: Path, audit: Counter) -> Path:

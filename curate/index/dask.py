@@ -1,4 +1,5 @@
-"""Scanning (and the cluster classification uses) on Dask, where one machine is not enough.
+"""Scanning (and the cluster classification, de-identification and the dataset build
+use) on Dask, where one machine is not enough.
 
 The client lists the files; each Dask task parses one shard of them with the same
 native scanner (``threads_per_task`` threads, so that native threads times Dask threads
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +51,25 @@ def dask_client(options: DaskOptions) -> Iterator:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+@contextlib.contextmanager
+def task_executor(workers: int | None, dask: DaskOptions | None) -> Iterator[tuple[Executor, int]]:
+    """Where a stage's files are handled, and how many at once: this machine's
+    processes (`workers`, None: every core), or Dask tasks on the cluster's threads (an
+    executor whose futures are :mod:`concurrent.futures` ones, so the driving loop is
+    the same)."""
+    if dask is None:
+        processes = workers or os.cpu_count() or 1
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            yield pool, processes
+        return
+    with dask_client(dask) as client:
+        executor = client.get_executor(pure=False)
+        try:
+            yield executor, sum(client.nthreads().values()) or 1
+        finally:
+            executor.shutdown(wait=True)
 
 
 def scan_shard(paths: list[str], columns: list[ColumnSpec], threads: int, target: str) -> tuple[int, dict[str, int]]:
