@@ -572,3 +572,21 @@ def test_a_name_written_with_lookalike_letters_in_bytes_holds_the_file_back(tmp_
     source = write(ds, tmp_path / "src.dcm")
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+
+
+@pytest.mark.parametrize("hidden", [b"Zyxwbrook", "Zyxwbrook".encode("utf-16-le")], ids=["Latin-1", "UTF-16"])
+def test_text_an_option_keeps_excuses_its_own_value_only(tmp_path, hidden):
+    """Retain Institution Identity keeps an institution named like the patient; the same
+    name elsewhere in the header (an ICC profile) is still a leak."""
+    from curate.deid.check import HEADER_LEAK
+
+    options = Options(retain_institution_identity=True)
+    ds = image_dataset(PatientName=NAME, PatientID=PID, InstitutionName="Zyxwbrook")
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), options, KEY, UUID_ROOT) == ("written", None)
+    assert pydicom.dcmread(target).InstitutionName == "Zyxwbrook"  # kept, as the option says
+    target.unlink()
+    ds.add_new(0x00282000, "OB", b"by " + hidden + b" " * (1 + len(hidden) % 2))
+    source = write(ds, tmp_path / "src.dcm")
+    assert deidentify_file(str(source), str(target), options, KEY, UUID_ROOT) == ("failed", HEADER_LEAK)

@@ -98,7 +98,7 @@ def _problem(
 ) -> str | None:
     texts: list[str] = []
     binary: list[bytes] = [trailer]
-    excuses = _Excuses()
+    excuses = _Excuses(keeps=_KeptOnPurpose(profile))
     try:
         _decode_all(written, None, texts, binary, excuses)
     except (UnicodeError, LookupError):  # bytes that do not fit, or a set no codec reads
@@ -110,7 +110,6 @@ def _problem(
     long = identity.header_pattern()
     if long is None:
         return None
-    kept = kept_text(ds, profile)
     # Invisible characters (a soft hyphen, a zero-width space) split no name.
     searches = [(long.search, text) for text in _read_as_latin(without_invisible("\n".join(texts)))]
     for value in excuses.vendor_values:  # a find wholly inside a maker's word is excused
@@ -138,8 +137,6 @@ def _problem(
             dates = Finder([], identity.dates)
             searches += [(dates.search, without_invisible(text)) for text in _raw_texts(values, ds)]
     for search, text in searches:
-        for value in kept:
-            text = text.replace(value, " ")
         if search(text):
             return HEADER_LEAK
     return None
@@ -223,9 +220,10 @@ class _Excuses:
     header holds it at, blanked there and nowhere else before the raw search; and the
     decoded values of Manufacturer, searched with their own excuse."""
 
-    def __init__(self):
+    def __init__(self, keeps: _KeptOnPurpose | None = None):
         self.at: list[tuple[int, bytes, list[tuple[int, int]]]] = []
         self.vendor_values: list[str] = []
+        self.keeps = keeps
 
     def add(self, offset: int | None, value: bytes, spans: list[tuple[int, int]]) -> None:
         if offset is not None and spans:
@@ -289,6 +287,8 @@ def _decode_all(
             # Already decoded (a data set read whole): searched as is, and excused in the
             # text alone (where its bytes lie is not known).
             values = [str(v) for v in (element.value if element.VM > 1 else [element.value])]
+            if excuses is not None and excuses.keeps is not None and excuses.keeps(element, values):
+                continue
             if excuses is not None and int(tag) in VENDOR_TAGS:
                 excuses.vendor_values.extend(values)
             elif excuses is None or not _is_code_word(tag, element.VR, values):
@@ -299,7 +299,9 @@ def _decode_all(
             delimiters = {0x5E, 0x3D} if element.VR == "PN" else TEXT_VR_DELIMS
             with config.strict_reading():  # strict for this value's bytes only
                 text = decode_bytes(bytes(value), encodings, delimiters)
-            if excuses is not None and int(tag) in VENDOR_TAGS:
+            if excuses is not None and excuses.keeps is not None and excuses.keeps(element, text.split("\\")):
+                excuses.add(offset, bytes(value), [(0, len(value))])  # kept on purpose, where it stands
+            elif excuses is not None and int(tag) in VENDOR_TAGS:
                 # A maker's name: its words are excused in its bytes where it stands (read
                 # one byte a character, as a vendor word is ASCII in every set).
                 excuses.vendor_values.append(text)
@@ -310,7 +312,10 @@ def _decode_all(
             # Code strings, AE titles, URIs: the default repertoire, which the character
             # set does not change; read leniently (searched, not judged).
             text = bytes(value).decode("latin-1")
-            if excuses is not None and _is_code_word(tag, element.VR, text.split("\\")):
+            if excuses is not None and (
+                _is_code_word(tag, element.VR, text.split("\\"))
+                or (excuses.keeps is not None and excuses.keeps(element, text.split("\\")))
+            ):
                 excuses.add(offset, bytes(value), [(0, len(value))])
             else:
                 out.append(text)
@@ -345,22 +350,21 @@ def _basic_profile() -> Profile:
     return Profile(Options())
 
 
-def kept_text(ds: Dataset, profile: Profile) -> list[str]:
-    """Text an option keeps on purpose (such as Retain Institution Identity: what the
-    Basic Profile alone would not keep), each value of a multi-valued one, and the text
-    curate adds: not a leak, even where it shares a word with the patient's name. What
-    the Basic Profile keeps anyway (a code string, an AE title) is excused only where it
-    stands, and only as a code word (:func:`_is_code_word`)."""
-    kept: list[str] = []
-    basic = _basic_profile()
-    for element in ds.iterall():
-        if element.VR not in TEXT_VRS or not element.value:
-            continue
-        own = element.keyword in OWN_TEXT_KEYWORDS and not element.tag.is_private
-        if own and element.keyword == "CodeMeaning" and str(element.value) not in METHOD_MEANINGS:
-            own = False
+class _KeptOnPurpose:
+    """Whether a text element is one an option keeps on purpose (such as Retain
+    Institution Identity: what the Basic Profile alone would not keep), or text curate
+    adds: not a leak, even where it shares a word with the patient's name. Such a value
+    is excused where it stands (its own bytes), not wherever its words recur. What the
+    Basic Profile keeps anyway (a code string, an AE title) is excused only as a code
+    word (:func:`_is_code_word`)."""
+
+    def __init__(self, profile: Profile):
+        self.profile, self.basic = profile, _basic_profile()
+
+    def __call__(self, element, values: list[str]) -> bool:
+        if element.tag.is_private:
+            return False
+        if element.keyword in OWN_TEXT_KEYWORDS:
+            return element.keyword != "CodeMeaning" or all(v.strip() in METHOD_MEANINGS for v in values)
         tag = int(element.tag)
-        if own or (profile.action(tag) == "K" and basic.action(tag) != "K"):
-            values = element.value if element.VM > 1 else [element.value]
-            kept.extend(str(v) for v in values if v)
-    return sorted(kept, key=len, reverse=True)
+        return self.profile.action(tag) == "K" and self.basic.action(tag) != "K"
