@@ -590,3 +590,31 @@ def test_text_an_option_keeps_excuses_its_own_value_only(tmp_path, hidden):
     ds.add_new(0x00282000, "OB", b"by " + hidden + b" " * (1 + len(hidden) % 2))
     source = write(ds, tmp_path / "src.dcm")
     assert deidentify_file(str(source), str(target), options, KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+
+
+@pytest.mark.parametrize("with_meta", [True, False], ids=["meta group, no preamble", "bare data set"])
+def test_a_raw_data_set_with_encapsulated_pixels_keeps_its_transfer_syntax_or_fails(tmp_path, with_meta):
+    """A raw file whose (0002) group names JPEG is read under that syntax, so its text
+    segments are searched and cut; one that names no syntax cannot say what its fragments
+    are, and fails."""
+    ds = jpeg()
+    frame = frame_of(ds)
+    ds.PatientName, ds.PatientID = NAME, PID
+    ds.PixelData = encapsulate([frame[:2] + com(b"Zyxwbrook Quentalia " + PID.encode()) + frame[2:]])
+    ds["PixelData"].is_undefined_length = True
+    syntax = str(ds.file_meta.TransferSyntaxUID)
+    body = encoded(ds, implicit=False)
+    data = meta_group(syntax, str(ds.SOPClassUID), str(ds.SOPInstanceUID)) + body if with_meta else body
+    source, target = tmp_path / "src.dcm", tmp_path / "out.dcm"
+    source.write_bytes(data)
+    done = deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT, quarantine=False)
+    if not with_meta:
+        assert done == ("failed", "unreadable: encapsulated Pixel Data under a native transfer syntax")
+        assert not target.exists()
+        return
+    assert done == ("written", None)
+    written = pydicom.dcmread(target)
+    assert written.file_meta.TransferSyntaxUID == syntax
+    for value in (b"Zyxwbrook", b"Quentalia", PID.encode()):
+        assert value not in target.read_bytes()
+    assert np.array_equal(written.pixel_array, pydicom.dcmread(testdata("SC_rgb_jpeg_dcmtk.dcm")).pixel_array)

@@ -276,19 +276,26 @@ def read_whole(source: str):
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
 
     try:
-        return pydicom.dcmread(source)
+        ds = pydicom.dcmread(source)
     except InvalidDicomError:
         with open(source, "rb") as fp:
             start = fp.read(8)
-    if not _starts_like_a_data_set(start):
-        raise Malformed(NOT_DICOM.removeprefix("unreadable: "))
-    ds = pydicom.dcmread(source, force=True)
-    implicit, little = ds.original_encoding
-    if implicit and not little:
-        raise Malformed("a data set in implicit VR big endian, which no transfer syntax names")
-    ds.file_meta.TransferSyntaxUID = (
-        ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
-    )
+        if not _starts_like_a_data_set(start):
+            raise Malformed(NOT_DICOM.removeprefix("unreadable: ")) from None
+        ds = pydicom.dcmread(source, force=True)
+        if "TransferSyntaxUID" not in ds.file_meta:  # a meta group without its preamble names one
+            implicit, little = ds.original_encoding
+            if implicit and not little:
+                raise Malformed("a data set in implicit VR big endian, which no transfer syntax names") from None
+            ds.file_meta.TransferSyntaxUID = (
+                ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+            )
+    pixels = ds.get_item(PIXEL_DATA) if PIXEL_DATA in ds else None
+    undefined = pixels is not None and getattr(pixels, "length", 0) == 0xFFFFFFFF
+    if undefined and not UID(str(ds.file_meta.TransferSyntaxUID)).is_encapsulated:
+        # Fragments whose compression no transfer syntax names: their text segments would
+        # go unsearched, and no reader could decode them.
+        raise Malformed("encapsulated Pixel Data under a native transfer syntax")
     return ds
 
 
