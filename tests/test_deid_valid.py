@@ -119,3 +119,16 @@ def test_a_file_that_starts_like_no_data_set_is_not_dicom(tmp_path):
     source.write_bytes(b"Patient: Jane Doe, MRN 12345\n" * 20)
     assert deidentify_file(str(source), str(tmp_path / "o.dcm"), Options(), KEY, UUID_ROOT) == ("failed", NOT_DICOM)
     assert not (tmp_path / "o.dcm").exists()
+
+
+def test_an_ecgs_samples_do_not_spell_a_short_name(tmp_path):
+    """16-bit samples 0x0041 0x008F 0x004E ... 0x006E: with the NULs dropped and the bytes
+    no codec reads dropped too, they would read "ANn", the given name Ann."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
+    ds.PatientName = "Head^Ann"
+    ds.save_as(tmp_path / "src.dcm")
+    result = deidentify_file(str(tmp_path / "src.dcm"), str(tmp_path / "o.dcm"), Options(), KEY, UUID_ROOT)
+    assert result == ("written", None)

@@ -173,8 +173,10 @@ def _holds_a_date_literally(data: bytes, dates: frozenset[str]) -> bool:
 def _raw_texts(data: bytes, ds: Dataset) -> list[str]:
     """`data` read every way a value may be written into bytes: :func:`_raw_codecs`, and
     UTF-16 (a palette, an OB) at either byte alignment."""
-    texts = [data.decode(codec, errors="ignore") for codec in _raw_codecs(ds)]
-    return texts + [data[i:].decode(c, errors="ignore") for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
+    # A byte that does not decode becomes U+FFFD, which parts words: dropped, the letters
+    # on either side would join (an ECG's samples read as "ANn").
+    texts = [data.decode(codec, errors="replace") for codec in _raw_codecs(ds)]
+    return texts + [data[i:].decode(c, errors="replace") for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
 
 
 def _raw_codecs(ds: Dataset) -> list[str]:
