@@ -431,14 +431,36 @@ def test_a_birth_date_in_bytes_holds_the_file_back(tmp_path, written, where):
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, "1.2.840.10008.1.2.1.99"])  # split, read whole
 @pytest.mark.parametrize(
     "written",
-    [b"Zyxwbrook Quentalia ", b"zYxWbRoOk ", "ZyXwBrOoK ".encode("utf-16-le")],
-    ids=["as is", "any case", "UTF-16"],
+    [
+        b"Zyxwbrook Quentalia ",
+        b"zYxWbRoOk ",
+        "ZyXwBrOoK ".encode("utf-16-le"),
+        b"\x01" + "Zyxwbrook ".encode("utf-16-le"),
+        "Zyxw\u200bbrook ".encode(),
+        b"Zyxw\0brook ",
+        "Zyxwbr\u043e\u043ek ".encode(),
+        "\uff3a\uff59\uff58\uff57\uff42\uff52\uff4f\uff4f\uff4b ".encode("shift_jis"),
+        b"DOB 17.03.1952 ",
+        "DOB 1952\u201303\u201317 ".encode(),
+    ],
+    ids=[
+        "as is",
+        "any case",
+        "UTF-16",
+        "UTF-16 at an odd offset",
+        "zero-width space",
+        "NUL",
+        "Cyrillic o",
+        "fullwidth in Shift_JIS",
+        "birth date",
+        "birth date with en dashes",
+    ],
 )
 def test_bytes_past_the_image_that_name_the_patient_hold_the_file_back(tmp_path, syntax, written):
     from curate.deid.worker import EXCESS_PIXEL_TEXT
 
-    ds = image_dataset(PatientName=NAME, PatientID=PID)
-    ds.PixelData = bytes(range(128)) + written
+    ds = image_dataset(PatientName=NAME, PatientID=PID, PatientBirthDate="19520317")
+    ds.PixelData = bytes(range(128)) + written + b"\0" * (len(written) % 2)
     source = write(ds, tmp_path / "src.dcm", syntax)
     target = tmp_path / "out.dcm"
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", EXCESS_PIXEL_TEXT)

@@ -29,7 +29,7 @@ from pydicom.values import TEXT_VR_DELIMS
 
 from curate.deid import vendors
 from curate.deid.engine import OPTION_CODES, PROFILE_CODE, Identity
-from curate.deid.identifiers import LOOKALIKES, Finder, date_spellings, without_invisible
+from curate.deid.identifiers import Finder, date_spellings, latin_readings, without_invisible
 from curate.deid.profile import Options, Profile
 from curate.deid.uids import uids_in
 from curate.deid.vendors import VENDOR_TAGS
@@ -111,7 +111,7 @@ def _problem(
     if long is None:
         return None
     # Invisible characters (a soft hyphen, a zero-width space) split no name.
-    searches = [(long.search, text) for text in _read_as_latin(without_invisible("\n".join(texts)))]
+    searches = [(long.search, text) for text in latin_readings(without_invisible("\n".join(texts)))]
     for value in excuses.vendor_values:  # a find wholly inside a maker's word is excused
         value = without_invisible(value)
         if vendors.unexcused(value, long.spans(value)):
@@ -126,7 +126,7 @@ def _problem(
     if long_words is not None and (words := long_words.presence) is not None:
         raw = excuses.blanked(header) + trailer
         searches += [
-            (words.search, read) for text in _raw_texts(raw, ds) for read in _read_as_latin(without_invisible(text))
+            (words.search, read) for text in _raw_texts(raw, ds) for read in latin_readings(without_invisible(text))
         ]
     if identity.dates:
         values = b"\n".join(binary)
@@ -140,13 +140,6 @@ def _problem(
         if search(text):
             return HEADER_LEAK
     return None
-
-
-def _read_as_latin(text: str) -> list[str]:
-    """`text`, and where it has Cyrillic or Greek lookalikes of Latin letters, `text`
-    with them read as Latin (a name written "Smіth" with a Cyrillic і)."""
-    latin = text if text.isascii() else text.translate(LOOKALIKES)
-    return [text] if latin == text else [text, latin]
 
 
 #: Bytes of binary values past which dates are looked for as literals, not by pattern: a

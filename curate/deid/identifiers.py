@@ -97,6 +97,23 @@ def without_invisible(text: str) -> str:
     return "".join(c for c in text if not is_invisible(c))
 
 
+def latin_readings(text: str) -> list[str]:
+    """`text`, and where it is not ASCII, `text` with Cyrillic and Greek lookalikes of
+    Latin letters read as Latin (a name written "Smіth" with a Cyrillic і), and that
+    read again without compatibility forms and marks (fullwidth, mathematical, circled
+    letters as plain ones; accents dropped): the ways a written header or bytes are
+    searched, so that a name disguised so is found."""
+    if text.isascii():
+        return [text]
+    latin = text.translate(LOOKALIKES)
+    plain = _COMBINING_MARKS.sub("", unicodedata.normalize("NFKD", latin))
+    return list(dict.fromkeys([text, latin, plain]))
+
+
+#: The combining marks NFKD leaves after a letter (Unicode's combining blocks).
+_COMBINING_MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
 def is_identifying(value: str, is_id: bool = False) -> bool:
     return len(value) >= MIN_LENGTH or (is_id and bool(value))
 

@@ -17,7 +17,7 @@ from pydicom.uid import UID, ImplicitVRLittleEndian
 from curate._native import Blake3, file_cells_or
 from curate.deid.check import file_problem
 from curate.deid.engine import Deidentifier, Identity
-from curate.deid.identifiers import MIN_LENGTH
+from curate.deid.identifiers import MIN_LENGTH, Finder, latin_readings, without_invisible
 from curate.deid.pixels import PixelRedaction, record_redaction, redact_pixels
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
@@ -443,6 +443,10 @@ def _strip_pixel_text(source: str, ds, split: SplitFile | None, identity: Identi
 
 #: Encodings names are written in outside the header's own: Japanese, Chinese, Korean.
 CJK_CODECS = ("shift_jis", "euc_jp", "iso2022_jp", "gb18030", "euc_kr")
+#: Bytes of pixel data (a text segment, what lies past an image) up to which the search
+#: also reads them as text every way the header check reads a header: a name split by an
+#: invisible character or written with lookalike letters, a date in any spelling.
+DECODED_SEARCH_BYTES = 65_536
 #: Near-misses a search of pixel data checks before it gives up and holds the file back
 #: (a file built to make the search slow is not worth its cost).
 MAX_NEAR_MISSES = 2_000
@@ -504,11 +508,31 @@ class _IdentitySearch:
                 checked += 1
                 if checked > MAX_NEAR_MISSES:
                     return True
-                window = bytes(data[start + max(0, at - 128) : start + min(len(lowered), at + len(spelling) + 128)])
+                back = min(at, 128)
+                if back % 2 and encoding.startswith("utf-16"):
+                    back -= 1  # the window starts on the hit's own alignment
+                window = bytes(data[start + at - back : start + min(len(lowered), at + len(spelling) + 128)])
                 if pattern is not None and pattern.search(window.decode(encoding, errors="ignore")):
                     return True
                 at = lowered.find(spelling, at + 1)
-        return any(data.find(uid, start, end) != -1 for uid in self._uids)
+        if any(data.find(uid, start, end) != -1 for uid in self._uids):
+            return True
+        return end - start <= DECODED_SEARCH_BYTES and self._reads_as_text(bytes(data[start:end]), short)
+
+    def _reads_as_text(self, data: bytes, short: bool) -> bool:
+        """Whether `data`, read as text in each encoding (UTF-16 at both alignments),
+        with invisible characters dropped and lookalike letters read as Latin
+        (:func:`curate.deid.identifiers.latin_readings`), names the patient or holds one
+        of the header's dates: what a literal search of the spellings misses."""
+        finder = self.identity.pattern() if short else self.identity.long_pattern()
+        dates = Finder([], self.identity.dates) if self.identity.dates and not short else None
+        for encoding in self.encodings:
+            for skip in (0, 1) if encoding.startswith("utf-16") else (0,):
+                text = without_invisible(data[skip:].decode(encoding, errors="replace"))
+                for read in latin_readings(text):
+                    if (finder is not None and finder.search(read)) or (dates is not None and dates.search(read)):
+                        return True
+        return False
 
 
 def _encapsulated(ds) -> bool:
