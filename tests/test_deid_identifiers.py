@@ -68,6 +68,22 @@ def test_words_of_no_one_stay():
     assert str(out.StudyDescription) == "CHEST PA erect, 2 views"
 
 
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("PALA^ANA", "CHEST P.A. L.A.T. views"),
+        ("LATA^ANA", "L.A.T. A.P. views"),
+        ("MARK^ANA", "M A R K E R placed"),
+        ("SALA^ANA", "R.U.Q. S.A. L.A. fluid"),
+    ],
+)
+def test_letters_spelled_out_for_other_words_are_no_name(name, text):
+    """A name is found spelled out only with one separator throughout, and not inside a
+    longer run of spelled letters."""
+    out = deid(header(PatientName=name, StudyDescription=text), **CLEAN)
+    assert str(out.StudyDescription) == text
+
+
 def test_spellings():
     assert {"obrien", "mueller", "muller", "gross"} <= {s.lower() for s in name_spellings("O'Brien^Müller Groß")}
     assert "vanderBerg" in name_spellings("van der Berg^Piet")
@@ -104,9 +120,20 @@ def test_spellings():
         (dict(PatientName="Smith^Ana"), "Pt \u0405m\u0456th seen"),  # Cyrillic Ѕ and і
         (dict(PatientName="Poole^Ana"), "Pt \u03a1\u03bf\u03bfle seen"),  # Greek Ρ and ο
         (dict(PatientName="Kumar^Ana"), "Pt k u m a r seen"),
+        (dict(PatientName="\u0405mith^Ana"), "Pt Smith seen"),  # the header's name typed with a Cyrillic Ѕ
         (dict(PatientName="Kumar^Ana"), "Pt K.U.M.A.R. seen"),
         (dict(PatientName="Kumar^Ana"), "Pt k-u-m-a-r seen"),
         (dict(PatientName="Kumar^Ana"), "Pt K. U. M. A. R seen"),
+        (dict(PatientName="Kumar^Ana"), "Pt k / u / m / a / r seen"),
+        (dict(PatientName="Kumar^Ana"), "Pt K,U,M,A,R seen"),
+        (dict(PatientBirthDate="19601231"), "DOB 31DEC1960"),
+        (dict(PatientBirthDate="19601231"), "DOB 31. Dezember 1960"),
+        (dict(PatientBirthDate="19601231"), "DOB 31 de diciembre de 1960"),
+        (dict(PatientBirthDate="19601231"), "DOB 31 \u0434\u0435\u043a\u0430\u0431\u0440\u044f 1960"),
+        (dict(PatientBirthDate="19601231"), "DOB 1960-Dec-31"),
+        (dict(PatientBirthDate="19601231"), "DOB 60.12.31"),
+        (dict(PatientBirthDate="19601231"), "DOB 31.XII.1960"),
+        (dict(PatientBirthDate="19601231"), "DOB 19601231083000"),
         (dict(PatientBirthDate="19601231"), "DOB 1960\u201012\u201031"),  # Unicode hyphen
         (dict(PatientBirthDate="19601231"), "DOB 31\u201312\u20131960"),  # en dash
         (dict(PatientBirthDate="19601231"), "DOB 1960\u221212\u221231"),  # minus sign

@@ -150,10 +150,16 @@ DATE_PATTERN_BYTES = 65_536
 
 def _holds_a_date_literally(data: bytes, dates: frozenset[str]) -> bool:
     """Whether `data` holds one of `dates` in one of its common spellings (one byte a
-    character, UTF-8, or UTF-16 either way)."""
+    character, UTF-8, or UTF-16 either way). The spellings with the 4-digit year are
+    looked for only where the year is (in each encoding): megabytes of a profile or a
+    table are searched a few times, not once for each of a date's many spellings."""
     for key in dates:
-        for spelling in date_spellings(key):
-            for codec in ("latin-1", "utf-8", "utf-16-le", "utf-16-be"):
+        year = key[:4]
+        for codec in ("latin-1", "utf-8", "utf-16-le", "utf-16-be"):
+            has_year = data.find(year.encode(codec)) != -1
+            for spelling in date_spellings(key):
+                if year in spelling and not has_year:
+                    continue
                 try:
                     encoded = spelling.encode(codec)
                 except UnicodeEncodeError:  # an en dash or a CJK sign has no Latin-1 byte

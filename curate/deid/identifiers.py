@@ -33,7 +33,7 @@ import datetime as dt
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 MIN_LENGTH = 3
@@ -53,13 +53,30 @@ UNDECOMPOSED = str.maketrans({"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": 
 #: Cyrillic and Greek letters drawn as Latin ones are (Cyrillic о in "Smіth"), as their
 #: Latin twins: a name written with them is found where it is written in Latin.
 LOOKALIKES = str.maketrans(
-    "аеорсухіјѕԁһӏԛԝАВЕКМНОРСТХУІЈЅαιονρΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
-    "aeopcyxijsdhlqwABEKMHOPCTXYIJSaiovpABEZHIKMNOPTYX",
+    "аеорсухіјѕԁһӏԛԝкАВЕКМНОРСТХУІЈЅαιονρκυωχΑΒΕΖΗΙΚΜΝΟΡΤΥΧօᴏɑ",
+    "aeopcyxijsdhlqwkABEKMHOPCTXYIJSaiovpkuwxABEZHIKMNOPTYXooa",
 )
 #: Names at least this long are also found spelled out letter by letter (S M I T H, S.M.I.T.H.).
 SPELLED_LENGTH = 4
-#: Between the letters of a name spelled out.
-_LETTER_SEPARATOR = r"(?:\s|[.\-_*]\s?)"
+#: What may stand between the letters of a name spelled out: the same each time.
+_SPELLING_MARKS = "[.\\-_*/,\u00b7|+\u2013]"
+_LETTER_SEPARATOR = rf"(?:\s*{_SPELLING_MARKS}\s*|\s+)"
+
+
+def _spelled_out(word: str, group: str) -> str:
+    """`word` spelled letter by letter with one separator, the same throughout (K U M A R,
+    K.U.M.A.R., K-u-m-a-r), not inside a longer run of spelled letters (M A R K E R is
+    no Mark; P.A. L.A.T. is no Pala: its separators differ)."""
+    letters = [re.escape(c) for c in word]
+    first = f"{letters[0]}(?P<{group}>{_LETTER_SEPARATOR})"
+    rest = f"(?P={group})".join(letters[1:])
+    # Not after a letter standing alone and a separator (X M A R K): a longer spelling.
+    alone = r"(?<![^\W\d_])[^\W\d_]"
+    before = rf"(?<!{alone}{_SPELLING_MARKS[:-1]}\s])(?<!{alone}{_SPELLING_MARKS}\s)"
+    after = rf"(?!(?P={group})[^\W\d_](?:(?P={group})|(?![^\W\d_])))"
+    return before + first + rest + after
+
+
 #: Name particles: identifying only as part of the name they belong to (van der Berg).
 PARTICLES = frozenset(
     "de da di do du la le el al van von der den del della des dos das ter ten bin ben ibn af av zu y e st".split()
@@ -94,7 +111,16 @@ def without_invisible(text: str) -> str:
     """`text` without the characters :func:`is_invisible` finds."""
     if text.isascii() and "\x00" not in text:
         return text
-    return "".join(c for c in text if not is_invisible(c))
+    return _invisible_pattern().sub("", text)
+
+
+@functools.cache
+def _invisible_pattern() -> re.Pattern:
+    """One character class of what :func:`is_invisible` finds (format characters lie in
+    the first two planes and in plane 14's tags): searched in C, not a character at a
+    time in Python."""
+    found = [chr(c) for c in (*range(0x80, 0x20000), *range(0xE0000, 0xE1000)) if is_invisible(chr(c))]
+    return re.compile("[\x00" + "".join(re.escape(c) for c in found) + "]")
 
 
 def latin_readings(text: str) -> list[str]:
@@ -129,9 +155,13 @@ def no_spaces_script(word: str) -> bool:
 
 
 def _variants(word: str) -> set[str]:
-    """A word, accents dropped (Müller: Muller; Bjørn: Bjorn), and accents written out
-    (Mueller, Bjoern)."""
-    return {word, fold(word.translate(UNDECOMPOSED)), fold(word.lower().translate(WRITTEN_OUT))}
+    """A word, accents dropped (Müller: Muller; Bjørn: Bjorn), accents written out
+    (Mueller, Bjoern), and lookalike letters read as Latin (a name typed on a Cyrillic
+    keyboard, Ѕmith, is Smith in the text)."""
+    found = {word, fold(word.translate(UNDECOMPOSED)), fold(word.lower().translate(WRITTEN_OUT))}
+    if not word.isascii():
+        found |= {fold(w.translate(LOOKALIKES)) for w in list(found)}
+    return found
 
 
 def name_spellings(value) -> set[str]:
@@ -156,27 +186,58 @@ def name_spellings(value) -> set[str]:
 
 
 _MONTHS = [dt.date(2000, m, 1) for m in range(1, 13)]
-_MONTH_NUMBERS = {d.strftime(f).lower(): d.month for d in _MONTHS for f in ("%b", "%B")} | {"sept": 9}
+#: Month names and abbreviations in German, French, Spanish, Italian, Portuguese, Dutch
+#: and Russian (its genitive, as dates write it), with and without their accents.
+_FOREIGN_MONTHS = (
+    "januar jänner janvier janv enero ene gennaio gen janeiro januari января январь янв",
+    "februar feber février fevrier févr fevr fév fev febrero febbraio fevereiro februari февраля февраль фев",
+    "märz maerz marz mär mars marzo março marco maart марта март мар",
+    "avril avr abril aprile апреля апрель апр",
+    "mai mayo maggio maio mei мая май",
+    "juni juin junio giugno junho июня июнь июн",
+    "juli juillet juil julio luglio julho июля июль июл",
+    "août aout agosto ago augustus августа август авг",
+    "septembre septiembre setiembre settembre setembro set сентября сентябрь сен",
+    "oktober okt octobre octubre ottobre ott outubro out октября октябрь окт",
+    "novembre noviembre novembro ноября ноябрь ноя",
+    "dezember dez décembre decembre déc diciembre dicembre dic dezembro декабря декабрь дек",
+)
+_MONTH_NUMBERS = (
+    {d.strftime(f).lower(): d.month for d in _MONTHS for f in ("%b", "%B")}
+    | {"sept": 9}
+    | {name: month for month, names in enumerate(_FOREIGN_MONTHS, 1) for name in names.split()}
+)
+#: Months in Roman numerals (31.XII.1960), longest first.
+_ROMAN_MONTHS = {r: i for i, r in enumerate("i ii iii iv v vi vii viii ix x xi xii".split(), 1)}
+_ROMAN = "(?:" + "|".join(sorted(_ROMAN_MONTHS, key=len, reverse=True)) + ")"
 _MONTH = "(?:" + "|".join(sorted(_MONTH_NUMBERS, key=len, reverse=True)) + ")"
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?\.?"
 _YEAR = r"'?(?:\d{4}|\d{2})"
 #: Between a date's numbers: a hyphen (ASCII or any Unicode dash, a minus sign), a slash,
-#: a dot, an underscore or a colon, with spaces about it, or spaces alone.
-_SEP = r"(?:\s*[-/._:\u2010-\u2015\u2212\ufe58\ufe63\uff0d\uff0e\uff0f]\s*|\s+)"
+#: a dot, an underscore, a colon, a comma, a bar or a middle dot, with spaces about it,
+#: or spaces alone. (Years of an era, Japanese, Taiwanese or Buddhist, are not read.)
+_SEP = r"(?:\s*[-/._:,|\u00b7\u2010-\u2015\u2212\ufe58\ufe63\uff0d\uff0e\uff0f]\s*|\s+)"
 #: The year, month and day signs of Chinese and Japanese (年月日) and of Korean (년월일).
 _CJK_YEAR, _CJK_MONTH, _CJK_DAY = "[\u5e74\ub144]", "[\u6708\uc6d4]", "[\u65e5\uc77c]"
 #: A date as people write it: numbers (a run of 6 or 8 digits read every way; year
 #: first, or day and month first in either order, with 4- or 2-digit years), or with the month's
-#: name or abbreviation (ordinals too: 31st December 1960), or with the year, month and
+#: name or abbreviation, in English or another language, glued or not (ordinals too: 31st
+#: December 1960, 31DEC1960, 31 de diciembre de 1960, 1960-Dec-31), in Roman numerals
+#: (31.XII.1960), or with the year, month and
 #: day signs of Chinese, Japanese and Korean (1960年12月31日). Which date a text means is
 #: settled by :func:`_dates_of` trying every reading.
 DATE_TOKEN = re.compile(
     r"(?<![0-9])(?:"
-    r"(?P<digits>\d{8}|\d{6})"
+    r"(?P<stamp>\d{8})(?:\d{6}|\d{4})(?:\.\d{1,6})?"  # a date and time (DT, HL7): 19601231120000
+    r"|(?P<digits>\d{8}|\d{6})"
     rf"|(?P<y1>\d{{4}}){_SEP}(?P<m1>\d{{1,2}}){_SEP}(?P<d1>\d{{1,2}})"
     rf"|(?P<a2>\d{{1,2}})\.?{_SEP}(?P<b2>\d{{1,2}})\.?{_SEP}(?P<y2>{_YEAR})"
-    rf"|(?P<mn3>{_MONTH})\.?[ \-/](?P<d3>{_DAY}),?[ \-/](?P<y3>{_YEAR})"
-    rf"|(?P<d4>{_DAY})(?: of)?[ \-/](?P<mn4>{_MONTH})\.?,?[ \-/](?P<y4>{_YEAR})"
+    # A month's name first: tried only where letters run into a number (the many names
+    # would otherwise be tried at every letter of a text).
+    rf"|(?=[^\W\d_]{{3,12}}\.?[ \-/.]?\d)(?P<mn3>{_MONTH})\.?[ \-/.]?(?P<d3>{_DAY}),?[ \-/.]?\s*(?P<y3>{_YEAR})"
+    rf"|(?P<d4>{_DAY})(?:\s*de|\s+of)?[ \-/.]?\s*(?P<mn4>{_MONTH})\.?,?(?:\s+de)?[ \-/.]?\s*(?P<y4>{_YEAR})"
+    rf"|(?P<y6>\d{{4}})[ \-/.]?(?P<mn6>{_MONTH})\.?[ \-/.]?(?P<d6>\d{{1,2}})"
+    rf"|(?P<d7>\d{{1,2}})\s*[./\-]\s*(?P<r7>{_ROMAN})\s*[./\-]\s*(?P<y7>\d{{4}}|\d{{2}})"
     rf"|(?P<y5>\d{{4}}|\d{{2}})\s*{_CJK_YEAR}\s*(?P<m5>\d{{1,2}})\s*{_CJK_MONTH}\s*(?P<d5>\d{{1,2}})(?:\s*{_CJK_DAY})?"
     r")(?![0-9])",
     re.IGNORECASE,
@@ -203,6 +264,33 @@ _DATE_FORMATS = [
 ]
 
 
+#: Between the numbers of a date written as a literal: what :data:`_SEP` reads, with
+#: spaces about some.
+_LITERAL_SEPARATORS = ("-", "/", ".", " ", ":", "_", ". ", " - ", " / ", "\u2010", "\u2013", "\u2014", "\u2212")
+
+
+#: How far from its nearest digit a date token reaches (31 de septiembre de 1960).
+_DATE_REACH = 32
+_DIGIT_RUNS = re.compile(r"\d+")
+
+
+def date_tokens(text: str) -> Iterator[tuple[int, re.Match]]:
+    """(offset, match) of each :data:`DATE_TOKEN` in `text`, its span at offset +
+    match.start(). Every date has a digit, so the pattern runs only around the digits
+    (windows :data:`_DATE_REACH` wide about each run, merged where they meet): tried at
+    every character, its many alternatives cost milliseconds a kilobyte."""
+    windows: list[list[int]] = []
+    for run in _DIGIT_RUNS.finditer(text):
+        start, end = max(0, run.start() - _DATE_REACH), run.end() + _DATE_REACH
+        if windows and start <= windows[-1][1]:
+            windows[-1][1] = end
+        else:
+            windows.append([start, end])
+    for start, end in windows:
+        for match in DATE_TOKEN.finditer(text[start:end]):
+            yield start, match
+
+
 def date_spellings(key: str) -> set[str]:
     """The common ways of writing the date `key` (YYYYMMDD), as literals: what a search of
     bytes too long for :data:`DATE_TOKEN` looks for."""
@@ -211,7 +299,18 @@ def date_spellings(key: str) -> set[str]:
     for form in _DATE_FORMATS:
         text = day.strftime(form)
         found |= {text, text.upper(), text.lower()}
-    found |= {day.strftime("%Y\u2013%m\u2013%d"), day.strftime("%d\u2013%m\u2013%Y")}  # en dashes
+    for form in ("%d%b%Y", "%d%b%y", "%Y-%b-%d"):
+        text = day.strftime(form)
+        found |= {text, text.upper()}
+    roman = next(r for r, n in _ROMAN_MONTHS.items() if n == day.month).upper()
+    found |= {f"{day.day}.{roman}.{day.year}", f"{day.day:02d}.{roman}.{day.year}", f"{day.day}/{roman}/{day.year}"}
+    year, short = str(day.year), f"{day.year % 100:02d}"
+    found |= {f"{short}.{day.month:02d}.{day.day:02d}", f"{short}/{day.month:02d}/{day.day:02d}"}
+    for sep in _LITERAL_SEPARATORS:
+        for month in {f"{day.month:02d}", str(day.month)}:
+            for date in {f"{day.day:02d}", str(day.day)}:
+                found |= {sep.join(p) for p in ((year, month, date), (date, month, year), (month, date, year))}
+                found |= {sep.join((date, month, short)), sep.join((month, date, short))}
     for signs, space in (("\u5e74\u6708\u65e5", ""), ("\ub144\uc6d4\uc77c", " ")):  # 年月日, 년월일
         for month, date in {(f"{day.month:02d}", f"{day.day:02d}"), (str(day.month), str(day.day))}:
             found.add(f"{day.year}{signs[0]}{space}{month}{signs[1]}{space}{date}{signs[2]}")
@@ -239,7 +338,10 @@ def _day(text: str) -> str:
 
 def _dates_of(match: re.Match) -> set[str]:
     g = match.groupdict()
-    if g["digits"]:
+    if g["stamp"]:
+        n = g["stamp"]
+        readings = [(n[:4], n[4:6], n[6:])]
+    elif g["digits"]:
         n = g["digits"]
         if len(n) == 8:  # YYYYMMDD, DDMMYYYY, MMDDYYYY
             readings = [(n[:4], n[4:6], n[6:]), (n[4:], n[2:4], n[:2]), (n[4:], n[:2], n[2:4])]
@@ -249,8 +351,14 @@ def _dates_of(match: re.Match) -> set[str]:
         readings = [(g["y1"], g["m1"], g["d1"])]
     elif g["y2"]:
         readings = [(g["y2"], g["b2"], g["a2"]), (g["y2"], g["a2"], g["b2"])]
+        if len(g["a2"]) == 2 and len(g["y2"]) == 2:
+            readings.append((g["a2"], g["b2"], g["y2"]))  # year first, in two digits: 60.12.31
     elif g["y5"]:
         readings = [(g["y5"], g["m5"], g["d5"])]
+    elif g["y6"]:
+        readings = [(g["y6"], _MONTH_NUMBERS[g["mn6"].lower()], g["d6"])]
+    elif g["y7"]:
+        readings = [(g["y7"], _ROMAN_MONTHS[g["r7"].lower()], g["d7"])]
     elif g["y3"]:
         readings = [(g["y3"], _MONTH_NUMBERS[g["mn3"].lower()], _day(g["d3"]))]
     else:
@@ -286,13 +394,13 @@ class Finder:
     def spans(self, text: str) -> list[tuple[int, int]]:
         found = [(m.start(), m.end()) for m in self.words.finditer(text) if m.end() > m.start()] if self.words else []
         if self.dates:
-            found += [(m.start(), m.end()) for m in DATE_TOKEN.finditer(text) if _dates_of(m) & self.dates]
+            found += [(at + m.start(), at + m.end()) for at, m in date_tokens(text) if _dates_of(m) & self.dates]
         return sorted(found)
 
     def search(self, text: str) -> bool:
         if self.presence is not None and self.presence.search(text):
             return True
-        return bool(self.dates) and any(_dates_of(m) & self.dates for m in DATE_TOKEN.finditer(text))
+        return bool(self.dates) and any(_dates_of(m) & self.dates for _, m in date_tokens(text))
 
     def sub(self, replacement: str, text: str) -> str:
         """`text` with every identifying value replaced; overlapping finds (a short ID
@@ -365,6 +473,12 @@ _SHORT_ID = (r"(?<![^\W_])(?<![0-9][.,\-/:])", r"(?![^\W_])(?![.,\-/:x][0-9])")
 #: arc, a pixel spacing's fraction): a PatientID 703125 is no leak in "0.703125".
 _NUMBER = (r"(?<![0-9])(?<![0-9]\.)", r"(?![0-9])(?!\.[0-9])")
 _NAME = (r"(?<![^\W\d_])", r"(?![^\W\d_])")
+#: A name spelled out: first, whether four letters stand apart here at all (checked once
+#: a place for all the names: most text fails it at its first character).
+_SPELLED = (
+    _NAME[0] + rf"(?=[^\W\d_]{_LETTER_SEPARATOR}[^\W\d_]{_LETTER_SEPARATOR}[^\W\d_]{_LETTER_SEPARATOR}[^\W\d_])",
+    _NAME[1],
+)
 
 
 def _alternatives(words: frozenset[str]) -> list[tuple[tuple[str, str], str]]:
@@ -375,7 +489,7 @@ def _alternatives(words: frozenset[str]) -> list[tuple[tuple[str, str], str]]:
     IDs and dates not inside a longer number, but glued to letters (MRN12345), and long
     runs of digits with separators between them."""
     found = []
-    for word in sorted(set(words), key=len, reverse=True):
+    for number, word in enumerate(sorted(set(words), key=len, reverse=True)):
         escaped = re.escape(word)
         digits = sum(c.isdigit() for c in word)
         if not word.isascii() and no_spaces_script(word):
@@ -397,7 +511,7 @@ def _alternatives(words: frozenset[str]) -> list[tuple[tuple[str, str], str]]:
             # "DOE_JOHN" and "JOHN1960" are found; long ones anywhere.
             found.append((_ANYWHERE if len(word) >= GLUED_LENGTH else _NAME, escaped))
             if len(word) >= SPELLED_LENGTH and word.isalpha():
-                found.append((_NAME, _LETTER_SEPARATOR.join(map(re.escape, word))))
+                found.append((_SPELLED, _spelled_out(word, f"spelled{number}")))
     return found
 
 
