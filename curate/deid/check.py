@@ -20,6 +20,7 @@ import codecs as codecs_module
 import functools
 import io
 import re
+from collections.abc import Iterable
 
 from pydicom import config, dcmread
 from pydicom.charset import convert_encodings, decode_bytes
@@ -154,10 +155,10 @@ def _holds_a_date_literally(data: bytes, dates: frozenset[str]) -> bool:
     looked for only where the year is (in each encoding): megabytes of a profile or a
     table are searched a few times, not once for each of a date's many spellings."""
     for key in dates:
-        year = key[:4]
+        year, spellings = key[:4], date_spellings(key)
         for codec in ("latin-1", "utf-8", "utf-16-le", "utf-16-be"):
             has_year = data.find(year.encode(codec)) != -1
-            for spelling in date_spellings(key):
+            for spelling in spellings:
                 if year in spelling and not has_year:
                     continue
                 try:
@@ -171,11 +172,19 @@ def _holds_a_date_literally(data: bytes, dates: frozenset[str]) -> bool:
 
 def _raw_texts(data: bytes, ds: Dataset) -> list[str]:
     """`data` read every way a value may be written into bytes: :func:`_raw_codecs`, and
-    UTF-16 (a palette, an OB) at either byte alignment."""
-    # A byte that does not decode becomes U+FFFD, which parts words: dropped, the letters
-    # on either side would join (an ECG's samples read as "ANn").
-    texts = [data.decode(codec, errors="replace") for codec in _raw_codecs(ds)]
-    return texts + [data[i:].decode(c, errors="replace") for c in ("utf-16-le", "utf-16-be") for i in (0, 1)]
+    UTF-16 (a palette, an OB)."""
+    return decodings(data, [*_raw_codecs(ds), "utf-16-le", "utf-16-be"])
+
+
+def decodings(data: bytes, codecs: Iterable[str]) -> list[str]:
+    """`data` decoded by each of `codecs`, UTF-16 at either byte alignment. A byte that
+    does not decode becomes U+FFFD, which parts words: dropped, the letters on either
+    side would join (an ECG's samples read as "ANn")."""
+    return [
+        data[skip:].decode(codec, errors="replace")
+        for codec in codecs
+        for skip in ((0, 1) if codec.startswith("utf-16") else (0,))
+    ]
 
 
 def _raw_codecs(ds: Dataset) -> list[str]:
@@ -225,6 +234,10 @@ class _Excuses:
         self.at: list[tuple[int, bytes, list[tuple[int, int]]]] = []
         self.vendor_values: list[str] = []
         self.keeps = keeps
+
+    def kept(self, element, values: list[str]) -> bool:
+        """Whether `element` (its `values`) is text kept on purpose (:class:`_KeptOnPurpose`)."""
+        return self.keeps is not None and self.keeps(element, values)
 
     def add(self, offset: int | None, value: bytes, spans: list[tuple[int, int]]) -> None:
         if offset is not None and spans:
@@ -288,7 +301,7 @@ def _decode_all(
             # Already decoded (a data set read whole): searched as is, and excused in the
             # text alone (where its bytes lie is not known).
             values = [str(v) for v in (element.value if element.VM > 1 else [element.value])]
-            if excuses is not None and excuses.keeps is not None and excuses.keeps(element, values):
+            if excuses is not None and excuses.kept(element, values):
                 continue
             if excuses is not None and int(tag) in VENDOR_TAGS:
                 excuses.vendor_values.extend(values)
@@ -300,7 +313,7 @@ def _decode_all(
             delimiters = {0x5E, 0x3D} if element.VR == "PN" else TEXT_VR_DELIMS
             with config.strict_reading():  # strict for this value's bytes only
                 text = decode_bytes(bytes(value), encodings, delimiters)
-            if excuses is not None and excuses.keeps is not None and excuses.keeps(element, text.split("\\")):
+            if excuses is not None and excuses.kept(element, text.split("\\")):
                 excuses.add(offset, bytes(value), [(0, len(value))])  # kept on purpose, where it stands
             elif excuses is not None and int(tag) in VENDOR_TAGS:
                 # A maker's name: its words are excused in its bytes where it stands (read
@@ -313,10 +326,8 @@ def _decode_all(
             # Code strings, AE titles, URIs: the default repertoire, which the character
             # set does not change; read leniently (searched, not judged).
             text = bytes(value).decode("latin-1")
-            if excuses is not None and (
-                _is_code_word(tag, element.VR, text.split("\\"))
-                or (excuses.keeps is not None and excuses.keeps(element, text.split("\\")))
-            ):
+            words = text.split("\\")
+            if excuses is not None and (_is_code_word(tag, element.VR, words) or excuses.kept(element, words)):
                 excuses.add(offset, bytes(value), [(0, len(value))])
             else:
                 out.append(text)

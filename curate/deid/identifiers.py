@@ -59,7 +59,8 @@ LOOKALIKES = str.maketrans(
 #: Names at least this long are also found spelled out letter by letter (S M I T H, S.M.I.T.H.).
 SPELLED_LENGTH = 4
 #: What may stand between the letters of a name spelled out: the same each time.
-_SPELLING_MARKS = "[.\\-_*/,\u00b7|+\u2013]"
+_SPELLING_MARK_CHARS = ".\\-_*/,\u00b7|+\u2013"
+_SPELLING_MARKS = f"[{_SPELLING_MARK_CHARS}]"
 _LETTER_SEPARATOR = rf"(?:\s*{_SPELLING_MARKS}\s*|\s+)"
 
 
@@ -72,7 +73,7 @@ def _spelled_out(word: str, group: str) -> str:
     rest = f"(?P={group})".join(letters[1:])
     # Not after a letter standing alone and a separator (X M A R K): a longer spelling.
     alone = r"(?<![^\W\d_])[^\W\d_]"
-    before = rf"(?<!{alone}{_SPELLING_MARKS[:-1]}\s])(?<!{alone}{_SPELLING_MARKS}\s)"
+    before = rf"(?<!{alone}[{_SPELLING_MARK_CHARS}\s])(?<!{alone}{_SPELLING_MARKS}\s)"
     after = rf"(?!(?P={group})[^\W\d_](?:(?P={group})|(?![^\W\d_])))"
     return before + first + rest + after
 
@@ -244,17 +245,15 @@ DATE_TOKEN = re.compile(
 )
 
 
+#: A date's literal spellings without separators, and with its month's name (those with
+#: separators between numbers: :data:`_LITERAL_SEPARATORS`).
 _DATE_FORMATS = [
-    f"{a}{s}{b}{s}{c}"
-    for s in ("", "-", "/", ".", " ")
-    for a, b, c in (("%Y", "%m", "%d"), ("%d", "%m", "%Y"), ("%m", "%d", "%Y"))
-] + [
+    "%Y%m%d",
+    "%d%m%Y",
+    "%m%d%Y",
     "%y%m%d",
     "%d%m%y",
     "%m%d%y",
-    "%d.%m.%y",
-    "%d/%m/%y",
-    "%m/%d/%y",
     "%d %b %Y",
     "%b %d %Y",
     "%d %B %Y",
@@ -264,8 +263,8 @@ _DATE_FORMATS = [
 ]
 
 
-#: Between the numbers of a date written as a literal: what :data:`_SEP` reads, with
-#: spaces about some.
+#: Between the numbers of a date written as a literal: the commonest of what :data:`_SEP`
+#: reads, with spaces about some.
 _LITERAL_SEPARATORS = ("-", "/", ".", " ", ":", "_", ". ", " - ", " / ", "\u2010", "\u2013", "\u2014", "\u2212")
 
 

@@ -345,15 +345,17 @@ def _tasks(
     pseudo: Pseudonymizer,
     quarantine: bool,
     summary: DeidSummary,
-    redact: bool = False,
-    sources: FileSet | None = None,
-    key: bytes = b"",
+    redact: bool,
+    sources: FileSet,
+    key: bytes,
 ) -> list[tuple[str, str, bool, bytes]]:
     """(source, target, whether its pixels are redacted, its source stamp) of every
-    file of `plan` to write now; the others are counted, by reason. `sources` gains each file to be
-    written (or written before), by its output name, size and time, for the run log."""
+    file of `plan` to write now; the others are counted, by reason. `sources` gains each
+    file to be written (or written before), by its output name, size and time, for the
+    run log. A file already written counts as done when it is marked with this source's
+    stamp (keyed by `key`), or with none; else as a clash of SOP Instance UIDs."""
     summary.files += len(plan)
-    tasks: list[tuple[str, str, bool]] = []
+    tasks: list[tuple[str, str, bool, bytes]] = []
     for row in plan:
         if row["status"] != "ok":
             summary.failed[error_kind(row["error"] or row["status"])] += 1
@@ -367,9 +369,8 @@ def _tasks(
             summary.quarantined[held] += 1
             continue
         target = output_path(output, pseudo, row)
-        if sources is not None:
-            stamp = hashlib.sha256(f"{row.get('file_size')}:{row.get('mtime')}".encode()).hexdigest()
-            sources.add(target.relative_to(output).as_posix(), stamp)
+        listed = hashlib.sha256(f"{row.get('file_size')}:{row.get('mtime')}".encode()).hexdigest()
+        sources.add(target.relative_to(output).as_posix(), listed)
         stamp = source_stamp(key, row.get("file_size"), row.get("mtime"))
         if target.exists():
             earlier = marked_source(target)

@@ -15,7 +15,7 @@ from pydicom.encaps import generate_fragments
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from curate._native import Blake3, file_cells_or
-from curate.deid.check import file_problem
+from curate.deid.check import decodings, file_problem
 from curate.deid.engine import Deidentifier, Identity
 from curate.deid.identifiers import MIN_LENGTH, Finder, latin_readings, without_invisible
 from curate.deid.pixels import PixelRedaction, record_redaction, redact_pixels
@@ -526,12 +526,10 @@ class _IdentitySearch:
         of the header's dates: what a literal search of the spellings misses."""
         finder = self.identity.pattern() if short else self.identity.long_pattern()
         dates = Finder([], self.identity.dates) if self.identity.dates and not short else None
-        for encoding in self.encodings:
-            for skip in (0, 1) if encoding.startswith("utf-16") else (0,):
-                text = without_invisible(data[skip:].decode(encoding, errors="replace"))
-                for read in latin_readings(text):
-                    if (finder is not None and finder.search(read)) or (dates is not None and dates.search(read)):
-                        return True
+        for text in decodings(data, self.encodings):
+            for read in latin_readings(without_invisible(text)):
+                if (finder is not None and finder.search(read)) or (dates is not None and dates.search(read)):
+                    return True
         return False
 
 
