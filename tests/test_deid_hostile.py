@@ -472,6 +472,26 @@ def test_bytes_past_the_image_that_name_the_patient_hold_the_file_back(tmp_path,
     assert pydicom.dcmread(target).PixelData == ds.PixelData
 
 
+@pytest.mark.parametrize(
+    ("name", "written"),
+    [
+        ("Зыхбрук^Иван", "ЗЫХБРУК".encode("cp1251")),
+        ("Зыхбрук^Иван", "зыхбрук".encode("koi8_r")),
+        ("Ζυξβρουκ^Νίκος", "Ζυξβρουκ".encode("cp1253")),
+        ("Wójcikowa^Łucja", "WÓJCIKOWA".encode("cp1250")),
+    ],
+    ids=["Windows-1251", "KOI8-R", "Windows-1253", "Windows-1250"],
+)
+def test_bytes_past_the_image_in_a_legacy_encoding_hold_the_file_back(tmp_path, name, written):
+    from curate.deid.worker import EXCESS_PIXEL_TEXT
+
+    ds = image_dataset(PatientName=name, PatientID=PID, SpecificCharacterSet="ISO_IR 192")
+    ds.PixelData = bytes(range(128)) + b"by " + written + b"\0" * (1 + len(written) % 2)
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", EXCESS_PIXEL_TEXT)
+
+
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, "1.2.840.10008.1.2.1.99"])  # split, read whole
 @pytest.mark.parametrize(("keyword", "vr", "bits"), [("FloatPixelData", "OF", 32), ("DoubleFloatPixelData", "OD", 64)])
 def test_bytes_past_a_float_image_that_name_the_patient_hold_the_file_back(tmp_path, syntax, keyword, vr, bits):
@@ -513,9 +533,45 @@ def test_a_name_in_bytes_in_the_headers_own_character_set_holds_the_file_back(tm
 
 
 @pytest.mark.parametrize(
+    ("charset", "name", "written"),
+    [
+        ("ISO_IR 144", "Иванов^Иван", "ИВАНОВ".encode("cp1251")),
+        ("ISO_IR 144", "Иванов^Иван", "Иванов".encode("koi8_r")),
+        ("ISO_IR 192", "Παπαδόπουλος^Νίκος", "Παπαδόπουλος".encode("cp1253")),
+        ("ISO_IR 192", "Wójcik^Łukasz", "Łukasz".encode("cp1250")),
+        ("ISO_IR 192", "山田^太郎", "山田太郎".encode("shift_jis")),
+        ("ISO_IR 192", "王^小明", "王小明".encode("big5")),
+        ("ISO_IR 192", "김^민준", "김민준".encode("euc_kr")),
+    ],
+    ids=["Windows-1251", "KOI8-R", "Windows-1253", "Windows-1250", "Shift JIS", "Big5", "EUC-KR"],
+)
+def test_a_name_in_bytes_in_a_legacy_encoding_not_the_headers_holds_the_file_back(tmp_path, charset, name, written):
+    """An export tool writes a name into a private or binary value in its own locale's
+    encoding, whatever the header's Specific Character Set says."""
+    from curate.deid.check import HEADER_LEAK
+
+    ds = image_dataset(PatientName=name, PatientID=PID, SpecificCharacterSet=charset)
+    ds.add_new(0x00282000, "OB", b"by " + written + b" " * (1 + len(written) % 2))
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+    ds[0x00282000].value = b"by nobody" + b" " * (1 + len(written) % 2)
+    source = write(ds, tmp_path / "src.dcm")
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+
+
+@pytest.mark.parametrize(
     "written",
-    [b"DOB 17.03.1952 ", "DOB 1952\u5e743\u670817\u65e5 ".encode(), "DOB 1952\u201303\u201317 ".encode("utf-16-le")],
-    ids=["dots", "CJK in UTF-8", "en dashes in UTF-16"],
+    [
+        b"DOB 17.03.1952 ",
+        "DOB 1952\u5e743\u670817\u65e5 ".encode(),
+        "DOB 1952\u201303\u201317 ".encode("utf-16-le"),
+        "DOB \u662d\u548c27\u5e743\u670817\u65e5 ".encode("shift_jis"),  # Showa 27
+        b"DOB S27.03.17 ",
+        "DOB \u6c11\u570b41\u5e743\u670817\u65e5 ".encode("big5"),  # ROC 41
+        b"DOB 17/03/2495 ",  # Buddhist era
+    ],
+    ids=["dots", "CJK in UTF-8", "en dashes in UTF-16", "Japanese era", "era initial", "ROC", "Buddhist era"],
 )
 def test_dates_in_megabytes_of_binary_values_are_found_as_literals(tmp_path, written):
     """Past DATE_PATTERN_BYTES the values are searched for the dates' common spellings:

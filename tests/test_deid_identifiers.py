@@ -143,6 +143,19 @@ def test_spellings():
         (dict(PatientBirthDate="19601231"), "DOB 1960\u5e7412\u670831\u65e5"),  # 年月日
         (dict(PatientBirthDate="19600105"), "DOB 1960\u5e74 1\u6708 5\u65e5"),
         (dict(PatientBirthDate="19601231"), "DOB 1960\ub144 12\uc6d4 31\uc77c"),  # 년월일
+        (dict(PatientBirthDate="19601231"), "DOB \u662d\u548c35\u5e7412\u670831\u65e5"),  # Showa 35
+        (dict(PatientBirthDate="19601231"), "DOB S35.12.31"),
+        (dict(PatientBirthDate="19890108"), "DOB \u5e73\u6210\u5143\u5e741\u67088\u65e5"),  # Heisei 1 (元年)
+        (dict(PatientBirthDate="19601231"), "DOB \u6c11\u570b49\u5e7412\u670831\u65e5"),  # ROC 49
+        (dict(PatientBirthDate="19601231"), "DOB 049/12/31"),
+        (dict(PatientBirthDate="19601231"), "DOB 0491231"),
+        (dict(PatientBirthDate="19601231"), "DOB 31/12/2503"),  # Buddhist era
+        (dict(PatientBirthDate="19601231"), "DOB \u0e53\u0e51/\u0e51\u0e52/\u0e52\u0e55\u0e50\u0e53"),  # Thai digits
+        # Chinese numerals: 一九六〇年十二月三十一日
+        (
+            dict(PatientBirthDate="19601231"),
+            "DOB \u4e00\u4e5d\u516d\u3007\u5e74\u5341\u4e8c\u6708\u4e09\u5341\u4e00\u65e5",
+        ),
     ],
 )
 def test_the_spellings_a_review_found_are_cleaned(attrs, text):

@@ -124,11 +124,17 @@ def _problem(
     # Dates only in the values that are not text (the text values are searched above):
     # a date pattern over every byte of the header would cost more than all the rest.
     long_words = identity.long_pattern()
+    raw = excuses.blanked(header) + trailer
     if long_words is not None and (words := long_words.presence) is not None:
-        raw = excuses.blanked(header) + trailer
         searches += [
             (words.search, read) for text in _raw_texts(raw, ds) for read in latin_readings(without_invisible(text))
         ]
+    # A name or a date of another script may be written into bytes in a legacy encoding
+    # that is not the header's (a Cyrillic name in an OB in Windows-1251).
+    foreign = [word for word in (long_words.values if long_words else ()) if not word.isascii()]
+    foreign += [spelling for key in identity.dates for spelling in _foreign_date_spellings(key)]
+    if _holds_in_legacy_codecs(raw, foreign):
+        return HEADER_LEAK
     if identity.dates:
         values = b"\n".join(binary)
         if len(values) > DATE_PATTERN_BYTES:
@@ -168,6 +174,57 @@ def _holds_a_date_literally(data: bytes, dates: frozenset[str]) -> bool:
                 if data.find(encoded) != -1:
                     return True
     return False
+
+
+#: Encodings a value of another script may be written into bytes in, whatever the
+#: header's character set says: Cyrillic, Greek and Central European (Windows and ISO),
+#: Japanese, Chinese (traditional and simplified) and Korean.
+LEGACY_CODECS = (
+    "cp1251",
+    "koi8_r",
+    "iso8859_5",
+    "cp1253",
+    "iso8859_7",
+    "cp1250",
+    "iso8859_2",
+    "shift_jis",
+    "euc_jp",
+    "big5",
+    "gb18030",
+    "euc_kr",
+)
+#: The fewest bytes a value in a legacy encoding is looked for with: three bytes of
+#: Windows-1251 turn up by chance in binary data.
+LEGACY_MIN_BYTES = 4
+
+
+def _holds_in_legacy_codecs(data: bytes, values: Iterable[str]) -> bool:
+    """Whether `data` holds one of `values` encoded in one of :data:`LEGACY_CODECS`
+    (:func:`_legacy_bytes`): literal searches of the bytes, cheap enough for every header."""
+    return any(data.find(encoded) != -1 for value in values for encoded in _legacy_bytes(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _legacy_bytes(value: str) -> frozenset[bytes]:
+    """`value` as written, in capitals, small letters and title case, in each of
+    :data:`LEGACY_CODECS` that has its letters, at least :data:`LEGACY_MIN_BYTES` long
+    (made once a value: the files of a patient or a day share them)."""
+    found = set()
+    for form in {value, value.upper(), value.lower(), value.title()}:
+        for codec in LEGACY_CODECS:
+            try:
+                encoded = form.encode(codec)
+            except UnicodeEncodeError:  # not a letter of this codec's script
+                continue
+            if len(encoded) >= LEGACY_MIN_BYTES:
+                found.add(encoded)
+    return frozenset(found)
+
+
+@functools.lru_cache(maxsize=4096)
+def _foreign_date_spellings(key: str) -> tuple[str, ...]:
+    """The spellings of the date `key` that are not ASCII (1960年12月31日)."""
+    return tuple(spelling for spelling in date_spellings(key) if not spelling.isascii())
 
 
 def _raw_texts(data: bytes, ds: Dataset) -> list[str]:

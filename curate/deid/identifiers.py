@@ -216,22 +216,47 @@ _DAY = r"\d{1,2}(?:st|nd|rd|th)?\.?"
 _YEAR = r"'?(?:\d{4}|\d{2})"
 #: Between a date's numbers: a hyphen (ASCII or any Unicode dash, a minus sign), a slash,
 #: a dot, an underscore, a colon, a comma, a bar or a middle dot, with spaces about it,
-#: or spaces alone. (Years of an era, Japanese, Taiwanese or Buddhist, are not read.)
+#: or spaces alone.
 _SEP = r"(?:\s*[-/._:,|\u00b7\u2010-\u2015\u2212\ufe58\ufe63\uff0d\uff0e\uff0f]\s*|\s+)"
 #: The year, month and day signs of Chinese and Japanese (年月日) and of Korean (년월일).
 _CJK_YEAR, _CJK_MONTH, _CJK_DAY = "[\u5e74\ub144]", "[\u6708\uc6d4]", "[\u65e5\uc77c]"
+#: A number in CJK writing: digits (any script's), or Chinese numerals, positional
+#: (一九六〇) or with tens (三十一); 元 is the first year of an era (平成元年).
+_CJK_NUMERALS = "\u3007\u96f6\u25cb\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d"  # 〇零○一..九
+_CJK_TEN, _FIRST_YEAR = "\u5341", "\u5143"  # 十, 元
+_CJK_NUMBER = rf"[\d{_CJK_NUMERALS}{_CJK_TEN}]"
+#: The Japanese eras since 1868 by name and initial (昭和35年, S35.12.31), and the year
+#: before each one's first (Showa 1 is 1926).
+_ERAS = {
+    "\u660e\u6cbb": 1867,  # 明治 Meiji
+    "\u5927\u6b63": 1911,  # 大正 Taisho
+    "\u662d\u548c": 1925,  # 昭和 Showa
+    "\u5e73\u6210": 1988,  # 平成 Heisei
+    "\u4ee4\u548c": 2018,  # 令和 Reiwa
+}
+_ERA_INITIALS = {"m": 1867, "t": 1911, "s": 1925, "h": 1988, "r": 2018}
+#: The Republic of China's calendar (Taiwan: 民國49年 is 1960), by its name.
+_ROC = "(?:\u4e2d\u83ef|\u4e2d\u534e)?\u6c11[\u570b\u56fd]"  # (中華|中华)民(國|国)
+_ROC_BEFORE = 1911
+#: The Buddhist era's years (Thailand: 2503 is 1960): 543 after the common era's.
+_BUDDHIST_OFFSET = 543
+#: Between the numbers of an era's date: the CJK signs, or a dot, slash or hyphen.
+_ERA_SEP = r"\s*[\u5e74\u6708./\-]\s*"
 #: A date as people write it: numbers (a run of 6 or 8 digits read every way; year
 #: first, or day and month first in either order, with 4- or 2-digit years), or with the month's
 #: name or abbreviation, in English or another language, glued or not (ordinals too: 31st
 #: December 1960, 31DEC1960, 31 de diciembre de 1960, 1960-Dec-31), in Roman numerals
-#: (31.XII.1960), or with the year, month and
-#: day signs of Chinese, Japanese and Korean (1960年12月31日). Which date a text means is
+#: (31.XII.1960), or with the year, month and day signs of Chinese, Japanese and Korean
+#: (1960年12月31日, in Chinese numerals too: 一九六〇年十二月三十一日); and in the calendars
+#: of other eras: Japanese (昭和35年12月31日, S35.12.31), the Republic of China's (民國49年,
+#: 049/12/31, 0491231) and the Buddhist (31/12/2503, in Thai digits too). Which date a text means is
 #: settled by :func:`_dates_of` trying every reading.
 DATE_TOKEN = re.compile(
     r"(?<![0-9])(?:"
     r"(?P<stamp>\d{8})(?:\d{6}|\d{4})(?:\.\d{1,6})?"  # a date and time (DT, HL7): 19601231120000
     r"|(?P<digits>\d{8}|\d{6})"
-    rf"|(?P<y1>\d{{4}}){_SEP}(?P<m1>\d{{1,2}}){_SEP}(?P<d1>\d{{1,2}})"
+    r"|(?P<roc7>\d{7})"  # the Republic of China's year in three digits: 0491231
+    rf"|(?P<y1>\d{{3,4}}){_SEP}(?P<m1>\d{{1,2}}){_SEP}(?P<d1>\d{{1,2}})"
     rf"|(?P<a2>\d{{1,2}})\.?{_SEP}(?P<b2>\d{{1,2}})\.?{_SEP}(?P<y2>{_YEAR})"
     # A month's name first: tried only where letters run into a number (the many names
     # would otherwise be tried at every letter of a text).
@@ -239,7 +264,11 @@ DATE_TOKEN = re.compile(
     rf"|(?P<d4>{_DAY})(?:\s*de|\s+of)?[ \-/.]?\s*(?P<mn4>{_MONTH})\.?,?(?:\s+de)?[ \-/.]?\s*(?P<y4>{_YEAR})"
     rf"|(?P<y6>\d{{4}})[ \-/.]?(?P<mn6>{_MONTH})\.?[ \-/.]?(?P<d6>\d{{1,2}})"
     rf"|(?P<d7>\d{{1,2}})\s*[./\-]\s*(?P<r7>{_ROMAN})\s*[./\-]\s*(?P<y7>\d{{4}}|\d{{2}})"
-    rf"|(?P<y5>\d{{4}}|\d{{2}})\s*{_CJK_YEAR}\s*(?P<m5>\d{{1,2}})\s*{_CJK_MONTH}\s*(?P<d5>\d{{1,2}})(?:\s*{_CJK_DAY})?"
+    rf"|(?P<y5>{_CJK_NUMBER}{{1,4}})\s*{_CJK_YEAR}\s*(?P<m5>{_CJK_NUMBER}{{1,3}})\s*{_CJK_MONTH}\s*(?P<d5>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
+    # A Japanese era's date, by the era's name or (not inside a word) its initial.
+    rf"|(?:(?P<era8>{'|'.join(_ERAS)})|(?<![^\W\d_])(?P<initial8>[mtshr])\.?)\s*"
+    rf"(?P<y8>{_CJK_NUMBER}{{1,3}}|{_FIRST_YEAR}){_ERA_SEP}(?P<m8>{_CJK_NUMBER}{{1,3}}){_ERA_SEP}(?P<d8>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
+    rf"|{_ROC}\s*(?P<y9>{_CJK_NUMBER}{{1,4}}|{_FIRST_YEAR}){_ERA_SEP}(?P<m9>{_CJK_NUMBER}{{1,3}}){_ERA_SEP}(?P<d9>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
     r")(?![0-9])",
     re.IGNORECASE,
 )
@@ -270,7 +299,7 @@ _LITERAL_SEPARATORS = ("-", "/", ".", " ", ":", "_", ". ", " - ", " / ", "\u2010
 
 #: How far from its nearest digit a date token reaches (31 de septiembre de 1960).
 _DATE_REACH = 32
-_DIGIT_RUNS = re.compile(r"\d+")
+_DIGIT_RUNS = re.compile(rf"(?:{_CJK_NUMBER}|{_FIRST_YEAR})+")
 
 
 def date_tokens(text: str) -> Iterator[tuple[int, re.Match]]:
@@ -290,9 +319,10 @@ def date_tokens(text: str) -> Iterator[tuple[int, re.Match]]:
             yield start, match
 
 
-def date_spellings(key: str) -> set[str]:
+@lru_cache(maxsize=4096)
+def date_spellings(key: str) -> frozenset[str]:
     """The common ways of writing the date `key` (YYYYMMDD), as literals: what a search of
-    bytes too long for :data:`DATE_TOKEN` looks for."""
+    bytes too long for :data:`DATE_TOKEN` looks for (made once a date)."""
     day = dt.datetime.strptime(key, "%Y%m%d")
     found = set()
     for form in _DATE_FORMATS:
@@ -313,6 +343,31 @@ def date_spellings(key: str) -> set[str]:
     for signs, space in (("\u5e74\u6708\u65e5", ""), ("\ub144\uc6d4\uc77c", " ")):  # 年月日, 년월일
         for month, date in {(f"{day.month:02d}", f"{day.day:02d}"), (str(day.month), str(day.day))}:
             found.add(f"{day.year}{signs[0]}{space}{month}{signs[1]}{space}{date}{signs[2]}")
+    return frozenset(found | _era_spellings(day))
+
+
+def _era_spellings(day: dt.date) -> set[str]:
+    """The date `day` in the calendars of other eras, as literals: Japanese (by the era
+    in force, and the one before in its first year), the Republic of China's and the
+    Buddhist."""
+    found = set()
+    numbers = {(f"{day.month:02d}", f"{day.day:02d}"), (str(day.month), str(day.day))}
+    initials = {before: initial.upper() for initial, before in _ERA_INITIALS.items()}
+    for name, before in sorted(_ERAS.items(), key=lambda era: era[1])[::-1]:
+        year = day.year - before
+        if year < 1:
+            continue
+        for month, date in numbers:
+            found |= {f"{name}{year}\u5e74{month}\u6708{date}\u65e5", f"{initials[before]}{year}.{month}.{date}"}
+            found |= {f"{initials[before]}{year:02d}{sep}{month}{sep}{date}" for sep in "./-"}
+        if day.year > before + 1:
+            break  # past its first year: no earlier era is in force
+    roc = day.year - _ROC_BEFORE
+    if roc >= 1:
+        found |= {f"\u6c11\u570b{roc}\u5e74{day.month}\u6708{day.day}\u65e5", f"{roc:03d}{day:%m%d}"}
+        found |= {f"{roc:03d}{sep}{day:%m}{sep}{day:%d}" for sep in "./-"}
+    buddhist = day.year + _BUDDHIST_OFFSET
+    found |= {f"{date}{sep}{month}{sep}{buddhist}" for month, date in numbers for sep in "/.-"}
     return found
 
 
@@ -327,8 +382,38 @@ def date_key(value: str) -> str | None:
 def _years(text: str) -> list[int]:
     digits = text.lstrip("'")
     if len(digits) == 4:
-        return [int(digits)]
+        year = int(digits)
+        # A year of the Buddhist era (2503) is also read as the common era's (1960).
+        return [year, year - _BUDDHIST_OFFSET] if year - _BUDDHIST_OFFSET >= 1800 else [year]
+    if len(digits) == 3:  # the Republic of China's, as Taiwan writes it (049: 1960)
+        return [_ROC_BEFORE + int(digits)]
     return [1900 + int(digits), 2000 + int(digits)]  # a 2-digit year: either century
+
+
+_NUMERAL_VALUES = {c: max(0, i - 2) for i, c in enumerate(_CJK_NUMERALS)}  # 〇零○ are 0, then 一 to 九
+
+
+def _number(text: str) -> int:
+    """A number written in any script's digits or in Chinese numerals: positional
+    (一九六〇: 1960) or with tens (三十一: 31, 十二: 12); 元 (an era's first year): 1."""
+    if text == _FIRST_YEAR:
+        return 1
+    if _CJK_TEN in text:
+        tens, _, ones = text.partition(_CJK_TEN)
+        return (_number(tens) if tens else 1) * 10 + (_number(ones) if ones else 0)
+    value = 0
+    for c in text:
+        value = value * 10 + (_NUMERAL_VALUES[c] if c in _NUMERAL_VALUES else int(c))
+    return value
+
+
+def _cjk_years(text: str) -> list[int]:
+    """A year written before 年: four digits as they read, fewer read as two-digit
+    years (60年) and as the Republic of China's (49年: 1960)."""
+    year = _number(text)
+    if len(text) >= 4 and _CJK_TEN not in text:
+        return _years(f"{year:04d}")
+    return [1900 + year % 100, 2000 + year % 100, _ROC_BEFORE + year]
 
 
 def _day(text: str) -> str:
@@ -346,6 +431,9 @@ def _dates_of(match: re.Match) -> set[str]:
             readings = [(n[:4], n[4:6], n[6:]), (n[4:], n[2:4], n[:2]), (n[4:], n[:2], n[2:4])]
         else:  # YYMMDD, DDMMYY, MMDDYY
             readings = [(n[:2], n[2:4], n[4:]), (n[4:], n[2:4], n[:2]), (n[4:], n[:2], n[2:4])]
+    elif g["roc7"]:
+        n = g["roc7"]
+        readings = [(n[:3], n[3:5], n[5:])]
     elif g["y1"]:
         readings = [(g["y1"], g["m1"], g["d1"])]
     elif g["y2"]:
@@ -353,7 +441,12 @@ def _dates_of(match: re.Match) -> set[str]:
         if len(g["a2"]) == 2 and len(g["y2"]) == 2:
             readings.append((g["a2"], g["b2"], g["y2"]))  # year first, in two digits: 60.12.31
     elif g["y5"]:
-        readings = [(g["y5"], g["m5"], g["d5"])]
+        return _full_dates(_cjk_years(g["y5"]), g["m5"], g["d5"])
+    elif g["y8"]:
+        before = _ERAS[g["era8"]] if g["era8"] else _ERA_INITIALS[g["initial8"].lower()]
+        return _full_dates([before + _number(g["y8"])], g["m8"], g["d8"])
+    elif g["y9"]:
+        return _full_dates([_ROC_BEFORE + _number(g["y9"])], g["m9"], g["d9"])
     elif g["y6"]:
         readings = [(g["y6"], _MONTH_NUMBERS[g["mn6"].lower()], g["d6"])]
     elif g["y7"]:
@@ -362,13 +455,19 @@ def _dates_of(match: re.Match) -> set[str]:
         readings = [(g["y3"], _MONTH_NUMBERS[g["mn3"].lower()], _day(g["d3"]))]
     else:
         readings = [(g["y4"], _MONTH_NUMBERS[g["mn4"].lower()], _day(g["d4"]))]
+    return set().union(*(_full_dates(_years(str(year)), month, day) for year, month, day in readings))
+
+
+def _full_dates(years: list[int], month, day) -> set[str]:
+    """The valid dates (YYYYMMDD) of each of `years` on `month` and `day` (numbers,
+    or numerals as :func:`_number` reads them)."""
+    month, day = _number(str(month)), _number(str(day))
     found = set()
-    for year, month, day in readings:
-        for y in _years(str(year)):
-            try:
-                found.add(dt.date(y, int(month), int(day)).strftime("%Y%m%d"))
-            except ValueError:
-                continue
+    for year in years:
+        try:
+            found.add(dt.date(year, month, day).strftime("%Y%m%d"))
+        except ValueError:
+            continue
     return found
 
 
@@ -377,18 +476,18 @@ class Finder:
     by :data:`DATE_TOKEN`, read and compared with the header's dates."""
 
     def __init__(self, words: Iterable[str], dates: frozenset[str]):
-        self._words, self.dates = frozenset(words), dates
+        self.values, self.dates = frozenset(words), dates
 
     @functools.cached_property
     def words(self) -> re.Pattern | None:
         """:func:`word_pattern` of the words (compiled when first asked for: a file
         often needs only some of its patterns, and compiling is most of their cost)."""
-        return word_pattern(self._words)
+        return word_pattern(self.values)
 
     @functools.cached_property
     def presence(self) -> re.Pattern | None:
         """:func:`presence_pattern` of the words: whether a text holds one, faster."""
-        return presence_pattern(self._words)
+        return presence_pattern(self.values)
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         found = [(m.start(), m.end()) for m in self.words.finditer(text) if m.end() > m.start()] if self.words else []

@@ -15,7 +15,7 @@ from pydicom.encaps import generate_fragments
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from curate._native import Blake3, file_cells_or
-from curate.deid.check import decodings, file_problem
+from curate.deid.check import LEGACY_CODECS, decodings, file_problem
 from curate.deid.engine import Deidentifier, Identity
 from curate.deid.identifiers import MIN_LENGTH, Finder, latin_readings, without_invisible
 from curate.deid.pixels import PixelRedaction, record_redaction, redact_pixels
@@ -441,8 +441,6 @@ def _strip_pixel_text(source: str, ds, split: SplitFile | None, identity: Identi
     ds["PixelData"].VR = "OB"
 
 
-#: Encodings names are written in outside the header's own: Japanese, Chinese, Korean.
-CJK_CODECS = ("shift_jis", "euc_jp", "iso2022_jp", "gb18030", "euc_kr")
 #: Bytes of pixel data (a text segment, what lies past an image) up to which the search
 #: also reads them as text every way the header check reads a header: a name split by an
 #: invisible character or written with lookalike letters, a date in any spelling.
@@ -453,10 +451,13 @@ MAX_NEAR_MISSES = 2_000
 
 
 def _encodings(ds) -> list[str]:
-    """UTF-8, Latin-1, UTF-16 both ways, and the codecs of the header's character set."""
+    """UTF-8, Latin-1, UTF-16 both ways, the legacy encodings of other scripts
+    (:data:`curate.deid.check.LEGACY_CODECS`) and the codecs of the header's character set."""
     from pydicom.charset import convert_encodings
 
-    found = ["utf-8", "latin-1", "utf-16-le", "utf-16-be", *CJK_CODECS]
+    # ISO 2022 Japanese too: its escapes make a literal of it useless to the header check,
+    # but here each find is confirmed by the pattern in the bytes decoded.
+    found = ["utf-8", "latin-1", "utf-16-le", "utf-16-be", *LEGACY_CODECS, "iso2022_jp"]
     try:
         found += convert_encodings(ds.get("SpecificCharacterSet")) if ds.get("SpecificCharacterSet") else []
     except Exception:  # a character set pydicom does not know: the others still apply
@@ -490,7 +491,10 @@ class _IdentitySearch:
             for word in words:
                 for spelling in dict.fromkeys((word, word.upper(), word.lower(), word.title())):
                     for encoding in self.encodings:
-                        encoded = spelling.encode(encoding, errors="ignore").lower()
+                        try:
+                            encoded = spelling.encode(encoding).lower()
+                        except UnicodeEncodeError:  # a letter this encoding has not: not written in it
+                            continue
                         if len(encoded) >= 2:
                             found.setdefault(encoded, encoding)
             self._spellings[short] = found
