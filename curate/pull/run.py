@@ -683,7 +683,7 @@ class _Pull:
         """Over DIMSE, a series none of whose instances is here yet, and all of them
         wanted, is retrieved whole at once, with no instance-level C-FIND: the series'
         count of instances says when it is complete, and each file's own UIDs say what it
-        is (the SOP classes to negotiate come from the study's and the series' answers).
+        is (the SOP classes to negotiate come from the study's answer, SOP Classes in Study).
         True when every instance arrived; else the caller asks for the instance list and
         fetches what is missing."""
         study_uid, series_uid = value(study, "StudyInstanceUID"), value(series, "SeriesInstanceUID")
@@ -697,7 +697,7 @@ class _Pull:
             or self.store.held(study_uid, series_uid)
         ):
             return False
-        classes = set(values(study, "SOPClassesInStudy") or []) | set(values(series, "SOPClassUID") or [])
+        classes = set(values(study, "SOPClassesInStudy") or [])
         sink = self._sink(study_uid, series_uid, None)
         try:
             self.connections.release()  # the retrieval opens its own association
