@@ -124,15 +124,16 @@ def _problem(
     # Dates only in the values that are not text (the text values are searched above):
     # a date pattern over every byte of the header would cost more than all the rest.
     long_words = identity.long_pattern()
-    raw = excuses.blanked(header) + trailer
-    if long_words is not None and (words := long_words.presence) is not None:
-        searches += [
-            (words.search, read) for text in _raw_texts(raw, ds) for read in latin_readings(without_invisible(text))
-        ]
+    words = long_words.presence if long_words is not None else None
     # A name or a date of another script may be written into bytes in a legacy encoding
     # that is not the header's (a Cyrillic name in an OB in Windows-1251).
     foreign = [word for word in (long_words.values if long_words else ()) if not word.isascii()]
     foreign += [spelling for key in identity.dates for spelling in _foreign_date_spellings(key)]
+    raw = excuses.blanked(header) + trailer if words is not None or foreign else b""
+    if words is not None:
+        searches += [
+            (words.search, read) for text in _raw_texts(raw, ds) for read in latin_readings(without_invisible(text))
+        ]
     if _holds_in_legacy_codecs(raw, foreign):
         return HEADER_LEAK
     if identity.dates:
