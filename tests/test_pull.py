@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from curate.index.store import IndexStore
 from curate.pull import pull
 from curate.pull.dicomweb import DicomWebSource
 from curate.pull.dimse import DimseSource
+from curate.pull.run import ThrottleOptions
 from curate.pull.selection import Selection
 
 COMPARED = ["PatientID", "PatientSex", "StudyDate", "AccessionNumber", "Modality", "BodyPartExamined", "ViewPosition"]
@@ -133,6 +135,49 @@ def test_images_over_dimse_arrive_exactly_and_named_by_uids(orthanc, pacs_archiv
     assert statuses == [("ok", pacs_archive.instances)]
     again = pull(dimse(orthanc), index, level="images", store=store, find_limit=FIND_LIMIT, progress=False)
     assert again.instances == 0 and again.skipped_studies == 300
+
+
+@pytest.fixture
+def associations(monkeypatch) -> list[str]:
+    """The threads each association to the PACS was opened from, in order."""
+    from pynetdicom import AE
+
+    opened: list[str] = []
+    associate = AE.associate
+
+    def counted(self, *args, **kwargs):
+        assoc = associate(self, *args, **kwargs)
+        if assoc.is_established:
+            opened.append(threading.current_thread().name)
+        return assoc
+
+    monkeypatch.setattr(AE, "associate", counted)
+    return opened
+
+
+@pytest.mark.parametrize("move", [False, True], ids=["c-get", "c-move"])
+def test_a_study_is_found_and_retrieved_over_one_association(orthanc, pacs_archive, tmp_path, associations, move):
+    """Each association costs the PACS a thread and a handshake: a study's series query
+    and the retrievals of its series (two each here) share one."""
+    from curate.pull.dimse import StorageSCP
+
+    storage = StorageSCP("CURATEMOVE", orthanc.move_port) if move else None
+    source = DimseSource("127.0.0.1", orthanc.dicom_port, orthanc.aet, storage=storage)
+    result = pull(
+        source,
+        tmp_path / "index",
+        level="images",
+        store=tmp_path / "store",
+        find_limit=FIND_LIMIT,
+        selection=Selection(modalities=("CT", "MR")),
+        # Never backed off (a backed-off pull lets go of an association while it waits).
+        throttle=ThrottleOptions(min_concurrency=4),
+        progress=False,
+    )
+    assert result.failed_series == 0 and result.series == 2 * result.studies > 0
+    uids = [u for u, p in pacs_archive.by_uid.items() if pydicom.dcmread(p, stop_before_pixels=True).Modality in "CTMR"]
+    assert_store_matches(tmp_path / "store", pacs_archive, uids)
+    assert sum(name.startswith("curate-pull") for name in associations) == result.studies
 
 
 def test_arriving_files_supersede_the_remote_rows(orthanc, pacs_archive, tmp_path):

@@ -357,6 +357,45 @@ def test_window_pause_then_resume_on_the_fake_clock() -> None:
     assert throttle.window_closes_at() == berlin(2026, 1, 14, 19)
 
 
+def test_what_a_caller_holds_is_let_go_before_a_long_wait_only() -> None:
+    clock = FakeClock(berlin(2026, 1, 14, 6, 59, 59))
+    throttle = Throttle(
+        max_concurrency=2,
+        windows=TimeWindows.parse(["mon-fri 19:00-07:00"], "Europe/Berlin"),
+        clock=clock,
+        poll_s=3600,
+    )
+    throttle.set_baseline(0.010)
+    idled: list[str] = []
+    done = threading.Event()
+
+    def hold(name: str) -> None:
+        with throttle.slot(idle=lambda: idled.append(name)):
+            done.wait(10)
+
+    holders = [threading.Thread(target=hold, args=(name,)) for name in ("first", "second")]
+    for thread in holders:
+        thread.start()
+    wait_for(lambda: throttle.in_flight == 2)
+    assert idled == []  # free slots in an open window: nothing to let go
+    at_full = threading.Thread(target=hold, args=("at the full limit",))
+    at_full.start()
+    wait_for(lambda: throttle.events["slot_wait"] == 1)
+    assert idled == []  # a slot frees as soon as one of the pull's requests ends
+    throttle.observe(0.050)  # the server is slow: the limit is halved
+    backed_off = threading.Thread(target=hold, args=("backed off",))
+    backed_off.start()
+    wait_for(lambda: throttle.events["slot_wait"] == 2)
+    assert idled == ["backed off"]  # a wait as long as the server is slow
+    done.set()
+    for thread in [*holders, at_full, backed_off]:
+        thread.join(10)
+    clock.advance(1)  # the window closes
+    with throttle.slot(idle=lambda: idled.append("night")):
+        assert clock.now() == berlin(2026, 1, 14, 19)
+    assert idled == ["backed off", "night"]  # let go before the night's wait
+
+
 def test_window_closing_pauses_until_it_opens_again() -> None:
     clock = FakeClock(berlin(2026, 1, 14, 6, 59, 59))
     calls: list[str] = []

@@ -94,6 +94,9 @@ class DicomWebConnection:
     def close(self) -> None:
         self.session.close()
 
+    def study(self, sop_classes: list[str] | None) -> None:
+        """Nothing to prepare: each request is its own (the session keeps the connection)."""
+
     def __enter__(self) -> DicomWebConnection:
         return self
 

@@ -3,7 +3,10 @@
 C-GET is the default: the instances come back on the association curate opened, so the
 PACS needs no entry for curate's AE title, host and port. Each connection is one
 association (the pull's concurrency cap is a cap on associations); an aborted one is
-opened again on the next request.
+opened again on the next request. A study's finds and retrievals share one association:
+told the study's SOP classes (:meth:`DimseConnection.study`), the connection opens it
+with the storage contexts of all of them, and each retrieval whose classes it holds goes
+over it; every association costs the PACS a thread and a handshake.
 
 A retrieval proposes, for each SOP class the series holds, one presentation context per
 common transfer syntax, so that the PACS can send every file as it stored it rather than
@@ -12,6 +15,7 @@ transcode it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -75,6 +79,9 @@ COMMON_STORAGE = (
 )
 #: Presentation contexts an association may propose (PS3.8: at most 128).
 MAX_CONTEXTS = 128
+#: The storage classes one association can retrieve: verification, find and retrieve
+#: take a context each, and each class one a group of syntaxes.
+MAX_STORED_CLASSES = (MAX_CONTEXTS - 3) // len(STORE_SYNTAXES)
 SUCCESS, PENDING = 0x0000, (0xFF00, 0xFF01)
 CANCELLED = 0xFE00
 
@@ -118,12 +125,20 @@ class DimseSource:
 
 
 class DimseConnection:
-    """One association for finds (opened when first needed); retrievals open their own,
-    with the storage contexts of the series they fetch."""
+    """One association at a time, for finds and retrievals: opened when first needed,
+    with the storage contexts of the study's SOP classes (:meth:`study`), and opened
+    again only for a retrieval of a class it was not opened with."""
 
     def __init__(self, source: DimseSource):
         self.source = source
         self._assoc = None
+        #: The storage classes the association was opened with (None: finds only).
+        self._holds: frozenset[str] | None = None
+        #: The storage classes of the study the next requests are for (None: not told).
+        self._scope: frozenset[str] | None = None
+        #: Where the instances of the retrieval in progress go (a C-STORE handler).
+        self._store = None
+        self._messages = itertools.count(1)  # a request's Message ID, new on the association
         self._cancel = threading.Event()
 
     def _ae(self):
@@ -148,18 +163,62 @@ class DimseConnection:
             )
         raise TransientError(f"{self.source.describe()}: no association (the server did not answer)")
 
+    def study(self, sop_classes: list[str] | None) -> None:
+        """The requests that follow are for a study of `sop_classes` (SOP Classes in Study;
+        empty where the PACS did not answer it; None where nothing is retrieved): the
+        association opened next can retrieve its instances as well as find them."""
+        self._scope = None if sop_classes is None else _storage_classes(sop_classes)
+
+    def _open(self, classes: frozenset[str] | None):
+        """A new association (the last one released): verification and finds, and with
+        `classes`, retrievals of them (C-GET with their storage contexts, or C-MOVE)."""
+        from pynetdicom import build_role, evt
+
+        self.close()
+        ae = self._ae()
+        ae.add_requested_context(VERIFICATION)
+        ae.add_requested_context(FIND_MODEL)
+        kwargs = {}
+        if classes is not None and self.source.storage is not None:
+            ae.add_requested_context(MOVE_MODEL)
+        elif classes is not None:
+            ae.add_requested_context(GET_MODEL)
+            for sop_class in sorted(classes):
+                for syntaxes in STORE_SYNTAXES:
+                    ae.add_requested_context(sop_class, list(syntaxes))
+            kwargs = {
+                "ext_neg": [build_role(sop_class, scp_role=True) for sop_class in sorted(classes)],
+                "evt_handlers": [(evt.EVT_C_STORE, self._on_store)],
+            }
+        self._assoc = self._associate(ae, **kwargs)
+        self._holds = classes
+        return self._assoc
+
+    def _on_store(self, event) -> int:
+        store = self._store
+        return 0xA700 if store is None else store(event)  # out of resources: nothing asked for
+
     def _finder(self):
         if self._assoc is None or not self._assoc.is_established:
-            ae = self._ae()
-            ae.add_requested_context(VERIFICATION)
-            ae.add_requested_context(FIND_MODEL)
-            self._assoc = self._associate(ae)
+            return self._open(self._scope)
         return self._assoc
+
+    def _retriever(self, sop_classes: list[str]):
+        """An association that can retrieve instances of `sop_classes`: this one where it
+        was opened with them, else one opened with them (and the study's, where all fit)."""
+        wanted = _storage_classes(sop_classes)
+        held = self._holds
+        if self._assoc is not None and self._assoc.is_established and held is not None:
+            if self.source.storage is not None or wanted <= held:
+                return self._assoc
+        scope = self._scope or frozenset()
+        both = wanted | scope
+        return self._open(both if len(both) <= MAX_STORED_CLASSES else wanted)
 
     def close(self) -> None:
         if self._assoc is not None and self._assoc.is_established:
             self._assoc.release()
-        self._assoc = None
+        self._assoc, self._holds = None, None
 
     def __enter__(self) -> DimseConnection:
         return self
@@ -204,8 +263,6 @@ class DimseConnection:
     def retrieve(self, study: str, series: str, instances: list[str], sop_classes: list[str], sink: Sink) -> None:
         """C-GET `instances` of one series (all of them when the list is empty), or C-MOVE
         them to curate's own storage SCP when the source has one."""
-        from pynetdicom import build_role, evt
-
         failures: list[str] = []
 
         def store(event) -> int:
@@ -218,21 +275,12 @@ class DimseConnection:
                 return 0xA700  # out of resources
             return SUCCESS
 
-        ae = self._ae()
         move = self.source.storage
+        assoc = self._retriever(sop_classes)
         if move is None:
-            ae.add_requested_context(GET_MODEL)
-            roles = []
-            # Unknown classes (a PACS that did not answer SOPClassUID): the common ones.
-            for sop_class in sorted(set(sop_classes) or COMMON_STORAGE)[: (MAX_CONTEXTS - 1) // len(STORE_SYNTAXES)]:
-                for syntaxes in STORE_SYNTAXES:
-                    ae.add_requested_context(sop_class, list(syntaxes))
-                roles.append(build_role(sop_class, scp_role=True))
-            assoc = self._associate(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, store)])
-            model, msg_id = GET_MODEL, 1
+            model, msg_id = GET_MODEL, next(self._messages)
+            self._store = store
         else:
-            ae.add_requested_context(MOVE_MODEL)
-            assoc = self._associate(ae)
             model, msg_id = MOVE_MODEL, move.expect(store)
         self._cancel.clear()
         identifier = Dataset()
@@ -256,8 +304,7 @@ class DimseConnection:
                 if self._cancel.is_set() and final in PENDING:
                     assoc.send_c_cancel(msg_id, query_model=model)
         finally:
-            if assoc.is_established:
-                assoc.release()
+            self._store = None  # the association stays open for the study's next request
             if move is not None:
                 move.forget(msg_id)
         if failures:
@@ -377,3 +424,10 @@ def _reactor_takes_only_requests(assoc) -> None:
             return item
 
     dimse.get_msg = get_msg
+
+
+def _storage_classes(sop_classes: list[str]) -> frozenset[str]:
+    """The storage classes to negotiate for instances of `sop_classes`: those, or where
+    none is known (a PACS that did not answer SOPClassUID), the common ones; at most
+    :data:`MAX_STORED_CLASSES`."""
+    return frozenset(sorted(set(sop_classes) or COMMON_STORAGE)[:MAX_STORED_CLASSES])

@@ -302,7 +302,9 @@ class _Pull:
         return with_retries(lambda: self._request_once(call), attempts=self.retries, on_retry=self._count_retry)
 
     def _request_once(self, call: Callable[[Connection], object]):
-        with self.throttle.slot():
+        # An association held while this thread waits would be one of the PACS's few
+        # association threads, idle: let go first.
+        with self.throttle.slot(idle=self.connections.release):
             try:
                 return call(self.connections.get())
             except TransientError:
@@ -515,6 +517,9 @@ class _Pull:
 
     def _study(self, ledger: Ledger, study: Answer) -> None:
         try:
+            retrieves = self.level == "images" or self.metadata == "full"
+            # The study's finds and retrievals share one association (DIMSE).
+            self.connections.get().study((values(study, "SOPClassesInStudy") or []) if retrieves else None)
             self._study_series(ledger, study)
         finally:
             self.connections.release()
@@ -599,7 +604,6 @@ class _Pull:
             return {}
         classes = [c for c in (value(i, "SOPClassUID") for i in instances) if c]
         got: list[bytes] = []
-        self.connections.release()
         self._request(lambda c: c.retrieve(study, series, [first], classes, lambda _, data: got.append(data)))
         if not got:
             return {}
@@ -663,7 +667,6 @@ class _Pull:
                 break
             for ask in asks:
                 try:
-                    self.connections.release()  # the retrieval opens its own association
                     self._request(lambda c, ask=ask: c.retrieve(study_uid, series_uid, ask, sop_classes, sink))
                 except InstanceError as e:
                     reason = _reason(e)
@@ -700,7 +703,6 @@ class _Pull:
         classes = set(values(study, "SOPClassesInStudy") or [])
         sink = self._sink(study_uid, series_uid, None)
         try:
-            self.connections.release()  # the retrieval opens its own association
             # Once: a retry would fetch again what arrived before the failure.
             self._request_once(lambda c: c.retrieve(study_uid, series_uid, [], sorted(classes), sink))
         except TransientError as e:

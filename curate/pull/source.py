@@ -69,6 +69,10 @@ class Connection(Protocol):
 
     def retrieve(self, study: str, series: str, instances: list[str], sop_classes: list[str], sink: Sink) -> None: ...
 
+    def study(self, sop_classes: list[str] | None) -> None:
+        """The requests that follow are for one study whose instances are of `sop_classes`
+        (None: nothing of it is retrieved)."""
+
     def close(self) -> None: ...
 
 

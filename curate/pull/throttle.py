@@ -221,9 +221,11 @@ class Throttle:
     # -- admission ----------------------------------------------------------------------
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one request slot: waits for an open window, a free slot and the rate limit."""
-        self._acquire()
+    def slot(self, idle: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold one request slot: waits for an open window, a free slot and the rate limit.
+        `idle` is called before a long wait (:meth:`_waits_long`): a caller lets go there
+        of what it holds on the server, such as an association."""
+        self._acquire(idle)
         try:
             yield
         finally:
@@ -271,8 +273,10 @@ class Throttle:
             # opening still moves on; at most a few minutes, to re-read the wall clock.
             self._sleep(min(max(wait, 1e-3), _WINDOW_RECHECK_S))
 
-    def _acquire(self) -> None:
+    def _acquire(self, idle: Callable[[], None] | None = None) -> None:
         while True:
+            if idle is not None and self._waits_long():
+                idle()  # outside the lock: letting go may talk to the server
             self.wait_open()
             with self._cond:
                 if self._in_flight >= self._limit and not self._closed:
@@ -302,6 +306,17 @@ class Throttle:
                 self._release()
                 raise
             self._release()
+
+    def _waits_long(self) -> bool:
+        """Whether a request asking now would wait for long: for a closed window to open,
+        or for a slot while the limit is backed off (the server is slow). At the full limit
+        a slot frees as soon as one of the pull's own requests ends."""
+        with self._cond:
+            if self._closed:
+                return False  # no wait: the caller is turned away
+            if self._in_flight >= self._limit and self._limit < self._max:
+                return True
+        return not self.in_window()
 
     def _release(self) -> None:
         with self._cond:
