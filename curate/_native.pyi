@@ -89,3 +89,20 @@ class Blake3:
 
     def hexdigest(self) -> str:
         """The digest so far, in hex."""
+
+class Literals:
+    """A set of byte literals, built once and searched for in many buffers at once
+    (Aho-Corasick): one pass over the bytes, however many literals."""
+
+    def __init__(self, needles: Sequence[bytes], ascii_case_insensitive: bool = False) -> None:
+        """`needles` (none empty); with `ascii_case_insensitive`, an ASCII letter matches
+        in either case. Raises ValueError for an empty literal."""
+
+    def find_all(self, data: bytes, limit: int = ...) -> list[tuple[int, int]]:
+        """Every place a literal occurs in `data`, overlapping ones included, as (start,
+        the literal's index), in the order they end; at most `limit`."""
+
+    def occurs_in(self, data: bytes) -> bool:
+        """Whether one of the literals occurs in `data`."""
+
+    def __len__(self) -> int: ...

@@ -20,7 +20,7 @@ import codecs as codecs_module
 import functools
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pydicom import config, dcmread
 from pydicom.charset import convert_encodings, decode_bytes
@@ -28,9 +28,11 @@ from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.values import TEXT_VR_DELIMS
 
+from curate._native import Literals
 from curate.deid import vendors
 from curate.deid.engine import OPTION_CODES, PROFILE_CODE, Identity
 from curate.deid.identifiers import Finder, date_spellings, latin_readings, without_invisible
+from curate.deid.literals import LEGACY_CODECS, LEGACY_MIN_BYTES, LiteralSearch, spellings_in
 from curate.deid.profile import Options, Profile
 from curate.deid.uids import uids_in
 from curate.deid.vendors import VENDOR_TAGS
@@ -134,16 +136,26 @@ def _problem(
         searches += [
             (words.search, read) for text in _raw_texts(raw, ds) for read in latin_readings(without_invisible(text))
         ]
-    if _holds_in_legacy_codecs(raw, foreign):
+    dates = Finder([], identity.dates) if identity.dates else None
+
+    def confirm(text: str) -> bool:  # a legacy find in its context: the value itself, or a date
+        reads = latin_readings(without_invisible(text))
+        return any((words and words.search(r)) or (dates and dates.search(r)) for r in reads)
+
+    if _holds_in_legacy_codecs(raw, foreign, confirm):
         return HEADER_LEAK
-    if identity.dates:
+    if dates is not None:
         values = b"\n".join(binary)
         if len(values) > DATE_PATTERN_BYTES:
-            if _holds_a_date_literally(values, identity.dates):
+            if holds_a_date_literally(values, identity.dates):
                 return HEADER_LEAK
         else:
-            dates = Finder([], identity.dates)
-            searches += [(dates.search, without_invisible(text)) for text in _raw_texts(values, ds)]
+            # Read as the text is (full-width digits and signs as plain ones).
+            searches += [
+                (dates.search, read)
+                for text in _raw_texts(values, ds)
+                for read in latin_readings(without_invisible(text))
+            ]
     for search, text in searches:
         if search(text):
             return HEADER_LEAK
@@ -156,70 +168,51 @@ def _problem(
 DATE_PATTERN_BYTES = 65_536
 
 
-def _holds_a_date_literally(data: bytes, dates: frozenset[str]) -> bool:
+def holds_a_date_literally(data: bytes, dates: frozenset[str]) -> bool:
     """Whether `data` holds one of `dates` in one of its common spellings (one byte a
-    character, UTF-8, or UTF-16 either way). The spellings with the 4-digit year are
-    looked for only where the year is (in each encoding): megabytes of a profile or a
-    table are searched a few times, not once for each of a date's many spellings."""
+    character, UTF-8, UTF-16 either way, and the legacy encodings): every spelling in one
+    pass over the bytes (megabytes of a profile or a table)."""
+    return _date_literals(tuple(sorted(dates))).occurs_in(data)
+
+
+@functools.lru_cache(maxsize=1024)
+def _date_literals(dates: tuple[str, ...]) -> Literals:
+    """The spellings of `dates` in every encoding they may be written in, as literals
+    (made once a patient's dates)."""
+    encodings = ("latin-1", "utf-8", "utf-16-le", "utf-16-be", *LEGACY_CODECS)
+    found = set()
     for key in dates:
-        year, spellings = key[:4], date_spellings(key)
-        for codec in ("latin-1", "utf-8", "utf-16-le", "utf-16-be"):
-            has_year = data.find(year.encode(codec)) != -1
-            for spelling in spellings:
-                if year in spelling and not has_year:
-                    continue
+        for spelling in date_spellings(key):
+            for codec in encodings:
                 try:
-                    encoded = spelling.encode(codec)
+                    found.add(spelling.encode(codec))
                 except UnicodeEncodeError:  # an en dash or a CJK sign has no Latin-1 byte
                     continue
-                if data.find(encoded) != -1:
-                    return True
-    return False
+    return Literals(sorted(found))
 
 
-#: Encodings a value of another script may be written into bytes in, whatever the
-#: header's character set says: Cyrillic, Greek and Central European (Windows and ISO),
-#: Japanese, Chinese (traditional and simplified) and Korean.
-LEGACY_CODECS = (
-    "cp1251",
-    "koi8_r",
-    "iso8859_5",
-    "cp1253",
-    "iso8859_7",
-    "cp1250",
-    "iso8859_2",
-    "shift_jis",
-    "euc_jp",
-    "big5",
-    "gb18030",
-    "euc_kr",
-)
-#: The fewest bytes a value in a legacy encoding is looked for with: three bytes of
-#: Windows-1251 turn up by chance in binary data.
-LEGACY_MIN_BYTES = 4
+#: What the header check reads a value of another script in, in bytes (the header's own
+#: encodings are read whole, decoded): the legacy encodings of other scripts only.
+_LEGACY_ONLY = {codec: LEGACY_MIN_BYTES for codec in LEGACY_CODECS}
 
 
-def _holds_in_legacy_codecs(data: bytes, values: Iterable[str]) -> bool:
+def _holds_in_legacy_codecs(data: bytes, values: Iterable[str], confirm: Callable[[str], bool]) -> bool:
     """Whether `data` holds one of `values` encoded in one of :data:`LEGACY_CODECS`
-    (:func:`_legacy_bytes`): literal searches of the bytes, cheap enough for every header."""
-    return any(data.find(encoded) != -1 for value in values for encoded in _legacy_bytes(value))
+    (:func:`curate.deid.literals.spellings_in`), where `confirm` says the bytes around
+    it, decoded, hold the value: one pass over the bytes, cheap enough for every header."""
+    values = tuple(sorted(set(values)))
+    return bool(values) and _legacy_search(values).holds(data, confirm)
 
 
-@functools.lru_cache(maxsize=4096)
-def _legacy_bytes(value: str) -> frozenset[bytes]:
-    """`value` as written, in capitals, small letters and title case, in each of
-    :data:`LEGACY_CODECS` that has its letters, at least :data:`LEGACY_MIN_BYTES` long
-    (made once a value: the files of a patient or a day share them)."""
-    found = set()
-    for form in {value, value.upper(), value.lower(), value.title()}:
-        for codec in LEGACY_CODECS:
-            try:
-                encoded = form.encode(codec)
-            except UnicodeEncodeError:  # not a letter of this codec's script
-                continue
-            if len(encoded) >= LEGACY_MIN_BYTES:
-                found.add(encoded)
-    return frozenset(found)
+@functools.lru_cache(maxsize=1024)
+def _legacy_search(values: tuple[str, ...]) -> LiteralSearch:
+    """The search for `values` in the legacy encodings (made once a patient: the files of
+    a patient or a day share it)."""
+    found: dict[bytes, str] = {}
+    for value in values:
+        for spelling, codec in spellings_in(value, _LEGACY_ONLY).items():
+            found.setdefault(spelling, codec)
+    return LiteralSearch(found)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -15,9 +15,10 @@ from pydicom.encaps import generate_fragments
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from curate._native import Blake3, file_cells_or
-from curate.deid.check import LEGACY_CODECS, decodings, file_problem
+from curate.deid.check import decodings, file_problem, holds_a_date_literally
 from curate.deid.engine import Deidentifier, Identity
 from curate.deid.identifiers import MIN_LENGTH, Finder, latin_readings, without_invisible
+from curate.deid.literals import LEGACY_MIN_BYTES, LiteralSearch, legacy_encodings, spellings_in
 from curate.deid.pixels import PixelRedaction, record_redaction, redact_pixels
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
@@ -445,83 +446,65 @@ def _strip_pixel_text(source: str, ds, split: SplitFile | None, identity: Identi
 #: also reads them as text every way the header check reads a header: a name split by an
 #: invisible character or written with lookalike letters, a date in any spelling.
 DECODED_SEARCH_BYTES = 65_536
-#: Near-misses a search of pixel data checks before it gives up and holds the file back
-#: (a file built to make the search slow is not worth its cost).
-MAX_NEAR_MISSES = 2_000
 
 
-def _encodings(ds) -> list[str]:
-    """UTF-8, Latin-1, UTF-16 both ways, the legacy encodings of other scripts
-    (:data:`curate.deid.check.LEGACY_CODECS`) and the codecs of the header's character set."""
+def _encodings(ds) -> dict[str, int]:
+    """The encodings pixel bytes are searched in -> the fewest bytes a spelling in each is
+    looked for with (:func:`curate.deid.literals.legacy_encodings`): UTF-8, Latin-1,
+    UTF-16 both ways and the codecs of the header's character set; the legacy encodings
+    of other scripts, and ISO 2022 Japanese (its escapes make a literal of it useless to
+    the header check, but here each find is confirmed by the pattern in the bytes decoded)."""
     from pydicom.charset import convert_encodings
 
-    # ISO 2022 Japanese too: its escapes make a literal of it useless to the header check,
-    # but here each find is confirmed by the pattern in the bytes decoded.
-    found = ["utf-8", "latin-1", "utf-16-le", "utf-16-be", *LEGACY_CODECS, "iso2022_jp"]
+    own = ["utf-8", "latin-1", "utf-16-le", "utf-16-be"]
     try:
-        found += convert_encodings(ds.get("SpecificCharacterSet")) if ds.get("SpecificCharacterSet") else []
+        own += convert_encodings(ds.get("SpecificCharacterSet")) if ds.get("SpecificCharacterSet") else []
     except Exception:  # a character set pydicom does not know: the others still apply
         pass
-    return list(dict.fromkeys(found))
+    found = legacy_encodings(list(dict.fromkeys(own)))
+    found.setdefault("iso2022_jp", LEGACY_MIN_BYTES)
+    return found
 
 
 class _IdentitySearch:
     """The patient's values and original UIDs searched for in bytes: a literal search
-    for each spelling in each encoding first (``find`` runs at memory speed on
-    megabytes, where a pattern would not), in bytes whose ASCII letters are lowered
-    (ZyXwBrook is found as zyxwbrook, in any encoding: the spellings are lowered the same
-    way), then the header check's own pattern, with its word boundaries, around each hit
-    in the bytes as they are. The spellings are encoded once a file, for all its segments."""
+    for every spelling in every encoding at once (:mod:`curate.deid.literals`), in any
+    ASCII case (ZyXwBrook is found as zyxwbrook, in any encoding), then the header check's
+    own pattern, with its word boundaries, around each find in the bytes as they are.
+    The spellings are encoded once a file, for all its segments."""
 
-    def __init__(self, identity: Identity, encodings: list[str]):
+    def __init__(self, identity: Identity, encodings: dict[str, int]):
         self.identity, self.encodings = identity, encodings
-        self._spellings: dict[bool, dict[bytes, str]] = {}
+        self._searches: dict[bool, LiteralSearch] = {}
         self._uids = [uid.encode("ascii", errors="ignore") for uid in identity.uids]
 
-    def spellings(self, short: bool) -> dict[bytes, str]:
-        """Each spelling's bytes, ASCII letters lowered -> its encoding: every value with
-        `short` (and each date's year, around which the pattern looks for the date), else
-        those of three characters or more. (Cases outside ASCII: the word as written, in
-        capitals, small and title case.)"""
-        if short not in self._spellings:
+    def search(self, short: bool) -> LiteralSearch:
+        """The spellings of every value with `short` (and each date's year, around which
+        the pattern looks for the date), else of those of three characters or more."""
+        if short not in self._searches:
             words = [w for w in self.identity.words if short or len(w) >= MIN_LENGTH]
             if short:  # a date is written many ways, each with its year: the pattern reads it
                 words += sorted({date[:4] for date in self.identity.dates})
             found: dict[bytes, str] = {}
             for word in words:
-                for spelling in dict.fromkeys((word, word.upper(), word.lower(), word.title())):
-                    for encoding in self.encodings:
-                        try:
-                            encoded = spelling.encode(encoding).lower()
-                        except UnicodeEncodeError:  # a letter this encoding has not: not written in it
-                            continue
-                        if len(encoded) >= 2:
-                            found.setdefault(encoded, encoding)
-            self._spellings[short] = found
-        return self._spellings[short]
+                for spelling, encoding in spellings_in(word, self.encodings).items():
+                    found.setdefault(spelling, encoding)
+            self._searches[short] = LiteralSearch(found)
+        return self._searches[short]
 
     def holds(self, data, start: int, end: int, short: bool = False) -> bool:
         """Whether bytes [start, end) of `data` hold one of the values (see
-        :meth:`spellings`), in any case, or an original UID."""
+        :meth:`search`), in any case, or an original UID."""
         pattern = self.identity.pattern() if short else self.identity.long_pattern()
-        lowered = bytes(data[start:end]).lower()
-        checked = 0
-        for spelling, encoding in self.spellings(short).items():
-            at = lowered.find(spelling)
-            while at != -1:
-                checked += 1
-                if checked > MAX_NEAR_MISSES:
-                    return True
-                back = min(at, 128)
-                if back % 2 and encoding.startswith("utf-16"):
-                    back -= 1  # the window starts on the hit's own alignment
-                window = bytes(data[start + at - back : start + min(len(lowered), at + len(spelling) + 128)])
-                if pattern is not None and pattern.search(window.decode(encoding, errors="ignore")):
-                    return True
-                at = lowered.find(spelling, at + 1)
+        part = bytes(data[start:end])
+        if pattern is not None and self.search(short).holds(part, lambda text: bool(pattern.search(text))):
+            return True
         if any(data.find(uid, start, end) != -1 for uid in self._uids):
             return True
-        return end - start <= DECODED_SEARCH_BYTES and self._reads_as_text(bytes(data[start:end]), short)
+        if end - start > DECODED_SEARCH_BYTES:
+            # Too long to read as text every way: a date is looked for in its spellings.
+            return not short and bool(self.identity.dates) and holds_a_date_literally(part, self.identity.dates)
+        return self._reads_as_text(part, short)
 
     def _reads_as_text(self, data: bytes, short: bool) -> bool:
         """Whether `data`, read as text in each encoding (UTF-16 at both alignments),

@@ -8,6 +8,7 @@
 
 mod digest;
 mod error;
+mod search;
 
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use curate_dicom::{ColumnSpec, PathStep, Selection, Vr};
@@ -120,5 +121,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<digest::Blake3>()?;
     m.add_function(wrap_pyfunction!(digest::file_blake3, m)?)?;
     m.add_function(wrap_pyfunction!(digest::file_cells_or, m)?)?;
+    m.add_class::<search::Literals>()?;
     Ok(())
 }
