@@ -492,6 +492,31 @@ def test_bytes_past_the_image_in_a_legacy_encoding_hold_the_file_back(tmp_path, 
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", EXCESS_PIXEL_TEXT)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_random_bytes_past_the_image_hold_back_no_short_name_of_another_script(tmp_path, seed):
+    """Three Cyrillic letters are three bytes in Windows-1251 or KOI8-R: in a megabyte of
+    random bytes they turn up by chance, often between bytes that read as no letter."""
+    ds = image_dataset(PatientName="Ким^Ира", PatientID=PID, SpecificCharacterSet="ISO_IR 192")
+    noise = np.random.default_rng(seed).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
+    ds.PixelData = bytes(range(128)) + noise
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+
+
+def test_a_date_past_far_more_bytes_than_are_read_as_text_holds_the_file_back(tmp_path):
+    from curate.deid.worker import DECODED_SEARCH_BYTES, EXCESS_PIXEL_TEXT
+
+    ds = image_dataset(PatientName=NAME, PatientID=PID, PatientBirthDate="19601231")
+    ds.PixelData = bytes(range(128)) + bytes(2 * DECODED_SEARCH_BYTES) + b"DOB 1960-12-31" + bytes(2)
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", EXCESS_PIXEL_TEXT)
+    ds.PixelData = bytes(range(128)) + bytes(2 * DECODED_SEARCH_BYTES) + b"DOB 1961-12-31" + bytes(2)
+    source = write(ds, tmp_path / "src.dcm")
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+
+
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, "1.2.840.10008.1.2.1.99"])  # split, read whole
 @pytest.mark.parametrize(("keyword", "vr", "bits"), [("FloatPixelData", "OF", 32), ("DoubleFloatPixelData", "OD", 64)])
 def test_bytes_past_a_float_image_that_name_the_patient_hold_the_file_back(tmp_path, syntax, keyword, vr, bits):
@@ -542,8 +567,22 @@ def test_a_name_in_bytes_in_the_headers_own_character_set_holds_the_file_back(tm
         ("ISO_IR 192", "山田^太郎", "山田太郎".encode("shift_jis")),
         ("ISO_IR 192", "王^小明", "王小明".encode("big5")),
         ("ISO_IR 192", "김^민준", "김민준".encode("euc_kr")),
+        ("ISO_IR 192", "สมชาย^ใจดี", "สมชาย".encode("cp874")),
+        ("ISO_IR 192", "王^明", "王明".encode("gb18030")),  # a name of two signs, run together
+        ("ISO_IR 192", "이^준", "이준".encode("euc_kr")),
     ],
-    ids=["Windows-1251", "KOI8-R", "Windows-1253", "Windows-1250", "Shift JIS", "Big5", "EUC-KR"],
+    ids=[
+        "Windows-1251",
+        "KOI8-R",
+        "Windows-1253",
+        "Windows-1250",
+        "Shift JIS",
+        "Big5",
+        "EUC-KR",
+        "TIS-620",
+        "GB18030, two signs",
+        "EUC-KR, two signs",
+    ],
 )
 def test_a_name_in_bytes_in_a_legacy_encoding_not_the_headers_holds_the_file_back(tmp_path, charset, name, written):
     """An export tool writes a name into a private or binary value in its own locale's
@@ -561,6 +600,41 @@ def test_a_name_in_bytes_in_a_legacy_encoding_not_the_headers_holds_the_file_bac
 
 
 @pytest.mark.parametrize(
+    ("name", "written"),
+    [
+        ("Петров^Иван", "Ивановка".encode("cp1251")),  # a village, not the given name
+        ("Петров^Иван", "ИВАНОВКА".encode("koi8_r")),
+    ],
+    ids=["Windows-1251", "KOI8-R"],
+)
+def test_a_name_inside_a_longer_word_in_a_legacy_encoding_holds_nothing_back(tmp_path, name, written):
+    """The bytes of a name in a legacy encoding are read in their context, decoded: a
+    longer word that holds them is not the name."""
+    ds = image_dataset(PatientName=name, PatientID=PID, SpecificCharacterSet="ISO_IR 192")
+    ds.add_new(0x00282000, "OB", b"to " + written + b" " * (1 + len(written) % 2))
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["S35．12．31", "１９６０／１２／３１", "昭和３５年１２月３１日"],
+    ids=["era, full-width signs", "full-width digits", "era, full-width digits"],
+)
+def test_a_date_in_full_width_forms_in_bytes_holds_the_file_back(tmp_path, written):
+    """Bytes are read as text is: full-width digits and signs as plain ones."""
+    from curate.deid.check import HEADER_LEAK
+
+    ds = image_dataset(PatientName=NAME, PatientID=PID, PatientBirthDate="19601231")
+    data = b"DOB " + written.encode("utf-8")
+    ds.add_new(0x00282000, "OB", data + b" " * (len(data) % 2))
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+
+
+@pytest.mark.parametrize(
     "written",
     [
         b"DOB 17.03.1952 ",
@@ -570,8 +644,20 @@ def test_a_name_in_bytes_in_a_legacy_encoding_not_the_headers_holds_the_file_bac
         b"DOB S27.03.17 ",
         "DOB \u6c11\u570b41\u5e743\u670817\u65e5 ".encode("big5"),  # ROC 41
         b"DOB 17/03/2495 ",  # Buddhist era
+        "DOB \u6c11\u56fd41\u5e743\u670817\u65e5 ".encode("gb18030"),  # ROC 41, simplified 民国
+        "DOB 17 \u0e21\u0e35\u0e19\u0e32\u0e04\u0e21 2495 ".encode("cp874"),  # มีนาคม, Thai in TIS-620
     ],
-    ids=["dots", "CJK in UTF-8", "en dashes in UTF-16", "Japanese era", "era initial", "ROC", "Buddhist era"],
+    ids=[
+        "dots",
+        "CJK in UTF-8",
+        "en dashes in UTF-16",
+        "Japanese era",
+        "era initial",
+        "ROC",
+        "Buddhist era",
+        "ROC simplified",
+        "Thai month",
+    ],
 )
 def test_dates_in_megabytes_of_binary_values_are_found_as_literals(tmp_path, written):
     """Past DATE_PATTERN_BYTES the values are searched for the dates' common spellings:

@@ -100,6 +100,7 @@ def test_spellings():
         (dict(PatientName="MUELLER^JORG"), "Pt Müller seen"),
         (dict(PatientName="OBRIEN^ANN"), "Pt O'Brien seen"),
         (dict(PatientName="Bjørnsen^Ola"), "Pt BJORNSEN seen"),
+        (dict(PatientName="\u738b^\u660e"), "Pt \u738b\u660e seen"),  # 王^明 written 王明
         (dict(PatientBirthDate="19601231"), "DOB 31st Dec 1960"),
         (dict(PatientBirthDate="19601231"), "DOB 12-31-60"),
         (dict(PatientBirthDate="19601231"), "DOB 311260"),
@@ -155,6 +156,37 @@ def test_spellings():
         (
             dict(PatientBirthDate="19601231"),
             "DOB \u4e00\u4e5d\u516d\u3007\u5e74\u5341\u4e8c\u6708\u4e09\u5341\u4e00\u65e5",
+        ),
+        (dict(PatientBirthDate="19601231"), "DOB Showa 35.12.31"),
+        (dict(PatientBirthDate="19601231"), "DOB SHOWA 35/12/31"),
+        (dict(PatientBirthDate="19601231"), "DOB S35 12 31"),
+        (dict(PatientBirthDate="19601231"), "DOB S35,12,31"),
+        (dict(PatientBirthDate="19601231"), "DOB \u662d35.12.31"),  # 昭, the era's first sign
+        (dict(PatientBirthDate="19601231"), "DOB \u6c1149.12.31"),  # 民49
+        (dict(PatientBirthDate="19601231"), "DOB ROC 49.12.31"),
+        (dict(PatientBirthDate="19601231"), "DOB 31 \u0e18\u0e31\u0e19\u0e27\u0e32\u0e04\u0e21 2503"),  # ธันวาคม
+        (dict(PatientBirthDate="19601231"), "DOB 31 \u0e18.\u0e04. 2503"),  # ธ.ค.
+        # 31 เดือนธันวาคม พ.ศ.2503: "month" before its name, "Buddhist era" before the year
+        (
+            dict(PatientBirthDate="19601231"),
+            "DOB 31 \u0e40\u0e14\u0e37\u0e2d\u0e19\u0e18\u0e31\u0e19\u0e27\u0e32\u0e04\u0e21 \u0e1e.\u0e28.2503",
+        ),
+        (
+            dict(PatientBirthDate="19601231"),
+            "DOB \u4e00\u4e5d\u516d\u3007\u5e74\u5341\u4e8c\u6708\u5345\u4e00\u65e5",
+        ),  # 卅一
+        (
+            dict(PatientBirthDate="19601229"),
+            "DOB \u4e00\u4e5d\u516d\u3007\u5e74\u5341\u4e8c\u6708\u5eff\u4e5d\u65e5",
+        ),  # 廿九
+        # 千九百六十年十二月三十一日, and in the financial numerals 壹玖陆零年拾贰月叁拾壹日
+        (
+            dict(PatientBirthDate="19601231"),
+            "DOB \u5343\u4e5d\u767e\u516d\u5341\u5e74\u5341\u4e8c\u6708\u4e09\u5341\u4e00\u65e5",
+        ),
+        (
+            dict(PatientBirthDate="19601231"),
+            "DOB \u58f9\u7396\u9646\u96f6\u5e74\u62fe\u8d30\u6708\u53c1\u62fe\u58f9\u65e5",
         ),
     ],
 )

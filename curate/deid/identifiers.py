@@ -170,7 +170,8 @@ def name_spellings(value) -> set[str]:
     hyphenated halves, two letters or more, any length in scripts written without
     spaces; not the prefix and suffix, titles such as DR or MD, nor particles such as
     de or van alone), and each name with its separators run together (O'Brien, van der
-    Berg, Smith-Jones), in every variant."""
+    Berg, Smith-Jones), and a name of a script without spaces run together whole (王明),
+    in every variant."""
     spellings: set[str] = set()
     for group in str(value).replace("\0", " ").split("="):
         for component in group.split("^")[:3]:
@@ -183,6 +184,11 @@ def name_spellings(value) -> set[str]:
                 joined = _NAME_SEPARATORS.sub("", piece)
                 if len(joined) >= MIN_LENGTH and joined != piece.strip():
                     spellings |= _variants(joined)
+        # A name of a script without spaces is written family name first, run together
+        # (王^明: 王明), however short its parts.
+        family, given = [*group.split("^"), ""][:2]
+        if family.strip() and given.strip() and no_spaces_script(family + given):
+            spellings |= _variants(_NAME_SEPARATORS.sub("", family + given))
     return {s for s in spellings if s}
 
 
@@ -203,15 +209,34 @@ _FOREIGN_MONTHS = (
     "novembre noviembre novembro ноября ноябрь ноя",
     "dezember dez décembre decembre déc diciembre dicembre dic dezembro декабря декабрь дек",
 )
+#: Thai month names and their abbreviations (31 ธ.ค. 2503), written with the year of the
+#: Buddhist era.
+_THAI_MONTHS = (
+    "\u0e21\u0e01\u0e23\u0e32\u0e04\u0e21 \u0e21.\u0e04.",  # มกราคม ม.ค.
+    "\u0e01\u0e38\u0e21\u0e20\u0e32\u0e1e\u0e31\u0e19\u0e18\u0e4c \u0e01.\u0e1e.",  # กุมภาพันธ์ ก.พ.
+    "\u0e21\u0e35\u0e19\u0e32\u0e04\u0e21 \u0e21\u0e35.\u0e04.",  # มีนาคม มี.ค.
+    "\u0e40\u0e21\u0e29\u0e32\u0e22\u0e19 \u0e40\u0e21.\u0e22.",  # เมษายน เม.ย.
+    "\u0e1e\u0e24\u0e29\u0e20\u0e32\u0e04\u0e21 \u0e1e.\u0e04.",  # พฤษภาคม พ.ค.
+    "\u0e21\u0e34\u0e16\u0e38\u0e19\u0e32\u0e22\u0e19 \u0e21\u0e34.\u0e22.",  # มิถุนายน มิ.ย.
+    "\u0e01\u0e23\u0e01\u0e0e\u0e32\u0e04\u0e21 \u0e01.\u0e04.",  # กรกฎาคม ก.ค.
+    "\u0e2a\u0e34\u0e07\u0e2b\u0e32\u0e04\u0e21 \u0e2a.\u0e04.",  # สิงหาคม ส.ค.
+    "\u0e01\u0e31\u0e19\u0e22\u0e32\u0e22\u0e19 \u0e01.\u0e22.",  # กันยายน ก.ย.
+    "\u0e15\u0e38\u0e25\u0e32\u0e04\u0e21 \u0e15.\u0e04.",  # ตุลาคม ต.ค.
+    "\u0e1e\u0e24\u0e28\u0e08\u0e34\u0e01\u0e32\u0e22\u0e19 \u0e1e.\u0e22.",  # พฤศจิกายน พ.ย.
+    "\u0e18\u0e31\u0e19\u0e27\u0e32\u0e04\u0e21 \u0e18.\u0e04.",  # ธันวาคม ธ.ค.
+)
 _MONTH_NUMBERS = (
     {d.strftime(f).lower(): d.month for d in _MONTHS for f in ("%b", "%B")}
     | {"sept": 9}
     | {name: month for month, names in enumerate(_FOREIGN_MONTHS, 1) for name in names.split()}
+    | {name: month for month, names in enumerate(_THAI_MONTHS, 1) for name in names.split()}
 )
+#: Thai words about a date: month (เดือน) before its name, Buddhist era (พ.ศ.) before the year.
+_THAI_MONTH_WORD, _THAI_ERA = "\u0e40\u0e14\u0e37\u0e2d\u0e19", r"\u0e1e\.\s*\u0e28\.?"
 #: Months in Roman numerals (31.XII.1960), longest first.
 _ROMAN_MONTHS = {r: i for i, r in enumerate("i ii iii iv v vi vii viii ix x xi xii".split(), 1)}
 _ROMAN = "(?:" + "|".join(sorted(_ROMAN_MONTHS, key=len, reverse=True)) + ")"
-_MONTH = "(?:" + "|".join(sorted(_MONTH_NUMBERS, key=len, reverse=True)) + ")"
+_MONTH = "(?:" + "|".join(re.escape(m) for m in sorted(_MONTH_NUMBERS, key=len, reverse=True)) + ")"
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?\.?"
 _YEAR = r"'?(?:\d{4}|\d{2})"
 #: Between a date's numbers: a hyphen (ASCII or any Unicode dash, a minus sign), a slash,
@@ -224,7 +249,23 @@ _CJK_YEAR, _CJK_MONTH, _CJK_DAY = "[\u5e74\ub144]", "[\u6708\uc6d4]", "[\u65e5\u
 #: (一九六〇) or with tens (三十一); 元 is the first year of an era (平成元年).
 _CJK_NUMERALS = "\u3007\u96f6\u25cb\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d"  # 〇零○一..九
 _CJK_TEN, _FIRST_YEAR = "\u5341", "\u5143"  # 十, 元
-_CJK_NUMBER = rf"[\d{_CJK_NUMERALS}{_CJK_TEN}]"
+#: The numerals of contracts and cheques (壹貳參, 拾), traditional and simplified.
+_FINANCIAL_NUMERALS = {
+    **dict.fromkeys("\u58f9", 1),  # 壹
+    **dict.fromkeys("\u8cb3\u8d30", 2),  # 貳贰
+    **dict.fromkeys("\u53c3\u53c1", 3),  # 參叁
+    "\u8086": 4,  # 肆
+    "\u4f0d": 5,  # 伍
+    **dict.fromkeys("\u9678\u9646", 6),  # 陸陆
+    "\u67d2": 7,  # 柒
+    "\u634c": 8,  # 捌
+    "\u7396": 9,  # 玖
+}
+#: Signs that multiply what stands before them (十 ten, 百 hundred, 千 thousand; 拾佰仟 in
+#: the financial numerals), and those that stand for whole tens (廿 20, 卅 30, 卌 40).
+_MULTIPLIERS = {"\u5341": 10, "\u62fe": 10, "\u767e": 100, "\u4f70": 100, "\u5343": 1000, "\u4edf": 1000}
+_TENS = {"\u5eff": 20, "\u5345": 30, "\u534c": 40}
+_CJK_NUMBER = rf"[\d{_CJK_NUMERALS}{''.join(_FINANCIAL_NUMERALS)}{''.join(_MULTIPLIERS)}{''.join(_TENS)}]"
 #: The Japanese eras since 1868 by name and initial (昭和35年, S35.12.31), and the year
 #: before each one's first (Showa 1 is 1926).
 _ERAS = {
@@ -234,14 +275,19 @@ _ERAS = {
     "\u5e73\u6210": 1988,  # 平成 Heisei
     "\u4ee4\u548c": 2018,  # 令和 Reiwa
 }
+#: By a sign alone (昭35.12.31), the first of the era's name.
+_ERA_SIGNS = {name[0]: before for name, before in _ERAS.items()}
+#: By initial or name in Latin letters (S35.12.31, Showa 35.12.31), read by the initial.
 _ERA_INITIALS = {"m": 1867, "t": 1911, "s": 1925, "h": 1988, "r": 2018}
+_ERA_LATIN = "meiji|taish[oō]u?|sh[oō]u?wa|heisei|reiwa|[mtshr]"
 #: The Republic of China's calendar (Taiwan: 民國49年 is 1960), by its name.
-_ROC = "(?:\u4e2d\u83ef|\u4e2d\u534e)?\u6c11[\u570b\u56fd]"  # (中華|中华)民(國|国)
+_ROC = r"(?:(?:\u4e2d\u83ef|\u4e2d\u534e)?\u6c11[\u570b\u56fd]?|(?<![^\W\d_])r\.?o\.?c\.?)"  # (中華|中华)民(國|国), ROC
 _ROC_BEFORE = 1911
 #: The Buddhist era's years (Thailand: 2503 is 1960): 543 after the common era's.
 _BUDDHIST_OFFSET = 543
-#: Between the numbers of an era's date: the CJK signs, or a dot, slash or hyphen.
-_ERA_SEP = r"\s*[\u5e74\u6708./\-]\s*"
+#: Between the numbers of an era's date: the CJK signs, a dot, slash, hyphen or comma,
+#: with spaces about it, or spaces alone.
+_ERA_SEP = r"(?:\s*[\u5e74\u6708./\-,]\s*|\s+)"
 #: A date as people write it: numbers (a run of 6 or 8 digits read every way; year
 #: first, or day and month first in either order, with 4- or 2-digit years), or with the month's
 #: name or abbreviation, in English or another language, glued or not (ordinals too: 31st
@@ -261,12 +307,13 @@ DATE_TOKEN = re.compile(
     # A month's name first: tried only where letters run into a number (the many names
     # would otherwise be tried at every letter of a text).
     rf"|(?=[^\W\d_]{{3,12}}\.?[ \-/.]?\d)(?P<mn3>{_MONTH})\.?[ \-/.]?(?P<d3>{_DAY}),?[ \-/.]?\s*(?P<y3>{_YEAR})"
-    rf"|(?P<d4>{_DAY})(?:\s*de|\s+of)?[ \-/.]?\s*(?P<mn4>{_MONTH})\.?,?(?:\s+de)?[ \-/.]?\s*(?P<y4>{_YEAR})"
+    rf"|(?P<d4>{_DAY})(?:\s*de|\s+of)?[ \-/.]?\s*(?:{_THAI_MONTH_WORD})?(?P<mn4>{_MONTH})\.?,?(?:\s+de)?[ \-/.]?\s*"
+    rf"(?:{_THAI_ERA}\s*)?(?P<y4>{_YEAR})"
     rf"|(?P<y6>\d{{4}})[ \-/.]?(?P<mn6>{_MONTH})\.?[ \-/.]?(?P<d6>\d{{1,2}})"
     rf"|(?P<d7>\d{{1,2}})\s*[./\-]\s*(?P<r7>{_ROMAN})\s*[./\-]\s*(?P<y7>\d{{4}}|\d{{2}})"
-    rf"|(?P<y5>{_CJK_NUMBER}{{1,4}})\s*{_CJK_YEAR}\s*(?P<m5>{_CJK_NUMBER}{{1,3}})\s*{_CJK_MONTH}\s*(?P<d5>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
+    rf"|(?P<y5>{_CJK_NUMBER}{{1,5}})\s*{_CJK_YEAR}\s*(?P<m5>{_CJK_NUMBER}{{1,3}})\s*{_CJK_MONTH}\s*(?P<d5>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
     # A Japanese era's date, by the era's name or (not inside a word) its initial.
-    rf"|(?:(?P<era8>{'|'.join(_ERAS)})|(?<![^\W\d_])(?P<initial8>[mtshr])\.?)\s*"
+    rf"|(?:(?P<era8>{'|'.join(_ERAS)}|[{''.join(_ERA_SIGNS)}])|(?<![^\W\d_])(?P<initial8>{_ERA_LATIN})\.?)\s*"
     rf"(?P<y8>{_CJK_NUMBER}{{1,3}}|{_FIRST_YEAR}){_ERA_SEP}(?P<m8>{_CJK_NUMBER}{{1,3}}){_ERA_SEP}(?P<d8>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
     rf"|{_ROC}\s*(?P<y9>{_CJK_NUMBER}{{1,4}}|{_FIRST_YEAR}){_ERA_SEP}(?P<m9>{_CJK_NUMBER}{{1,3}}){_ERA_SEP}(?P<d9>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
     r")(?![0-9])",
@@ -349,7 +396,7 @@ def date_spellings(key: str) -> frozenset[str]:
 def _era_spellings(day: dt.date) -> set[str]:
     """The date `day` in the calendars of other eras, as literals: Japanese (by the era
     in force, and the one before in its first year), the Republic of China's and the
-    Buddhist."""
+    Buddhist (with Thai month names too)."""
     found = set()
     numbers = {(f"{day.month:02d}", f"{day.day:02d}"), (str(day.month), str(day.day))}
     initials = {before: initial.upper() for initial, before in _ERA_INITIALS.items()}
@@ -364,10 +411,12 @@ def _era_spellings(day: dt.date) -> set[str]:
             break  # past its first year: no earlier era is in force
     roc = day.year - _ROC_BEFORE
     if roc >= 1:
-        found |= {f"\u6c11\u570b{roc}\u5e74{day.month}\u6708{day.day}\u65e5", f"{roc:03d}{day:%m%d}"}
-        found |= {f"{roc:03d}{sep}{day:%m}{sep}{day:%d}" for sep in "./-"}
+        found |= {f"\u6c11{sign}{roc}\u5e74{day.month}\u6708{day.day}\u65e5" for sign in "\u570b\u56fd"}  # 民國 民国
+        found |= {f"{roc:03d}{day:%m%d}"} | {f"{roc:03d}{sep}{day:%m}{sep}{day:%d}" for sep in "./-"}
     buddhist = day.year + _BUDDHIST_OFFSET
     found |= {f"{date}{sep}{month}{sep}{buddhist}" for month, date in numbers for sep in "/.-"}
+    for month in _THAI_MONTHS[day.month - 1].split():  # 31 ธันวาคม 2503, 31 ธ.ค. พ.ศ. 2503
+        found |= {f"{day.day} {month} {era}{buddhist}" for era in ("", "\u0e1e.\u0e28. ")}
     return found
 
 
@@ -395,23 +444,30 @@ _NUMERAL_VALUES = {c: max(0, i - 2) for i, c in enumerate(_CJK_NUMERALS)}  # 〇
 
 def _number(text: str) -> int:
     """A number written in any script's digits or in Chinese numerals: positional
-    (一九六〇: 1960) or with tens (三十一: 31, 十二: 12); 元 (an era's first year): 1."""
+    (一九六〇: 1960), with tens, hundreds and thousands (三十一: 31, 十二: 12, 千九百六十:
+    1960), with the signs of whole tens (卅一: 31), or in the financial numerals (拾貳: 12);
+    元 (an era's first year): 1."""
     if text == _FIRST_YEAR:
         return 1
-    if _CJK_TEN in text:
-        tens, _, ones = text.partition(_CJK_TEN)
-        return (_number(tens) if tens else 1) * 10 + (_number(ones) if ones else 0)
-    value = 0
+    value = current = 0
     for c in text:
-        value = value * 10 + (_NUMERAL_VALUES[c] if c in _NUMERAL_VALUES else int(c))
-    return value
+        if c in _MULTIPLIERS:
+            value += (current or 1) * _MULTIPLIERS[c]
+            current = 0
+        elif c in _TENS:
+            value += current + _TENS[c]
+            current = 0
+        else:
+            digit = _NUMERAL_VALUES.get(c, _FINANCIAL_NUMERALS.get(c))
+            current = current * 10 + (int(c) if digit is None else digit)
+    return value + current
 
 
 def _cjk_years(text: str) -> list[int]:
     """A year written before 年: four digits as they read, fewer read as two-digit
     years (60年) and as the Republic of China's (49年: 1960)."""
     year = _number(text)
-    if len(text) >= 4 and _CJK_TEN not in text:
+    if year >= 1000 or (len(text) >= 4 and not any(c in _MULTIPLIERS or c in _TENS for c in text)):
         return _years(f"{year:04d}")
     return [1900 + year % 100, 2000 + year % 100, _ROC_BEFORE + year]
 
@@ -443,7 +499,8 @@ def _dates_of(match: re.Match) -> set[str]:
     elif g["y5"]:
         return _full_dates(_cjk_years(g["y5"]), g["m5"], g["d5"])
     elif g["y8"]:
-        before = _ERAS[g["era8"]] if g["era8"] else _ERA_INITIALS[g["initial8"].lower()]
+        era = g["era8"]
+        before = (_ERAS.get(era) or _ERA_SIGNS[era]) if era else _ERA_INITIALS[g["initial8"][0].lower()]
         return _full_dates([before + _number(g["y8"])], g["m8"], g["d8"])
     elif g["y9"]:
         return _full_dates([_ROC_BEFORE + _number(g["y9"])], g["m9"], g["d9"])
