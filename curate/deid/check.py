@@ -129,8 +129,9 @@ def _problem(
     words = long_words.presence if long_words is not None else None
     # A name or a date of another script may be written into bytes in a legacy encoding
     # that is not the header's (a Cyrillic name in an OB in Windows-1251).
-    foreign = [word for word in (long_words.values if long_words else ()) if not word.isascii()]
-    foreign += [spelling for key in identity.dates for spelling in _foreign_date_spellings(key)]
+    foreign = [tuple(sorted(word for word in (long_words.values if long_words else ()) if not word.isascii()))]
+    foreign += [_foreign_date_spellings(key) for key in sorted(identity.dates)]
+    foreign = [values for values in foreign if values]
     raw = excuses.blanked(header) + trailer if words is not None or foreign else b""
     if words is not None:
         searches += [
@@ -196,23 +197,28 @@ def _date_literals(dates: tuple[str, ...]) -> Literals:
 _LEGACY_ONLY = {codec: LEGACY_MIN_BYTES for codec in LEGACY_CODECS}
 
 
-def _holds_in_legacy_codecs(data: bytes, values: Iterable[str], confirm: Callable[[str], bool]) -> bool:
-    """Whether `data` holds one of `values` encoded in one of :data:`LEGACY_CODECS`
-    (:func:`curate.deid.literals.spellings_in`), where `confirm` says the bytes around
-    it, decoded, hold the value: one pass over the bytes, cheap enough for every header."""
-    values = tuple(sorted(set(values)))
-    return bool(values) and _legacy_search(values).holds(data, confirm)
+def _holds_in_legacy_codecs(data: bytes, groups: list[tuple[str, ...]], confirm: Callable[[str], bool]) -> bool:
+    """Whether `data` holds one of the values of `groups` (a patient's words; each date's
+    spellings) encoded in one of :data:`LEGACY_CODECS` (:func:`_legacy_spellings`), where
+    `confirm` says the bytes around it, decoded, hold the value: a pass over the bytes a
+    group, each group's search made once (the files of a patient or a day share them)."""
+    return any(_legacy_search(values).holds(data, confirm) for values in groups)
 
 
 @functools.lru_cache(maxsize=1024)
 def _legacy_search(values: tuple[str, ...]) -> LiteralSearch:
-    """The search for `values` in the legacy encodings (made once a patient: the files of
-    a patient or a day share it)."""
+    """The search for `values` in the legacy encodings."""
     found: dict[bytes, str] = {}
     for value in values:
-        for spelling, codec in spellings_in(value, _LEGACY_ONLY).items():
+        for spelling, codec in _legacy_spellings(value).items():
             found.setdefault(spelling, codec)
     return LiteralSearch(found)
+
+
+@functools.lru_cache(maxsize=8192)
+def _legacy_spellings(value: str) -> dict[bytes, str]:
+    """:func:`curate.deid.literals.spellings_in` the legacy encodings (made once a value)."""
+    return spellings_in(value, _LEGACY_ONLY)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -64,18 +64,22 @@ _SPELLING_MARKS = f"[{_SPELLING_MARK_CHARS}]"
 _LETTER_SEPARATOR = rf"(?:\s*{_SPELLING_MARKS}\s*|\s+)"
 
 
+#: Not after a letter standing alone and a separator (X M A R K): a longer spelling. The
+#: same before every spelled word (one lookbehind for them all: compiling is the cost).
+_ALONE = r"(?<![^\W\d_])[^\W\d_]"
+_NOT_SPELLED_BEFORE = rf"(?<!{_ALONE}[{_SPELLING_MARK_CHARS}\s])(?<!{_ALONE}{_SPELLING_MARKS}\s)"
+
+
 def _spelled_out(word: str, group: str) -> str:
     """`word` spelled letter by letter with one separator, the same throughout (K U M A R,
-    K.U.M.A.R., K-u-m-a-r), not inside a longer run of spelled letters (M A R K E R is
-    no Mark; P.A. L.A.T. is no Pala: its separators differ)."""
+    K.U.M.A.R., K-u-m-a-r), not followed by more spelled letters (M A R K E R is no
+    Mark; P.A. L.A.T. is no Pala: its separators differ); what may not stand before it is
+    :data:`_NOT_SPELLED_BEFORE`, in :data:`_SPELLED`."""
     letters = [re.escape(c) for c in word]
     first = f"{letters[0]}(?P<{group}>{_LETTER_SEPARATOR})"
     rest = f"(?P={group})".join(letters[1:])
-    # Not after a letter standing alone and a separator (X M A R K): a longer spelling.
-    alone = r"(?<![^\W\d_])[^\W\d_]"
-    before = rf"(?<!{alone}[{_SPELLING_MARK_CHARS}\s])(?<!{alone}{_SPELLING_MARKS}\s)"
     after = rf"(?!(?P={group})[^\W\d_](?:(?P={group})|(?![^\W\d_])))"
-    return before + first + rest + after
+    return first + rest + after
 
 
 #: Name particles: identifying only as part of the name they belong to (van der Berg).
@@ -631,7 +635,9 @@ _NAME = (r"(?<![^\W\d_])", r"(?![^\W\d_])")
 #: A name spelled out: first, whether four letters stand apart here at all (checked once
 #: a place for all the names: most text fails it at its first character).
 _SPELLED = (
-    _NAME[0] + rf"(?=[^\W\d_]{_LETTER_SEPARATOR}[^\W\d_]{_LETTER_SEPARATOR}[^\W\d_]{_LETTER_SEPARATOR}[^\W\d_])",
+    _NAME[0]
+    + _NOT_SPELLED_BEFORE
+    + rf"(?=[^\W\d_]{_LETTER_SEPARATOR}[^\W\d_]{_LETTER_SEPARATOR}[^\W\d_]{_LETTER_SEPARATOR}[^\W\d_])",
     _NAME[1],
 )
 
@@ -644,7 +650,9 @@ def _alternatives(words: frozenset[str]) -> list[tuple[tuple[str, str], str]]:
     IDs and dates not inside a longer number, but glued to letters (MRN12345), and long
     runs of digits with separators between them."""
     found = []
-    for number, word in enumerate(sorted(set(words), key=len, reverse=True)):
+    # The patterns ignore case: a word in capitals or small letters is one alternative.
+    distinct = {word.lower(): word for word in sorted(words)}.values()
+    for number, word in enumerate(sorted(distinct, key=len, reverse=True)):
         escaped = re.escape(word)
         digits = sum(c.isdigit() for c in word)
         if not word.isascii() and no_spaces_script(word):
