@@ -479,8 +479,9 @@ def test_bytes_past_the_image_that_name_the_patient_hold_the_file_back(tmp_path,
         ("Зыхбрук^Иван", "зыхбрук".encode("koi8_r")),
         ("Ζυξβρουκ^Νίκος", "Ζυξβρουκ".encode("cp1253")),
         ("Wójcikowa^Łucja", "WÓJCIKOWA".encode("cp1250")),
+        ("山田^太郎", "患者山田太郎様".encode("iso2022_jp")),
     ],
-    ids=["Windows-1251", "KOI8-R", "Windows-1253", "Windows-1250"],
+    ids=["Windows-1251", "KOI8-R", "Windows-1253", "Windows-1250", "ISO 2022 JP, inside a run"],
 )
 def test_bytes_past_the_image_in_a_legacy_encoding_hold_the_file_back(tmp_path, name, written):
     from curate.deid.worker import EXCESS_PIXEL_TEXT
@@ -570,6 +571,7 @@ def test_a_name_in_bytes_in_the_headers_own_character_set_holds_the_file_back(tm
         ("ISO_IR 192", "สมชาย^ใจดี", "สมชาย".encode("cp874")),
         ("ISO_IR 192", "王^明", "王明".encode("gb18030")),  # a name of two signs, run together
         ("ISO_IR 192", "이^준", "이준".encode("euc_kr")),
+        ("ISO_IR 192", "山田^太郎", "患者山田太郎様".encode("iso2022_jp")),  # no escape of its own
     ],
     ids=[
         "Windows-1251",
@@ -582,6 +584,7 @@ def test_a_name_in_bytes_in_the_headers_own_character_set_holds_the_file_back(tm
         "TIS-620",
         "GB18030, two signs",
         "EUC-KR, two signs",
+        "ISO 2022 JP, inside a run",
     ],
 )
 def test_a_name_in_bytes_in_a_legacy_encoding_not_the_headers_holds_the_file_back(tmp_path, charset, name, written):

@@ -193,8 +193,9 @@ def _date_literals(dates: tuple[str, ...]) -> Literals:
 
 
 #: What the header check reads a value of another script in, in bytes (the header's own
-#: encodings are read whole, decoded): the legacy encodings of other scripts only.
-_LEGACY_ONLY = {codec: LEGACY_MIN_BYTES for codec in LEGACY_CODECS}
+#: encodings are read whole, decoded): the legacy encodings of other scripts, and ISO 2022
+#: Japanese (a value's bytes found inside a run of its set, and read from the escape).
+_LEGACY_ONLY = {codec: LEGACY_MIN_BYTES for codec in (*LEGACY_CODECS, "iso2022_jp")}
 
 
 def _holds_in_legacy_codecs(data: bytes, groups: list[tuple[str, ...]], confirm: Callable[[str], bool]) -> bool:

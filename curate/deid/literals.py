@@ -73,7 +73,7 @@ def spellings_in(word: str, encodings: Mapping[str, int]) -> dict[bytes, str]:
             if mixed and fewest > OWN_MIN_BYTES:
                 continue
             try:
-                encoded = form.encode(encoding).lower()
+                encoded = _inside_a_run(form.encode(encoding), encoding).lower()
             except UnicodeEncodeError:  # a letter this encoding has not: not written in it
                 continue
             if len(encoded) >= fewest:
@@ -114,10 +114,28 @@ def _two_scripts(word: str) -> bool:
     return latin and other
 
 
+#: ISO 2022 Japanese: the escape into a double-byte set and back to ASCII.
+_ISO2022_IN, _ISO2022_OUT = (b"\x1b$B", b"\x1b$@"), b"\x1b(B"
+
+
+def _inside_a_run(encoded: bytes, encoding: str) -> bytes:
+    """A value of one double-byte set in ISO 2022 Japanese without the escapes about it:
+    inside a longer run of that set (患者山田様) its bytes stand with no escape of their own."""
+    if not encoding.startswith("iso2022") or not encoded.endswith(_ISO2022_OUT):
+        return encoded
+    inner = encoded[3:-3]
+    return inner if encoded[:3] in _ISO2022_IN and b"\x1b" not in inner else encoded
+
+
 def around(data: bytes, at: int, length: int, encoding: str) -> str:
     """The bytes around `length` bytes found at `at`, decoded by `encoding` (what does not
     decode dropped). What lies before the find is decoded apart from the rest, so that a
-    multi-byte encoding reads the find from its first byte."""
+    multi-byte encoding reads the find from its first byte; in ISO 2022, from the last
+    escape before it (which says what its bytes are)."""
+    if encoding.startswith("iso2022"):
+        escape = data.rfind(b"\x1b", max(0, at - 8 * AROUND), at + 1)
+        start = escape if escape != -1 else max(0, at - AROUND)
+        return data[start : at + length + AROUND].decode(encoding, errors="ignore")
     back = min(at, AROUND)
     if back % 2 and encoding.startswith("utf-16"):
         back -= 1  # the window starts on the find's own alignment
