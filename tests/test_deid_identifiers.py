@@ -7,7 +7,7 @@ import pytest
 from dicom_factory import image_dataset
 from test_deid_engine import deid
 
-from curate.deid.identifiers import Finder, date_key, name_spellings
+from curate.deid.identifiers import Finder, date_key, date_spellings, name_spellings
 
 CLEAN = dict(clean_descriptors=True, retain_longitudinal_modified_dates=True)
 
@@ -82,6 +82,31 @@ def test_letters_spelled_out_for_other_words_are_no_name(name, text):
     longer run of spelled letters."""
     out = deid(header(PatientName=name, StudyDescription=text), **CLEAN)
     assert str(out.StudyDescription) == text
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "18680512",
+        "18991231",
+        "19000101",
+        "19260304",
+        "19601231",
+        "19890107",
+        "19890108",
+        "20190501",
+        "20991231",
+        "21000111",
+    ],
+)
+def test_every_literal_spelling_of_a_date_is_read_back_as_that_date(key):
+    """The literals a search of long bytes looks for (``date_spellings``) are what the
+    pattern reads as the date: a two-digit year is never one outside 1900 to 2099, nor an
+    era's year one of another era."""
+    finder = Finder([], frozenset({key}))
+    spellings = date_spellings(key)
+    assert len(spellings) > 50
+    assert [s for s in spellings if not finder.search(s)] == []
 
 
 def test_spellings():

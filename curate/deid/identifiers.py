@@ -375,22 +375,28 @@ def date_spellings(key: str) -> frozenset[str]:
     """The common ways of writing the date `key` (YYYYMMDD), as literals: what a search of
     bytes too long for :data:`DATE_TOKEN` looks for (made once a date)."""
     day = dt.datetime.strptime(key, "%Y%m%d")
+    # A two-digit year is read in the 1900s or 2000s (68 is never 1868): none outside.
+    two_digits = 1900 <= day.year < 2100
     found = set()
     for form in _DATE_FORMATS:
-        text = day.strftime(form)
-        found |= {text, text.upper(), text.lower()}
+        if two_digits or "%y" not in form:
+            text = day.strftime(form)
+            found |= {text, text.upper(), text.lower()}
     for form in ("%d%b%Y", "%d%b%y", "%Y-%b-%d"):
-        text = day.strftime(form)
-        found |= {text, text.upper()}
+        if two_digits or "%y" not in form:
+            text = day.strftime(form)
+            found |= {text, text.upper()}
     roman = next(r for r, n in _ROMAN_MONTHS.items() if n == day.month).upper()
     found |= {f"{day.day}.{roman}.{day.year}", f"{day.day:02d}.{roman}.{day.year}", f"{day.day}/{roman}/{day.year}"}
     year, short = str(day.year), f"{day.year % 100:02d}"
-    found |= {f"{short}.{day.month:02d}.{day.day:02d}", f"{short}/{day.month:02d}/{day.day:02d}"}
+    if two_digits:
+        found |= {f"{short}.{day.month:02d}.{day.day:02d}", f"{short}/{day.month:02d}/{day.day:02d}"}
     for sep in _LITERAL_SEPARATORS:
         for month in {f"{day.month:02d}", str(day.month)}:
             for date in {f"{day.day:02d}", str(day.day)}:
                 found |= {sep.join(p) for p in ((year, month, date), (date, month, year), (month, date, year))}
-                found |= {sep.join((date, month, short)), sep.join((month, date, short))}
+                if two_digits:
+                    found |= {sep.join((date, month, short)), sep.join((month, date, short))}
     for signs, space in (("\u5e74\u6708\u65e5", ""), ("\ub144\uc6d4\uc77c", " ")):  # 年月日, 년월일
         for month, date in {(f"{day.month:02d}", f"{day.day:02d}"), (str(day.month), str(day.day))}:
             found.add(f"{day.year}{signs[0]}{space}{month}{signs[1]}{space}{date}{signs[2]}")
