@@ -505,6 +505,29 @@ def test_random_bytes_past_the_image_hold_back_no_short_name_of_another_script(t
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("written", None)
 
 
+def test_a_name_of_two_signs_past_far_more_bytes_than_are_read_as_text_holds_the_file_back(tmp_path):
+    from curate.deid.worker import DECODED_SEARCH_BYTES, EXCESS_PIXEL_TEXT
+
+    ds = image_dataset(PatientName="\u738b^\u660e", PatientID=PID, SpecificCharacterSet="ISO_IR 192")  # 王^明
+    ds.PixelData = bytes(range(128)) + bytes(2 * DECODED_SEARCH_BYTES) + "\u738b\u660e".encode("gb18030") + bytes(2)
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", EXCESS_PIXEL_TEXT)
+
+
+def test_a_name_of_a_thousand_letters_is_found_whole_in_a_legacy_encoding(tmp_path):
+    """A long value is looked for by its first bytes and confirmed whole in its context."""
+    from curate.deid.check import HEADER_LEAK
+
+    name = "\u0418\u0432\u0430\u043d" * 250  # Иван, a thousand letters
+    ds = image_dataset(PatientName=f"{name}^Petr", PatientID=PID, SpecificCharacterSet="ISO_IR 192")
+    written = name.encode("cp1251")
+    ds.add_new(0x00282000, "OB", b"by " + written + b" " * (1 + len(written) % 2))
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
+
+
 def test_a_date_past_far_more_bytes_than_are_read_as_text_holds_the_file_back(tmp_path):
     from curate.deid.worker import DECODED_SEARCH_BYTES, EXCESS_PIXEL_TEXT
 

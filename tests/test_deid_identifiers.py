@@ -126,6 +126,12 @@ def test_spellings():
         (dict(PatientName="OBRIEN^ANN"), "Pt O'Brien seen"),
         (dict(PatientName="Bjørnsen^Ola"), "Pt BJORNSEN seen"),
         (dict(PatientName="\u738b^\u660e"), "Pt \u738b\u660e seen"),  # 王^明 written 王明
+        (dict(PatientName="ใจดี^สมชาย"), "Pt นายสมชาย seen"),  # Thai runs names into words
+        (dict(PatientBirthDate="19601231"), "DOB \u5c45\u6c111960\u5e7412\u670831\u65e5"),  # 居民: no ROC year
+        (dict(PatientBirthDate="19601231"), "DOB \u6c111960.12.31"),  # 民
+        (dict(PatientBirthDate="19601231"), "DOB \u592712/31/1960"),  # 大
+        (dict(PatientBirthDate="19601231"), "DOB S35\u30fb12\u30fb31"),  # ・
+        (dict(PatientBirthDate="19601231"), "DOB 1960\u30fb12\u30fb31"),
         (dict(PatientBirthDate="19601231"), "DOB 31st Dec 1960"),
         (dict(PatientBirthDate="19601231"), "DOB 12-31-60"),
         (dict(PatientBirthDate="19601231"), "DOB 311260"),
@@ -184,8 +190,8 @@ def test_spellings():
         ),
         (dict(PatientBirthDate="19601231"), "DOB Showa 35.12.31"),
         (dict(PatientBirthDate="19601231"), "DOB SHOWA 35/12/31"),
-        (dict(PatientBirthDate="19601231"), "DOB S35 12 31"),
-        (dict(PatientBirthDate="19601231"), "DOB S35,12,31"),
+        (dict(PatientBirthDate="19601231"), "DOB Showa 35 12 31"),  # spaces after the era's name, not its initial
+        (dict(PatientBirthDate="19601231"), "DOB \u662d\u548c35, 12, 31"),  # 昭和35, 12, 31
         (dict(PatientBirthDate="19601231"), "DOB \u662d35.12.31"),  # 昭, the era's first sign
         (dict(PatientBirthDate="19601231"), "DOB \u6c1149.12.31"),  # 民49
         (dict(PatientBirthDate="19601231"), "DOB ROC 49.12.31"),
@@ -223,6 +229,13 @@ def test_the_spellings_a_review_found_are_cleaned(attrs, text):
             assert word.strip(",") not in cleaned, cleaned
 
 
+@pytest.mark.parametrize("text", ["Sex M 12/31/1960 seen", "M 12,31,1960 seen", "ROC 1960/12/31 seen"])
+def test_a_date_after_a_letter_that_may_begin_an_era_is_read_plain_too(text):
+    """M may be Meiji, or the patient's sex: the numbers after it are also a date."""
+    out = deid(header(PatientBirthDate="19601231", StudyDescription=text), **CLEAN)
+    assert "1960" not in str(out.StudyDescription) and "31" not in str(out.StudyDescription)
+
+
 def test_a_name_written_with_another_vr_is_still_a_name():
     ds = header(StudyDescription="CHEST Patient Lucinda Delacroix PA")
     del ds.PatientName
@@ -239,6 +252,13 @@ def test_a_name_written_with_another_vr_is_still_a_name():
         (dict(EthnicGroup="WHITE"), "white matter lesions"),
         (dict(PreMedication="NONE"), "contrast: none"),
         (dict(StudyID="1"), "AX T2 1.5 mm, 1-2 cm lesion"),
+        # An era's initial or first sign alone takes no spaces or commas between numbers,
+        # and a sign inside a word (水平, 最大) is no era.
+        (dict(StudyDate="20200304"), "Lesion R 2, 3, 4 cm"),
+        (dict(StudyDate="19900304"), "H2 3 4 mm"),
+        (dict(StudyDate="19130506"), "MR T2 5 6 mm"),
+        (dict(StudyDate="19890502"), "\u6c34\u5e731.5 2.0"),  # 水平
+        (dict(StudyDate="19230503"), "\u6700\u5927 12.5.3"),  # 最大
     ],
 )
 def test_clinical_words_that_identify_no_one_stay(attrs, text):

@@ -155,8 +155,11 @@ def fold(text: str) -> str:
 
 
 def no_spaces_script(word: str) -> bool:
-    """Chinese, Japanese and Korean text: names run into the words around them."""
-    return any("\u3040" <= c <= "\u30ff" or "\u3400" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" for c in word)
+    """Chinese, Japanese, Korean and Thai text: names run into the words around them."""
+    return any(
+        "\u3040" <= c <= "\u30ff" or "\u3400" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" or "\u0e00" <= c <= "\u0e7f"
+        for c in word
+    )
 
 
 def _variants(word: str) -> set[str]:
@@ -244,9 +247,9 @@ _MONTH = "(?:" + "|".join(re.escape(m) for m in sorted(_MONTH_NUMBERS, key=len, 
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?\.?"
 _YEAR = r"'?(?:\d{4}|\d{2})"
 #: Between a date's numbers: a hyphen (ASCII or any Unicode dash, a minus sign), a slash,
-#: a dot, an underscore, a colon, a comma, a bar or a middle dot, with spaces about it,
+#: a dot, an underscore, a colon, a comma, a bar or a middle dot (· or ・), with spaces about it,
 #: or spaces alone.
-_SEP = r"(?:\s*[-/._:,|\u00b7\u2010-\u2015\u2212\ufe58\ufe63\uff0d\uff0e\uff0f]\s*|\s+)"
+_SEP = r"(?:\s*[-/._:,|\u00b7\u30fb\uff65\u2010-\u2015\u2212\ufe58\ufe63\uff0d\uff0e\uff0f]\s*|\s+)"
 #: The year, month and day signs of Chinese and Japanese (年月日) and of Korean (년월일).
 _CJK_YEAR, _CJK_MONTH, _CJK_DAY = "[\u5e74\ub144]", "[\u6708\uc6d4]", "[\u65e5\uc77c]"
 #: A number in CJK writing: digits (any script's), or Chinese numerals, positional
@@ -283,15 +286,22 @@ _ERAS = {
 _ERA_SIGNS = {name[0]: before for name, before in _ERAS.items()}
 #: By initial or name in Latin letters (S35.12.31, Showa 35.12.31), read by the initial.
 _ERA_INITIALS = {"m": 1867, "t": 1911, "s": 1925, "h": 1988, "r": 2018}
-_ERA_LATIN = "meiji|taish[oō]u?|sh[oō]u?wa|heisei|reiwa|[mtshr]"
-#: The Republic of China's calendar (Taiwan: 民國49年 is 1960), by its name.
-_ROC = r"(?:(?:\u4e2d\u83ef|\u4e2d\u534e)?\u6c11[\u570b\u56fd]?|(?<![^\W\d_])r\.?o\.?c\.?)"  # (中華|中华)民(國|国), ROC
+_ERA_LATIN = "meiji|taish[oō]u?|sh[oō]u?wa|heisei|reiwa"
+#: Not after a CJK sign: 大, 明, 平, 民 alone are eras only where they begin a word (最大,
+#: 水平, 居民 are words of their own).
+_NOT_AFTER_CJK = r"(?<![\u3400-\u9fff])"
+#: The Republic of China's calendar (Taiwan: 民國49年 is 1960), by its name; and by 民 alone
+#: or ROC (:data:`_ROC_SHORT`).
+_ROC = r"(?:\u4e2d\u83ef|\u4e2d\u534e)?\u6c11[\u570b\u56fd]"  # (中華|中华)民(國|国)
+_ROC_SHORT = rf"(?:{_NOT_AFTER_CJK}\u6c11|(?<![^\W\d_])r\.?o\.?c\.?)"
 _ROC_BEFORE = 1911
 #: The Buddhist era's years (Thailand: 2503 is 1960): 543 after the common era's.
 _BUDDHIST_OFFSET = 543
-#: Between the numbers of an era's date: the CJK signs, a dot, slash, hyphen or comma,
-#: with spaces about it, or spaces alone.
-_ERA_SEP = r"(?:\s*[\u5e74\u6708./\-,]\s*|\s+)"
+#: Between the numbers of an era's date: the CJK signs, a dot, slash, hyphen or middle dot
+#: (・), with spaces about it; after the era's name also a comma, or spaces alone. After
+#: an initial or a sign alone not those: "H2 3 4 mm" or "R 2, 3, 4 cm" is no date.
+_ERA_SEP_SHORT = r"\s*[\u5e74\u6708./\-\u30fb]\s*"
+_ERA_SEP = r"(?:\s*[\u5e74\u6708./\-\u30fb,]\s*|\s+)"
 #: A date as people write it: numbers (a run of 6 or 8 digits read every way; year
 #: first, or day and month first in either order, with 4- or 2-digit years), or with the month's
 #: name or abbreviation, in English or another language, glued or not (ordinals too: 31st
@@ -317,9 +327,12 @@ DATE_TOKEN = re.compile(
     rf"|(?P<d7>\d{{1,2}})\s*[./\-]\s*(?P<r7>{_ROMAN})\s*[./\-]\s*(?P<y7>\d{{4}}|\d{{2}})"
     rf"|(?P<y5>{_CJK_NUMBER}{{1,5}})\s*{_CJK_YEAR}\s*(?P<m5>{_CJK_NUMBER}{{1,3}})\s*{_CJK_MONTH}\s*(?P<d5>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
     # A Japanese era's date, by the era's name or (not inside a word) its initial.
-    rf"|(?:(?P<era8>{'|'.join(_ERAS)}|[{''.join(_ERA_SIGNS)}])|(?<![^\W\d_])(?P<initial8>{_ERA_LATIN})\.?)\s*"
+    rf"|(?:(?P<era8>{'|'.join(_ERAS)})|(?<![^\W\d_])(?P<initial8>{_ERA_LATIN})\.?)\s*"
     rf"(?P<y8>{_CJK_NUMBER}{{1,3}}|{_FIRST_YEAR}){_ERA_SEP}(?P<m8>{_CJK_NUMBER}{{1,3}}){_ERA_SEP}(?P<d8>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
+    rf"|(?:{_NOT_AFTER_CJK}(?P<era10>[{''.join(_ERA_SIGNS)}])|(?<![^\W\d_])(?P<initial10>[mtshr])\.?)\s*"
+    rf"(?P<y10>{_CJK_NUMBER}{{1,3}}|{_FIRST_YEAR}){_ERA_SEP_SHORT}(?P<m10>{_CJK_NUMBER}{{1,3}}){_ERA_SEP_SHORT}(?P<d10>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
     rf"|{_ROC}\s*(?P<y9>{_CJK_NUMBER}{{1,4}}|{_FIRST_YEAR}){_ERA_SEP}(?P<m9>{_CJK_NUMBER}{{1,3}}){_ERA_SEP}(?P<d9>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
+    rf"|{_ROC_SHORT}\s*(?P<y11>{_CJK_NUMBER}{{1,4}}|{_FIRST_YEAR}){_ERA_SEP_SHORT}(?P<m11>{_CJK_NUMBER}{{1,3}}){_ERA_SEP_SHORT}(?P<d11>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
     r")(?![0-9])",
     re.IGNORECASE,
 )
@@ -348,6 +361,8 @@ _DATE_FORMATS = [
 _LITERAL_SEPARATORS = ("-", "/", ".", " ", ":", "_", ". ", " - ", " / ", "\u2010", "\u2013", "\u2014", "\u2212")
 
 
+#: The groups of the years of an era's or the Republic of China's dates.
+_ERA_YEARS = ("y8", "y9", "y10", "y11")
 #: How far from its nearest digit a date token reaches (31 de septiembre de 1960).
 _DATE_REACH = 32
 _DIGIT_RUNS = re.compile(rf"(?:{_CJK_NUMBER}|{_FIRST_YEAR})+")
@@ -366,8 +381,16 @@ def date_tokens(text: str) -> Iterator[tuple[int, re.Match]]:
         else:
             windows.append([start, end])
     for start, end in windows:
-        for match in DATE_TOKEN.finditer(text[start:end]):
+        window = text[start:end]
+        for match in DATE_TOKEN.finditer(window):
             yield start, match
+            era = next((g for g in _ERA_YEARS if match.group(g)), None)
+            if era is not None:
+                # The numbers after an era's sign are also read as a plain date
+                # (M 12/31/1960, 民1960.12.31): the sign may be a word of its own.
+                plain = DATE_TOKEN.match(window, match.start(era))
+                if plain is not None and not any(plain.group(g) for g in _ERA_YEARS):
+                    yield start, plain
 
 
 @lru_cache(maxsize=4096)
@@ -509,11 +532,14 @@ def _dates_of(match: re.Match) -> set[str]:
     elif g["y5"]:
         return _full_dates(_cjk_years(g["y5"]), g["m5"], g["d5"])
     elif g["y8"]:
-        era = g["era8"]
-        before = (_ERAS.get(era) or _ERA_SIGNS[era]) if era else _ERA_INITIALS[g["initial8"][0].lower()]
+        before = _ERAS[g["era8"]] if g["era8"] else _ERA_INITIALS[g["initial8"][0].lower()]
         return _full_dates([before + _number(g["y8"])], g["m8"], g["d8"])
-    elif g["y9"]:
-        return _full_dates([_ROC_BEFORE + _number(g["y9"])], g["m9"], g["d9"])
+    elif g["y10"]:
+        before = _ERA_SIGNS[g["era10"]] if g["era10"] else _ERA_INITIALS[g["initial10"].lower()]
+        return _full_dates([before + _number(g["y10"])], g["m10"], g["d10"])
+    elif g["y9"] or g["y11"]:
+        n = "9" if g["y9"] else "11"
+        return _full_dates([_ROC_BEFORE + _number(g[f"y{n}"])], g[f"m{n}"], g[f"d{n}"])
     elif g["y6"]:
         readings = [(g["y6"], _MONTH_NUMBERS[g["mn6"].lower()], g["d6"])]
     elif g["y7"]:

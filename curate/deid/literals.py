@@ -81,6 +81,12 @@ def spellings_in(word: str, encodings: Mapping[str, int]) -> dict[bytes, str]:
     return found
 
 
+#: The longest literal searched for: a longer spelling is found by its first bytes, and
+#: confirmed whole (the automaton of many long, repetitive literals takes long to build:
+#: a name of a thousand letters would cost a minute).
+MAX_LITERAL = 64
+
+
 class LiteralSearch:
     """Spellings (bytes, ASCII letters lowered -> their encoding) found in bytes in any
     ASCII case, each find confirmed in the bytes around it, decoded."""
@@ -88,7 +94,8 @@ class LiteralSearch:
     def __init__(self, spellings: Mapping[bytes, str]):
         self.spellings = list(spellings)
         self.encodings = [spellings[s] for s in self.spellings]
-        self._literals = Literals(self.spellings, ascii_case_insensitive=True) if self.spellings else None
+        starts = [s[:MAX_LITERAL] for s in self.spellings]
+        self._literals = Literals(starts, ascii_case_insensitive=True) if starts else None
 
     def holds(self, data: bytes, confirm: Callable[[str], bool]) -> bool:
         """Whether a spelling occurs in `data` where `confirm` says the text around it,

@@ -17,7 +17,7 @@ from pydicom.uid import UID, ImplicitVRLittleEndian
 from curate._native import Blake3, file_cells_or
 from curate.deid.check import decodings, file_problem, holds_a_date_literally
 from curate.deid.engine import Deidentifier, Identity
-from curate.deid.identifiers import MIN_LENGTH, Finder, latin_readings, without_invisible
+from curate.deid.identifiers import MIN_LENGTH, Finder, latin_readings, no_spaces_script, without_invisible
 from curate.deid.literals import LEGACY_MIN_BYTES, LiteralSearch, legacy_encodings, spellings_in
 from curate.deid.pixels import PixelRedaction, record_redaction, redact_pixels
 from curate.deid.profile import Options, Profile
@@ -482,7 +482,8 @@ class _IdentitySearch:
         """The spellings of every value with `short` (and each date's year, around which
         the pattern looks for the date), else of those of three characters or more."""
         if short not in self._searches:
-            words = [w for w in self.identity.words if short or len(w) >= MIN_LENGTH]
+            # As the long pattern's: two signs of a script without spaces count (王明).
+            words = [w for w in self.identity.words if short or len(w) >= MIN_LENGTH or _two_signs(w)]
             if short:  # a date is written many ways, each with its year: the pattern reads it
                 words += sorted({date[:4] for date in self.identity.dates})
             found: dict[bytes, str] = {}
@@ -518,6 +519,10 @@ class _IdentitySearch:
                 if (finder is not None and finder.search(read)) or (dates is not None and dates.search(read)):
                     return True
         return False
+
+
+def _two_signs(word: str) -> bool:
+    return len(word) >= 2 and no_spaces_script(word)
 
 
 def _encapsulated(ds) -> bool:
