@@ -253,6 +253,23 @@ def test_the_birth_date_in_a_codestream_comment_is_cut_out(tmp_path, written):
     assert written not in target.read_bytes()
 
 
+@pytest.mark.parametrize("marker", [b"\xff\xfe", b"\xff\xe1"], ids=["COM", "APP1"])
+def test_a_date_in_a_codestream_segment_of_the_longest_length_is_cut_out(tmp_path, marker):
+    """A segment's length field is at most 0xFFFF: with its marker 65,537 bytes, all read as text."""
+    ds = jpeg(PatientBirthDate="19601231")
+    frame = frame_of(ds)
+    written = "\u662d\u548c35\u5e7412\u670831\u65e5".encode()  # 昭和35年12月31日
+    body = (b"note " + written + b" ").ljust(0xFFFF - 2, b" ")
+    segment = marker + (len(body) + 2).to_bytes(2, "big") + body
+    stream = frame[:2] + segment + frame[2:]
+    ds.PixelData = encapsulate([stream + b"\0" * (len(stream) % 2)])
+    source = tmp_path / "src.dcm"
+    ds.save_as(source)
+    target = tmp_path / "out.dcm"
+    result = deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT, quarantine=False)
+    assert result[0] == "failed" or written not in target.read_bytes()
+
+
 def test_a_name_cut_at_a_fragments_end_is_found_in_a_stream_that_cannot_be_walked(tmp_path):
     """MPEG-2 is not walked: its fragments are searched joined, as a video reader reads
     them, so a name that an item header splits is found whole."""

@@ -445,7 +445,7 @@ def _strip_pixel_text(source: str, ds, split: SplitFile | None, identity: Identi
 #: Bytes of pixel data (a text segment, what lies past an image) up to which the search
 #: also reads them as text every way the header check reads a header: a name split by an
 #: invisible character or written with lookalike letters, a date in any spelling.
-DECODED_SEARCH_BYTES = 65_536
+DECODED_SEARCH_BYTES = 65_537  # a codestream segment at its longest, its marker included
 
 
 def _encodings(ds) -> dict[str, int]:
