@@ -545,6 +545,30 @@ def test_a_name_of_a_thousand_letters_is_found_whole_in_a_legacy_encoding(tmp_pa
     assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", HEADER_LEAK)
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        "Showa 35.12.31",
+        "\u662d35.12.31",  # 昭
+        "\u6c1149.12.31",  # 民
+        "\u0e53\u0e51/\u0e51\u0e52/\u0e52\u0e55\u0e50\u0e53",  # ๓๑/๑๒/๒๕๐๓
+        "\u4e00\u4e5d\u516d\u3007\u5e74\u5341\u4e8c\u6708\u4e09\u5341\u4e00\u65e5",  # 一九六〇年十二月三十一日
+        "\uff11\uff19\uff16\uff10\u5e74\uff11\uff12\u6708\uff13\uff11\u65e5",  # １９６０年１２月３１日
+    ],
+)
+def test_a_date_of_another_calendar_past_far_more_bytes_than_are_read_as_text_holds_the_file_back(tmp_path, written):
+    """Past what is read as text the dates are looked for in their literal spellings:
+    those of other calendars, digits and numerals too."""
+    from curate.deid.worker import DECODED_SEARCH_BYTES, EXCESS_PIXEL_TEXT
+
+    ds = image_dataset(PatientName=NAME, PatientID=PID, PatientBirthDate="19601231")
+    data = b"DOB " + written.encode()
+    ds.PixelData = bytes(range(128)) + bytes(2 * DECODED_SEARCH_BYTES) + data + bytes(len(data) % 2)
+    source = write(ds, tmp_path / "src.dcm")
+    target = tmp_path / "out.dcm"
+    assert deidentify_file(str(source), str(target), Options(), KEY, UUID_ROOT) == ("failed", EXCESS_PIXEL_TEXT)
+
+
 def test_a_date_past_far_more_bytes_than_are_read_as_text_holds_the_file_back(tmp_path):
     from curate.deid.worker import DECODED_SEARCH_BYTES, EXCESS_PIXEL_TEXT
 

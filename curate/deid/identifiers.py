@@ -331,8 +331,8 @@ DATE_TOKEN = re.compile(
     rf"(?P<y8>{_CJK_NUMBER}{{1,3}}|{_FIRST_YEAR}){_ERA_SEP}(?P<m8>{_CJK_NUMBER}{{1,3}}){_ERA_SEP}(?P<d8>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
     rf"|(?:{_NOT_AFTER_CJK}(?P<era10>[{''.join(_ERA_SIGNS)}])|(?<![^\W\d_])(?P<initial10>[mtshr])\.?)\s*"
     rf"(?P<y10>{_CJK_NUMBER}{{1,3}}|{_FIRST_YEAR}){_ERA_SEP_SHORT}(?P<m10>{_CJK_NUMBER}{{1,3}}){_ERA_SEP_SHORT}(?P<d10>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
-    rf"|{_ROC}\s*(?P<y9>{_CJK_NUMBER}{{1,4}}|{_FIRST_YEAR}){_ERA_SEP}(?P<m9>{_CJK_NUMBER}{{1,3}}){_ERA_SEP}(?P<d9>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
-    rf"|{_ROC_SHORT}\s*(?P<y11>{_CJK_NUMBER}{{1,4}}|{_FIRST_YEAR}){_ERA_SEP_SHORT}(?P<m11>{_CJK_NUMBER}{{1,3}}){_ERA_SEP_SHORT}(?P<d11>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
+    rf"|{_ROC}\s*(?P<y9>{_CJK_NUMBER}{{1,5}}|{_FIRST_YEAR}){_ERA_SEP}(?P<m9>{_CJK_NUMBER}{{1,3}}){_ERA_SEP}(?P<d9>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
+    rf"|{_ROC_SHORT}\s*(?P<y11>{_CJK_NUMBER}{{1,5}}|{_FIRST_YEAR}){_ERA_SEP_SHORT}(?P<m11>{_CJK_NUMBER}{{1,3}}){_ERA_SEP_SHORT}(?P<d11>{_CJK_NUMBER}{{1,4}})(?:\s*{_CJK_DAY})?"
     r")(?![0-9])",
     re.IGNORECASE,
 )
@@ -433,6 +433,8 @@ def _era_spellings(day: dt.date) -> set[str]:
     found = set()
     numbers = {(f"{day.month:02d}", f"{day.day:02d}"), (str(day.month), str(day.day))}
     initials = {before: initial.upper() for initial, before in _ERA_INITIALS.items()}
+    latin = {before: name for name, before in _ERA_LATIN_NAMES.items()}
+    signs = {before: sign for sign, before in _ERA_SIGNS.items()}
     for name, before in sorted(_ERAS.items(), key=lambda era: era[1])[::-1]:
         year = day.year - before
         if year < 1:
@@ -440,17 +442,50 @@ def _era_spellings(day: dt.date) -> set[str]:
         for month, date in numbers:
             found |= {f"{name}{year}\u5e74{month}\u6708{date}\u65e5", f"{initials[before]}{year}.{month}.{date}"}
             found |= {f"{initials[before]}{year:02d}{sep}{month}{sep}{date}" for sep in "./-"}
+            found |= {f"{signs[before]}{year}.{month}.{date}"}  # 昭35.12.31
+            found |= {f"{form} {year}.{month}.{date}" for form in (latin[before], latin[before].upper())}
+        found.add(f"{name}{_chinese(year)}\u5e74{_chinese(day.month)}\u6708{_chinese(day.day)}\u65e5")
         if day.year > before + 1:
             break  # past its first year: no earlier era is in force
     roc = day.year - _ROC_BEFORE
     if roc >= 1:
         found |= {f"\u6c11{sign}{roc}\u5e74{day.month}\u6708{day.day}\u65e5" for sign in "\u570b\u56fd"}  # 民國 民国
         found |= {f"{roc:03d}{day:%m%d}"} | {f"{roc:03d}{sep}{day:%m}{sep}{day:%d}" for sep in "./-"}
+        found |= {f"\u6c11{roc}.{day.month}.{day.day}", f"ROC {roc}.{day.month}.{day.day}"}
+        found.add(f"\u6c11\u570b{_chinese(roc)}\u5e74{_chinese(day.month)}\u6708{_chinese(day.day)}\u65e5")
     buddhist = day.year + _BUDDHIST_OFFSET
     found |= {f"{date}{sep}{month}{sep}{buddhist}" for month, date in numbers for sep in "/.-"}
     for month in _THAI_MONTHS[day.month - 1].split():  # 31 ธันวาคม 2503, 31 ธ.ค. พ.ศ. 2503
         found |= {f"{day.day} {month} {era}{buddhist}" for era in ("", "\u0e1e.\u0e28. ")}
+    # In Thai digits (๓๑/๑๒/๒๕๐๓), and the common era's in Chinese numerals and in
+    # full-width digits (一九六〇年十二月三十一日, １９６０年１２月３１日).
+    found |= {spelling.translate(_THAI_DIGITS) for spelling in found if str(buddhist) in spelling}
+    positional = "".join(_CJK_NUMERALS[2 + int(d)] if d != "0" else "\u3007" for d in str(day.year))
+    found.add(f"{positional}\u5e74{_chinese(day.month)}\u6708{_chinese(day.day)}\u65e5")
+    wide = [f"{day.year}\u5e74{day.month}\u6708{day.day}\u65e5", f"{day.year}/{day.month:02d}/{day.day:02d}"]
+    wide += [f"{day.year}-{day.month:02d}-{day.day:02d}", f"{day.year}.{day.month:02d}.{day.day:02d}"]
+    found |= {spelling.translate(_FULL_WIDTH) for spelling in wide}
     return found
+
+
+#: The eras' names in Latin letters (Showa 35.12.31), by the year before each one's first.
+_ERA_LATIN_NAMES = {"Meiji": 1867, "Taisho": 1911, "Showa": 1925, "Heisei": 1988, "Reiwa": 2018}
+_THAI_DIGITS = str.maketrans("0123456789", "\u0e50\u0e51\u0e52\u0e53\u0e54\u0e55\u0e56\u0e57\u0e58\u0e59")
+_FULL_WIDTH = str.maketrans({c: chr(ord(c) + 0xFEE0) for c in "0123456789/-."})  # ０ to ９, ／, －, ．
+
+
+def _chinese(number: int) -> str:
+    """1 to 999 in Chinese numerals with tens and hundreds (十二, 三十一, 一百一十四), as
+    months, days and the years of an era or of the Republic of China are written."""
+    digit = _CJK_NUMERALS[3:]  # 一 to 九
+    hundreds, rest = divmod(number, 100)
+    tens, ones = divmod(rest, 10)
+    text = digit[hundreds - 1] + "\u767e" if hundreds else ""  # 百
+    if tens:
+        text += (digit[tens - 1] if tens > 1 or hundreds else "") + _CJK_TEN
+    elif hundreds and ones:
+        text += "\u96f6"  # 零: 一百零五
+    return text + (digit[ones - 1] if ones else "")
 
 
 def date_key(value: str) -> str | None:
