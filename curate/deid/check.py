@@ -32,7 +32,7 @@ from curate._native import Literals
 from curate.deid import vendors
 from curate.deid.engine import OPTION_CODES, PROFILE_CODE, Identity
 from curate.deid.identifiers import Finder, date_spellings, latin_readings, without_invisible
-from curate.deid.literals import LEGACY_CODECS, LEGACY_MIN_BYTES, LiteralSearch, spellings_in
+from curate.deid.literals import LEGACY_CODECS, LiteralSearch, legacy_encodings, spellings_in
 from curate.deid.profile import Options, Profile
 from curate.deid.uids import uids_in
 from curate.deid.vendors import VENDOR_TAGS
@@ -193,9 +193,8 @@ def _date_literals(dates: tuple[str, ...]) -> Literals:
 
 
 #: What the header check reads a value of another script in, in bytes (the header's own
-#: encodings are read whole, decoded): the legacy encodings of other scripts, and ISO 2022
-#: Japanese (a value's bytes found inside a run of its set, and read from the escape).
-_LEGACY_ONLY = {codec: LEGACY_MIN_BYTES for codec in (*LEGACY_CODECS, "iso2022_jp")}
+#: encodings are read whole, decoded): the legacy encodings only.
+_LEGACY_ONLY = legacy_encodings([])
 
 
 def _holds_in_legacy_codecs(data: bytes, groups: list[tuple[str, ...]], confirm: Callable[[str], bool]) -> bool:

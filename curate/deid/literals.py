@@ -52,9 +52,11 @@ AROUND = 128
 def legacy_encodings(own: list[str]) -> dict[str, int]:
     """Each encoding to search -> the fewest bytes a spelling in it is looked for with:
     the `own` ones (the header's, UTF-8, Latin-1, UTF-16) from :data:`OWN_MIN_BYTES`,
-    the legacy ones not among them from :data:`LEGACY_MIN_BYTES`."""
+    the legacy ones not among them, and ISO 2022 Japanese (a value's bytes are found
+    inside a run of its set, and read from the escape before them), from
+    :data:`LEGACY_MIN_BYTES`."""
     found = dict.fromkeys(own, OWN_MIN_BYTES)
-    for codec in LEGACY_CODECS:
+    for codec in (*LEGACY_CODECS, "iso2022_jp"):
         found.setdefault(codec, LEGACY_MIN_BYTES)
     return found
 

@@ -17,8 +17,8 @@ from pydicom.uid import UID, ImplicitVRLittleEndian
 from curate._native import Blake3, file_cells_or
 from curate.deid.check import decodings, file_problem, holds_a_date_literally
 from curate.deid.engine import Deidentifier, Identity
-from curate.deid.identifiers import MIN_LENGTH, Finder, latin_readings, no_spaces_script, without_invisible
-from curate.deid.literals import LEGACY_MIN_BYTES, LiteralSearch, legacy_encodings, spellings_in
+from curate.deid.identifiers import Finder, latin_readings, without_invisible
+from curate.deid.literals import LiteralSearch, legacy_encodings, spellings_in
 from curate.deid.pixels import PixelRedaction, record_redaction, redact_pixels
 from curate.deid.profile import Options, Profile
 from curate.deid.pseudonym import Pseudonymizer
@@ -451,9 +451,7 @@ DECODED_SEARCH_BYTES = 65_537  # a codestream segment at its longest, its marker
 def _encodings(ds) -> dict[str, int]:
     """The encodings pixel bytes are searched in -> the fewest bytes a spelling in each is
     looked for with (:func:`curate.deid.literals.legacy_encodings`): UTF-8, Latin-1,
-    UTF-16 both ways and the codecs of the header's character set; the legacy encodings
-    of other scripts, and ISO 2022 Japanese (its escapes make a literal of it useless to
-    the header check, but here each find is confirmed by the pattern in the bytes decoded)."""
+    UTF-16 both ways and the codecs of the header's character set; the legacy encodings."""
     from pydicom.charset import convert_encodings
 
     own = ["utf-8", "latin-1", "utf-16-le", "utf-16-be"]
@@ -461,9 +459,7 @@ def _encodings(ds) -> dict[str, int]:
         own += convert_encodings(ds.get("SpecificCharacterSet")) if ds.get("SpecificCharacterSet") else []
     except Exception:  # a character set pydicom does not know: the others still apply
         pass
-    found = legacy_encodings(list(dict.fromkeys(own)))
-    found.setdefault("iso2022_jp", LEGACY_MIN_BYTES)
-    return found
+    return legacy_encodings(list(dict.fromkeys(own)))
 
 
 class _IdentitySearch:
@@ -480,10 +476,12 @@ class _IdentitySearch:
 
     def search(self, short: bool) -> LiteralSearch:
         """The spellings of every value with `short` (and each date's year, around which
-        the pattern looks for the date), else of those of three characters or more."""
+        the pattern looks for the date), else of the long pattern's values (three
+        characters or more, two signs of a script without spaces)."""
         if short not in self._searches:
-            # As the long pattern's: two signs of a script without spaces count (王明).
-            words = [w for w in self.identity.words if short or len(w) >= MIN_LENGTH or _two_signs(w)]
+            long = self.identity.long_pattern()
+            kept = long.values if long is not None else frozenset()
+            words = [w for w in self.identity.words if short or w in kept]
             if short:  # a date is written many ways, each with its year: the pattern reads it
                 words += sorted({date[:4] for date in self.identity.dates})
             found: dict[bytes, str] = {}
@@ -519,10 +517,6 @@ class _IdentitySearch:
                 if (finder is not None and finder.search(read)) or (dates is not None and dates.search(read)):
                     return True
         return False
-
-
-def _two_signs(word: str) -> bool:
-    return len(word) >= 2 and no_spaces_script(word)
 
 
 def _encapsulated(ds) -> bool:
