@@ -176,10 +176,11 @@ def holds_a_date_literally(data: bytes, dates: frozenset[str]) -> bool:
     return _date_literals(tuple(sorted(dates))).occurs_in(data)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=64)
 def _date_literals(dates: tuple[str, ...]) -> Literals:
     """The spellings of `dates` in every encoding they may be written in, as literals
-    (made once a patient's dates)."""
+    (made once a patient's dates; the files of a study lie together, so a few dozen kept
+    serve them: each is some hundred kilobytes)."""
     encodings = ("latin-1", "utf-8", "utf-16-le", "utf-16-be", *LEGACY_CODECS)
     found = set()
     for key in dates:
@@ -205,7 +206,7 @@ def _holds_in_legacy_codecs(data: bytes, groups: list[tuple[str, ...]], confirm:
     return any(_legacy_search(values).holds(data, confirm) for values in groups)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=64)
 def _legacy_search(values: tuple[str, ...]) -> LiteralSearch:
     """The search for `values` in the legacy encodings."""
     found: dict[bytes, str] = {}
@@ -215,13 +216,13 @@ def _legacy_search(values: tuple[str, ...]) -> LiteralSearch:
     return LiteralSearch(found)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=2048)
 def _legacy_spellings(value: str) -> dict[bytes, str]:
     """:func:`curate.deid.literals.spellings_in` the legacy encodings (made once a value)."""
     return spellings_in(value, _LEGACY_ONLY)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)
 def _foreign_date_spellings(key: str) -> tuple[str, ...]:
     """The spellings of the date `key` that are not ASCII (1960年12月31日)."""
     return tuple(spelling for spelling in date_spellings(key) if not spelling.isascii())

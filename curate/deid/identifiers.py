@@ -393,7 +393,7 @@ def date_tokens(text: str) -> Iterator[tuple[int, re.Match]]:
                     yield start, plain
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)
 def date_spellings(key: str) -> frozenset[str]:
     """The common ways of writing the date `key` (YYYYMMDD), as literals: what a search of
     bytes too long for :data:`DATE_TOKEN` looks for (made once a date)."""
